@@ -1,0 +1,14 @@
+/**
+ * Hello world: runs unchanged under `deno serve examples/hello.ts` and
+ * `deno run -A cli.ts examples/hello.ts`.
+ *
+ * @module
+ */
+
+export default {
+  fetch(_request: Request): Response {
+    return new Response("Hello from m2fetch\n", {
+      headers: { "content-type": "text/plain; charset=utf-8" },
+    });
+  },
+} satisfies Deno.ServeDefaultExport;

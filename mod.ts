@@ -1,0 +1,58 @@
+/**
+ * m2fetch serves Web Fetch handler modules, the ones `deno serve` runs,
+ * behind the mongrel2 web server over ZeroMQ.
+ *
+ * Handlers import from here only what `deno serve` has no room for:
+ *
+ * ```ts ignore
+ * import { mongrel2Info } from "m2fetch";
+ *
+ * export default {
+ *   fetch(request: Request, info: Deno.ServeHandlerInfo) {
+ *     const m2 = mongrel2Info(request); // undefined under deno serve
+ *     return new Response(`hello ${info.remoteAddr.hostname} ${m2?.connectionId ?? ""}\n`);
+ *   },
+ * } satisfies Deno.ServeDefaultExport;
+ * ```
+ *
+ * Embedding the server (what `cli.ts` does):
+ *
+ * ```ts ignore
+ * import { serveMongrel2, ZmqTransport } from "m2fetch";
+ * const server = serveMongrel2({
+ *   handler: () => new Response("hello\n"),
+ *   transport: new ZmqTransport({
+ *     sendSpec: "tcp://127.0.0.1:9997",
+ *     recvSpec: "tcp://127.0.0.1:9996",
+ *   }),
+ * });
+ * await server.finished;
+ * ```
+ *
+ * @module
+ */
+
+export { mongrel2Info, type Mongrel2RequestInfo } from "./runtime/info.ts";
+export {
+  type FetchHandler,
+  type Mongrel2Server,
+  serveMongrel2,
+  type ServeMongrel2Options,
+} from "./runtime/server.ts";
+export {
+  ZmqTransport,
+  type ZmqTransportOptions,
+} from "./runtime/transport/zmq.ts";
+export type { Transport } from "./runtime/transport/transport.ts";
+export {
+  findHandler,
+  type LoadedHandler,
+  loadHandler,
+} from "./runtime/handler.ts";
+export {
+  type AccessEntry,
+  createLogger,
+  type Logger,
+  type LoggerOptions,
+} from "./runtime/log.ts";
+export type { Mongrel2Headers } from "./runtime/protocol/message.ts";

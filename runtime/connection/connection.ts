@@ -1,0 +1,267 @@
+/**
+ * Per-connection state: the exchanges in request order (mongrel2 forwards
+ * pipelined requests at once, so responses must be serialised here), the
+ * download credits that keep mongrel2 from killing a slow client, and the
+ * close rules.
+ *
+ * @module
+ */
+
+import {
+  encodeClose,
+  encodeCtl,
+  encodeReplyPrefix,
+} from "../protocol/reply.ts";
+import type { Exchange } from "./exchange.ts";
+import type { ResponseEncoder } from "../http/response_encoder.ts";
+
+/** mongrel2's fixed per-connection credit window (`MAX_CREDITS`, 100 KiB). */
+export const MAX_CREDITS = 102400;
+
+/**
+ * Largest reply body sent in one message when mongrel2 gives no credits.
+ * mongrel2 copies each reply and kills a client after 16 queued messages,
+ * so fewer, larger messages are safer than many small ones.
+ */
+const MAX_MESSAGE_WITHOUT_CREDITS = 4 * 1024 * 1024;
+
+/** What a connection needs from the server. */
+export interface ConnectionHooks {
+  /** Queues a message for mongrel2. */
+  send(message: Uint8Array): void;
+  /** The connection is finished: closed by us or gone. Remove it. */
+  closed(connection: Connection): void;
+  /** An exchange ended: its response was handed over in full, or it failed. */
+  exchangeEnded(
+    connection: Connection,
+    exchange: Exchange,
+    encoder: ResponseEncoder | null,
+    error?: unknown,
+  ): void;
+}
+
+/**
+ * One client connection as mongrel2 identifies it: `(sender, id)`.
+ *
+ * @example Usage
+ * ```ts
+ * import { Connection } from "./connection.ts";
+ * const sent: Uint8Array[] = [];
+ * const connection = new Connection("abc", "7", null, {
+ *   send: (message) => sent.push(message),
+ *   closed: () => {},
+ *   exchangeEnded: () => {},
+ * });
+ * connection.close();
+ * console.assert(new TextDecoder().decode(sent[0]) === "abc 1:7, ");
+ * ```
+ */
+export class Connection {
+  /** The handler `send_ident` the requests came with. */
+  readonly sender: string;
+  /** mongrel2's connection id. */
+  readonly id: string;
+  /** When a message last came or went (ms, `performance.now()`). */
+  lastActivity: number = performance.now();
+  readonly #hooks: ConnectionHooks;
+  readonly #prefix: Uint8Array;
+  #credits: number | null;
+  #exchanges: Exchange[] = [];
+  #pumping = false;
+  #finished = false;
+  #creditWaiter: (() => void) | null = null;
+  #waitingSince: number | null = null;
+
+  /**
+   * Creates the state for a connection.
+   *
+   * @param sender The `send_ident`.
+   * @param id The connection id.
+   * @param credits Download credits, or `null` without flow control.
+   * @param hooks Callbacks into the server.
+   */
+  constructor(
+    sender: string,
+    id: string,
+    credits: number | null,
+    hooks: ConnectionHooks,
+  ) {
+    this.sender = sender;
+    this.id = id;
+    this.#credits = credits;
+    this.#hooks = hooks;
+    this.#prefix = encodeReplyPrefix(sender, [id]);
+  }
+
+  /** Requests whose responses are not yet fully handed over. */
+  get pending(): number {
+    return this.#exchanges.length;
+  }
+
+  /** Download credits left, or `null` without flow control. */
+  get credits(): number | null {
+    return this.#credits;
+  }
+
+  /** Since when a write has waited for credits (ms), or `null`. */
+  get waitingSince(): number | null {
+    return this.#waitingSince;
+  }
+
+  /** Whether the connection was closed or lost. */
+  get finished(): boolean {
+    return this.#finished;
+  }
+
+  /**
+   * Appends a request; its response is written after those before it.
+   *
+   * @param exchange The new exchange.
+   */
+  enqueue(exchange: Exchange): void {
+    this.lastActivity = performance.now();
+    if (this.#finished) {
+      exchange.abort(new DOMException("Connection closed", "AbortError"));
+      return;
+    }
+    this.#exchanges.push(exchange);
+    if (!this.#pumping) this.#pump();
+  }
+
+  /**
+   * Adds download credits from a credits notice.
+   *
+   * @param credits Bytes mongrel2 wrote to the client.
+   */
+  addCredits(credits: number): void {
+    this.lastActivity = performance.now();
+    if (this.#credits === null) return;
+    this.#credits = Math.min(MAX_CREDITS, this.#credits + credits);
+    this.#creditWaiter?.();
+  }
+
+  /**
+   * The client is gone (disconnect notice or timeout): abort everything and
+   * write nothing more.
+   *
+   * @param reason Becomes `request.signal.reason`.
+   */
+  lost(reason: unknown): void {
+    if (this.#finished) return;
+    this.#finish(reason);
+  }
+
+  /**
+   * Closes the client connection: queued bytes are flushed first, then
+   * mongrel2 closes it. Exchanges not yet answered are aborted.
+   */
+  close(): void {
+    if (this.#finished) return;
+    this.#hooks.send(encodeClose(this.sender, [this.id]));
+    this.#finish(new DOMException("Connection closed", "AbortError"));
+  }
+
+  /** Asks mongrel2 to close the connection at once, dropping queued bytes. */
+  cancel(reason: unknown): void {
+    if (this.#finished) return;
+    this.#hooks.send(encodeCtl(this.sender, [this.id], { cancel: true }));
+    this.#finish(reason);
+  }
+
+  #finish(reason: unknown): void {
+    this.#finished = true;
+    const exchanges = this.#exchanges;
+    this.#exchanges = [];
+    for (const exchange of exchanges) {
+      if (!exchange.settled) {
+        exchange.abort(reason);
+        this.#hooks.exchangeEnded(this, exchange, null, reason);
+      }
+    }
+    this.#creditWaiter?.();
+    this.#hooks.closed(this);
+  }
+
+  async #pump(): Promise<void> {
+    this.#pumping = true;
+    try {
+      while (this.#exchanges.length > 0 && !this.#finished) {
+        const exchange = this.#exchanges[0];
+        const encoder = await exchange.encoder;
+        if (this.#finished) return;
+        if (encoder === null) {
+          this.#exchanges.shift();
+          continue;
+        }
+        try {
+          let segment: Uint8Array[] | null;
+          while ((segment = await encoder.next()) !== null) {
+            if (this.#finished) return;
+            await this.#write(segment);
+            if (this.#finished) return;
+          }
+        } catch (error) {
+          // The body stream failed after the head went out: the framing is
+          // broken, so the only honest signal left is closing.
+          exchange.abort(error);
+          this.#exchanges.shift();
+          this.#hooks.exchangeEnded(this, exchange, encoder, error);
+          this.close();
+          return;
+        }
+        if (this.#finished) return;
+        this.#exchanges.shift();
+        exchange.finish();
+        this.#hooks.exchangeEnded(this, exchange, encoder);
+        if (!encoder.keepAlive) this.close();
+      }
+    } finally {
+      this.#pumping = false;
+    }
+  }
+
+  /** Sends the pieces as replies, within the credit window. */
+  async #write(pieces: Uint8Array[]): Promise<void> {
+    let remaining = 0;
+    for (const piece of pieces) remaining += piece.length;
+    let index = 0;
+    let offset = 0;
+    while (remaining > 0) {
+      let budget = remaining;
+      if (this.#credits !== null) {
+        while (this.#credits <= 0) {
+          this.#waitingSince ??= performance.now();
+          await new Promise<void>((resolve) => this.#creditWaiter = resolve);
+          this.#creditWaiter = null;
+          if (this.#finished) return;
+        }
+        this.#waitingSince = null;
+        budget = Math.min(budget, this.#credits);
+      } else {
+        budget = Math.min(budget, MAX_MESSAGE_WITHOUT_CREDITS);
+      }
+      const prefix = this.#prefix;
+      const message = new Uint8Array(prefix.length + budget);
+      message.set(prefix);
+      let at = prefix.length;
+      while (at < message.length) {
+        const piece = pieces[index];
+        const take = Math.min(piece.length - offset, message.length - at);
+        message.set(
+          take === piece.length ? piece : piece.subarray(offset, offset + take),
+          at,
+        );
+        at += take;
+        offset += take;
+        if (offset === piece.length) {
+          index++;
+          offset = 0;
+        }
+      }
+      this.#hooks.send(message);
+      this.lastActivity = performance.now();
+      if (this.#credits !== null) this.#credits -= budget;
+      remaining -= budget;
+    }
+  }
+}

@@ -1,0 +1,120 @@
+/**
+ * Finds the Fetch handler in a user module, accepting the shapes users
+ * already write: `export default { fetch }` (what `deno serve` runs),
+ * `export default function`, or a named `export function fetch`.
+ *
+ * @module
+ */
+
+import type { FetchHandler } from "./server.ts";
+
+/** The handler found in a module. */
+export interface LoadedHandler {
+  /** The Fetch handler, bound to its object where it had one. */
+  fetch: FetchHandler;
+  /** Which export it came from, for the start-up line. */
+  source: "default.fetch" | "default" | "fetch";
+}
+
+function describe(value: unknown): string {
+  if (value === null) return "null";
+  if (Array.isArray(value)) return "an array";
+  if (typeof value === "object") {
+    const keys = Object.keys(value as object);
+    return keys.length === 0
+      ? "an object with no properties"
+      : `an object with ${keys.map((key) => `"${key}"`).join(", ")}`;
+  }
+  return `a ${typeof value}`;
+}
+
+/**
+ * Returns the handler a module exports.
+ *
+ * @param module The module namespace (the result of `import()`).
+ * @param name The module's name, for error messages.
+ * @returns The handler and where it was found.
+ * @throws {TypeError} When the module exports no usable handler.
+ *
+ * @example Usage
+ * ```ts
+ * import { findHandler } from "./handler.ts";
+ * const found = findHandler({ default: { fetch: () => new Response("ok") } }, "app.ts");
+ * console.assert(found.source === "default.fetch");
+ * ```
+ */
+export function findHandler(
+  module: Record<string, unknown>,
+  name: string,
+): LoadedHandler {
+  const main = module.default;
+  if (typeof main === "function") {
+    return { fetch: main as FetchHandler, source: "default" };
+  }
+  if (typeof main === "object" && main !== null && "fetch" in main) {
+    const fetch = (main as { fetch: unknown }).fetch;
+    if (typeof fetch !== "function") {
+      throw new TypeError(
+        `Cannot serve ${name}: its default export's "fetch" is ${
+          describe(fetch)
+        }, not a function`,
+      );
+    }
+    return { fetch: fetch.bind(main) as FetchHandler, source: "default.fetch" };
+  }
+  if (typeof module.fetch === "function") {
+    return { fetch: module.fetch as FetchHandler, source: "fetch" };
+  }
+  const found = main === undefined
+    ? `it has no default export${
+      Object.keys(module).length > 0
+        ? ` (exports: ${Object.keys(module).join(", ")})`
+        : ""
+    }`
+    : `its default export is ${describe(main)}`;
+  throw new TypeError(
+    `Cannot serve ${name}: expected export default { fetch }, export default function, or export function fetch, but ${found}`,
+  );
+}
+
+/**
+ * Imports a handler module from a path or URL and finds its handler.
+ *
+ * @param specifier A file path (relative to the working directory) or URL.
+ * @returns The handler.
+ * @throws {Error} When the module is missing, fails to load, or has no handler.
+ *
+ * @example Usage
+ * ```ts ignore
+ * import { loadHandler } from "./handler.ts";
+ * const { fetch } = await loadHandler("examples/hello.ts");
+ * ```
+ */
+export async function loadHandler(specifier: string): Promise<LoadedHandler> {
+  const url =
+    /^[a-z][a-z0-9+.-]*:/i.test(specifier) && !/^[a-z]:\\/i.test(specifier)
+      ? new URL(specifier)
+      : new URL(specifier, `file://${Deno.cwd()}/`);
+  if (url.protocol === "file:") {
+    try {
+      await Deno.stat(url);
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound) {
+        throw new Error(
+          `Cannot load handler module ${specifier}: file not found`,
+        );
+      }
+      throw error;
+    }
+  }
+  let module: Record<string, unknown>;
+  try {
+    module = await import(url.href);
+  } catch (error) {
+    throw new Error(
+      `Cannot load handler module ${specifier}: ${(error as Error).message}`,
+      { cause: error },
+    );
+  }
+  return findHandler(module, specifier);
+}

@@ -1,0 +1,130 @@
+/**
+ * Builds a Web `Request` from a parsed mongrel2 message.
+ *
+ * @module
+ */
+
+import { firstHeader, type Mongrel2Message } from "../protocol/message.ts";
+
+/** Options for {@linkcode toRequest}. */
+export interface ToRequestOptions {
+  /** Aborts when the client goes away. */
+  signal?: AbortSignal;
+  /**
+   * The request body; defaults to the message's inline body. Ignored for
+   * GET and HEAD, which have no body in the Fetch API.
+   */
+  body?: ReadableStream<Uint8Array> | Uint8Array | null;
+}
+
+/** Header keys that mongrel2 adds in lower case but that the client did not send. */
+const MONGREL2_LOWER_CASE_KEYS = new Set([
+  "x-mongrel2-upload-start",
+  "x-mongrel2-upload-done",
+]);
+
+const BODILESS_METHODS = new Set(["GET", "HEAD"]);
+
+/**
+ * Returns true when a header key is one of mongrel2's own (upper case, such
+ * as `METHOD` or `REMOTE_ADDR`) or an upload marker, rather than a header
+ * the client sent. Client header names always arrive lower-cased.
+ *
+ * @param name A header key from the message.
+ * @returns Whether the key belongs to mongrel2.
+ *
+ * @example Usage
+ * ```ts
+ * import { isMongrel2Key } from "./request.ts";
+ * console.assert(isMongrel2Key("REMOTE_ADDR") && !isMongrel2Key("host"));
+ * ```
+ */
+export function isMongrel2Key(name: string): boolean {
+  return name !== name.toLowerCase() || MONGREL2_LOWER_CASE_KEYS.has(name);
+}
+
+/**
+ * Builds the absolute URL of a request from `URL_SCHEME`, the `host` header
+ * and `URI`. A missing or unusable host falls back to `localhost`, as there
+ * is no listening address to use instead.
+ *
+ * @param message The parsed message.
+ * @returns The URL string.
+ *
+ * @example Usage
+ * ```ts
+ * import { requestUrl } from "./request.ts";
+ * const url = requestUrl({
+ *   sender: "s", connectionId: "1", path: "/a", body: new Uint8Array(),
+ *   headerFormat: "json",
+ *   headers: { URL_SCHEME: "http", URI: "/a?b=1", host: "[::1]:8080" },
+ * });
+ * console.assert(url === "http://[::1]:8080/a?b=1");
+ * ```
+ */
+export function requestUrl(message: Mongrel2Message): string {
+  const headers = message.headers;
+  const scheme = firstHeader(headers, "URL_SCHEME") === "https"
+    ? "https"
+    : "http";
+  const uri = firstHeader(headers, "URI") ?? message.path;
+  const target = uri.startsWith("/") ? uri : `/${uri}`;
+  const host = firstHeader(headers, "host");
+  if (host !== undefined && isUsableHost(host)) {
+    return `${scheme}://${host}${target}`;
+  }
+  return `${scheme}://localhost${target}`;
+}
+
+// A host (reg-name or IPv4), or an IPv6 literal in brackets, with an
+// optional port; anything else could change the URL's meaning.
+const HOST =
+  /^(?:[A-Za-z0-9._~!$&'()*+,;=%-]+|\[[0-9A-Fa-f:.]+\])(?::\d{0,5})?$/;
+
+function isUsableHost(host: string): boolean {
+  return host.length > 0 && host.length <= 255 && HOST.test(host);
+}
+
+/**
+ * Converts a mongrel2 request message into a `Request`, with every client
+ * header (duplicates appended as separate values, mongrel2's own keys left
+ * out) and the body as a stream.
+ *
+ * @param message The parsed message.
+ * @param options Signal and body.
+ * @returns The request.
+ * @throws {TypeError} When the method or a header cannot be represented (a bad request).
+ *
+ * @example Usage
+ * ```ts
+ * import { toRequest } from "./request.ts";
+ * const request = toRequest({
+ *   sender: "s", connectionId: "1", path: "/", body: new Uint8Array(),
+ *   headerFormat: "tnetstring",
+ *   headers: { METHOD: "GET", URI: "/", host: "example.com", "x-dup": ["a", "b"] },
+ * });
+ * console.assert(request.headers.get("x-dup") === "a, b");
+ * ```
+ */
+export function toRequest(
+  message: Mongrel2Message,
+  options: ToRequestOptions = {},
+): Request {
+  const method = firstHeader(message.headers, "METHOD") ?? "GET";
+  const headers = new Headers();
+  for (const name in message.headers) {
+    if (isMongrel2Key(name)) continue;
+    const value = message.headers[name];
+    if (typeof value === "string") {
+      headers.append(name, value);
+    } else {
+      for (const item of value) headers.append(name, item);
+    }
+  }
+  const init: RequestInit = { method, headers, signal: options.signal };
+  if (!BODILESS_METHODS.has(method)) {
+    const body = options.body === undefined ? message.body : options.body;
+    if (body !== null) init.body = body as BodyInit;
+  }
+  return new Request(requestUrl(message), init);
+}

@@ -1,0 +1,254 @@
+/**
+ * Turns a `Response` into the byte segments of an HTTP/1.x response, read
+ * from its body only when the writer asks for more: that is what lets a slow
+ * client hold back a streaming handler instead of m2fetch buffering for it.
+ *
+ * @module
+ */
+
+import {
+  allowsBody,
+  type BodyFraming,
+  chunkPieces,
+  encodeResponseHead,
+  lastChunk,
+} from "./response.ts";
+
+/** Facts about the request that shape the response bytes. */
+export interface ResponseContext {
+  /** The request method. */
+  method: string;
+  /** `HTTP/1.0` or `HTTP/1.1`. */
+  version: string;
+  /** Whether the request allows keeping the connection open. */
+  keepAlive: boolean;
+  /** The `Date` header value. */
+  date: string;
+}
+
+/** Bytes gathered into one segment when the body has them ready. */
+const SEGMENT_BYTES = 256 * 1024;
+const PENDING = Symbol("pending");
+
+/**
+ * Resolves with `PENDING` after a few microtask turns: long enough for a
+ * body built from a string, bytes or a Blob to deliver its data, short
+ * enough never to wait on a stream that is really producing later.
+ */
+function soon(): Promise<typeof PENDING> {
+  let promise: Promise<unknown> = Promise.resolve();
+  for (let i = 0; i < 8; i++) promise = promise.then();
+  return promise.then(() => PENDING);
+}
+
+/**
+ * Reads a response body segment by segment and frames it.
+ *
+ * @example Usage
+ * ```ts
+ * import { ResponseEncoder } from "./response_encoder.ts";
+ * const encoder = new ResponseEncoder(new Response("hi"), {
+ *   method: "GET", version: "HTTP/1.1", keepAlive: true,
+ *   date: "Thu, 01 Jan 1970 00:00:00 GMT",
+ * });
+ * const segment = await encoder.next();
+ * console.assert(segment !== null && (await encoder.next()) === null);
+ * ```
+ */
+export class ResponseEncoder {
+  readonly #response: Response;
+  readonly #context: ResponseContext;
+  #reader: ReadableStreamDefaultReader<Uint8Array> | null = null;
+  #pendingRead: Promise<ReadableStreamReadResult<Uint8Array>> | null = null;
+  #framing: BodyFraming = "none";
+  #started = false;
+  #finished = false;
+  #keepAlive: boolean;
+  #declaredLength = 0;
+  #sent = 0;
+  #status: number;
+
+  /**
+   * Creates an encoder; nothing is read until {@linkcode next}.
+   *
+   * @param response The handler's response.
+   * @param context Facts about the request.
+   */
+  constructor(response: Response, context: ResponseContext) {
+    this.#response = response;
+    this.#context = context;
+    this.#keepAlive = context.keepAlive;
+    this.#status = response.status;
+  }
+
+  /** Whether the connection may stay open; final once `next()` has run. */
+  get keepAlive(): boolean {
+    return this.#keepAlive;
+  }
+
+  /** The response status. */
+  get status(): number {
+    return this.#status;
+  }
+
+  /** Body bytes produced so far (without framing). */
+  get bodyBytes(): number {
+    return this.#sent;
+  }
+
+  /**
+   * Returns the next segment (pieces to send in order), or `null` when the
+   * response is complete.
+   *
+   * @returns The pieces, or `null`.
+   * @throws {Error} When the body stream errors or breaks its declared length.
+   */
+  async next(): Promise<Uint8Array[] | null> {
+    if (this.#finished) return null;
+    if (!this.#started) return await this.#start();
+    if (this.#reader === null) {
+      this.#finished = true;
+      return null;
+    }
+    const pieces: Uint8Array[] = [];
+    const done = await this.#gather(pieces, true);
+    if (done) {
+      this.#finished = true;
+      this.#checkLength();
+      if (this.#framing === "chunked") pieces.push(lastChunk());
+      if (pieces.length === 0) return null;
+    }
+    return pieces;
+  }
+
+  /**
+   * Stops reading and cancels the body stream (the client is gone).
+   *
+   * @param reason Passed to the stream's `cancel`.
+   */
+  async cancel(reason?: unknown): Promise<void> {
+    this.#finished = true;
+    const reader = this.#reader;
+    this.#reader = null;
+    if (reader !== null) {
+      await reader.cancel(reason).catch(() => {});
+    } else if (!this.#started && this.#response.body !== null) {
+      await this.#response.body.cancel(reason).catch(() => {});
+    }
+  }
+
+  async #start(): Promise<Uint8Array[]> {
+    this.#started = true;
+    const response = this.#response;
+    const context = this.#context;
+    const body = response.body;
+    const wantsBody = allowsBody(response.status, context.method);
+    let buffered: Uint8Array[] = [];
+    let done = body === null;
+    if (body !== null) {
+      this.#reader = body.getReader();
+      if (wantsBody || context.method === "HEAD") {
+        done = await this.#gather(buffered, false);
+      }
+    }
+    let length: number | null = null;
+    if (done) {
+      length = 0;
+      for (const piece of buffered) length += piece.length;
+    }
+    const head = encodeResponseHead(response, {
+      method: context.method,
+      version: context.version,
+      keepAlive: context.keepAlive,
+      bodyLength: length,
+      date: context.date,
+    });
+    this.#framing = head.framing;
+    this.#keepAlive = head.keepAlive;
+    this.#declaredLength = head.contentLength;
+    if (head.framing === "none") {
+      buffered = [];
+      this.#finished = true;
+      await this.cancel();
+    } else if (done) {
+      this.#finished = true;
+      this.#reader = null;
+    }
+    const pieces = [head.head];
+    this.#frame(buffered, pieces);
+    if (done && head.framing === "chunked") pieces.push(lastChunk());
+    return pieces;
+  }
+
+  /**
+   * Reads chunks into `pieces` (framed) while they are ready, up to a
+   * segment's worth. With `wait`, waits for the first chunk.
+   * Returns true when the body has ended.
+   */
+  async #gather(pieces: Uint8Array[], wait: boolean): Promise<boolean> {
+    const reader = this.#reader;
+    if (reader === null) return true;
+    const raw: Uint8Array[] = [];
+    let bytes = 0;
+    let ended = false;
+    while (bytes < SEGMENT_BYTES) {
+      const read = this.#pendingRead ?? reader.read();
+      this.#pendingRead = null;
+      let result: ReadableStreamReadResult<Uint8Array>;
+      if (wait && raw.length === 0) {
+        result = await read;
+      } else {
+        const first = await Promise.race([read, soon()]);
+        if (first === PENDING) {
+          this.#pendingRead = read;
+          break;
+        }
+        result = first;
+      }
+      if (result.done) {
+        ended = true;
+        this.#reader = null;
+        break;
+      }
+      const chunk = result.value;
+      if (!(chunk instanceof Uint8Array)) {
+        throw new TypeError(
+          "Cannot send response body: the stream produced a chunk that is not a Uint8Array",
+        );
+      }
+      if (chunk.length === 0) continue;
+      raw.push(chunk);
+      bytes += chunk.length;
+    }
+    if (this.#started && this.#framing !== "none") {
+      this.#frame(raw, pieces);
+    } else {
+      pieces.push(...raw);
+    }
+    return ended;
+  }
+
+  #frame(raw: Uint8Array[], pieces: Uint8Array[]): void {
+    for (const chunk of raw) {
+      this.#sent += chunk.length;
+      if (this.#framing === "chunked") {
+        pieces.push(...chunkPieces(chunk));
+      } else {
+        pieces.push(chunk);
+      }
+    }
+    if (this.#framing === "length" && this.#sent > this.#declaredLength) {
+      throw new RangeError(
+        `Cannot send response body: it is longer than its content-length of ${this.#declaredLength} bytes`,
+      );
+    }
+  }
+
+  #checkLength(): void {
+    if (this.#framing === "length" && this.#sent !== this.#declaredLength) {
+      throw new RangeError(
+        `Cannot send response body: it ended after ${this.#sent} of its ${this.#declaredLength} declared bytes`,
+      );
+    }
+  }
+}

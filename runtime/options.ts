@@ -1,0 +1,184 @@
+/**
+ * The one typed schema of m2fetch's options, shared by the command line and
+ * (later) the config file, so a value means the same thing everywhere.
+ *
+ * @module
+ */
+
+/** The kinds of values an option takes. */
+export type OptionType = "string" | "boolean" | "integer" | "duration";
+
+/** One option of the schema. */
+export interface OptionSpec {
+  /** Value type; durations are milliseconds given as `500ms`, `30s`, `2m` or a number of ms. */
+  type: OptionType;
+  /** Shown in `--help`. */
+  description: string;
+  /** Value when neither flag nor file sets it. */
+  default?: string | number | boolean;
+  /** Placeholder in `--help`. */
+  value?: string;
+  /** Allowed values for a string option. */
+  choices?: readonly string[];
+  /** Smallest allowed integer or duration. */
+  min?: number;
+}
+
+/** Every option of the serve command, by flag name. */
+export const SERVE_OPTIONS = {
+  "send-spec": {
+    type: "string",
+    value: "SPEC",
+    default: "tcp://127.0.0.1:9997",
+    description:
+      "mongrel2's send_spec; m2fetch connects a PULL socket there to receive requests",
+  },
+  "recv-spec": {
+    type: "string",
+    value: "SPEC",
+    default: "tcp://127.0.0.1:9996",
+    description:
+      "mongrel2's recv_spec; m2fetch connects a PUB socket there to send replies",
+  },
+  "idle-timeout": {
+    type: "duration",
+    value: "TIME",
+    default: 60_000,
+    min: 100,
+    description:
+      "forget a connection with no request and no traffic for this long (mongrel2 does not always report disconnects)",
+  },
+  "write-timeout": {
+    type: "duration",
+    value: "TIME",
+    default: 60_000,
+    min: 100,
+    description:
+      "cancel a connection whose client accepted no response bytes for this long",
+  },
+  "keep-alive-interval": {
+    type: "duration",
+    value: "TIME",
+    default: 30_000,
+    min: 100,
+    description:
+      "while a response is in progress, ping mongrel2's idle reaper this often",
+  },
+  "shutdown-timeout": {
+    type: "duration",
+    value: "TIME",
+    default: 10_000,
+    min: 0,
+    description:
+      "on SIGINT/SIGTERM, wait this long for responses in flight before closing",
+  },
+  "log-format": {
+    type: "string",
+    value: "FORMAT",
+    default: "text",
+    choices: ["text", "json"],
+    description: "log line format: text or json",
+  },
+  quiet: {
+    type: "boolean",
+    default: false,
+    description: "log only warnings and errors (no access lines)",
+  },
+} as const satisfies Record<string, OptionSpec>;
+
+/** Option values by flag name. */
+export type OptionValues = Record<string, string | number | boolean>;
+
+/**
+ * Parses a duration: a number of milliseconds, or a number with `ms`, `s`,
+ * `m` or `h`.
+ *
+ * @param text The text.
+ * @returns Milliseconds, or `NaN` when the text is not a duration.
+ *
+ * @example Usage
+ * ```ts
+ * import { parseDuration } from "./options.ts";
+ * console.assert(parseDuration("30s") === 30_000 && parseDuration("250") === 250);
+ * ```
+ */
+export function parseDuration(text: string): number {
+  const match = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(text.trim());
+  if (match === null) return NaN;
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[match[2] ?? "ms"]!;
+  return Math.round(Number(match[1]) * unit);
+}
+
+/**
+ * Checks and converts one option value from text (command line) or JSON
+ * (config file).
+ *
+ * @param name The flag name.
+ * @param spec The option's spec.
+ * @param raw The value as given.
+ * @param source Where it came from, for the message (e.g. `--workers`).
+ * @returns The typed value.
+ * @throws {TypeError} When the value has the wrong type or is out of range.
+ *
+ * @example Usage
+ * ```ts
+ * import { coerceOption, SERVE_OPTIONS } from "./options.ts";
+ * const value = coerceOption("idle-timeout", SERVE_OPTIONS["idle-timeout"], "5s", "--idle-timeout");
+ * console.assert(value === 5000);
+ * ```
+ */
+export function coerceOption(
+  name: string,
+  spec: OptionSpec,
+  raw: unknown,
+  source: string,
+): string | number | boolean {
+  const fail = (expected: string): never => {
+    throw new TypeError(
+      `Invalid value for ${source}: expected ${expected}, got ${
+        JSON.stringify(raw)
+      }`,
+    );
+  };
+  switch (spec.type) {
+    case "boolean":
+      if (typeof raw === "boolean") return raw;
+      return fail("true or false");
+    case "string": {
+      if (typeof raw !== "string" || raw === "") {
+        return fail("a non-empty string");
+      }
+      if (spec.choices && !spec.choices.includes(raw)) {
+        return fail(`one of ${spec.choices.join(", ")}`);
+      }
+      return raw;
+    }
+    case "integer": {
+      const value = typeof raw === "number"
+        ? raw
+        : typeof raw === "string" && /^\d+$/.test(raw)
+        ? Number(raw)
+        : NaN;
+      if (!Number.isSafeInteger(value)) return fail("a whole number");
+      if (spec.min !== undefined && value < spec.min) {
+        return fail(`a whole number of at least ${spec.min}`);
+      }
+      return value;
+    }
+    case "duration": {
+      const value = typeof raw === "number"
+        ? raw
+        : typeof raw === "string"
+        ? parseDuration(raw)
+        : NaN;
+      if (!Number.isFinite(value) || value < 0) {
+        return fail("a duration such as 500ms, 30s or 2m");
+      }
+      if (spec.min !== undefined && value < spec.min) {
+        return fail(`a duration of at least ${spec.min} ms`);
+      }
+      return value;
+    }
+  }
+  return fail(name);
+}

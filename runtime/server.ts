@@ -1,0 +1,424 @@
+/**
+ * The server loop: messages from mongrel2 → parsed → connection state →
+ * handler → encoded response → replies to mongrel2.
+ *
+ * @module
+ */
+
+import { ResponseEncoder } from "./http/response_encoder.ts";
+import { httpDate, requestKeepsAlive } from "./http/response.ts";
+import { toRequest } from "./http/request.ts";
+import { Connection, MAX_CREDITS } from "./connection/connection.ts";
+import { Exchange } from "./connection/exchange.ts";
+import {
+  firstHeader,
+  type Mongrel2Message,
+  parseMessage,
+} from "./protocol/message.ts";
+import { parseNotice } from "./protocol/notice.ts";
+import { encodeCtl } from "./protocol/reply.ts";
+import { createLogger, type Logger } from "./log.ts";
+import type { Transport } from "./transport/transport.ts";
+import { setMongrel2Info } from "./info.ts";
+
+/** A Fetch handler, as `deno serve` calls it. */
+export type FetchHandler = (
+  request: Request,
+  info: Deno.ServeHandlerInfo<Deno.NetAddr>,
+) => Response | Promise<Response>;
+
+/** Options for {@linkcode serveMongrel2}. */
+export interface ServeMongrel2Options {
+  /** The handler called for every request. */
+  handler: FetchHandler;
+  /** Where messages come from and replies go. */
+  transport: Transport;
+  /** Turns a handler error into a response; default: 500 Internal Server Error. */
+  onError?: (error: unknown) => Response | Promise<Response>;
+  /** Log destination; default: text lines on stderr. */
+  logger?: Logger;
+  /**
+   * Forget a connection that had no request and no traffic for this long
+   * (ms, default 60 000). mongrel2 does not always say when clients leave.
+   */
+  idleTimeout?: number;
+  /**
+   * Give up on a client that accepted no response bytes for this long
+   * (ms, default 60 000): its connection is cancelled and its request aborted.
+   */
+  writeTimeout?: number;
+  /**
+   * While a response is in progress, ask mongrel2 to keep the connection
+   * alive this often (ms, default 30 000), so its idle reaper (120 s by
+   * default) does not kill long polls and event streams.
+   */
+  keepAliveInterval?: number;
+  /**
+   * Whether mongrel2 runs with `download.flow_control`. Default: detected
+   * from the `DOWNLOAD_CREDITS` header on the first request of a connection.
+   */
+  flowControl?: boolean;
+}
+
+/** A running server. */
+export interface Mongrel2Server {
+  /** Settles when the server has stopped. */
+  readonly finished: Promise<void>;
+  /** Connections with state held now. */
+  readonly connections: number;
+  /** Requests whose responses are not yet fully handed over. */
+  readonly inFlight: number;
+  /**
+   * Stops taking messages, lets responses in flight finish (up to
+   * `timeoutMs`), then closes the transport.
+   */
+  shutdown(timeoutMs?: number): Promise<void>;
+}
+
+const INTERNAL_SERVER_ERROR = new TextEncoder().encode("Internal Server Error");
+
+function internalServerError(): Response {
+  // Same as deno serve: status, body, no content-type.
+  return new Response(INTERNAL_SERVER_ERROR, { status: 500 });
+}
+
+const BAD_REQUEST = new TextEncoder().encode("Bad Request");
+
+/**
+ * Serves `handler` behind mongrel2 over `transport`.
+ *
+ * @param options Handler, transport and tuning.
+ * @returns The running server.
+ *
+ * @example Usage
+ * ```ts ignore
+ * import { serveMongrel2 } from "./server.ts";
+ * import { ZmqTransport } from "./transport/zmq.ts";
+ * const server = serveMongrel2({
+ *   handler: () => new Response("hello\n"),
+ *   transport: new ZmqTransport({
+ *     sendSpec: "tcp://127.0.0.1:9997",
+ *     recvSpec: "tcp://127.0.0.1:9996",
+ *   }),
+ * });
+ * await server.finished;
+ * ```
+ */
+export function serveMongrel2(options: ServeMongrel2Options): Mongrel2Server {
+  return new Server(options);
+}
+
+class Server implements Mongrel2Server {
+  readonly finished: Promise<void>;
+  readonly #handler: FetchHandler;
+  readonly #transport: Transport;
+  readonly #onError: (error: unknown) => Response | Promise<Response>;
+  readonly #logger: Logger;
+  readonly #idleTimeout: number;
+  readonly #writeTimeout: number;
+  readonly #keepAliveInterval: number;
+  #flowControl: boolean | undefined;
+  readonly #connections = new Map<string, Connection>();
+  #inFlight = 0;
+  #sweepTimer: ReturnType<typeof setInterval>;
+  #lastKeepAlive = performance.now();
+  #stopping = false;
+  #drained: (() => void) | null = null;
+  #resolveFinished!: () => void;
+
+  constructor(options: ServeMongrel2Options) {
+    this.#handler = options.handler;
+    this.#transport = options.transport;
+    this.#logger = options.logger ?? createLogger();
+    this.#onError = options.onError ?? ((error) => {
+      this.#logger.error("Handler failed; answering 500", error);
+      return internalServerError();
+    });
+    this.#idleTimeout = options.idleTimeout ?? 60_000;
+    this.#writeTimeout = options.writeTimeout ?? 60_000;
+    this.#keepAliveInterval = options.keepAliveInterval ?? 30_000;
+    this.#flowControl = options.flowControl;
+    const sweepEvery = Math.max(
+      50,
+      Math.min(1000, this.#idleTimeout / 4, this.#writeTimeout / 4),
+    );
+    this.#sweepTimer = setInterval(() => this.#sweep(), sweepEvery);
+    Deno.unrefTimer(this.#sweepTimer as unknown as number);
+    this.finished = new Promise((resolve) => this.#resolveFinished = resolve);
+    this.#receive();
+  }
+
+  get connections(): number {
+    return this.#connections.size;
+  }
+
+  get inFlight(): number {
+    return this.#inFlight;
+  }
+
+  async #receive(): Promise<void> {
+    try {
+      for await (const bytes of this.#transport.messages()) {
+        this.#dispatch(bytes);
+      }
+    } catch (error) {
+      this.#logger.error("Receiving from mongrel2 failed", error);
+    }
+    if (!this.#stopping) await this.shutdown();
+  }
+
+  #dispatch(bytes: Uint8Array): void {
+    let message: Mongrel2Message;
+    try {
+      message = parseMessage(bytes);
+    } catch (error) {
+      this.#logger.warn(
+        `Dropped a malformed message from mongrel2 (${bytes.length} bytes): ${
+          (error as Error).message
+        }`,
+      );
+      return;
+    }
+    const key = `${message.sender} ${message.connectionId}`;
+    try {
+      const notice = parseNotice(message);
+      if (notice !== null) {
+        const connection = this.#connections.get(key);
+        if (notice.type === "credits") {
+          connection?.addCredits(notice.credits);
+        } else if (connection !== undefined) {
+          connection.lost(
+            new DOMException("The client disconnected", "AbortError"),
+          );
+        }
+        return;
+      }
+    } catch (error) {
+      this.#logger.warn(
+        `Dropped a malformed notice for connection ${message.connectionId}: ${
+          (error as Error).message
+        }`,
+      );
+      return;
+    }
+    const method = firstHeader(message.headers, "METHOD");
+    if (method === "JSON" || method === "XML") {
+      this.#logger.warn(
+        `Ignored a ${method} socket message on connection ${message.connectionId}: m2fetch serves HTTP`,
+      );
+      return;
+    }
+    this.#request(key, message);
+  }
+
+  #connection(key: string, message: Mongrel2Message): Connection {
+    const offered = firstHeader(message.headers, "DOWNLOAD_CREDITS");
+    let connection = this.#connections.get(key);
+    if (offered !== undefined) this.#flowControl ??= true;
+    if (connection === undefined || connection.finished) {
+      // Only a connection's first request carries DOWNLOAD_CREDITS; state
+      // dropped while idle had its whole window back, so MAX_CREDITS holds.
+      const credits = offered !== undefined && /^\d+$/.test(offered)
+        ? Number(offered)
+        : this.#flowControl
+        ? MAX_CREDITS
+        : null;
+      connection = new Connection(
+        message.sender,
+        message.connectionId,
+        credits,
+        {
+          send: (reply) => this.#transport.send(reply),
+          closed: (closed) => {
+            if (this.#connections.get(key) === closed) {
+              this.#connections.delete(key);
+            }
+          },
+          exchangeEnded: (conn, exchange, encoder, error) =>
+            this.#exchangeEnded(conn, exchange, encoder, error),
+        },
+      );
+      this.#connections.set(key, connection);
+    }
+    return connection;
+  }
+
+  #request(key: string, message: Mongrel2Message): void {
+    const connection = this.#connection(key, message);
+    const method = firstHeader(message.headers, "METHOD") ?? "GET";
+    const version = firstHeader(message.headers, "VERSION") ?? "HTTP/1.1";
+    const exchange = new Exchange(method, message.path);
+    this.#inFlight++;
+    connection.enqueue(exchange);
+    const context = {
+      method,
+      version,
+      keepAlive: requestKeepsAlive(version, message.headers.connection),
+      date: httpDate(),
+    };
+    let request: Request;
+    try {
+      request = toRequest(message, { signal: exchange.signal });
+    } catch (error) {
+      this.#logger.warn(
+        `Answered 400 to a request mongrel2 passed but Request rejects (connection ${message.connectionId}): ${
+          (error as Error).message
+        }`,
+      );
+      exchange.respond(
+        new ResponseEncoder(
+          new Response(BAD_REQUEST, { status: 400 }),
+          { ...context, keepAlive: false },
+        ),
+      );
+      return;
+    }
+    setMongrel2Info(request, {
+      connectionId: message.connectionId,
+      sender: message.sender,
+      pattern: firstHeader(message.headers, "PATTERN"),
+      path: message.path,
+      headers: message.headers,
+    });
+    const info: Deno.ServeHandlerInfo<Deno.NetAddr> = {
+      remoteAddr: {
+        transport: "tcp",
+        hostname: firstHeader(message.headers, "REMOTE_ADDR") ?? "",
+        port: 0,
+      },
+      completed: exchange.completed,
+    };
+    this.#run(exchange, request, info, context);
+  }
+
+  async #run(
+    exchange: Exchange,
+    request: Request,
+    info: Deno.ServeHandlerInfo<Deno.NetAddr>,
+    context: ConstructorParameters<typeof ResponseEncoder>[1],
+  ): Promise<void> {
+    let response: Response;
+    try {
+      const result = await this.#handler(request, info);
+      if (!(result instanceof Response)) {
+        throw new TypeError(
+          `Return value from the handler must be a Response or a promise resolving to one, received ${
+            result === null ? "null" : typeof result
+          }`,
+        );
+      }
+      if (result.bodyUsed) {
+        throw new TypeError(
+          "Return value from the handler must be a Response whose body was not read",
+        );
+      }
+      response = result;
+    } catch (error) {
+      if (exchange.settled) return;
+      response = await this.#errorResponse(error);
+    }
+    exchange.respond(new ResponseEncoder(response, context));
+  }
+
+  async #errorResponse(error: unknown): Promise<Response> {
+    try {
+      const response = await this.#onError(error);
+      if (response instanceof Response) return response;
+      this.#logger.error(
+        "The error handler returned something other than a Response",
+      );
+    } catch (inner) {
+      this.#logger.error("The error handler failed", inner);
+    }
+    return internalServerError();
+  }
+
+  #exchangeEnded(
+    connection: Connection,
+    exchange: Exchange,
+    encoder: ResponseEncoder | null,
+    error?: unknown,
+  ): void {
+    this.#inFlight--;
+    if (error !== undefined && encoder !== null) {
+      this.#logger.error(
+        `Response body for ${exchange.method} ${exchange.path} failed after the head was sent; closed connection ${connection.id}`,
+        error,
+      );
+    }
+    this.#logger.access({
+      method: exchange.method,
+      path: exchange.path,
+      status: encoder === null ? 0 : encoder.status,
+      bytes: encoder?.bodyBytes ?? 0,
+      durationMs: performance.now() - exchange.startedAt,
+      connectionId: connection.id,
+    });
+    if (this.#stopping && this.#inFlight === 0) this.#drained?.();
+  }
+
+  #sweep(): void {
+    const now = performance.now();
+    const keepAlive = now - this.#lastKeepAlive >= this.#keepAliveInterval;
+    if (keepAlive) this.#lastKeepAlive = now;
+    const pings = new Map<string, string[]>();
+    for (const connection of this.#connections.values()) {
+      const waiting = connection.waitingSince;
+      if (waiting !== null && now - waiting > this.#writeTimeout) {
+        this.#logger.warn(
+          `Connection ${connection.id} took no response bytes for ${this.#writeTimeout} ms; cancelled it`,
+        );
+        connection.cancel(
+          new DOMException("The client stopped reading", "TimeoutError"),
+        );
+      } else if (connection.pending === 0) {
+        const idle = now - connection.lastActivity;
+        // Forget a connection only once the client has read everything
+        // (full credit window), or it would be re-created with credits it
+        // does not have.
+        const settled = connection.credits === null ||
+          connection.credits === MAX_CREDITS || idle > this.#writeTimeout;
+        if (idle > this.#idleTimeout && settled) {
+          connection.lost(new DOMException("Idle", "AbortError"));
+        }
+      } else if (keepAlive) {
+        const ids = pings.get(connection.sender) ?? [];
+        ids.push(connection.id);
+        pings.set(connection.sender, ids);
+      }
+    }
+    for (const [sender, ids] of pings) {
+      for (let i = 0; i < ids.length; i += 128) {
+        this.#transport.send(
+          encodeCtl(sender, ids.slice(i, i + 128), { "keep-alive": true }),
+        );
+      }
+    }
+  }
+
+  async shutdown(timeoutMs = 10_000): Promise<void> {
+    if (this.#stopping) return await this.finished;
+    this.#stopping = true;
+    await this.#transport.stopReceiving();
+    if (this.#inFlight > 0) {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([
+        new Promise<void>((resolve) => this.#drained = resolve),
+        new Promise<void>((resolve) => timer = setTimeout(resolve, timeoutMs)),
+      ]);
+      clearTimeout(timer);
+    }
+    for (const connection of [...this.#connections.values()]) {
+      if (connection.pending > 0) {
+        connection.cancel(
+          new DOMException("The server is shutting down", "AbortError"),
+        );
+      } else {
+        connection.lost(new DOMException("Shutdown", "AbortError"));
+      }
+    }
+    clearInterval(this.#sweepTimer);
+    await this.#transport.close();
+    this.#resolveFinished();
+  }
+}
