@@ -516,23 +516,26 @@ async function launch(
   };
 }
 
+// Sockets first: each accepted probe connection uses up a mongrel2
+// connection id, so probing TCP only once things are ready keeps ids
+// predictable (the probe normally takes id 1).
 async function isReady(
   host: string,
   port: number,
   socketPaths: string[],
 ): Promise<boolean> {
-  try {
-    const conn = await Deno.connect({ hostname: host, port });
-    conn.close();
-  } catch {
-    return false;
-  }
   for (const path of socketPaths) {
     try {
       if (!(await Deno.stat(path)).isSocket) return false;
     } catch {
       return false;
     }
+  }
+  try {
+    const conn = await Deno.connect({ hostname: host, port });
+    conn.close();
+  } catch {
+    return false;
   }
   return true;
 }
