@@ -21,7 +21,18 @@ import {
   type OptionValues,
   SERVE_OPTIONS,
 } from "./runtime/options.ts";
-import { type Mongrel2Server, serveMongrel2 } from "./runtime/server.ts";
+import {
+  type Mongrel2Server,
+  serveMongrel2,
+  type UploadOptions,
+} from "./runtime/server.ts";
+import {
+  CONFIG_FILE_NAME,
+  readConfigFile,
+  writeConfigFile,
+} from "./runtime/config_file.ts";
+import { checkTemplate } from "./runtime/upload/policy.ts";
+import { storeDirectory, sweepStaleUploads } from "./runtime/upload/store.ts";
 import { checkEndpoint, ZmqTransport } from "./runtime/transport/zmq.ts";
 import { startMongrel2 } from "./runtime/mongrel2/mod.ts";
 
@@ -54,9 +65,15 @@ const USAGE =
 
 Usage:
   deno run -A cli.ts [options] APP            serve APP behind a running mongrel2
+  deno run -A cli.ts --app-path DIR [options] serve the app configured in DIR/m2fetch.json
+  deno run -A cli.ts config --app-path DIR [options] [APP]
+                                              write options (and APP) to DIR/m2fetch.json
   deno run -A cli.ts dev [options] [APP]      start a private mongrel2 (config
                                               generated, flow control on) and
                                               serve APP (default examples/hello.ts)
+
+Options given on the command line win over DIR/m2fetch.json (DIR is
+--app-path, else the directory of APP), which wins over the defaults.
 
 APP is a module exporting \`default { fetch }\`, a default function, or a named
 \`fetch\`: the same module \`deno serve APP\` runs.
@@ -79,6 +96,7 @@ function helpText(): string {
   return `${USAGE}
 Options:
 ${formatOptions(SERVE_OPTIONS)}
+  --app-path DIR                 directory holding m2fetch.json (and the app)
   --help                         show this help
   --version                      show the version
 
@@ -92,18 +110,20 @@ class UsageError extends Error {
   override name = "UsageError";
 }
 
-function parse(
-  args: string[],
-  schema: Record<string, OptionSpec>,
-): {
-  values: OptionValues;
+interface ParsedArgs {
+  /** Typed values of the flags given (defaults not applied). */
+  flags: OptionValues;
   positionals: string[];
   help: boolean;
   version: boolean;
-} {
+  appPath: string | undefined;
+}
+
+function parse(args: string[], schema: Record<string, OptionSpec>): ParsedArgs {
   const parserOptions: Record<string, { type: "string" | "boolean" }> = {
     help: { type: "boolean" },
     version: { type: "boolean" },
+    "app-path": { type: "string" },
   };
   for (const [name, spec] of Object.entries(schema)) {
     parserOptions[name] = {
@@ -121,22 +141,102 @@ function parse(
   } catch (error) {
     throw new UsageError((error as Error).message);
   }
-  const values: OptionValues = {};
+  const given = parsed.values as Record<string, unknown>;
+  const flags: OptionValues = {};
   for (const [name, spec] of Object.entries(schema)) {
-    const raw = (parsed.values as Record<string, unknown>)[name];
+    if (given[name] === undefined) continue;
     try {
-      values[name] = raw === undefined
-        ? spec.default!
-        : coerceOption(name, spec, raw, `--${name}`);
+      flags[name] = coerceOption(name, spec, given[name], `--${name}`);
     } catch (error) {
       throw new UsageError((error as Error).message);
     }
   }
   return {
-    values,
+    flags,
     positionals: parsed.positionals,
-    help: parsed.values.help === true,
-    version: parsed.values.version === true,
+    help: given.help === true,
+    version: given.version === true,
+    appPath: given["app-path"] as string | undefined,
+  };
+}
+
+function withDefaults(
+  schema: Record<string, OptionSpec>,
+  ...layers: OptionValues[]
+): OptionValues {
+  const values: OptionValues = {};
+  for (const [name, spec] of Object.entries(schema)) {
+    if (spec.default !== undefined) values[name] = spec.default;
+  }
+  return Object.assign(values, ...layers);
+}
+
+function absolute(path: string): string {
+  return path.startsWith("/") ? path : `${Deno.cwd()}/${path}`;
+}
+
+function dirname(path: string): string {
+  const at = path.lastIndexOf("/");
+  return at <= 0 ? "/" : path.slice(0, at);
+}
+
+/**
+ * Works out the handler module and the option values: flags on the command
+ * line win over the app directory's m2fetch.json, which wins over defaults.
+ * The app directory is --app-path, else the directory of APP.
+ */
+async function resolveSetup(
+  parsed: ParsedArgs,
+  schema: Record<string, OptionSpec>,
+  defaultApp?: string,
+): Promise<{ app: string; values: OptionValues; configFile: string | null }> {
+  if (parsed.positionals.length > 1) {
+    throw new UsageError(
+      `Expected one handler module, got ${parsed.positionals.length}: ${
+        parsed.positionals.join(" ")
+      }`,
+    );
+  }
+  const positional = parsed.positionals[0];
+  const appDir = parsed.appPath !== undefined
+    ? absolute(parsed.appPath)
+    : positional !== undefined
+    ? dirname(absolute(positional))
+    : undefined;
+  if (parsed.appPath !== undefined) {
+    const info = await Deno.stat(appDir!).catch(() => null);
+    if (info === null || !info.isDirectory) {
+      throw new UsageError(
+        `Cannot use --app-path ${parsed.appPath}: it is not a directory`,
+      );
+    }
+  }
+  let fileValues: OptionValues = {};
+  let configFile: string | null = null;
+  if (appDir !== undefined) {
+    const path = `${appDir}/${CONFIG_FILE_NAME}`;
+    const read = await readConfigFile(path, schema);
+    if (read !== null) {
+      fileValues = read;
+      configFile = path;
+    }
+  }
+  const fromFile = typeof fileValues.app === "string"
+    ? (fileValues.app.startsWith("/")
+      ? fileValues.app
+      : `${appDir}/${fileValues.app}`)
+    : undefined;
+  delete fileValues.app;
+  const app = positional ?? fromFile ?? defaultApp;
+  if (app === undefined) {
+    throw new UsageError(
+      'Missing the handler module to serve: m2fetch [options] APP, or --app-path DIR with "app" in its m2fetch.json (see --help)',
+    );
+  }
+  return {
+    app,
+    values: withDefaults(schema, fileValues, parsed.flags),
+    configFile,
   };
 }
 
@@ -148,9 +248,54 @@ interface ServeSetup {
   logger: Logger;
 }
 
+function uploadOptions(values: OptionValues): UploadOptions | undefined {
+  const template = values["upload-temp-store"] as string | undefined;
+  const chroot = values["mongrel2-chroot"] as string | undefined;
+  if (template === undefined) {
+    if (chroot !== undefined) {
+      throw new UsageError(
+        "Cannot use --mongrel2-chroot without --upload-temp-store: the chroot only locates upload files",
+      );
+    }
+    return undefined;
+  }
+  try {
+    return {
+      store: { template: checkTemplate(template), chroot },
+      invokeAt: values["upload-invoke"] as "start" | "done",
+    };
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+}
+
 async function serve(setup: ServeSetup): Promise<Mongrel2Server> {
   const { app, sendSpec, recvSpec, values, logger } = setup;
+  for (
+    const [flag, spec] of [["--send-spec", sendSpec], ["--recv-spec", recvSpec]]
+  ) {
+    try {
+      checkEndpoint(flag, spec);
+    } catch (error) {
+      throw new UsageError((error as Error).message);
+    }
+  }
+  const uploads = uploadOptions(values);
   const handler = await loadHandler(app);
+  if (uploads !== undefined) {
+    await storeDirectory(uploads.store);
+    if (values["sweep-uploads"]) {
+      const removed = await sweepStaleUploads(
+        uploads.store,
+        values["write-timeout"] as number,
+      );
+      logger.info(
+        `Swept ${removed.length} stale upload file(s)${
+          removed.length > 0 ? `: ${removed.join(", ")}` : ""
+        }`,
+      );
+    }
+  }
   const transport = new ZmqTransport({
     sendSpec,
     recvSpec,
@@ -163,9 +308,13 @@ async function serve(setup: ServeSetup): Promise<Mongrel2Server> {
     idleTimeout: values["idle-timeout"] as number,
     writeTimeout: values["write-timeout"] as number,
     keepAliveInterval: values["keep-alive-interval"] as number,
+    uploads,
+    maxBodySize: values["max-body-size"] as number | undefined,
   });
   logger.info(
-    `m2fetch ${denoJson.version} serving ${app} (export ${handler.source}) via mongrel2: requests from ${sendSpec}, replies to ${recvSpec}`,
+    `m2fetch ${denoJson.version} serving ${app} (export ${handler.source}) via mongrel2: requests from ${sendSpec}, replies to ${recvSpec}${
+      uploads ? `, uploads from ${uploads.store.template}` : ""
+    }`,
   );
   return server;
 }
@@ -184,35 +333,24 @@ function onSignals(stop: () => Promise<void>): void {
   Deno.addSignalListener("SIGTERM", handle);
 }
 
-async function runServe(args: string[]): Promise<void> {
-  const { values, positionals, help, version } = parse(args, SERVE_OPTIONS);
-  if (help) return void console.log(helpText());
-  if (version) return void console.log(`m2fetch ${denoJson.version}`);
-  if (positionals.length !== 1) {
-    throw new UsageError(
-      positionals.length === 0
-        ? "Missing the handler module to serve: m2fetch [options] APP (see --help)"
-        : `Expected one handler module, got ${positionals.length}: ${
-          positionals.join(" ")
-        }`,
-    );
-  }
-  const sendSpec = values["send-spec"] as string;
-  const recvSpec = values["recv-spec"] as string;
-  try {
-    checkEndpoint("--send-spec", sendSpec);
-    checkEndpoint("--recv-spec", recvSpec);
-  } catch (error) {
-    throw new UsageError((error as Error).message);
-  }
-  const logger = createLogger({
+function createCliLogger(values: OptionValues): Logger {
+  return createLogger({
     format: values["log-format"] as "text" | "json",
     quiet: values.quiet as boolean,
   });
+}
+
+async function runServe(args: string[]): Promise<void> {
+  const parsed = parse(args, SERVE_OPTIONS);
+  if (parsed.help) return void console.log(helpText());
+  if (parsed.version) return void console.log(`m2fetch ${denoJson.version}`);
+  const { app, values, configFile } = await resolveSetup(parsed, SERVE_OPTIONS);
+  const logger = createCliLogger(values);
+  if (configFile !== null) logger.info(`Read options from ${configFile}`);
   const server = await serve({
-    app: positionals[0],
-    sendSpec,
-    recvSpec,
+    app,
+    sendSpec: values["send-spec"] as string,
+    recvSpec: values["recv-spec"] as string,
     values,
     logger,
   });
@@ -223,26 +361,46 @@ async function runServe(args: string[]): Promise<void> {
   await server.finished;
 }
 
-async function runDev(args: string[]): Promise<void> {
-  const schema = { ...SERVE_OPTIONS, ...DEV_OPTIONS };
-  const { values, positionals, help } = parse(args, schema);
-  if (help) return void console.log(helpText());
-  if (positionals.length > 1) {
+async function runConfig(args: string[]): Promise<void> {
+  const parsed = parse(args, SERVE_OPTIONS);
+  if (parsed.help) return void console.log(helpText());
+  if (parsed.appPath === undefined) {
     throw new UsageError(
-      `Expected at most one handler module, got ${positionals.length}: ${
-        positionals.join(" ")
-      }`,
+      "Missing --app-path DIR: config writes DIR/m2fetch.json",
     );
   }
-  const app = positionals[0] ??
-    new URL("./examples/hello.ts", import.meta.url).pathname;
-  const logger = createLogger({
-    format: values["log-format"] as "text" | "json",
-    quiet: values.quiet as boolean,
-  });
-  const dir = values["state-dir"] as string;
+  if (parsed.positionals.length > 1) {
+    throw new UsageError(
+      `Expected at most one handler module, got ${parsed.positionals.length}`,
+    );
+  }
+  const dir = absolute(parsed.appPath);
+  const info = await Deno.stat(dir).catch(() => null);
+  if (info === null || !info.isDirectory) {
+    throw new UsageError(
+      `Cannot use --app-path ${parsed.appPath}: it is not a directory`,
+    );
+  }
+  const values: OptionValues = { ...parsed.flags };
+  if (parsed.positionals[0] !== undefined) values.app = parsed.positionals[0];
+  uploadOptions(withDefaults(SERVE_OPTIONS, values));
+  const path = `${dir}/${CONFIG_FILE_NAME}`;
+  const written = await writeConfigFile(path, values, SERVE_OPTIONS);
+  console.log(`Wrote ${path}:\n${JSON.stringify(written, null, 2)}`);
+}
+
+async function runDev(args: string[]): Promise<void> {
+  const schema = { ...SERVE_OPTIONS, ...DEV_OPTIONS };
+  const parsed = parse(args, schema);
+  if (parsed.help) return void console.log(helpText());
+  const { app, values } = await resolveSetup(
+    parsed,
+    schema,
+    new URL("./examples/hello.ts", import.meta.url).pathname,
+  );
+  const logger = createCliLogger(values);
   const mongrel2 = await startMongrel2({
-    dir: dir.startsWith("/") ? dir : `${Deno.cwd()}/${dir}`,
+    dir: absolute(values["state-dir"] as string),
     port: values.port as number,
     bindAddress: values.host as string,
     handlers: [{ route: "/", protocol: "tnetstring" }],
@@ -254,7 +412,11 @@ async function runDev(args: string[]): Promise<void> {
       app,
       sendSpec: handler.sendSpec,
       recvSpec: handler.recvSpec,
-      values,
+      values: {
+        ...values,
+        "upload-temp-store": String(mongrel2.settings["upload.temp_store"]),
+        ...(mongrel2.chroot ? { "mongrel2-chroot": mongrel2.dir } : {}),
+      },
       logger,
     });
   } catch (error) {
@@ -290,6 +452,7 @@ async function runDev(args: string[]): Promise<void> {
 export async function main(args: string[]): Promise<number> {
   try {
     if (args[0] === "dev") await runDev(args.slice(1));
+    else if (args[0] === "config") await runConfig(args.slice(1));
     else await runServe(args);
     return 0;
   } catch (error) {

@@ -6,11 +6,20 @@
  */
 
 /** The kinds of values an option takes. */
-export type OptionType = "string" | "boolean" | "integer" | "duration";
+export type OptionType =
+  | "string"
+  | "boolean"
+  | "integer"
+  | "duration"
+  | "size";
 
 /** One option of the schema. */
 export interface OptionSpec {
-  /** Value type; durations are milliseconds given as `500ms`, `30s`, `2m` or a number of ms. */
+  /**
+   * Value type; durations are milliseconds given as `500ms`, `30s`, `2m` or
+   * a number of ms; sizes are bytes given as a number or with `K`, `M`, `G`
+   * (binary multiples).
+   */
   type: OptionType;
   /** Shown in `--help`. */
   description: string;
@@ -72,6 +81,38 @@ export const SERVE_OPTIONS = {
     description:
       "on SIGINT/SIGTERM, wait this long for responses in flight before closing",
   },
+  "upload-temp-store": {
+    type: "string",
+    value: "TEMPLATE",
+    description:
+      "mongrel2's upload.temp_store (as mongrel2 sees it, e.g. /tmp/upload.XXXXXX); enables large uploads",
+  },
+  "mongrel2-chroot": {
+    type: "string",
+    value: "PATH",
+    description:
+      "mongrel2's chroot: upload paths it reports are taken relative to it (omit when mongrel2 runs unchrooted)",
+  },
+  "max-body-size": {
+    type: "size",
+    value: "BYTES",
+    description:
+      "largest request body accepted (e.g. 10M); larger uploads get 413 before their bytes arrive",
+  },
+  "upload-invoke": {
+    type: "string",
+    value: "WHEN",
+    default: "start",
+    choices: ["start", "done"],
+    description:
+      "call the handler at upload-start with a streaming body, or at upload-done as wsgid did",
+  },
+  "sweep-uploads": {
+    type: "boolean",
+    default: false,
+    description:
+      "at start-up, delete temp files a crash left in the upload store (unmodified for the write timeout)",
+  },
   "log-format": {
     type: "string",
     value: "FORMAT",
@@ -107,6 +148,28 @@ export function parseDuration(text: string): number {
   if (match === null) return NaN;
   const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[match[2] ?? "ms"]!;
   return Math.round(Number(match[1]) * unit);
+}
+
+/**
+ * Parses a size: a number of bytes, or a number with `K`, `M` or `G`
+ * (powers of 1024, an optional trailing `B` or `iB` allowed).
+ *
+ * @param text The text.
+ * @returns Bytes, or `NaN` when the text is not a size.
+ *
+ * @example Usage
+ * ```ts
+ * import { parseSize } from "./options.ts";
+ * console.assert(parseSize("10M") === 10 * 1024 * 1024 && parseSize("512") === 512);
+ * ```
+ */
+export function parseSize(text: string): number {
+  const match = /^(\d+)\s*([KMG])?(?:i?B)?$/i.exec(text.trim());
+  if (match === null) return NaN;
+  const unit = { "": 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3 }[
+    (match[2] ?? "").toUpperCase() as "" | "K" | "M" | "G"
+  ];
+  return Number(match[1]) * unit;
 }
 
 /**
@@ -162,6 +225,17 @@ export function coerceOption(
       if (!Number.isSafeInteger(value)) return fail("a whole number");
       if (spec.min !== undefined && value < spec.min) {
         return fail(`a whole number of at least ${spec.min}`);
+      }
+      return value;
+    }
+    case "size": {
+      const value = typeof raw === "number"
+        ? raw
+        : typeof raw === "string"
+        ? parseSize(raw)
+        : NaN;
+      if (!Number.isSafeInteger(value) || value < 0) {
+        return fail("a size in bytes such as 1048576, 512K or 10M");
       }
       return value;
     }

@@ -5,7 +5,14 @@
  * @module
  */
 
-import { ResponseEncoder } from "./http/response_encoder.ts";
+import {
+  type ResponseContext,
+  ResponseEncoder,
+} from "./http/response_encoder.ts";
+import { STATUS_TEXT } from "./http/status_text.ts";
+import { ActiveUpload } from "./upload/active_upload.ts";
+import { readUploadMarker, type UploadStore } from "./upload/policy.ts";
+import { UploadRejectedError } from "./upload/store.ts";
 import { httpDate, requestKeepsAlive } from "./http/response.ts";
 import { toRequest } from "./http/request.ts";
 import { Connection, MAX_CREDITS } from "./connection/connection.ts";
@@ -54,10 +61,28 @@ export interface ServeMongrel2Options {
    */
   keepAliveInterval?: number;
   /**
+   * Accept mongrel2's async uploads from this temp store. Without it, upload
+   * messages are refused with 400 and their files left alone.
+   */
+  uploads?: UploadOptions;
+  /** Largest request body accepted, in bytes; larger gets 413. Default: no limit. */
+  maxBodySize?: number;
+  /**
    * Whether mongrel2 runs with `download.flow_control`. Default: detected
    * from the `DOWNLOAD_CREDITS` header on the first request of a connection.
    */
   flowControl?: boolean;
+}
+
+/** How m2fetch takes mongrel2's async uploads (`upload.temp_store`). */
+export interface UploadOptions {
+  /** The temp store template and mongrel2's chroot. */
+  store: UploadStore;
+  /**
+   * When to call the handler: at upload-start, with a body that streams the
+   * file as it arrives (default), or at upload-done, as wsgid did.
+   */
+  invokeAt?: "start" | "done";
 }
 
 /** A running server. */
@@ -118,6 +143,10 @@ class Server implements Mongrel2Server {
   readonly #writeTimeout: number;
   readonly #keepAliveInterval: number;
   #flowControl: boolean | undefined;
+  readonly #uploads: UploadOptions | undefined;
+  readonly #maxBodySize: number;
+  /** Upload paths whose requests ended lately: a late upload-done is expected. */
+  readonly #recentUploads = new Map<string, number>();
   readonly #connections = new Map<string, Connection>();
   #inFlight = 0;
   #sweepTimer: ReturnType<typeof setInterval>;
@@ -138,6 +167,8 @@ class Server implements Mongrel2Server {
     this.#writeTimeout = options.writeTimeout ?? 60_000;
     this.#keepAliveInterval = options.keepAliveInterval ?? 30_000;
     this.#flowControl = options.flowControl;
+    this.#uploads = options.uploads;
+    this.#maxBodySize = options.maxBodySize ?? Infinity;
     const sweepEvery = Math.max(
       50,
       Math.min(1000, this.#idleTimeout / 4, this.#writeTimeout / 4),
@@ -245,6 +276,23 @@ class Server implements Mongrel2Server {
 
   #request(key: string, message: Mongrel2Message): void {
     const connection = this.#connection(key, message);
+    const marker = readUploadMarker(
+      message.headers,
+      message.body,
+      this.#uploads?.store,
+    );
+    if (marker.kind === "done") {
+      const upload = connection.upload;
+      if (upload !== null && upload.path === marker.path) {
+        upload.markDone();
+        return;
+      }
+      if (this.#recentUploads.has(marker.path)) {
+        // Its request already ended and the file is gone; mongrel2 finished
+        // receiving before it saw our close.
+        return;
+      }
+    }
     const method = firstHeader(message.headers, "METHOD") ?? "GET";
     const version = firstHeader(message.headers, "VERSION") ?? "HTTP/1.1";
     const exchange = new Exchange(method, message.path);
@@ -256,20 +304,120 @@ class Server implements Mongrel2Server {
       keepAlive: requestKeepsAlive(version, message.headers.connection),
       date: httpDate(),
     };
+    if (marker.kind === "forged" || marker.kind === "done") {
+      const reason = marker.kind === "forged"
+        ? marker.reason
+        : `an upload-done for "${marker.path}" without an upload-start on this connection`;
+      this.#reject(
+        exchange,
+        context,
+        400,
+        `Rejected upload headers: ${reason}`,
+      );
+      return;
+    }
+    if (marker.kind === "start") {
+      if (connection.upload !== null) {
+        this.#reject(
+          exchange,
+          context,
+          400,
+          "Rejected upload headers: a second upload-start on a connection with an upload in progress",
+        );
+        return;
+      }
+      this.#startUpload(connection, exchange, message, context, marker.path);
+      return;
+    }
+    if (message.body.length > this.#maxBodySize) {
+      this.#reject(
+        exchange,
+        context,
+        413,
+        `Refused a ${message.body.length}-byte body over the ${this.#maxBodySize}-byte limit`,
+      );
+      return;
+    }
+    this.#handle(exchange, message, context);
+  }
+
+  /** Answers with a status of its own and closes the connection afterwards. */
+  #reject(
+    exchange: Exchange,
+    context: ResponseContext,
+    status: number,
+    why: string,
+  ): void {
+    this.#logger.warn(
+      `${why}; answered ${status} (${exchange.method} ${exchange.path})`,
+    );
+    exchange.respond(
+      new ResponseEncoder(
+        new Response(new TextEncoder().encode(STATUS_TEXT[status]), { status }),
+        { ...context, keepAlive: false },
+      ),
+    );
+  }
+
+  async #startUpload(
+    connection: Connection,
+    exchange: Exchange,
+    message: Mongrel2Message,
+    context: ResponseContext,
+    path: string,
+  ): Promise<void> {
+    const uploads = this.#uploads!;
+    const upload = new ActiveUpload(path, exchange, uploads.store);
+    connection.upload = upload;
+    const declared = Number(firstHeader(message.headers, "content-length"));
+    if (declared > this.#maxBodySize) {
+      this.#reject(
+        exchange,
+        context,
+        413,
+        `Refused a ${declared}-byte upload over the ${this.#maxBodySize}-byte limit before receiving it`,
+      );
+      return;
+    }
+    let body: ReadableStream<Uint8Array>;
+    try {
+      body = await upload.open({
+        maxBytes: this.#maxBodySize,
+        onLimit: () =>
+          this.#reject(
+            exchange,
+            context,
+            413,
+            `Refused an upload that grew past the ${this.#maxBodySize}-byte limit`,
+          ),
+      });
+    } catch (error) {
+      if (error instanceof UploadRejectedError) {
+        this.#reject(exchange, context, 400, error.message);
+      }
+      return;
+    }
+    if (uploads.invokeAt === "done" && !await upload.whenDone()) return;
+    if (!exchange.settled) this.#handle(exchange, message, context, body);
+  }
+
+  #handle(
+    exchange: Exchange,
+    message: Mongrel2Message,
+    context: ResponseContext,
+    body?: ReadableStream<Uint8Array>,
+  ): void {
     let request: Request;
     try {
-      request = toRequest(message, { signal: exchange.signal });
+      request = toRequest(message, { signal: exchange.signal, body });
     } catch (error) {
-      this.#logger.warn(
-        `Answered 400 to a request mongrel2 passed but Request rejects (connection ${message.connectionId}): ${
+      this.#reject(
+        exchange,
+        context,
+        400,
+        `Refused a request mongrel2 passed but Request rejects (${
           (error as Error).message
-        }`,
-      );
-      exchange.respond(
-        new ResponseEncoder(
-          new Response(BAD_REQUEST, { status: 400 }),
-          { ...context, keepAlive: false },
-        ),
+        })`,
       );
       return;
     }
@@ -295,7 +443,7 @@ class Server implements Mongrel2Server {
     exchange: Exchange,
     request: Request,
     info: Deno.ServeHandlerInfo<Deno.NetAddr>,
-    context: ConstructorParameters<typeof ResponseEncoder>[1],
+    context: ResponseContext,
   ): Promise<void> {
     let response: Response;
     try {
@@ -340,6 +488,17 @@ class Server implements Mongrel2Server {
     error?: unknown,
   ): void {
     this.#inFlight--;
+    const upload = connection.upload;
+    if (upload !== null && upload.exchange === exchange) {
+      connection.upload = null;
+      this.#recentUploads.set(upload.path, performance.now());
+      upload.end().catch((failure) =>
+        this.#logger.error(
+          `Cannot delete the upload file of ${exchange.method} ${exchange.path} (${upload.path})`,
+          failure,
+        )
+      );
+    }
     if (error !== undefined && encoder !== null) {
       this.#logger.error(
         `Response body for ${exchange.method} ${exchange.path} failed after the head was sent; closed connection ${connection.id}`,
@@ -361,6 +520,9 @@ class Server implements Mongrel2Server {
     const now = performance.now();
     const keepAlive = now - this.#lastKeepAlive >= this.#keepAliveInterval;
     if (keepAlive) this.#lastKeepAlive = now;
+    for (const [path, ended] of this.#recentUploads) {
+      if (now - ended > 60_000) this.#recentUploads.delete(path);
+    }
     const pings = new Map<string, string[]>();
     for (const connection of this.#connections.values()) {
       const waiting = connection.waitingSince;

@@ -14,6 +14,7 @@ import {
 } from "../protocol/reply.ts";
 import type { Exchange } from "./exchange.ts";
 import type { ResponseEncoder } from "../http/response_encoder.ts";
+import type { ActiveUpload } from "../upload/active_upload.ts";
 
 /** mongrel2's fixed per-connection credit window (`MAX_CREDITS`, 100 KiB). */
 export const MAX_CREDITS = 102400;
@@ -63,6 +64,8 @@ export class Connection {
   readonly id: string;
   /** When a message last came or went (ms, `performance.now()`). */
   lastActivity: number = performance.now();
+  /** The async upload in progress on this connection, if any. */
+  upload: ActiveUpload | null = null;
   readonly #hooks: ConnectionHooks;
   readonly #prefix: Uint8Array;
   #credits: number | null;
@@ -213,7 +216,7 @@ export class Connection {
         this.#exchanges.shift();
         exchange.finish();
         this.#hooks.exchangeEnded(this, exchange, encoder);
-        if (!encoder.keepAlive) this.close();
+        if (!encoder.keepAlive || exchange.closeAfterResponse) this.close();
       }
     } finally {
       this.#pumping = false;

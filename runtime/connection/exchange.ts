@@ -34,6 +34,12 @@ export class Exchange {
   #resolveEncoder!: (encoder: ResponseEncoder | null) => void;
   #current: ResponseEncoder | null = null;
   #settled = false;
+  /**
+   * Close the connection after this response even if HTTP would keep it
+   * open: set while an upload is still arriving, since closing is how
+   * mongrel2 is told to stop receiving it.
+   */
+  closeAfterResponse = false;
 
   /**
    * Creates the exchange for a request.
@@ -77,17 +83,24 @@ export class Exchange {
     return this.#settled;
   }
 
+  /** Whether a response was already handed over. */
+  get responded(): boolean {
+    return this.#current !== null;
+  }
+
   /**
-   * Hands over the response encoder produced from the handler's response.
+   * Hands over the response encoder. The first response wins: a later one
+   * (a handler answering after m2fetch already answered for it, e.g. 413)
+   * is cancelled.
    *
    * @param encoder The encoder.
    */
   respond(encoder: ResponseEncoder): void {
-    this.#current = encoder;
-    if (this.#settled) {
+    if (this.#settled || this.#current !== null) {
       encoder.cancel(this.#controller.signal.reason);
       return;
     }
+    this.#current = encoder;
     this.#resolveEncoder(encoder);
   }
 

@@ -1,0 +1,135 @@
+/**
+ * `m2fetch.json`: the options of an app directory, written by
+ * `cli.ts config` and read at start-up. Keys are the long flag names and
+ * values are typed JSON (`true`, not `"true"`), checked with the same schema
+ * as the command line.
+ *
+ * @module
+ */
+
+import { coerceOption, type OptionSpec, type OptionValues } from "./options.ts";
+
+/** The file name looked up in an app directory. */
+export const CONFIG_FILE_NAME = "m2fetch.json";
+
+/** A config file could not be read or holds something invalid. */
+export class ConfigFileError extends Error {
+  /**
+   * Creates the error.
+   *
+   * @param message What failed and why.
+   */
+  constructor(message: string) {
+    super(message);
+    this.name = "ConfigFileError";
+  }
+}
+
+/**
+ * Reads and checks a config file. Every key must be an option of `schema`
+ * (or `app`, the handler module relative to the file).
+ *
+ * @param path The file.
+ * @param schema The options it may set.
+ * @returns The typed values it sets, or `null` when the file does not exist.
+ * @throws {ConfigFileError} On invalid JSON, unknown keys or bad values.
+ *
+ * @example Usage
+ * ```ts
+ * import { readConfigFile } from "./config_file.ts";
+ * import { SERVE_OPTIONS } from "./options.ts";
+ * const path = await Deno.makeTempFile({ suffix: ".json" });
+ * await Deno.writeTextFile(path, '{"quiet": true}');
+ * console.assert((await readConfigFile(path, SERVE_OPTIONS))?.quiet === true);
+ * await Deno.remove(path);
+ * ```
+ */
+export async function readConfigFile(
+  path: string,
+  schema: Record<string, OptionSpec>,
+): Promise<OptionValues | null> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return null;
+    throw new ConfigFileError(
+      `Cannot read config file ${path}: ${(error as Error).message}`,
+    );
+  }
+  let data: unknown;
+  try {
+    data = JSON.parse(text);
+  } catch (error) {
+    throw new ConfigFileError(
+      `Cannot parse config file ${path}: ${(error as Error).message}`,
+    );
+  }
+  if (typeof data !== "object" || data === null || Array.isArray(data)) {
+    throw new ConfigFileError(
+      `Cannot use config file ${path}: expected a JSON object of options`,
+    );
+  }
+  const values: OptionValues = {};
+  for (const [key, raw] of Object.entries(data)) {
+    if (key === "app") {
+      if (typeof raw !== "string" || raw === "") {
+        throw new ConfigFileError(
+          `Invalid value for "app" in ${path}: expected a module path, got ${
+            JSON.stringify(raw)
+          }`,
+        );
+      }
+      values.app = raw;
+      continue;
+    }
+    if (!Object.hasOwn(schema, key)) {
+      throw new ConfigFileError(
+        `Unknown option "${key}" in ${path}: expected one of app, ${
+          Object.keys(schema).join(", ")
+        }`,
+      );
+    }
+    try {
+      values[key] = coerceOption(key, schema[key], raw, `"${key}" in ${path}`);
+    } catch (error) {
+      throw new ConfigFileError((error as Error).message);
+    }
+  }
+  return values;
+}
+
+/**
+ * Writes options to a config file, keeping the keys it already has unless
+ * `values` sets them. Written atomically (temp file, then rename).
+ *
+ * @param path The file.
+ * @param values The options to set.
+ * @param schema The options the file may hold (to check what is kept).
+ * @returns The full contents written.
+ *
+ * @example Usage
+ * ```ts
+ * import { writeConfigFile } from "./config_file.ts";
+ * import { SERVE_OPTIONS } from "./options.ts";
+ * const dir = await Deno.makeTempDir();
+ * const written = await writeConfigFile(`${dir}/m2fetch.json`, { quiet: true }, SERVE_OPTIONS);
+ * console.assert(written.quiet === true);
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ */
+export async function writeConfigFile(
+  path: string,
+  values: OptionValues,
+  schema: Record<string, OptionSpec>,
+): Promise<OptionValues> {
+  const existing = await readConfigFile(path, schema) ?? {};
+  const merged: OptionValues = { ...existing, ...values };
+  const sorted = Object.fromEntries(
+    Object.keys(merged).sort().map((key) => [key, merged[key]]),
+  );
+  const temporary = `${path}.${crypto.randomUUID()}.tmp`;
+  await Deno.writeTextFile(temporary, JSON.stringify(sorted, null, 2) + "\n");
+  await Deno.rename(temporary, path);
+  return sorted;
+}

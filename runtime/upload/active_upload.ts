@@ -1,0 +1,123 @@
+/**
+ * The life of one async upload on a connection: verify the temp file, stream
+ * it into the request body, learn its final size, and delete it when the
+ * request ends, whatever the outcome.
+ *
+ * @module
+ */
+
+import type { Exchange } from "../connection/exchange.ts";
+import { openUploadBody, type UploadBody } from "./file_body.ts";
+import type { UploadStore } from "./policy.ts";
+import { removeUploadFile, verifyUploadFile } from "./store.ts";
+
+/** Options for {@linkcode ActiveUpload.open}. */
+export interface OpenUploadOptions {
+  /** Largest body accepted. */
+  maxBytes?: number;
+  /** Called once when the body grows past `maxBytes`. */
+  onLimit?: () => void;
+}
+
+/**
+ * One upload between mongrel2's upload-start and the end of its request.
+ *
+ * @example Usage
+ * ```ts ignore
+ * import { ActiveUpload } from "./active_upload.ts";
+ * const upload = new ActiveUpload("/tmp/upload.15yUxo", exchange, { template: "/tmp/upload.XXXXXX" });
+ * const body = await upload.open();
+ * ```
+ */
+export class ActiveUpload {
+  /** The path as mongrel2 reported it. */
+  readonly path: string;
+  /** The request the upload belongs to. */
+  readonly exchange: Exchange;
+  readonly #store: UploadStore;
+  #realPath: string | null = null;
+  #body: UploadBody | null = null;
+  #done = false;
+  #ended = false;
+  #settleDone!: (done: boolean) => void;
+  readonly #doneOrEnded: Promise<boolean>;
+
+  /**
+   * Registers an upload; nothing on disk is touched until {@linkcode open}.
+   *
+   * @param path The path from the upload-start message.
+   * @param exchange The request it belongs to.
+   * @param store The configured temp store.
+   */
+  constructor(path: string, exchange: Exchange, store: UploadStore) {
+    this.path = path;
+    this.exchange = exchange;
+    this.#store = store;
+    this.#doneOrEnded = new Promise((resolve) => this.#settleDone = resolve);
+    // Until mongrel2 reports the upload complete, ending the response must
+    // close the connection: that is what stops mongrel2 receiving it.
+    exchange.closeAfterResponse = true;
+  }
+
+  /** Whether upload-done arrived. */
+  get done(): boolean {
+    return this.#done;
+  }
+
+  /** Body bytes read so far. */
+  get bytesRead(): number {
+    return this.#body?.bytesRead ?? 0;
+  }
+
+  /**
+   * Verifies the temp file and opens a body stream over it.
+   *
+   * @param options Size limit.
+   * @returns The request body stream.
+   * @throws {UploadRejectedError} When the path fails a check.
+   */
+  async open(
+    options: OpenUploadOptions = {},
+  ): Promise<ReadableStream<Uint8Array>> {
+    const realPath = await verifyUploadFile(this.path, this.#store);
+    if (this.#ended) {
+      // The request ended while we checked: the file is verified, so clean it.
+      await removeUploadFile(realPath);
+      throw new DOMException("The request ended", "AbortError");
+    }
+    this.#realPath = realPath;
+    this.#body = await openUploadBody(realPath, options);
+    if (this.#done) await this.#body.done();
+    return this.#body.stream;
+  }
+
+  /** mongrel2 sent upload-done: the file is complete. */
+  async markDone(): Promise<void> {
+    if (this.#done || this.#ended) return;
+    this.#done = true;
+    this.exchange.closeAfterResponse = false;
+    await this.#body?.done();
+    this.#settleDone(true);
+  }
+
+  /** Resolves true once upload-done arrives, false if the request ends first. */
+  whenDone(): Promise<boolean> {
+    return this.#doneOrEnded;
+  }
+
+  /**
+   * The request ended (response sent, error, client gone, deny, timeout):
+   * stop reading and delete the temp file.
+   *
+   * @returns The real path deleted, if any.
+   */
+  async end(): Promise<string | null> {
+    if (this.#ended) return null;
+    this.#ended = true;
+    this.#settleDone(false);
+    this.#body?.release();
+    const realPath = this.#realPath;
+    if (realPath === null) return null;
+    return await removeUploadFile(realPath) ? realPath : null;
+  }
+}

@@ -1,0 +1,178 @@
+/**
+ * A request body that streams mongrel2's upload temp file while mongrel2 is
+ * still writing it, and ends exactly at the size the upload-done message
+ * fixes.
+ *
+ * @module
+ */
+
+/** Options for {@linkcode openUploadBody}. */
+export interface UploadBodyOptions {
+  /** Largest body accepted; reading past it errors the stream. */
+  maxBytes?: number;
+  /** Bytes per read (default 256 KiB). */
+  chunkBytes?: number;
+  /** Longest pause between polls of a file that has not grown (ms, default 50). */
+  maxPollMs?: number;
+  /** Called once when the body grows past `maxBytes`. */
+  onLimit?: () => void;
+}
+
+/** The body stream and the controls the server keeps. */
+export interface UploadBody {
+  /** The stream handed to the handler as `request.body`. */
+  readonly stream: ReadableStream<Uint8Array>;
+  /** Bytes read so far. */
+  readonly bytesRead: number;
+  /**
+   * mongrel2 sent upload-done: the file is complete at its current size.
+   * Resolves once the size is known.
+   */
+  done(): Promise<void>;
+  /** Fails the stream (the upload was denied or the client left). */
+  fail(reason: unknown): void;
+  /** Closes the file; reads after this fail. Call when the request ends. */
+  release(): void;
+}
+
+/**
+ * Opens the temp file and returns a body that follows it as it grows.
+ *
+ * @param path The real path of the temp file.
+ * @param options Limits and tuning.
+ * @returns The body.
+ * @throws {Deno.errors.NotFound} When the file does not exist.
+ *
+ * @example Usage
+ * ```ts
+ * import { openUploadBody } from "./file_body.ts";
+ * const path = await Deno.makeTempFile();
+ * await Deno.writeTextFile(path, "hello");
+ * const body = await openUploadBody(path);
+ * await body.done();
+ * console.assert(await new Response(body.stream).text() === "hello");
+ * await Deno.remove(path);
+ * ```
+ */
+export async function openUploadBody(
+  path: string,
+  options: UploadBodyOptions = {},
+): Promise<UploadBody> {
+  const file = await Deno.open(path, { read: true });
+  const chunkBytes = options.chunkBytes ?? 256 * 1024;
+  const maxPollMs = options.maxPollMs ?? 50;
+  const maxBytes = options.maxBytes ?? Infinity;
+  let finalSize: number | null = null;
+  let failure: unknown = null;
+  let wake: (() => void) | null = null;
+  let closed = false;
+  let bytesRead = 0;
+
+  const closeFile = () => {
+    if (closed) return;
+    closed = true;
+    try {
+      file.close();
+    } catch {
+      // already closed
+    }
+  };
+  const nudge = () => {
+    const resolve = wake;
+    wake = null;
+    resolve?.();
+  };
+
+  const stream = new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      let pause = 1;
+      let waited = 0;
+      while (true) {
+        if (failure !== null) {
+          closeFile();
+          controller.error(failure);
+          return;
+        }
+        if (finalSize !== null && bytesRead >= finalSize) {
+          closeFile();
+          controller.close();
+          return;
+        }
+        const want = finalSize === null
+          ? chunkBytes
+          : Math.min(chunkBytes, finalSize - bytesRead);
+        const buffer = new Uint8Array(want);
+        const read = await file.read(buffer);
+        if (read !== null && read > 0) {
+          bytesRead += read;
+          if (bytesRead > maxBytes) {
+            failure = new RangeError(
+              `Cannot read request body: it is larger than the ${maxBytes}-byte limit`,
+            );
+            options.onLimit?.();
+            continue;
+          }
+          controller.enqueue(read === want ? buffer : buffer.subarray(0, read));
+          return;
+        }
+        if (finalSize !== null) {
+          failure = new Error(
+            `Cannot read request body: the upload file ended at ${bytesRead} of ${finalSize} bytes`,
+          );
+          continue;
+        }
+        // mongrel2 is still writing: wait for more bytes or for done. When
+        // the client leaves mid-upload mongrel2 unlinks the file and may
+        // send no notice (mongrel2 issue #261), so check it still exists.
+        await new Promise<void>((resolve) => {
+          wake = resolve;
+          setTimeout(nudge, pause);
+        });
+        waited += pause;
+        pause = Math.min(maxPollMs, pause * 2);
+        if (waited >= 500 && finalSize === null && failure === null) {
+          waited = 0;
+          if (!await exists(path)) {
+            failure = new Error(
+              "Cannot read request body: mongrel2 removed the upload file before it was complete (the client probably left)",
+            );
+          }
+        }
+      }
+    },
+    cancel() {
+      failure ??= new DOMException("Body cancelled", "AbortError");
+      closeFile();
+    },
+  }, { highWaterMark: 0 });
+
+  return {
+    stream,
+    get bytesRead() {
+      return bytesRead;
+    },
+    async done() {
+      if (finalSize !== null || closed) return;
+      finalSize = (await file.stat()).size;
+      nudge();
+    },
+    fail(reason) {
+      failure ??= reason;
+      nudge();
+    },
+    release() {
+      failure ??= new Error("Cannot read request body: the request has ended");
+      nudge();
+      closeFile();
+    },
+  };
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.lstat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,190 @@
+/**
+ * Rules for trusting mongrel2's async uploads (pure: no file system).
+ *
+ * When a body is larger than `limits.content_length` (or chunked), mongrel2
+ * writes it to a `mkstemp` file made from `upload.temp_store` and tells the
+ * handler twice: an upload-start message (`x-mongrel2-upload-start: PATH`,
+ * empty body) and an upload-done message (both headers, empty body). Any
+ * client can send those headers on a small request, so a path is only
+ * trusted when the message has the shape only mongrel2 produces and the path
+ * is one the configured template could have produced.
+ *
+ * @module
+ */
+
+import { firstHeader, type Mongrel2Headers } from "../protocol/message.ts";
+
+/** Where mongrel2 writes uploads. */
+export interface UploadStore {
+  /**
+   * mongrel2's `upload.temp_store`, as mongrel2 sees it: an absolute path
+   * ending in `XXXXXX`, e.g. `/tmp/upload.XXXXXX`.
+   */
+  template: string;
+  /**
+   * mongrel2's chroot on the real file system, when it runs chrooted: the
+   * paths it reports are relative to it. Empty or absent: paths are real.
+   */
+  chroot?: string;
+}
+
+/** What an upload marker on a message means. */
+export type UploadMarker =
+  | { kind: "none" }
+  | { kind: "start"; path: string }
+  | { kind: "done"; path: string }
+  | { kind: "forged"; reason: string };
+
+const START = "x-mongrel2-upload-start";
+const DONE = "x-mongrel2-upload-done";
+/** mongrel2 parses Content-Length with strtol into an int. */
+const MAX_MONGREL2_CONTENT_LENGTH = 2 ** 31 - 1;
+
+/**
+ * Checks a `upload.temp_store` template and returns it normalised.
+ *
+ * @param template The template.
+ * @returns The template.
+ * @throws {TypeError} When it is not absolute or does not end in `XXXXXX`.
+ *
+ * @example Usage
+ * ```ts
+ * import { checkTemplate } from "./policy.ts";
+ * console.assert(checkTemplate("/tmp/upload.XXXXXX") === "/tmp/upload.XXXXXX");
+ * ```
+ */
+export function checkTemplate(template: string): string {
+  if (!template.startsWith("/") || !template.endsWith("XXXXXX")) {
+    throw new TypeError(
+      `Invalid upload temp store "${template}": expected an absolute mkstemp template ending in XXXXXX, as in mongrel2's upload.temp_store`,
+    );
+  }
+  const name = template.slice(template.lastIndexOf("/") + 1);
+  if (name === "XXXXXX" && template.lastIndexOf("/") === 0) {
+    throw new TypeError(
+      `Invalid upload temp store "${template}": uploads need a directory of their own, not /`,
+    );
+  }
+  if (template.split("/").some((part) => part === ".." || part === ".")) {
+    throw new TypeError(
+      `Invalid upload temp store "${template}": "." and ".." are not allowed`,
+    );
+  }
+  return template;
+}
+
+function escapeRegExp(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&");
+}
+
+/**
+ * Returns a matcher for the paths `mkstemp(template)` can create: the
+ * template with its trailing `XXXXXX` replaced by six characters of
+ * glibc's `[A-Za-z0-9]` alphabet.
+ *
+ * @param template A checked template.
+ * @returns A regular expression matching whole paths.
+ *
+ * @example Usage
+ * ```ts
+ * import { templatePattern } from "./policy.ts";
+ * const pattern = templatePattern("/tmp/upload.XXXXXX");
+ * console.assert(pattern.test("/tmp/upload.15yUxo") && !pattern.test("/etc/passwd"));
+ * ```
+ */
+export function templatePattern(template: string): RegExp {
+  const stem = template.slice(0, -6);
+  return new RegExp(`^${escapeRegExp(stem)}[A-Za-z0-9]{6}$`);
+}
+
+/**
+ * Maps a path as mongrel2 reports it to the real file system: under the
+ * chroot when mongrel2 runs chrooted, unchanged otherwise.
+ *
+ * @param path An absolute path as mongrel2 sees it.
+ * @param store The upload store.
+ * @returns The real path.
+ *
+ * @example Usage
+ * ```ts
+ * import { realUploadPath } from "./policy.ts";
+ * console.assert(realUploadPath("/tmp/upload.abcdef", { template: "/tmp/upload.XXXXXX", chroot: "/srv/m2" }) === "/srv/m2/tmp/upload.abcdef");
+ * ```
+ */
+export function realUploadPath(path: string, store: UploadStore): string {
+  const chroot = (store.chroot ?? "").replace(/\/+$/, "");
+  return chroot === "" ? path : `${chroot}${path}`;
+}
+
+/**
+ * Reads the upload marker of a request message and decides whether it can
+ * be genuine. A genuine upload-start has exactly one start path, no done
+ * path, an empty body, and a body announced by a Content-Length mongrel2
+ * could parse or by chunked transfer coding. A genuine upload-done has the
+ * same path twice and an empty body; whether it follows a start on the same
+ * connection is for the caller to check.
+ *
+ * @param headers The message headers.
+ * @param body The message body.
+ * @param store The configured store, or `undefined` when uploads are not configured.
+ * @returns The marker.
+ *
+ * @example Usage
+ * ```ts
+ * import { readUploadMarker } from "./policy.ts";
+ * const marker = readUploadMarker(
+ *   { "x-mongrel2-upload-start": "/etc/passwd", "content-length": "2" },
+ *   new TextEncoder().encode("hi"),
+ *   { template: "/tmp/upload.XXXXXX" },
+ * );
+ * console.assert(marker.kind === "forged");
+ * ```
+ */
+export function readUploadMarker(
+  headers: Mongrel2Headers,
+  body: Uint8Array,
+  store: UploadStore | undefined,
+): UploadMarker {
+  const start = Object.hasOwn(headers, START) ? headers[START] : undefined;
+  const done = Object.hasOwn(headers, DONE) ? headers[DONE] : undefined;
+  if (start === undefined && done === undefined) return { kind: "none" };
+  const forged = (reason: string): UploadMarker => ({ kind: "forged", reason });
+  if (typeof start !== "string") {
+    return forged(
+      start === undefined
+        ? "an upload-done header without an upload-start header"
+        : "several upload-start headers",
+    );
+  }
+  if (done !== undefined && typeof done !== "string") {
+    return forged("several upload-done headers");
+  }
+  if (body.length !== 0) {
+    return forged("upload headers on a request with an inline body");
+  }
+  if (store === undefined) {
+    return forged("upload headers, but no upload temp store is configured");
+  }
+  if (!templatePattern(store.template).test(start)) {
+    return forged(
+      `upload path "${start}" does not match the temp store template "${store.template}"`,
+    );
+  }
+  if (done !== undefined) {
+    return done === start ? { kind: "done", path: start } : forged(
+      `upload-done path "${done}" differs from upload-start path "${start}"`,
+    );
+  }
+  const chunked = (firstHeader(headers, "transfer-encoding") ?? "")
+    .toLowerCase()
+    .includes("chunked");
+  const length = firstHeader(headers, "content-length");
+  const announced = length !== undefined && /^\d{1,10}$/.test(length) &&
+    Number(length) > 0 && Number(length) <= MAX_MONGREL2_CONTENT_LENGTH;
+  if (!chunked && !announced) {
+    return forged(
+      "an upload-start without a Content-Length mongrel2 could have spooled or chunked coding",
+    );
+  }
+  return { kind: "start", path: start };
+}

@@ -1,0 +1,163 @@
+/**
+ * File-system checks and clean-up for mongrel2's upload temp files. Only
+ * files that pass {@linkcode verifyUploadFile} are ever opened or deleted.
+ *
+ * @module
+ */
+
+import { realUploadPath, templatePattern, type UploadStore } from "./policy.ts";
+
+/** An upload path failed a check; nothing was opened or deleted. */
+export class UploadRejectedError extends Error {
+  /**
+   * Creates the error.
+   *
+   * @param message What failed and why.
+   */
+  constructor(message: string) {
+    super(message);
+    this.name = "UploadRejectedError";
+  }
+}
+
+function directoryOf(path: string): string {
+  return path.slice(0, path.lastIndexOf("/")) || "/";
+}
+
+/**
+ * Returns the real directory of the temp store (symlinks resolved).
+ *
+ * @param store The upload store.
+ * @returns The directory's real path.
+ * @throws {UploadRejectedError} When the directory does not exist.
+ *
+ * @example Usage
+ * ```ts ignore
+ * import { storeDirectory } from "./store.ts";
+ * console.log(await storeDirectory({ template: "/tmp/upload.XXXXXX" }));
+ * ```
+ */
+export async function storeDirectory(store: UploadStore): Promise<string> {
+  const directory = realUploadPath(directoryOf(store.template), store);
+  try {
+    return await Deno.realPath(directory);
+  } catch (error) {
+    throw new UploadRejectedError(
+      `Cannot use upload temp store directory ${directory}: ${
+        (error as Error).message
+      }`,
+    );
+  }
+}
+
+/**
+ * Checks that a path mongrel2 reported is an upload file of the store: it
+ * matches the template, resolves (symlinks included) to a regular file
+ * directly inside the store's directory under the chroot, and is not itself
+ * a link. Returns its real path.
+ *
+ * @param path The path as mongrel2 reported it.
+ * @param store The upload store.
+ * @returns The real path to open and later delete.
+ * @throws {UploadRejectedError} When any check fails.
+ *
+ * @example Usage
+ * ```ts ignore
+ * import { verifyUploadFile } from "./store.ts";
+ * const real = await verifyUploadFile("/tmp/upload.15yUxo", { template: "/tmp/upload.XXXXXX" });
+ * ```
+ */
+export async function verifyUploadFile(
+  path: string,
+  store: UploadStore,
+): Promise<string> {
+  if (!templatePattern(store.template).test(path)) {
+    throw new UploadRejectedError(
+      `Rejected upload path "${path}": it does not match the temp store template "${store.template}"`,
+    );
+  }
+  const directory = await storeDirectory(store);
+  const real = realUploadPath(path, store);
+  let info: Deno.FileInfo;
+  let resolved: string;
+  try {
+    info = await Deno.lstat(real);
+    resolved = await Deno.realPath(real);
+  } catch (error) {
+    throw new UploadRejectedError(
+      `Rejected upload path "${path}": ${real} cannot be read (${
+        (error as Error).message
+      })`,
+    );
+  }
+  if (!info.isFile || info.isSymlink) {
+    throw new UploadRejectedError(
+      `Rejected upload path "${path}": ${real} is not a regular file`,
+    );
+  }
+  const name = path.slice(path.lastIndexOf("/") + 1);
+  if (resolved !== `${directory}/${name}`) {
+    throw new UploadRejectedError(
+      `Rejected upload path "${path}": ${real} resolves to ${resolved}, outside the temp store directory ${directory}`,
+    );
+  }
+  return resolved;
+}
+
+/**
+ * Deletes a verified upload file; a file already gone is not an error.
+ *
+ * @param realPath A path returned by {@linkcode verifyUploadFile}.
+ * @returns Whether a file was deleted.
+ *
+ * @example Usage
+ * ```ts ignore
+ * import { removeUploadFile } from "./store.ts";
+ * await removeUploadFile("/tmp/upload.15yUxo");
+ * ```
+ */
+export async function removeUploadFile(realPath: string): Promise<boolean> {
+  try {
+    await Deno.remove(realPath);
+    return true;
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return false;
+    throw error;
+  }
+}
+
+/**
+ * Deletes temp files a crash left behind: files in the store directory that
+ * match the template and were not modified for `olderThanMs`.
+ *
+ * @param store The upload store.
+ * @param olderThanMs Minimum age since the last write.
+ * @returns The real paths deleted.
+ *
+ * @example Usage
+ * ```ts ignore
+ * import { sweepStaleUploads } from "./store.ts";
+ * const removed = await sweepStaleUploads({ template: "/tmp/upload.XXXXXX" }, 60_000);
+ * ```
+ */
+export async function sweepStaleUploads(
+  store: UploadStore,
+  olderThanMs: number,
+): Promise<string[]> {
+  const directory = await storeDirectory(store);
+  const template = store.template;
+  const namePattern = templatePattern(
+    template.slice(template.lastIndexOf("/")),
+  );
+  const removed: string[] = [];
+  const now = Date.now();
+  for await (const entry of Deno.readDir(directory)) {
+    if (!entry.isFile || !namePattern.test(`/${entry.name}`)) continue;
+    const path = `${directory}/${entry.name}`;
+    const info = await Deno.lstat(path).catch(() => null);
+    if (info === null || !info.isFile) continue;
+    if (now - (info.mtime?.getTime() ?? now) < olderThanMs) continue;
+    if (await removeUploadFile(path)) removed.push(path);
+  }
+  return removed;
+}
