@@ -107,8 +107,6 @@ function internalServerError(): Response {
   return new Response(INTERNAL_SERVER_ERROR, { status: 500 });
 }
 
-const BAD_REQUEST = new TextEncoder().encode("Bad Request");
-
 /**
  * Serves `handler` behind mongrel2 over `transport`.
  *
