@@ -82,7 +82,10 @@ const HOST =
   /^(?:[A-Za-z0-9._~!$&'()*+,;=%-]+|\[[0-9A-Fa-f:.]+\])(?::\d{0,5})?$/;
 
 function isUsableHost(host: string): boolean {
-  return host.length > 0 && host.length <= 255 && HOST.test(host);
+  // The pattern lets through hosts the URL parser still rejects, such as
+  // a port above 65535 or the IPv4 address 1.2.3.256.
+  return host.length > 0 && host.length <= 255 && HOST.test(host) &&
+    URL.canParse(`http://${host}/`);
 }
 
 /**

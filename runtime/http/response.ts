@@ -124,7 +124,10 @@ export function encodeResponseHead(
   let hasDate = false;
   let declaredLength: string | null = null;
   for (const [name, value] of response.headers) {
-    if (HOP_BY_HOP.has(name)) {
+    // A 101 must still name the protocol it switches to (RFC 9110 §15.2.2).
+    const switching = status === 101 &&
+      (name === "upgrade" || name === "connection");
+    if (HOP_BY_HOP.has(name) && !switching) {
       if (name === "content-length") declaredLength = value;
       continue;
     }

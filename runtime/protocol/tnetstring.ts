@@ -137,7 +137,9 @@ function decodePayload(
       return decodeByteString(bytes, start, end);
     case 0x23: { // #
       const text = decodeByteString(bytes, start, end);
-      if (!/^-?\d{1,16}$/.test(text)) {
+      if (
+        !/^-?\d{1,16}$/.test(text) || !Number.isSafeInteger(Number(text))
+      ) {
         throw new ProtocolError(
           `Cannot parse tnetstring integer: "${text}" is not an integer`,
           offset,
@@ -308,7 +310,8 @@ function encodeInto(value: TNetValue | Uint8Array, parts: Uint8Array[]): void {
         `Cannot encode tnetstring number: ${value} is not finite`,
       );
     }
-    const tag = Number.isInteger(value) ? "#" : "^";
+    // String(1e21) is "1e+21": only safe integers are written as digits.
+    const tag = Number.isSafeInteger(value) ? "#" : "^";
     frame(parts, [encoder.encode(String(value))], tag);
   } else if (typeof value === "boolean") {
     frame(parts, [encoder.encode(String(value))], "!");
