@@ -1,0 +1,54 @@
+/**
+ * An unchanged Hono app: `export default app` is all `deno serve` and
+ * m2fetch need (a Hono app has a `fetch(request, env)` method).
+ *
+ * Routes:
+ *
+ * - `GET /` → `Hello Hono!` (text)
+ * - `GET /greet?name=Ada` → `{ "message": "Hello, Ada!" }`
+ * - `POST /items` with a JSON body `{ "name": "…", … }` → 201 with the item
+ *   and an `id`; 400 when the body is not a JSON object with a string `name`
+ * - `GET /items/:id` → `{ "id": "…" }`
+ * - anything else → Hono's 404 (`404 Not Found`)
+ *
+ * ```sh
+ * deno serve examples/hono_app.ts
+ * deno run -A cli.ts examples/hono_app.ts
+ * curl 'http://127.0.0.1:6767/greet?name=Ada'
+ * ```
+ *
+ * @module
+ */
+
+import { Hono } from "hono";
+
+const app = new Hono();
+
+app.get("/", (c) => c.text("Hello Hono!"));
+
+app.get("/greet", (c) => {
+  const name = c.req.query("name") ?? "world";
+  return c.json({ message: `Hello, ${name}!` });
+});
+
+let nextId = 1;
+
+app.post("/items", async (c) => {
+  let body: unknown;
+  try {
+    body = await c.req.json();
+  } catch {
+    return c.json({ error: "expected a JSON body" }, 400);
+  }
+  if (
+    typeof body !== "object" || body === null || Array.isArray(body) ||
+    typeof (body as { name?: unknown }).name !== "string"
+  ) {
+    return c.json({ error: "expected an object with a string name" }, 400);
+  }
+  return c.json({ id: nextId++, ...body }, 201);
+});
+
+app.get("/items/:id", (c) => c.json({ id: c.req.param("id") }));
+
+export default app;
