@@ -1,0 +1,746 @@
+/**
+ * End-to-end tests of the core: a real mongrel2 (started per test in a temp
+ * dir), m2fetch in-process or as the `cli.ts` subprocess, and real clients
+ * (`fetch`, `curl`, raw TCP where the bytes on the wire matter).
+ *
+ * Run: `deno test -A tests/e2e/core_test.ts`
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import {
+  concat,
+  curl,
+  delay,
+  type Harness,
+  type HarnessOptions,
+  headerValues,
+  isRunning,
+  startCliHarness,
+  startHarness,
+} from "./harness.ts";
+import type { FetchHandler } from "../../runtime/server.ts";
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/** Every byte value, `repeat` times over. */
+function allBytes(repeat = 1): Uint8Array<ArrayBuffer> {
+  const bytes = new Uint8Array(256 * repeat);
+  for (let i = 0; i < bytes.length; i++) bytes[i] = i & 0xff;
+  return bytes;
+}
+
+/**
+ * The handler most tests share, routed by path:
+ *
+ * - `/echo`: `{ method, body }` as JSON
+ * - `/url…`: what the handler sees of the URL
+ * - `/bytes`: GET all 256 byte values ×4, POST the request body back
+ * - `/headers`: the request headers as JSON, and two `set-cookie`s
+ * - `/status/N`: an empty response with status N
+ * - `/throw`, `/not-a-response`: broken handlers
+ * - anything else: `hello world`
+ */
+const app: FetchHandler = async (request, info) => {
+  const url = new URL(request.url);
+  if (url.pathname.startsWith("/url")) {
+    return Response.json({
+      remote: info.remoteAddr.hostname,
+      url: request.url,
+      pathname: url.pathname,
+      search: url.search,
+      params: [...url.searchParams],
+    });
+  }
+  switch (url.pathname) {
+    case "/echo":
+      return Response.json({
+        method: request.method,
+        body: await request.text(),
+      });
+    case "/bytes":
+      return new Response(
+        request.method === "POST"
+          ? new Uint8Array(await request.arrayBuffer())
+          : allBytes(4),
+        { headers: { "content-type": "application/octet-stream" } },
+      );
+    case "/headers": {
+      const headers = new Headers({ "content-type": "application/json" });
+      headers.append("set-cookie", "a=1; Path=/");
+      headers.append("set-cookie", "b=2, c=3; Path=/; HttpOnly");
+      return new Response(
+        JSON.stringify(Object.fromEntries(request.headers)),
+        { headers },
+      );
+    }
+    case "/throw":
+      throw new Error("boom from the handler");
+    case "/not-a-response":
+      return "not a response" as unknown as Response;
+  }
+  const status = /^\/status\/(\d{3})$/.exec(url.pathname);
+  if (status !== null) {
+    return new Response(null, { status: Number(status[1]) });
+  }
+  return new Response("hello world", {
+    headers: { "content-type": "text/plain" },
+  });
+};
+
+// Scenarios shared by the tnetstring tests and the JSON-protocol test.
+
+async function checkMethods(h: Harness): Promise<void> {
+  for (const method of ["GET", "POST", "PUT", "DELETE"]) {
+    const body = method === "GET" ? undefined : `${method} body ✓`;
+    const response = await h.fetch("/echo", { method, body });
+    assert.equal(response.status, 200, method);
+    assert.deepEqual(await response.json(), { method, body: body ?? "" });
+  }
+  // curl too, with its own framing of a PUT body.
+  const put = await curl([
+    "-s",
+    "-X",
+    "PUT",
+    "-d",
+    "from curl",
+    `${h.url}/echo`,
+  ]);
+  assert.equal(put.code, 0, put.stderr);
+  assert.deepEqual(JSON.parse(decoder.decode(put.stdout)), {
+    method: "PUT",
+    body: "from curl",
+  });
+}
+
+async function checkUrls(h: Harness): Promise<void> {
+  const path = "/url/a%20b/c%2Fd/%C3%A9?x=1&y=%22q%22&z=a+b&e=%E2%9C%93";
+  const response = await h.fetch(path);
+  const seen = await response.json();
+  assert.equal(seen.remote, "127.0.0.1");
+  assert.equal(seen.url, `${h.url}${path}`);
+  assert.equal(seen.pathname, "/url/a%20b/c%2Fd/%C3%A9");
+  assert.equal(seen.search, "?x=1&y=%22q%22&z=a+b&e=%E2%9C%93");
+  assert.deepEqual(seen.params, [
+    ["x", "1"],
+    ["y", '"q"'],
+    ["z", "a b"],
+    ["e", "✓"],
+  ]);
+  // The exact route: `/url` alone and with an empty query.
+  const bare = await (await h.fetch("/url?")).json();
+  assert.equal(bare.url, `${h.url}/url?`);
+}
+
+async function checkBinary(h: Harness): Promise<void> {
+  const down = await h.fetch("/bytes");
+  assert.deepEqual(new Uint8Array(await down.arrayBuffer()), allBytes(4));
+  const sent = allBytes(16).reverse();
+  const up = await h.fetch("/bytes", { method: "POST", body: sent });
+  assert.equal(up.headers.get("content-length"), String(sent.length));
+  assert.deepEqual(new Uint8Array(await up.arrayBuffer()), sent);
+}
+
+async function checkDuplicateHeaders(h: Harness): Promise<void> {
+  await using client = await h.raw();
+  await client.write(
+    "GET /headers HTTP/1.1\r\nHost: localhost\r\nX-Dup: a\r\nX-Dup: b\r\n" +
+      "Accept: text/plain\r\nAccept: application/json\r\n\r\n",
+  );
+  const response = await client.readResponse();
+  assert.equal(response.status, 200);
+  const seen = JSON.parse(decoder.decode(response.body));
+  assert.equal(seen["x-dup"], "a, b");
+  assert.equal(seen.accept, "text/plain, application/json");
+  assert.equal(seen.host, "localhost");
+  // mongrel2's own keys (METHOD, URI, ...) are not request headers.
+  assert.ok(!("method" in seen) && !("uri" in seen), JSON.stringify(seen));
+}
+
+async function checkSetCookies(h: Harness): Promise<void> {
+  await using client = await h.raw();
+  await client.write("GET /headers HTTP/1.1\r\nHost: localhost\r\n\r\n");
+  const response = await client.readResponse();
+  assert.deepEqual(headerValues(response, "set-cookie"), [
+    "a=1; Path=/",
+    "b=2, c=3; Path=/; HttpOnly",
+  ]);
+  // And fetch sees them apart too.
+  const fetched = await h.fetch("/headers");
+  await fetched.body?.cancel();
+  assert.deepEqual(fetched.headers.getSetCookie(), [
+    "a=1; Path=/",
+    "b=2, c=3; Path=/; HttpOnly",
+  ]);
+}
+
+async function checkTabHeader(h: Harness): Promise<void> {
+  await using client = await h.raw();
+  // A raw TAB inside a header value: mongrel2's JSON mode copies it
+  // unescaped (invalid JSON), tnetstring mode is binary-safe. Bytes above
+  // 0x7f reach the handler one char per byte (a ByteString), as under
+  // deno serve: UTF-8 "é" (C3 A9) is two chars, a lone E9 one.
+  await client.write(concat([
+    encoder.encode(
+      "GET /headers HTTP/1.1\r\nHost: localhost\r\nX-Tab: a\tb\r\n" +
+        'X-Quote: say "hi" \\o/\r\nX-Bytes: ',
+    ),
+    new Uint8Array([0xc3, 0xa9, 0x20, 0xe9]),
+    encoder.encode("\r\n\r\n"),
+  ]));
+  const response = await client.readResponse();
+  assert.equal(response.status, 200, decoder.decode(response.body));
+  const seen = JSON.parse(decoder.decode(response.body));
+  assert.equal(seen["x-tab"], "a\tb");
+  assert.equal(seen["x-quote"], 'say "hi" \\o/');
+  assert.equal(seen["x-bytes"], "\xc3\xa9 \xe9");
+}
+
+function withHarness(
+  name: string,
+  fn: (h: Harness) => Promise<void>,
+  options: HarnessOptions = {},
+  handler: FetchHandler = app,
+): void {
+  Deno.test(name, async () => {
+    await using h = await startHarness(handler, options);
+    await fn(h);
+  });
+}
+
+withHarness("GET, POST, PUT and DELETE reach the handler", checkMethods);
+
+withHarness(
+  "query strings and percent-encoded paths reach request.url as sent",
+  checkUrls,
+);
+
+withHarness(
+  "binary request and response bodies keep all 256 byte values",
+  checkBinary,
+);
+
+withHarness(
+  "duplicate request headers are joined with a comma",
+  checkDuplicateHeaders,
+);
+
+withHarness(
+  "several set-cookie response headers stay apart on the wire",
+  checkSetCookies,
+);
+
+withHarness(
+  "a raw TAB and non-ASCII bytes in header values reach the handler",
+  checkTabHeader,
+);
+
+withHarness(
+  "HEAD gets content-length and no body; the connection stays usable",
+  async (h) => {
+    await using client = await h.raw();
+    await client.write(
+      "HEAD /text HTTP/1.1\r\nHost: x\r\n\r\nGET /text HTTP/1.1\r\nHost: x\r\n\r\n",
+    );
+    const head = await client.readResponse({ head: true });
+    assert.equal(head.status, 200);
+    assert.deepEqual(headerValues(head, "content-length"), ["11"]);
+    // The GET right after must start exactly where the HEAD head ended.
+    const get = await client.readResponse();
+    assert.equal(get.statusLine, "HTTP/1.1 200 OK");
+    assert.equal(decoder.decode(get.body), "hello world");
+    assert.equal(client.buffered, 0);
+  },
+);
+
+withHarness("204 and 304 responses carry no body", async (h) => {
+  await using client = await h.raw();
+  await client.write(
+    "GET /status/204 HTTP/1.1\r\nHost: x\r\n\r\n" +
+      "GET /status/304 HTTP/1.1\r\nHost: x\r\n\r\n" +
+      "GET /text HTTP/1.1\r\nHost: x\r\n\r\n",
+  );
+  const noContent = await client.readResponse();
+  assert.equal(noContent.status, 204);
+  assert.deepEqual(headerValues(noContent, "content-length"), []);
+  assert.deepEqual(headerValues(noContent, "transfer-encoding"), []);
+  const notModified = await client.readResponse();
+  assert.equal(notModified.status, 304);
+  assert.deepEqual(headerValues(notModified, "transfer-encoding"), []);
+  const after = await client.readResponse();
+  assert.equal(after.status, 200);
+  assert.equal(decoder.decode(after.body), "hello world");
+  // Through fetch as well.
+  const response = await h.fetch("/status/204");
+  assert.equal(response.status, 204);
+  assert.equal(await response.text(), "");
+});
+
+// --- 100 MiB to a slow reader ---------------------------------------------
+
+const BIG_CHUNK = 64 * 1024;
+const BIG_CHUNKS = 1600; // 100 MiB
+const BIG_BYTES = BIG_CHUNK * BIG_CHUNKS;
+
+/** Chunk `k` of the big body: a fixed block stamped with `k`. */
+function bigChunk(base: Uint8Array, k: number): Uint8Array {
+  const chunk = base.slice();
+  new DataView(chunk.buffer).setUint32(0, k);
+  new DataView(chunk.buffer).setUint32(BIG_CHUNK - 4, k ^ 0x5a5a5a5a);
+  return chunk;
+}
+
+function bigBase(): Uint8Array {
+  const base = new Uint8Array(BIG_CHUNK);
+  for (let i = 0; i < base.length; i++) base[i] = (i * 31 + (i >>> 8)) & 0xff;
+  return base;
+}
+
+/**
+ * The most bytes the kernel may buffer on one loopback TCP connection: the
+ * sender's largest send buffer plus the receiver's largest receive buffer.
+ */
+function socketBufferLimit(): number {
+  const max = (name: string) =>
+    Number(Deno.readTextFileSync(`/proc/sys/net/ipv4/${name}`).split(/\s+/)[2]);
+  try {
+    return max("tcp_wmem") + max("tcp_rmem");
+  } catch {
+    return 16 * 1024 * 1024;
+  }
+}
+
+async function bigStreamToSlowReader(framing: "length" | "chunked") {
+  const base = bigBase();
+  const expected = createHash("sha256");
+  for (let k = 0; k < BIG_CHUNKS; k++) expected.update(bigChunk(base, k));
+  const expectedHash = expected.digest("hex");
+
+  let produced = 0;
+  const handler: FetchHandler = (request) => {
+    if (new URL(request.url).pathname !== "/big") {
+      return new Response("still here");
+    }
+    let k = 0;
+    const body = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        controller.enqueue(bigChunk(base, k++));
+        produced = k;
+        if (k === BIG_CHUNKS) controller.close();
+      },
+    }, { highWaterMark: 0 });
+    const headers = new Headers({ "content-type": "application/octet-stream" });
+    if (framing === "length") headers.set("content-length", String(BIG_BYTES));
+    return new Response(body, { headers });
+  };
+  await using h = await startHarness(handler);
+  await using client = await h.raw();
+
+  // Warm up, then take the baseline.
+  await client.write("GET /warm HTTP/1.1\r\nHost: x\r\n\r\n");
+  await client.readResponse();
+  const startRss = Deno.memoryUsage().rss;
+  let maxRss = startRss;
+  const sampler = setInterval(() => {
+    maxRss = Math.max(maxRss, Deno.memoryUsage().rss);
+  }, 50);
+
+  try {
+    const started = performance.now();
+    await client.write("GET /big HTTP/1.1\r\nHost: x\r\n\r\n");
+    const head = await client.readHead();
+    assert.equal(head.status, 200);
+    if (framing === "length") {
+      assert.deepEqual(headerValues(head, "content-length"), [
+        String(BIG_BYTES),
+      ]);
+    } else {
+      assert.deepEqual(headerValues(head, "transfer-encoding"), ["chunked"]);
+    }
+    const hash = createHash("sha256");
+    let received = 0;
+    const slowUntil = 4 * 1024 * 1024;
+    let stalled = false;
+    let maxAhead = 0;
+    const pieceSize = () => received < slowUntil ? 32 * 1024 : 1024 * 1024;
+    for await (const piece of client.readBody(head, pieceSize)) {
+      hash.update(piece);
+      received += piece.length;
+      if (received < slowUntil) {
+        // Read slowly: small reads with pauses, and one long stall, during
+        // which m2fetch must wait for credits instead of buffering.
+        if (!stalled && received >= 1024 * 1024) {
+          stalled = true;
+          await delay(1500);
+        } else {
+          await delay(10);
+        }
+        // While the reader dawdles, the handler must not run far ahead:
+        // m2fetch pulls the body only as credits come back, and mongrel2
+        // returns credits once bytes are in its socket. So what is ahead is
+        // m2fetch's segment and credit window plus the loopback socket
+        // buffers, which the kernel may autotune up to tcp_wmem + tcp_rmem.
+        maxAhead = Math.max(maxAhead, produced * BIG_CHUNK - received);
+      }
+    }
+    const seconds = (performance.now() - started) / 1000;
+    assert.equal(received, BIG_BYTES);
+    assert.equal(hash.digest("hex"), expectedHash);
+    const aheadLimit = socketBufferLimit() + 4 * 1024 * 1024;
+    assert.ok(
+      maxAhead < aheadLimit,
+      `the handler ran ${maxAhead} bytes ahead of the slow reader (limit ${aheadLimit})`,
+    );
+    // The connection is still usable.
+    await client.write("GET /after HTTP/1.1\r\nHost: x\r\n\r\n");
+    const after = await client.readResponse();
+    assert.equal(decoder.decode(after.body), "still here");
+    const growth = maxRss - startRss;
+    console.log(
+      `100 MiB (${framing}) in ${seconds.toFixed(1)} s, rss growth ${
+        (growth / 1048576).toFixed(1)
+      } MiB, max ahead of reader ${(maxAhead / 1048576).toFixed(1)} MiB`,
+    );
+    assert.ok(
+      growth < 64 * 1024 * 1024,
+      `rss grew by ${growth} bytes during the transfer`,
+    );
+  } finally {
+    clearInterval(sampler);
+  }
+}
+
+Deno.test(
+  "a 100 MiB stream with content-length reaches a slow reader intact, memory bounded",
+  () => bigStreamToSlowReader("length"),
+);
+
+Deno.test(
+  "a 100 MiB chunked stream reaches a slow reader intact, memory bounded",
+  () => bigStreamToSlowReader("chunked"),
+);
+
+// --- close rules ----------------------------------------------------------
+
+withHarness("HTTP/1.0: response, then the server closes", async (h) => {
+  await using client = await h.raw();
+  await client.write("GET /text HTTP/1.0\r\nHost: x\r\n\r\n");
+  const response = await client.readResponse();
+  assert.equal(response.statusLine, "HTTP/1.0 200 OK");
+  assert.equal(decoder.decode(response.body), "hello world");
+  const rest = await client.waitForClose(5000);
+  assert.ok(rest !== null, "the connection stayed open");
+  assert.equal(rest.length, 0);
+});
+
+withHarness("HTTP/1.0 with keep-alive stays open", async (h) => {
+  await using client = await h.raw();
+  await client.write(
+    "GET /text HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\n\r\n",
+  );
+  const first = await client.readResponse();
+  assert.deepEqual(headerValues(first, "connection"), ["keep-alive"]);
+  await client.write("GET /text HTTP/1.0\r\nHost: x\r\n\r\n");
+  const second = await client.readResponse();
+  assert.equal(decoder.decode(second.body), "hello world");
+  assert.ok((await client.waitForClose(5000)) !== null);
+});
+
+withHarness("Connection: close closes after the response", async (h) => {
+  await using client = await h.raw();
+  await client.write(
+    "GET /text HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+  );
+  const response = await client.readResponse();
+  assert.equal(response.status, 200);
+  assert.deepEqual(headerValues(response, "connection"), ["close"]);
+  assert.equal(decoder.decode(response.body), "hello world");
+  const rest = await client.waitForClose(5000);
+  assert.ok(rest !== null, "the connection stayed open");
+  assert.equal(rest.length, 0);
+});
+
+Deno.test("pipelined requests are answered in request order", async () => {
+  const finished: string[] = [];
+  await using h = await startHarness(async (request) => {
+    const path = new URL(request.url).pathname;
+    const wait = Number(path.split("/")[2] ?? 0);
+    await delay(wait);
+    const body = request.method === "POST" ? await request.text() : "";
+    finished.push(path);
+    return new Response(`${request.method} ${path} ${body}`);
+  });
+  await using client = await h.raw();
+  // The first is the slowest; all five are written at once.
+  await client.write(
+    "GET /slow/300 HTTP/1.1\r\nHost: x\r\n\r\n" +
+      "GET /fast/0 HTTP/1.1\r\nHost: x\r\n\r\n" +
+      "POST /post/150 HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nbody" +
+      "HEAD /head/50 HTTP/1.1\r\nHost: x\r\n\r\n" +
+      "GET /last/0 HTTP/1.1\r\nHost: x\r\n\r\n",
+  );
+  const bodies = [];
+  for (const method of ["GET", "GET", "POST", "HEAD", "GET"]) {
+    const response = await client.readResponse({ head: method === "HEAD" });
+    bodies.push(decoder.decode(response.body));
+  }
+  assert.deepEqual(bodies, [
+    "GET /slow/300 ",
+    "GET /fast/0 ",
+    "POST /post/150 body",
+    "",
+    "GET /last/0 ",
+  ]);
+  // The handlers ran at once: the slow first one finished last.
+  assert.equal(finished.at(-1), "/slow/300");
+  assert.equal(finished.length, 5);
+});
+
+Deno.test("many keep-alive requests on one connection keep credits right", async () => {
+  // 300 responses of 10 KiB: about 30 credit windows of mongrel2's 100 KiB.
+  // Credits lost or double-counted would stall or kill the connection.
+  const body = new Uint8Array(10 * 1024).fill(0x61);
+  await using h = await startHarness(() => new Response(body));
+  await using client = await h.raw();
+  for (let i = 0; i < 300; i++) {
+    await client.write(`GET /n/${i} HTTP/1.1\r\nHost: x\r\n\r\n`);
+    const response = await client.readResponse();
+    assert.equal(response.status, 200);
+    assert.equal(response.body.length, body.length);
+  }
+  // Pipelined as well: 50 at once.
+  let burst = "";
+  for (let i = 0; i < 50; i++) {
+    burst += `GET /p/${i} HTTP/1.1\r\nHost: x\r\n\r\n`;
+  }
+  await client.write(burst);
+  for (let i = 0; i < 50; i++) {
+    assert.equal((await client.readResponse()).body.length, body.length);
+  }
+  assert.equal(h.server.connections, 1);
+});
+
+Deno.test("a client leaving mid-stream aborts request.signal", async () => {
+  let resolveAborted!: (reason: unknown) => void;
+  const aborted = new Promise((resolve) => resolveAborted = resolve);
+  let cancelled = false;
+  let abortedCompleted: Promise<void> | undefined;
+  const normal: { signal?: AbortSignal; completed?: Promise<void> } = {};
+  await using h = await startHarness((request, info) => {
+    if (new URL(request.url).pathname === "/normal") {
+      normal.signal = request.signal;
+      normal.completed = info.completed;
+      return new Response("done");
+    }
+    abortedCompleted = info.completed;
+    request.signal.addEventListener(
+      "abort",
+      () => resolveAborted(request.signal.reason),
+    );
+    let n = 0;
+    const body = new ReadableStream<Uint8Array>({
+      async pull(controller) {
+        await delay(50);
+        controller.enqueue(encoder.encode(`tick ${n++}\n`));
+      },
+      cancel() {
+        cancelled = true;
+      },
+    });
+    return new Response(body);
+  });
+  const client = await h.raw();
+  // A normal exchange first: its signal must not abort when the response
+  // ends, nor when the client later leaves.
+  await client.write("GET /normal HTTP/1.1\r\nHost: x\r\n\r\n");
+  assert.equal(decoder.decode((await client.readResponse()).body), "done");
+  await normal.completed; // info.completed resolves once handed over
+  assert.equal(normal.signal?.aborted, false);
+  await client.write("GET /forever HTTP/1.1\r\nHost: x\r\n\r\n");
+  const head = await client.readHead();
+  assert.deepEqual(headerValues(head, "transfer-encoding"), ["chunked"]);
+  await client.readSome(); // some ticks arrived
+  client.close();
+  const timeout = delay(5000).then(() => "timeout");
+  const reason = await Promise.race([aborted, timeout]);
+  assert.notEqual(reason, "timeout", "request.signal did not abort in 5 s");
+  assert.ok(reason instanceof DOMException, String(reason));
+  assert.equal(reason.name, "AbortError");
+  assert.ok(
+    await waitForValue(() => cancelled, 2000),
+    "the body stream was not cancelled",
+  );
+  // info.completed of the abandoned response rejects.
+  await assert.rejects(abortedCompleted!);
+  assert.equal(normal.signal?.aborted, false);
+});
+
+async function waitForValue(
+  condition: () => boolean,
+  timeoutMs: number,
+): Promise<boolean> {
+  const deadline = performance.now() + timeoutMs;
+  while (!condition() && performance.now() < deadline) await delay(20);
+  return condition();
+}
+
+Deno.test("a client leaving before the response aborts request.signal", async () => {
+  let resolveAborted!: (reason: unknown) => void;
+  const aborted = new Promise((resolve) => resolveAborted = resolve);
+  let started!: () => void;
+  const handlerStarted = new Promise<void>((resolve) => started = resolve);
+  await using h = await startHarness((request) => {
+    started();
+    // A long poll: answer only when the client is gone.
+    return new Promise((resolve) => {
+      request.signal.addEventListener("abort", () => {
+        resolveAborted(request.signal.reason);
+        resolve(new Response("too late"));
+      });
+    });
+  });
+  const client = await h.raw();
+  await client.write("GET /poll HTTP/1.1\r\nHost: x\r\n\r\n");
+  await handlerStarted;
+  client.close();
+  const reason = await Promise.race([
+    aborted,
+    delay(5000).then(() => "timeout"),
+  ]);
+  assert.notEqual(reason, "timeout", "request.signal did not abort in 5 s");
+  assert.ok(reason instanceof DOMException && reason.name === "AbortError");
+  assert.ok(await waitForValue(() => h.server.inFlight === 0, 2000));
+});
+
+Deno.test("a body stream failing mid-way closes the connection", async () => {
+  await using h = await startHarness((request) => {
+    if (new URL(request.url).pathname !== "/broken") {
+      return new Response("fine");
+    }
+    let sent = false;
+    const body = new ReadableStream<Uint8Array>({
+      async pull(controller) {
+        if (sent) {
+          await delay(20);
+          controller.error(new Error("the body broke"));
+          return;
+        }
+        sent = true;
+        controller.enqueue(encoder.encode("partial"));
+      },
+    });
+    return new Response(body);
+  });
+  await using client = await h.raw();
+  await client.write("GET /broken HTTP/1.1\r\nHost: x\r\n\r\n");
+  const head = await client.readHead();
+  assert.equal(head.status, 200);
+  assert.deepEqual(headerValues(head, "transfer-encoding"), ["chunked"]);
+  // The chunked body never gets its last chunk: the server closes instead,
+  // the only way to tell the client the body is incomplete.
+  const rest = await client.waitForClose(5000);
+  assert.ok(rest !== null, "the connection stayed open");
+  const text = decoder.decode(rest);
+  assert.ok(text.includes("partial"), text);
+  assert.ok(!text.endsWith("0\r\n\r\n"), `looks complete: ${text}`);
+  assert.ok(h.logs.some((line) => line.includes("the body broke")));
+  const next = await h.fetch("/fine");
+  assert.equal(await next.text(), "fine");
+});
+
+withHarness(
+  "HTTP/1.0 gets a streamed body delimited by close",
+  async (h) => {
+    await using client = await h.raw();
+    await client.write("GET /stream HTTP/1.0\r\nHost: x\r\n\r\n");
+    const head = await client.readHead();
+    assert.equal(head.statusLine, "HTTP/1.0 200 OK");
+    // No chunked coding in HTTP/1.0, and the length is not known.
+    assert.deepEqual(headerValues(head, "transfer-encoding"), []);
+    assert.deepEqual(headerValues(head, "content-length"), []);
+    const rest = await client.waitForClose(5000);
+    assert.ok(rest !== null, "the connection stayed open");
+    assert.equal(decoder.decode(rest), "one\ntwo\nthree\n");
+  },
+  {},
+  (request) => {
+    const lines = ["one\n", "two\n", "three\n"];
+    const body = new ReadableStream<Uint8Array>({
+      async pull(controller) {
+        await delay(30);
+        const line = lines.shift();
+        if (line === undefined) controller.close();
+        else controller.enqueue(encoder.encode(line));
+      },
+    });
+    void request;
+    return new Response(body);
+  },
+);
+
+withHarness(
+  "a throwing handler gives 500 and the server keeps serving",
+  async (h) => {
+    const failed = await h.fetch("/throw");
+    assert.equal(failed.status, 500);
+    assert.equal(await failed.text(), "Internal Server Error");
+    // Logged with its stack, like deno serve does.
+    assert.ok(
+      h.logs.some((line) =>
+        line.includes("boom from the handler") &&
+        line.includes("core_test.ts")
+      ),
+      `the error was not logged with its stack:\n${h.logs.join("\n")}`,
+    );
+    const next = await h.fetch("/text");
+    assert.equal(next.status, 200);
+    assert.equal(await next.text(), "hello world");
+    // On the same connection too.
+    await using client = await h.raw();
+    await client.write(
+      "GET /throw HTTP/1.1\r\nHost: x\r\n\r\nGET /text HTTP/1.1\r\nHost: x\r\n\r\n",
+    );
+    assert.equal((await client.readResponse()).status, 500);
+    const after = await client.readResponse();
+    assert.equal(decoder.decode(after.body), "hello world");
+  },
+);
+
+withHarness("a handler returning a non-Response gives 500", async (h) => {
+  const failed = await h.fetch("/not-a-response");
+  assert.equal(failed.status, 500);
+  assert.equal(await failed.text(), "Internal Server Error");
+  const next = await h.fetch("/text");
+  assert.equal(await next.text(), "hello world");
+});
+
+Deno.test("JSON protocol mode serves the same requests", async () => {
+  await using h = await startHarness(app, { protocol: "json" });
+  assert.equal(h.mongrel2.handlers[0].protocol, "json");
+  await checkMethods(h);
+  await checkUrls(h);
+  await checkBinary(h);
+  await checkDuplicateHeaders(h);
+  await checkSetCookies(h);
+  await checkTabHeader(h);
+});
+
+Deno.test(
+  "the CLI serves examples/hello.ts and exits 0 on SIGTERM",
+  async () => {
+    await using h = await startCliHarness("examples/hello.ts");
+    const result = await curl(["-s", "-i", `${h.url}/`]);
+    assert.equal(result.code, 0, result.stderr);
+    const text = decoder.decode(result.stdout);
+    assert.match(text, /^HTTP\/1\.1 200 OK\r\n/);
+    assert.ok(text.endsWith("\r\n\r\nHello from m2fetch\n"), text);
+    const status = await h.stop("SIGTERM");
+    assert.equal(status.code, 0, h.output());
+    assert.equal(status.signal, null);
+    assert.ok(!isRunning(h.process.pid));
+    assert.ok(h.output().includes("Shutting down"), h.output());
+  },
+);

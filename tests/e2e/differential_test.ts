@@ -1,0 +1,255 @@
+/**
+ * Differential tests: each example module is served twice, unchanged, by
+ * `deno serve` (a subprocess) and by m2fetch behind a real mongrel2 (the
+ * `cli.ts` subprocess), and a table of requests is sent to both with
+ * `fetch`. Status, headers and body must be equal.
+ *
+ * Headers compared: all of them, as `fetch` exposes them (names lower-cased,
+ * sorted, repeated headers combined; `set-cookie` kept apart), except:
+ *
+ * - `date`: the clock moves between the two requests;
+ * - `server`: neither sets it today, but a proxy's name is not the app's.
+ *
+ * Transport-level headers are compared too: `content-length` and
+ * `transfer-encoding` must match. Both servers frame a string, bytes or Blob
+ * body with `content-length`, a stream that is still producing with
+ * `transfer-encoding: chunked`, and a HEAD whose body is a stream with
+ * neither. (`deno serve` 2.9 does not compress responses on its own, so
+ * `accept-encoding` makes no difference; if it ever does, the body
+ * comparison will show it.)
+ *
+ * One difference is allowed, only for the cases marked `completeStream`:
+ * a `ReadableStream` body that has already closed when the head is written
+ * (`examples/streaming.ts?lines=1&interval=0` enqueues its only line and
+ * closes at once). `deno serve` frames every JS stream as chunked; m2fetch's
+ * `ResponseEncoder` reads the body bytes that are ready within a few
+ * microtask turns before writing the head (that is how it gives string and
+ * Blob bodies a `content-length`, since the Fetch API does not say what a
+ * body was made from), so it sees the whole body and sends `content-length`.
+ * Telling the two apart would need Deno's private `Response` internals.
+ * Both framings deliver the same bytes; the test checks that m2fetch's
+ * `content-length` is exactly the body length, and everything else equal.
+ *
+ * Run: `deno test -A tests/e2e/differential_test.ts`
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { startCliHarness, startDenoServe } from "./harness.ts";
+
+/** One request of the table. */
+interface Case {
+  /** Shown in the step name. */
+  name: string;
+  path: string;
+  method?: string;
+  headers?: Record<string, string>;
+  /** A body factory: `FormData` boundaries must be fresh per request. */
+  body?: () => BodyInit;
+  /**
+   * The body is a stream that has ended before the head is written:
+   * chunked from `deno serve`, `content-length` from m2fetch (see above).
+   */
+  completeStream?: boolean;
+}
+
+/** What is compared. */
+interface Observed {
+  status: number;
+  statusText: string;
+  headers: [string, string][];
+  body: string;
+}
+
+const IGNORED_HEADERS = new Set(["date", "server"]);
+
+async function observe(
+  client: Deno.HttpClient,
+  base: string,
+  item: Case,
+): Promise<Observed> {
+  const response = await fetch(`${base}${item.path}`, {
+    client,
+    method: item.method ?? "GET",
+    headers: item.headers,
+    body: item.body?.(),
+    redirect: "manual",
+  });
+  const bytes = new Uint8Array(await response.arrayBuffer());
+  return {
+    status: response.status,
+    statusText: response.statusText,
+    headers: [...response.headers].filter(([name]) =>
+      !IGNORED_HEADERS.has(name)
+    ),
+    // Bodies are compared as bytes, shown as latin1 so any byte prints.
+    body: String.fromCharCode(...bytes),
+  };
+}
+
+function header(observed: Observed, name: string): string | undefined {
+  return observed.headers.find(([key]) => key === name)?.[1];
+}
+
+function withoutFraming(headers: [string, string][]): [string, string][] {
+  return headers.filter(([name]) =>
+    name !== "content-length" && name !== "transfer-encoding"
+  );
+}
+
+const json = (value: unknown) => () => JSON.stringify(value);
+const JSON_TYPE = { "content-type": "application/json" };
+const FORM_TYPE = { "content-type": "application/x-www-form-urlencoded" };
+
+const TABLES: Record<string, Case[]> = {
+  "examples/hello.ts": [
+    { name: "GET /", path: "/" },
+    { name: "GET with a query", path: "/any/where?x=1&y=%20" },
+    { name: "HEAD /", path: "/", method: "HEAD" },
+    {
+      name: "POST with a body",
+      path: "/",
+      method: "POST",
+      body: () => "ignored",
+    },
+  ],
+  "examples/echo.ts": [
+    { name: "GET the form", path: "/" },
+    { name: "HEAD the form", path: "/", method: "HEAD" },
+    {
+      name: "POST urlencoded",
+      path: "/",
+      method: "POST",
+      headers: FORM_TYPE,
+      body: () => "name=Ada+Lovelace&lang=ts&lang=c&note=%E2%9C%93%26",
+    },
+    {
+      name: "POST multipart with a file",
+      path: "/",
+      method: "POST",
+      body: () => {
+        const form = new FormData();
+        form.append("name", "Ada");
+        form.append("tag", "a");
+        form.append("tag", "b");
+        form.append(
+          "file",
+          new File(["hello\n"], "hello.txt", { type: "text/plain" }),
+        );
+        return form;
+      },
+    },
+    {
+      name: "POST JSON",
+      path: "/",
+      method: "POST",
+      headers: JSON_TYPE,
+      body: json({ a: [1, 2.5, "✓"], b: { c: null, d: true } }),
+    },
+    {
+      name: "POST JSON scalar",
+      path: "/",
+      method: "POST",
+      headers: { "content-type": "application/json; charset=utf-8" },
+      body: json("just a string"),
+    },
+    {
+      name: "POST broken JSON",
+      path: "/",
+      method: "POST",
+      headers: JSON_TYPE,
+      body: () => "{nope",
+    },
+    {
+      name: "POST text/plain",
+      path: "/",
+      method: "POST",
+      headers: { "content-type": "text/plain" },
+      body: () => "plain",
+    },
+    { name: "PUT", path: "/", method: "PUT", body: () => "x" },
+  ],
+  "examples/hono_app.ts": [
+    { name: "GET /", path: "/" },
+    { name: "GET /greet", path: "/greet" },
+    { name: "GET /greet?name=Ada", path: "/greet?name=Ada" },
+    { name: "GET /greet encoded", path: "/greet?name=%C3%A9+%26+x" },
+    {
+      name: "POST /items",
+      path: "/items",
+      method: "POST",
+      headers: JSON_TYPE,
+      body: json({ name: "widget", qty: 3 }),
+    },
+    {
+      name: "POST /items again",
+      path: "/items",
+      method: "POST",
+      headers: JSON_TYPE,
+      body: json({ name: "gadget" }),
+    },
+    {
+      name: "POST /items without a name",
+      path: "/items",
+      method: "POST",
+      headers: JSON_TYPE,
+      body: json({ qty: 1 }),
+    },
+    {
+      name: "POST /items broken JSON",
+      path: "/items",
+      method: "POST",
+      headers: JSON_TYPE,
+      body: () => "{",
+    },
+    { name: "GET /items/42", path: "/items/42" },
+    { name: "GET /items/a%20b", path: "/items/a%20b" },
+    { name: "404", path: "/no/such/route" },
+    { name: "DELETE 404", path: "/items/1", method: "DELETE" },
+    { name: "HEAD /", path: "/", method: "HEAD" },
+    { name: "HEAD /greet", path: "/greet?name=x", method: "HEAD" },
+  ],
+  "examples/streaming.ts": [
+    { name: "GET a short stream", path: "/?lines=3&interval=20" },
+    {
+      name: "GET one line",
+      path: "/?lines=1&interval=0",
+      completeStream: true,
+    },
+    { name: "HEAD a stream", path: "/?lines=3&interval=20", method: "HEAD" },
+    { name: "POST", path: "/", method: "POST", body: () => "x" },
+  ],
+};
+
+for (const [app, table] of Object.entries(TABLES)) {
+  Deno.test(`deno serve and m2fetch answer ${app} alike`, async (t) => {
+    await using direct = await startDenoServe(app);
+    await using m2fetch = await startCliHarness(app);
+    const directClient = Deno.createHttpClient({});
+    const m2Client = Deno.createHttpClient({});
+    try {
+      for (const item of table) {
+        await t.step(item.name, async () => {
+          const expected = await observe(directClient, direct.url, item);
+          const actual = await observe(m2Client, m2fetch.url, item);
+          if (item.completeStream) {
+            assert.equal(header(expected, "transfer-encoding"), "chunked");
+            assert.equal(header(expected, "content-length"), undefined);
+            assert.equal(header(actual, "transfer-encoding"), undefined);
+            assert.equal(
+              header(actual, "content-length"),
+              String(actual.body.length),
+            );
+            expected.headers = withoutFraming(expected.headers);
+            actual.headers = withoutFraming(actual.headers);
+          }
+          assert.deepEqual(actual, expected);
+        });
+      }
+    } finally {
+      directClient.close();
+      m2Client.close();
+    }
+  });
+}
