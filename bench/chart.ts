@@ -1,0 +1,207 @@
+/**
+ * A hand-written SVG line chart: requests per second against concurrency,
+ * one line per server. No dependencies; the output is a standalone file.
+ *
+ * @module
+ */
+
+/** One line of the chart. */
+export interface ChartSeries {
+  /** Legend text. */
+  name: string;
+  /** Stroke colour (any SVG colour). */
+  color: string;
+  /** Draw the line dashed (a reference rather than a contender). */
+  dashed?: boolean;
+  /** Points; `x` must be positive (the axis is logarithmic). */
+  points: { x: number; y: number }[];
+}
+
+/** What to draw. */
+export interface LineChartOptions {
+  /** The heading above the plot. */
+  title: string;
+  /** A smaller line under the title (e.g. the machine). */
+  subtitle?: string;
+  /** X axis label. */
+  xLabel: string;
+  /** Y axis label. */
+  yLabel: string;
+  /** The lines. */
+  series: ChartSeries[];
+}
+
+const WIDTH = 760;
+const HEIGHT = 440;
+const LEFT = 80;
+const RIGHT = 190;
+const TOP = 64;
+const BOTTOM = 56;
+
+/**
+ * Rounds up to 1, 2, 2.5 or 5 times a power of ten, for axis limits.
+ *
+ * @param value A positive number.
+ * @returns The nice number at or above it.
+ *
+ * @example Usage
+ * ```ts
+ * import { niceCeiling } from "./chart.ts";
+ * console.assert(niceCeiling(32_270) === 50_000 && niceCeiling(0) === 1);
+ * ```
+ */
+export function niceCeiling(value: number): number {
+  if (!(value > 0)) return 1;
+  const power = 10 ** Math.floor(Math.log10(value));
+  for (const step of [1, 2, 2.5, 5, 10]) {
+    if (step * power >= value) return step * power;
+  }
+  return 10 * power;
+}
+
+/**
+ * Formats a count compactly: `950`, `12.8k`, `116k`, `1.2M`.
+ *
+ * @param value The number.
+ * @returns The label.
+ *
+ * @example Usage
+ * ```ts
+ * import { compactNumber } from "./chart.ts";
+ * console.assert(compactNumber(12_846) === "12.8k");
+ * ```
+ */
+export function compactNumber(value: number): string {
+  const abs = Math.abs(value);
+  if (abs >= 1e6) return `${trim(value / 1e6)}M`;
+  if (abs >= 1e3) return `${trim(value / 1e3)}k`;
+  return trim(value);
+}
+
+function trim(value: number): string {
+  const abs = Math.abs(value);
+  const digits = abs >= 100 ? 0 : abs >= 10 ? 1 : 2;
+  return String(Number(value.toFixed(digits)));
+}
+
+function escapeXml(text: string): string {
+  return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}
+
+/**
+ * Renders the chart as an SVG document.
+ *
+ * @param options Title, labels and lines.
+ * @returns The SVG text.
+ *
+ * @example Usage
+ * ```ts
+ * import { renderLineChart } from "./chart.ts";
+ * const svg = renderLineChart({
+ *   title: "hello world",
+ *   xLabel: "connections",
+ *   yLabel: "requests/s",
+ *   series: [{ name: "a", color: "#c00", points: [{ x: 1, y: 5 }, { x: 16, y: 9 }] }],
+ * });
+ * console.assert(svg.startsWith("<svg") && svg.includes("<polyline"));
+ * ```
+ */
+export function renderLineChart(options: LineChartOptions): string {
+  const plotWidth = WIDTH - LEFT - RIGHT;
+  const plotHeight = HEIGHT - TOP - BOTTOM;
+  const xs = [
+    ...new Set(options.series.flatMap((s) => s.points.map((p) => p.x))),
+  ]
+    .sort((a, b) => a - b);
+  const yMax = niceCeiling(
+    Math.max(0, ...options.series.flatMap((s) => s.points.map((p) => p.y))),
+  );
+  const logMin = Math.log2(xs[0] ?? 1);
+  const logSpan = Math.max(1, Math.log2(xs[xs.length - 1] ?? 2) - logMin);
+  const px = (x: number) =>
+    LEFT + ((Math.log2(x) - logMin) / logSpan) * plotWidth;
+  const py = (y: number) => TOP + plotHeight - (y / yMax) * plotHeight;
+  const f = (n: number) => n.toFixed(1);
+
+  const out: string[] = [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${HEIGHT}" viewBox="0 0 ${WIDTH} ${HEIGHT}" font-family="system-ui, -apple-system, 'Segoe UI', sans-serif" font-size="12">`,
+    `<rect width="${WIDTH}" height="${HEIGHT}" fill="#ffffff"/>`,
+    `<text x="${LEFT}" y="26" font-size="16" font-weight="600" fill="#111">${
+      escapeXml(options.title)
+    }</text>`,
+  ];
+  if (options.subtitle) {
+    out.push(
+      `<text x="${LEFT}" y="44" fill="#555">${
+        escapeXml(options.subtitle)
+      }</text>`,
+    );
+  }
+  const ticks = 5;
+  for (let i = 0; i <= ticks; i++) {
+    const value = (yMax / ticks) * i;
+    const y = f(py(value));
+    out.push(
+      `<line x1="${LEFT}" y1="${y}" x2="${
+        LEFT + plotWidth
+      }" y2="${y}" stroke="${i === 0 ? "#333" : "#e3e3e3"}"/>`,
+      `<text x="${LEFT - 8}" y="${y}" dy="4" text-anchor="end" fill="#333">${
+        compactNumber(value)
+      }</text>`,
+    );
+  }
+  for (const x of xs) {
+    const at = f(px(x));
+    out.push(
+      `<line x1="${at}" y1="${TOP}" x2="${at}" y2="${
+        TOP + plotHeight
+      }" stroke="#f0f0f0"/>`,
+      `<text x="${at}" y="${
+        TOP + plotHeight + 18
+      }" text-anchor="middle" fill="#333">${x}</text>`,
+    );
+  }
+  out.push(
+    `<text x="${LEFT + plotWidth / 2}" y="${
+      HEIGHT - 12
+    }" text-anchor="middle" fill="#333">${escapeXml(options.xLabel)}</text>`,
+    `<text transform="translate(18 ${
+      TOP + plotHeight / 2
+    }) rotate(-90)" text-anchor="middle" fill="#333">${
+      escapeXml(options.yLabel)
+    }</text>`,
+  );
+  options.series.forEach((series, index) => {
+    const points = [...series.points].sort((a, b) => a.x - b.x);
+    const color = escapeXml(series.color);
+    const dash = series.dashed ? ` stroke-dasharray="6 4"` : "";
+    out.push(
+      `<polyline fill="none" stroke="${color}" stroke-width="2.5"${dash} points="${
+        points.map((p) => `${f(px(p.x))},${f(py(p.y))}`).join(" ")
+      }"/>`,
+    );
+    for (const p of points) {
+      out.push(
+        `<circle cx="${f(px(p.x))}" cy="${f(py(p.y))}" r="4" fill="${color}"/>`,
+        `<text x="${f(px(p.x))}" y="${
+          f(py(p.y) - 9)
+        }" text-anchor="middle" font-size="10" fill="${color}">${
+          compactNumber(p.y)
+        }</text>`,
+      );
+    }
+    const ly = TOP + 12 + index * 22;
+    const lx = LEFT + plotWidth + 20;
+    out.push(
+      `<line x1="${lx}" y1="${ly}" x2="${
+        lx + 22
+      }" y2="${ly}" stroke="${color}" stroke-width="2.5"${dash}/>`,
+      `<circle cx="${lx + 11}" cy="${ly}" r="4" fill="${color}"/>`,
+      `<text x="${lx + 30}" y="${ly}" dy="4" fill="#111">${
+        escapeXml(series.name)
+      }</text>`,
+    );
+  });
+  out.push("</svg>", "");
+  return out.join("\n");
+}
