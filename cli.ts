@@ -14,6 +14,7 @@
 import { parseArgs } from "node:util";
 import denoJson from "./deno.json" with { type: "json" };
 import { loadHandler } from "./runtime/handler.ts";
+import { WorkerPool } from "./runtime/workers/pool.ts";
 import { createLogger, type Logger } from "./runtime/log.ts";
 import {
   coerceOption,
@@ -35,6 +36,18 @@ import { checkTemplate } from "./runtime/upload/policy.ts";
 import { storeDirectory, sweepStaleUploads } from "./runtime/upload/store.ts";
 import { checkEndpoint, ZmqTransport } from "./runtime/transport/zmq.ts";
 import { startMongrel2 } from "./runtime/mongrel2/mod.ts";
+import {
+  type DiscoveredHandler,
+  discoverHandler,
+  DiscoveryError,
+} from "./runtime/mongrel2/discover.ts";
+import {
+  type HandlerConf,
+  initAppDir,
+  type InitResult,
+  renderHandlerConf,
+} from "./runtime/scaffold.ts";
+import { type ModuleWatcher, watchModule } from "./runtime/watch.ts";
 
 /** Options of the `dev` subcommand, on top of the serve options. */
 const DEV_OPTIONS = {
@@ -58,6 +71,61 @@ const DEV_OPTIONS = {
     description:
       "where the private mongrel2 keeps its config, sockets, logs and uploads",
   },
+  watch: {
+    type: "boolean",
+    default: false,
+    description:
+      "reload APP when files in its directory change, without restarting mongrel2",
+  },
+} as const satisfies Record<string, OptionSpec>;
+
+/** Options of `mongrel2-conf` and `init` for the mongrel2 server they describe. */
+const SITE_OPTIONS = {
+  port: {
+    type: "integer",
+    value: "PORT",
+    default: 6767,
+    min: 1,
+    description: "HTTP port mongrel2 listens on",
+  },
+  host: {
+    type: "string",
+    value: "ADDR",
+    default: "127.0.0.1",
+    description: "address mongrel2 listens on",
+  },
+} as const satisfies Record<string, OptionSpec>;
+
+/** Options of the `mongrel2-conf` subcommand, on top of the serve options. */
+const CONF_OPTIONS = {
+  ...SITE_OPTIONS,
+  "mongrel2-dir": {
+    type: "string",
+    value: "DIR",
+    description:
+      "the directory mongrel2 runs in, holding its run/ logs/ tmp/ (default: --mongrel2-chroot, else the current directory)",
+  },
+  "send-ident": {
+    type: "string",
+    value: "IDENT",
+    description:
+      "the Handler's send_ident, also its recv_ident (default: a fresh UUID; give each mongrel2 server its own)",
+  },
+} as const satisfies Record<string, OptionSpec>;
+
+/** Options of the `init` subcommand. */
+const INIT_OPTIONS = {
+  ...SITE_OPTIONS,
+  "send-spec": {
+    type: "string",
+    value: "SPEC",
+    description: "mongrel2's send_spec (default: ipc://DIR/run/m2fetch_send)",
+  },
+  "recv-spec": {
+    type: "string",
+    value: "SPEC",
+    description: "mongrel2's recv_spec (default: ipc://DIR/run/m2fetch_recv)",
+  },
 } as const satisfies Record<string, OptionSpec>;
 
 const USAGE =
@@ -71,6 +139,12 @@ Usage:
   deno run -A cli.ts dev [options] [APP]      start a private mongrel2 (config
                                               generated, flow control on) and
                                               serve APP (default examples/hello.ts)
+  deno run -A cli.ts mongrel2-conf [options] [APP]
+                                              print a mongrel2.conf matching the
+                                              options (Handler, Server, settings)
+  deno run -A cli.ts init [options] DIR       create a ready-to-run app in DIR:
+                                              app.ts, m2fetch.json, mongrel2.conf,
+                                              README.md (never overwrites)
 
 Options given on the command line win over DIR/m2fetch.json (DIR is
 --app-path, else the directory of APP), which wins over the defaults.
@@ -102,6 +176,12 @@ ${formatOptions(SERVE_OPTIONS)}
 
 dev options:
 ${formatOptions(DEV_OPTIONS)}
+
+mongrel2-conf options (the serve options above give the specs and upload store):
+${formatOptions(CONF_OPTIONS)}
+
+init options:
+${formatOptions(INIT_OPTIONS)}
 `;
 }
 
@@ -120,7 +200,10 @@ interface ParsedArgs {
 }
 
 function parse(args: string[], schema: Record<string, OptionSpec>): ParsedArgs {
-  const parserOptions: Record<string, { type: "string" | "boolean" }> = {
+  const parserOptions: Record<
+    string,
+    { type: "string" | "boolean"; multiple?: boolean }
+  > = {
     help: { type: "boolean" },
     version: { type: "boolean" },
     "app-path": { type: "string" },
@@ -128,6 +211,7 @@ function parse(args: string[], schema: Record<string, OptionSpec>): ParsedArgs {
   for (const [name, spec] of Object.entries(schema)) {
     parserOptions[name] = {
       type: spec.type === "boolean" ? "boolean" : "string",
+      ...(spec.multiple ? { multiple: true } : {}),
     };
   }
   let parsed;
@@ -166,7 +250,8 @@ function withDefaults(
 ): OptionValues {
   const values: OptionValues = {};
   for (const [name, spec] of Object.entries(schema)) {
-    if (spec.default !== undefined) values[name] = spec.default;
+    if (spec.default === undefined) continue;
+    values[name] = spec.multiple ? [String(spec.default)] : spec.default;
   }
   return Object.assign(values, ...layers);
 }
@@ -189,7 +274,15 @@ async function resolveSetup(
   parsed: ParsedArgs,
   schema: Record<string, OptionSpec>,
   defaultApp?: string,
-): Promise<{ app: string; values: OptionValues; configFile: string | null }> {
+): Promise<
+  {
+    app: string;
+    values: OptionValues;
+    /** The options set by a flag or the config file (no defaults). */
+    explicit: OptionValues;
+    configFile: string | null;
+  }
+> {
   if (parsed.positionals.length > 1) {
     throw new UsageError(
       `Expected one handler module, got ${parsed.positionals.length}: ${
@@ -236,14 +329,17 @@ async function resolveSetup(
   return {
     app,
     values: withDefaults(schema, fileValues, parsed.flags),
+    explicit: { ...fileValues, ...parsed.flags },
     configFile,
   };
 }
 
 interface ServeSetup {
   app: string;
-  sendSpec: string;
-  recvSpec: string;
+  /** One spec, or one per mongrel2 server. */
+  sendSpec: string | string[];
+  /** One spec, or one per mongrel2 server. */
+  recvSpec: string | string[];
   values: OptionValues;
   logger: Logger;
 }
@@ -269,19 +365,70 @@ function uploadOptions(values: OptionValues): UploadOptions | undefined {
   }
 }
 
-async function serve(setup: ServeSetup): Promise<Mongrel2Server> {
+/** A server with the handler it runs, which a reload can replace. */
+interface Served {
+  server: Mongrel2Server;
+  /** Loads the handler module afresh; requests in flight finish on the old code. */
+  reload(): Promise<void>;
+  /** Graceful shutdown, then the workers stop. */
+  stop(timeoutMs: number): Promise<void>;
+}
+
+/**
+ * Loads the handler: in Web Workers when --workers is above 0, else on the
+ * main thread. Reloading on the main thread re-imports the module under a
+ * new URL (Deno caches modules per URL); workers load it in fresh isolates,
+ * which also picks up changed imports.
+ */
+async function startHandler(app: string, values: OptionValues, logger: Logger) {
+  const workers = values.workers as number;
+  if (workers > 0) {
+    const pool = await WorkerPool.start({
+      module: app,
+      workers,
+      logger,
+      unresponsiveTimeout: values["worker-timeout"] as number,
+    });
+    return {
+      fetch: pool.fetch,
+      description: `${workers} worker${workers === 1 ? "" : "s"}`,
+      reload: (_server: Mongrel2Server) =>
+        pool.reload(values["shutdown-timeout"] as number),
+      close: () => pool.close(),
+    };
+  }
+  const loaded = await loadHandler(app);
+  let generation = 0;
+  return {
+    fetch: loaded.fetch,
+    description: `export ${loaded.source}, main thread`,
+    reload: async (server: Mongrel2Server) => {
+      const url = new URL(app, `file://${Deno.cwd()}/`);
+      url.searchParams.set("m2fetch-reload", String(++generation));
+      server.setHandler((await loadHandler(url.href)).fetch);
+    },
+    close: () => Promise.resolve(),
+  };
+}
+
+async function serve(setup: ServeSetup): Promise<Served> {
   const { app, sendSpec, recvSpec, values, logger } = setup;
   for (
-    const [flag, spec] of [["--send-spec", sendSpec], ["--recv-spec", recvSpec]]
+    const [flag, specs] of [
+      ["--send-spec", sendSpec],
+      ["--recv-spec", recvSpec],
+    ] as const
   ) {
-    try {
-      checkEndpoint(flag, spec);
-    } catch (error) {
-      throw new UsageError((error as Error).message);
+    for (const spec of [specs].flat()) {
+      try {
+        checkEndpoint(flag, spec);
+      } catch (error) {
+        throw new UsageError((error as Error).message);
+      }
     }
   }
   const uploads = uploadOptions(values);
-  const handler = await loadHandler(app);
+  const handler = await startHandler(app, values, logger);
   if (uploads !== undefined) {
     await storeDirectory(uploads.store);
     if (values["sweep-uploads"]) {
@@ -300,6 +447,7 @@ async function serve(setup: ServeSetup): Promise<Mongrel2Server> {
     sendSpec,
     recvSpec,
     onError: (error) => logger.error("ZeroMQ transport error", error),
+    onStatus: (message) => logger.info(message),
   });
   const server = serveMongrel2({
     handler: handler.fetch,
@@ -310,13 +458,47 @@ async function serve(setup: ServeSetup): Promise<Mongrel2Server> {
     keepAliveInterval: values["keep-alive-interval"] as number,
     uploads,
     maxBodySize: values["max-body-size"] as number | undefined,
+    handlerTimeout: values.timeout as number,
   });
   logger.info(
-    `m2fetch ${denoJson.version} serving ${app} (export ${handler.source}) via mongrel2: requests from ${sendSpec}, replies to ${recvSpec}${
+    `m2fetch ${denoJson.version} serving ${app} (${handler.description}) via mongrel2: requests from ${
+      [sendSpec].flat().join(", ")
+    }, replies to ${[recvSpec].flat().join(", ")}${
       uploads ? `, uploads from ${uploads.store.template}` : ""
     }`,
   );
-  return server;
+  return {
+    server,
+    reload: () => handler.reload(server),
+    stop: async (timeoutMs) => {
+      try {
+        await server.shutdown(timeoutMs);
+      } finally {
+        await handler.close();
+      }
+    },
+  };
+}
+
+/** SIGHUP reloads the handler module; a module that fails to load leaves the old one serving. */
+function onReload(served: Served, app: string, logger: Logger): void {
+  let reloading = false;
+  Deno.addSignalListener("SIGHUP", async () => {
+    if (reloading) return;
+    reloading = true;
+    logger.info(`Reloading ${app}`);
+    try {
+      await served.reload();
+      logger.info(`Reloaded ${app}: new requests use the new code`);
+    } catch (error) {
+      logger.error(
+        `Reload of ${app} failed; the old code keeps serving`,
+        error,
+      );
+    } finally {
+      reloading = false;
+    }
+  });
 }
 
 function onSignals(stop: () => Promise<void>): void {
@@ -340,25 +522,100 @@ function createCliLogger(values: OptionValues): Logger {
   });
 }
 
+/**
+ * With --mongrel2-config: reads the handler's specs, chroot and upload store
+ * from mongrel2's config database. They only replace defaults: an option set
+ * by a flag or in m2fetch.json wins. An explicit --upload-temp-store also
+ * keeps the discovered chroot out, since the chroot only locates that
+ * store's files.
+ */
+function applyDiscovery(
+  values: OptionValues,
+  explicit: OptionValues,
+  logger: Logger,
+): OptionValues {
+  const database = values["mongrel2-config"] as string | undefined;
+  if (database === undefined) {
+    for (const name of ["handler", "route"]) {
+      if (values[name] !== undefined) {
+        throw new UsageError(
+          `Cannot use --${name} without --mongrel2-config: it picks a handler in mongrel2's config database`,
+        );
+      }
+    }
+    return values;
+  }
+  let found: DiscoveredHandler;
+  try {
+    found = discoverHandler(database, {
+      handler: values.handler as string | undefined,
+      route: values.route as string | undefined,
+    });
+  } catch (error) {
+    if (error instanceof DiscoveryError) throw new UsageError(error.message);
+    throw error;
+  }
+  const discovered: OptionValues = {
+    "send-spec": [found.sendSpec],
+    "recv-spec": [found.recvSpec],
+  };
+  if (
+    found.uploads !== undefined && explicit["upload-temp-store"] === undefined
+  ) {
+    discovered["upload-temp-store"] = found.uploads.template;
+    if (found.uploads.chroot !== undefined) {
+      discovered["mongrel2-chroot"] = found.uploads.chroot;
+    }
+  }
+  const taken = Object.keys(discovered).filter((name) =>
+    explicit[name] === undefined
+  );
+  const routes = found.routes.map((route) => `${route.host}:${route.pattern}`);
+  logger.info(
+    `Read handler ${found.sendIdent} (route ${routes.join(" ")} of server ${
+      found.routes[0].server
+    }${
+      found.server.root !== undefined ? `, chroot ${found.server.root}` : ""
+    }) from ${found.database}${
+      taken.length > 0
+        ? `: ${
+          taken.map((name) =>
+            `--${name} ${[discovered[name]].flat().join(" ")}`
+          )
+            .join(", ")
+        }`
+        : "; every value it holds was given explicitly"
+    }`,
+  );
+  for (const warning of found.warnings) logger.warn(warning);
+  return {
+    ...values,
+    ...Object.fromEntries(taken.map((name) => [name, discovered[name]])),
+  };
+}
+
 async function runServe(args: string[]): Promise<void> {
   const parsed = parse(args, SERVE_OPTIONS);
   if (parsed.help) return void console.log(helpText());
   if (parsed.version) return void console.log(`m2fetch ${denoJson.version}`);
-  const { app, values, configFile } = await resolveSetup(parsed, SERVE_OPTIONS);
-  const logger = createCliLogger(values);
+  const setup = await resolveSetup(parsed, SERVE_OPTIONS);
+  const { app, configFile } = setup;
+  const logger = createCliLogger(setup.values);
   if (configFile !== null) logger.info(`Read options from ${configFile}`);
-  const server = await serve({
+  const values = applyDiscovery(setup.values, setup.explicit, logger);
+  const served = await serve({
     app,
-    sendSpec: values["send-spec"] as string,
-    recvSpec: values["recv-spec"] as string,
+    sendSpec: values["send-spec"] as string[],
+    recvSpec: values["recv-spec"] as string[],
     values,
     logger,
   });
+  onReload(served, app, logger);
   onSignals(async () => {
     logger.info("Shutting down: finishing responses in flight");
-    await server.shutdown(values["shutdown-timeout"] as number);
+    await served.stop(values["shutdown-timeout"] as number);
   });
-  await server.finished;
+  await served.server.finished;
 }
 
 async function runConfig(args: string[]): Promise<void> {
@@ -405,10 +662,10 @@ async function runDev(args: string[]): Promise<void> {
     bindAddress: values.host as string,
     handlers: [{ route: "/", protocol: "tnetstring" }],
   });
-  let server: Mongrel2Server;
+  let served: Served;
   try {
     const [handler] = mongrel2.handlers;
-    server = await serve({
+    served = await serve({
       app,
       sendSpec: handler.sendSpec,
       recvSpec: handler.recvSpec,
@@ -426,15 +683,159 @@ async function runDev(args: string[]): Promise<void> {
   console.log(
     `m2fetch dev: mongrel2 (pid ${mongrel2.pid}, state in ${mongrel2.dir}) is serving ${app} at ${mongrel2.url}/ — press Ctrl-C to stop`,
   );
+  onReload(served, app, logger);
+  const watcher = values.watch ? watchReload(served, app, logger) : undefined;
   onSignals(async () => {
     try {
-      await server.shutdown(values["shutdown-timeout"] as number);
+      await served.stop(values["shutdown-timeout"] as number);
     } finally {
       await mongrel2.stop();
     }
   });
-  await server.finished;
+  await served.server.finished;
+  watcher?.close();
   await mongrel2.stop();
+}
+
+/**
+ * dev --watch: reloads the handler module after edits in its directory.
+ * Requests in flight finish on the old code; a module that fails to load
+ * leaves the old code serving.
+ */
+function watchReload(
+  served: Served,
+  app: string,
+  logger: Logger,
+): ModuleWatcher {
+  let reloads = 0;
+  const watcher = watchModule(app, async (paths) => {
+    const count = ++reloads;
+    const edited = paths.map((path) =>
+      path.startsWith(`${watcher.directory}/`)
+        ? path.slice(watcher.directory.length + 1)
+        : path
+    ).join(", ");
+    try {
+      await served.reload();
+      logger.info(
+        `Reloaded ${app} (reload ${count}, after edits to ${edited}): new requests use the new code`,
+      );
+    } catch (error) {
+      logger.error(
+        `Reload ${count} of ${app} failed (after edits to ${edited}); the old code keeps serving`,
+        error,
+      );
+    }
+  }, {
+    onError: (error) =>
+      logger.error(`Watching for edits to ${app} failed`, error),
+  });
+  logger.info(
+    `Watching ${watcher.directory} for edits: ${app} reloads without restarting mongrel2`,
+  );
+  return watcher;
+}
+
+async function runMongrel2Conf(args: string[]): Promise<void> {
+  const schema = { ...SERVE_OPTIONS, ...CONF_OPTIONS };
+  const parsed = parse(args, schema);
+  if (parsed.help) return void console.log(helpText());
+  // No APP is fine: the conf only needs the options.
+  const { values } = await resolveSetup(parsed, schema, "");
+  const sendSpecs = values["send-spec"] as string[];
+  const recvSpecs = values["recv-spec"] as string[];
+  if (sendSpecs.length !== 1 || recvSpecs.length !== 1) {
+    throw new UsageError(
+      `Cannot render one mongrel2.conf for ${sendSpecs.length} send and ${recvSpecs.length} recv specs: render one per mongrel2 server, each with its own --send-spec, --recv-spec, --port and --send-ident (flags replace the lists in m2fetch.json)`,
+    );
+  }
+  const chroot = values["mongrel2-chroot"] as string | undefined;
+  const given = values["mongrel2-dir"] as string | undefined;
+  if (
+    chroot !== undefined && given !== undefined &&
+    absolute(chroot) !== absolute(given)
+  ) {
+    throw new UsageError(
+      `Cannot use --mongrel2-dir ${given} with --mongrel2-chroot ${chroot}: a chrooted mongrel2 runs in its chroot`,
+    );
+  }
+  const dir = absolute(chroot ?? given ?? ".").replace(/\/\.?$/, "");
+  const template = values["upload-temp-store"] as string | undefined;
+  let conf: HandlerConf;
+  try {
+    conf = renderHandlerConf({
+      dir,
+      chroot: chroot !== undefined,
+      port: values.port as number,
+      bindAddress: values.host as string,
+      sendSpec: sendSpecs[0],
+      recvSpec: recvSpecs[0],
+      sendIdent: values["send-ident"] as string | undefined,
+      uploadTempStore: template,
+      notes: [],
+    });
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+  const flags = Object.entries(conf.m2fetch).map(([name, value]) =>
+    `--${name} ${[value].flat().join(` --${name} `)}`
+  ).join(" ");
+  const header = [
+    `# Before loading: mkdir -p ${dir}/run ${dir}/logs ${dir}/tmp`,
+    `# Load and start${
+      chroot !== undefined
+        ? " as root (mongrel2 chroots into the directory)"
+        : ""
+    }, from ${dir}:`,
+    "#   m2sh load -config mongrel2.conf -db config.sqlite",
+    "#   m2sh start -db config.sqlite -name main",
+    "# m2fetch options that match it:",
+    `#   ${flags}`,
+    "# Several mongrel2 servers sharing one m2fetch: render one file per server,",
+    "# each with its own --send-spec, --recv-spec, --port and --send-ident, and",
+    "# give m2fetch every --send-spec and --recv-spec.",
+  ];
+  const lines = conf.text.split("\n");
+  lines.splice(1, 0, ...header);
+  console.log(lines.join("\n").trimEnd());
+}
+
+async function runInit(args: string[]): Promise<void> {
+  const parsed = parse(args, INIT_OPTIONS);
+  if (parsed.help) return void console.log(helpText());
+  if (parsed.positionals.length !== 1) {
+    throw new UsageError(
+      `Expected one app directory: m2fetch init [options] DIR, got ${parsed.positionals.length} arguments`,
+    );
+  }
+  const values = withDefaults(INIT_OPTIONS, parsed.flags);
+  for (const name of ["send-spec", "recv-spec"]) {
+    if (values[name] === undefined) continue;
+    try {
+      checkEndpoint(`--${name}`, values[name] as string);
+    } catch (error) {
+      throw new UsageError((error as Error).message);
+    }
+  }
+  let result: InitResult;
+  try {
+    result = await initAppDir(parsed.positionals[0], {
+      port: values.port as number,
+      bindAddress: values.host as string,
+      sendSpec: values["send-spec"] as string | undefined,
+      recvSpec: values["recv-spec"] as string | undefined,
+    });
+  } catch (error) {
+    if (error instanceof TypeError || error instanceof RangeError) {
+      throw new UsageError(error.message);
+    }
+    throw error;
+  }
+  console.log(
+    `Created ${result.dir}: ${
+      result.files.join(", ")
+    } (and run/ logs/ tmp/ for mongrel2). Next: cd ${result.dir} and follow README.md`,
+  );
 }
 
 /**
@@ -453,6 +854,8 @@ export async function main(args: string[]): Promise<number> {
   try {
     if (args[0] === "dev") await runDev(args.slice(1));
     else if (args[0] === "config") await runConfig(args.slice(1));
+    else if (args[0] === "mongrel2-conf") await runMongrel2Conf(args.slice(1));
+    else if (args[0] === "init") await runInit(args.slice(1));
     else await runServe(args);
     return 0;
   } catch (error) {

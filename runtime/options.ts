@@ -31,6 +31,12 @@ export interface OptionSpec {
   choices?: readonly string[];
   /** Smallest allowed integer or duration. */
   min?: number;
+  /**
+   * The option may be given several times (the flag repeated, or a JSON
+   * array in m2fetch.json); its value is then always an array of strings,
+   * `default` included. String options only.
+   */
+  multiple?: boolean;
 }
 
 /** Every option of the serve command, by flag name. */
@@ -39,15 +45,41 @@ export const SERVE_OPTIONS = {
     type: "string",
     value: "SPEC",
     default: "tcp://127.0.0.1:9997",
+    multiple: true,
     description:
-      "mongrel2's send_spec; m2fetch connects a PULL socket there to receive requests",
+      "mongrel2's send_spec; m2fetch connects a PULL socket there to receive requests (repeat for several mongrel2 servers)",
   },
   "recv-spec": {
     type: "string",
     value: "SPEC",
     default: "tcp://127.0.0.1:9996",
+    multiple: true,
     description:
-      "mongrel2's recv_spec; m2fetch connects a PUB socket there to send replies",
+      "mongrel2's recv_spec; m2fetch connects a PUB socket there to send replies (repeat for several mongrel2 servers)",
+  },
+  workers: {
+    type: "integer",
+    value: "N",
+    default: 0,
+    min: 0,
+    description:
+      "run the handler module in N Web Workers (0: on the main thread); the main thread keeps the sockets and connection state",
+  },
+  timeout: {
+    type: "duration",
+    value: "TIME",
+    default: 0,
+    min: 0,
+    description:
+      "abort request.signal and answer 504 when a handler takes longer than this to respond (0: no limit)",
+  },
+  "worker-timeout": {
+    type: "duration",
+    value: "TIME",
+    default: 10_000,
+    min: 100,
+    description:
+      "replace a worker that answers no ping for this long (its requests get 502)",
   },
   "idle-timeout": {
     type: "duration",
@@ -93,6 +125,24 @@ export const SERVE_OPTIONS = {
     description:
       "mongrel2's chroot: upload paths it reports are taken relative to it (omit when mongrel2 runs unchrooted)",
   },
+  "mongrel2-config": {
+    type: "string",
+    value: "PATH",
+    description:
+      "mongrel2's config.sqlite (opened read-only): take the send/recv specs, chroot and upload store of one handler from it; --send-spec and the others still win when given",
+  },
+  handler: {
+    type: "string",
+    value: "IDENT",
+    description:
+      "with --mongrel2-config: the handler to serve, by its send_ident (or send_spec); needed when the database has several",
+  },
+  route: {
+    type: "string",
+    value: "HOST:PATTERN",
+    description:
+      "with --mongrel2-config: serve the handler behind this route, e.g. localhost:/",
+  },
   "max-body-size": {
     type: "size",
     value: "BYTES",
@@ -127,8 +177,11 @@ export const SERVE_OPTIONS = {
   },
 } as const satisfies Record<string, OptionSpec>;
 
+/** One option's typed value; an array for options with `multiple`. */
+export type OptionValue = string | number | boolean | string[];
+
 /** Option values by flag name. */
-export type OptionValues = Record<string, string | number | boolean>;
+export type OptionValues = Record<string, OptionValue>;
 
 /**
  * Parses a duration: a number of milliseconds, or a number with `ms`, `s`,
@@ -180,7 +233,8 @@ export function parseSize(text: string): number {
  * @param spec The option's spec.
  * @param raw The value as given.
  * @param source Where it came from, for the message (e.g. `--workers`).
- * @returns The typed value.
+ * @returns The typed value; for an option with `multiple`, an array (a
+ * single value is wrapped).
  * @throws {TypeError} When the value has the wrong type or is out of range.
  *
  * @example Usage
@@ -195,7 +249,7 @@ export function coerceOption(
   spec: OptionSpec,
   raw: unknown,
   source: string,
-): string | number | boolean {
+): OptionValue {
   const fail = (expected: string): never => {
     throw new TypeError(
       `Invalid value for ${source}: expected ${expected}, got ${
@@ -203,6 +257,14 @@ export function coerceOption(
       }`,
     );
   };
+  if (spec.multiple) {
+    const items = Array.isArray(raw) ? raw : [raw];
+    if (items.length === 0) return fail("at least one value");
+    const single = { ...spec, multiple: false };
+    return items.map((item) =>
+      coerceOption(name, single, item, source) as string
+    );
+  }
   switch (spec.type) {
     case "boolean":
       if (typeof raw === "boolean") return raw;

@@ -14,7 +14,7 @@ import { ActiveUpload } from "./upload/active_upload.ts";
 import { readUploadMarker, type UploadStore } from "./upload/policy.ts";
 import { UploadRejectedError } from "./upload/store.ts";
 import { httpDate, requestKeepsAlive } from "./http/response.ts";
-import { toRequest } from "./http/request.ts";
+import { requestMethod, toRequest } from "./http/request.ts";
 import { Connection, MAX_CREDITS } from "./connection/connection.ts";
 import { Exchange } from "./connection/exchange.ts";
 import {
@@ -27,6 +27,12 @@ import { encodeCtl } from "./protocol/reply.ts";
 import { createLogger, type Logger } from "./log.ts";
 import type { Transport } from "./transport/transport.ts";
 import { setMongrel2Info } from "./info.ts";
+import type { SocketControl } from "./websocket/socket.ts";
+import {
+  type Handshake,
+  markHandshake,
+  upgradeOf,
+} from "./websocket/upgrade.ts";
 
 /** A Fetch handler, as `deno serve` calls it. */
 export type FetchHandler = (
@@ -65,6 +71,12 @@ export interface ServeMongrel2Options {
    * messages are refused with 400 and their files left alone.
    */
   uploads?: UploadOptions;
+  /**
+   * Longest a handler may take to return its response (ms); then
+   * `request.signal` aborts with a `TimeoutError` and the client gets 504.
+   * Default 0: no limit.
+   */
+  handlerTimeout?: number;
   /** Largest request body accepted, in bytes; larger gets 413. Default: no limit. */
   maxBodySize?: number;
   /**
@@ -98,6 +110,11 @@ export interface Mongrel2Server {
    * `timeoutMs`), then closes the transport.
    */
   shutdown(timeoutMs?: number): Promise<void>;
+  /**
+   * Serves new requests with `handler`; requests already running finish on
+   * the old one (used by reloads).
+   */
+  setHandler(handler: FetchHandler): void;
 }
 
 const INTERNAL_SERVER_ERROR = new TextEncoder().encode("Internal Server Error");
@@ -105,6 +122,11 @@ const INTERNAL_SERVER_ERROR = new TextEncoder().encode("Internal Server Error");
 function internalServerError(): Response {
   // Same as deno serve: status, body, no content-type.
   return new Response(INTERNAL_SERVER_ERROR, { status: 500 });
+}
+
+/** Whether a message is a WebSocket handshake (mongrel2's METHOD for it). */
+function isHandshake(message: Mongrel2Message): boolean {
+  return firstHeader(message.headers, "METHOD") === "WEBSOCKET_HANDSHAKE";
 }
 
 /**
@@ -133,7 +155,8 @@ export function serveMongrel2(options: ServeMongrel2Options): Mongrel2Server {
 
 class Server implements Mongrel2Server {
   readonly finished: Promise<void>;
-  readonly #handler: FetchHandler;
+  #handler: FetchHandler;
+  readonly #handlerTimeout: number;
   readonly #transport: Transport;
   readonly #onError: (error: unknown) => Response | Promise<Response>;
   readonly #logger: Logger;
@@ -146,6 +169,7 @@ class Server implements Mongrel2Server {
   /** Upload paths whose requests ended lately: a late upload-done is expected. */
   readonly #recentUploads = new Map<string, number>();
   readonly #connections = new Map<string, Connection>();
+  readonly #sockets = new WeakMap<Connection, SocketControl>();
   #inFlight = 0;
   #sweepTimer: ReturnType<typeof setInterval>;
   #lastKeepAlive = performance.now();
@@ -155,6 +179,7 @@ class Server implements Mongrel2Server {
 
   constructor(options: ServeMongrel2Options) {
     this.#handler = options.handler;
+    this.#handlerTimeout = options.handlerTimeout ?? 0;
     this.#transport = options.transport;
     this.#logger = options.logger ?? createLogger();
     this.#onError = options.onError ?? ((error) => {
@@ -175,6 +200,10 @@ class Server implements Mongrel2Server {
     Deno.unrefTimer(this.#sweepTimer as unknown as number);
     this.finished = new Promise((resolve) => this.#resolveFinished = resolve);
     this.#receive();
+  }
+
+  setHandler(handler: FetchHandler): void {
+    this.#handler = handler;
   }
 
   get connections(): number {
@@ -237,7 +266,24 @@ class Server implements Mongrel2Server {
       );
       return;
     }
+    if (method === "WEBSOCKET") {
+      this.#frame(key, message);
+      return;
+    }
     this.#request(key, message);
+  }
+
+  /** A WebSocket message from a client: to the socket of its connection. */
+  #frame(key: string, message: Mongrel2Message): void {
+    const connection = this.#connections.get(key);
+    const socket = connection && this.#sockets.get(connection);
+    if (socket === undefined) {
+      this.#logger.warn(
+        `Ignored a WebSocket frame on connection ${message.connectionId}: no socket is open there`,
+      );
+      return;
+    }
+    socket.receive(firstHeader(message.headers, "FLAGS") ?? "", message.body);
   }
 
   #connection(key: string, message: Mongrel2Message): Connection {
@@ -273,25 +319,26 @@ class Server implements Mongrel2Server {
   }
 
   #request(key: string, message: Mongrel2Message): void {
-    const connection = this.#connection(key, message);
     const marker = readUploadMarker(
       message.headers,
       message.body,
       this.#uploads?.store,
     );
     if (marker.kind === "done") {
-      const upload = connection.upload;
+      const upload = this.#connections.get(key)?.upload ?? null;
       if (upload !== null && upload.path === marker.path) {
         upload.markDone();
         return;
       }
       if (this.#recentUploads.has(marker.path)) {
         // Its request already ended and the file is gone; mongrel2 finished
-        // receiving before it saw our close.
+        // receiving before it saw our close. The connection is closing, so
+        // no state is created for it.
         return;
       }
     }
-    const method = firstHeader(message.headers, "METHOD") ?? "GET";
+    const connection = this.#connection(key, message);
+    const method = requestMethod(message);
     const version = firstHeader(message.headers, "VERSION") ?? "HTTP/1.1";
     const exchange = new Exchange(method, message.path);
     this.#inFlight++;
@@ -299,13 +346,26 @@ class Server implements Mongrel2Server {
     const context = {
       method,
       version,
-      keepAlive: requestKeepsAlive(version, message.headers.connection),
+      // mongrel2 puts a handshake's connection in WebSocket mode at once, so
+      // anything but a 101 must close it (or the next request is read as a
+      // frame).
+      keepAlive: !isHandshake(message) &&
+        requestKeepsAlive(version, message.headers.connection),
       date: httpDate(),
     };
     if (marker.kind === "forged" || marker.kind === "done") {
       const reason = marker.kind === "forged"
         ? marker.reason
         : `an upload-done for "${marker.path}" without an upload-start on this connection`;
+      // A file mongrel2 really wrote is deleted when this request ends.
+      const genuine = marker.kind === "done" ? marker.path : marker.upload;
+      if (genuine !== undefined && connection.upload === null) {
+        connection.upload = new ActiveUpload(
+          genuine,
+          exchange,
+          this.#uploads!.store,
+        );
+      }
       this.#reject(
         exchange,
         context,
@@ -434,7 +494,11 @@ class Server implements Mongrel2Server {
       },
       completed: exchange.completed,
     };
-    this.#run(exchange, request, info, context);
+    const handshake = isHandshake(message)
+      ? markHandshake(request, new TextDecoder().decode(message.body))
+      : undefined;
+    const key = `${message.sender} ${message.connectionId}`;
+    this.#run(exchange, request, info, context, handshake, key);
   }
 
   async #run(
@@ -442,8 +506,25 @@ class Server implements Mongrel2Server {
     request: Request,
     info: Deno.ServeHandlerInfo<Deno.NetAddr>,
     context: ResponseContext,
+    handshake: Handshake | undefined,
+    key: string,
   ): Promise<void> {
     let response: Response;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    if (this.#handlerTimeout > 0) {
+      timer = setTimeout(() => {
+        if (exchange.responded || exchange.settled) return;
+        exchange.abortHandler(
+          new DOMException("The handler took too long", "TimeoutError"),
+        );
+        this.#reject(
+          exchange,
+          context,
+          504,
+          `Handler gave no response within ${this.#handlerTimeout} ms`,
+        );
+      }, this.#handlerTimeout);
+    }
     try {
       const result = await this.#handler(request, info);
       if (!(result instanceof Response)) {
@@ -458,12 +539,39 @@ class Server implements Mongrel2Server {
           "Return value from the handler must be a Response whose body was not read",
         );
       }
+      if (result.status === 101) this.#accept(result, handshake, key);
       response = result;
     } catch (error) {
-      if (exchange.settled) return;
+      if (exchange.settled || exchange.responded) return;
       response = await this.#errorResponse(error);
+    } finally {
+      clearTimeout(timer);
     }
     exchange.respond(new ResponseEncoder(response, context));
+  }
+
+  /** Takes the socket of an upgrade response; throws for any other 101. */
+  #accept(
+    response: Response,
+    handshake: Handshake | undefined,
+    key: string,
+  ): void {
+    const upgrade = upgradeOf(response);
+    if (upgrade === undefined || upgrade.handshake !== handshake) {
+      throw new TypeError(
+        "Cannot switch protocols: a 101 response must come from m2fetch's upgradeWebSocket() called with this request (Deno.upgradeWebSocket() only works under Deno.serve)",
+      );
+    }
+    // A connection already gone cancels the socket's stream when answered.
+    const connection = this.#connections.get(key);
+    if (connection === undefined) return;
+    this.#sockets.set(connection, upgrade.control);
+    upgrade.control.attach({
+      sender: connection.sender,
+      id: connection.id,
+      transport: this.#transport,
+      takeCredits: (bytes) => connection.takeCredits(bytes),
+    });
   }
 
   async #errorResponse(error: unknown): Promise<Response> {
@@ -560,6 +668,9 @@ class Server implements Mongrel2Server {
     if (this.#stopping) return await this.finished;
     this.#stopping = true;
     await this.#transport.stopReceiving();
+    for (const connection of this.#connections.values()) {
+      this.#sockets.get(connection)?.goAway();
+    }
     if (this.#inFlight > 0) {
       let timer: ReturnType<typeof setTimeout> | undefined;
       await Promise.race([

@@ -112,6 +112,16 @@ export class Exchange {
   }
 
   /**
+   * Aborts `request.signal` without ending the exchange: m2fetch answers
+   * for the handler (e.g. 504 after a timeout).
+   *
+   * @param reason Becomes `request.signal.reason`.
+   */
+  abortHandler(reason: unknown): void {
+    this.#controller.abort(reason);
+  }
+
+  /**
    * Aborts the exchange: the client left or the connection is closing.
    *
    * @param reason Why; becomes `request.signal.reason`.

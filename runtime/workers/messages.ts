@@ -1,0 +1,54 @@
+/**
+ * Messages between the main thread (which owns the ZeroMQ sockets and every
+ * connection's state) and the Web Workers that run the handler module.
+ * Bodies cross as transferred `ReadableStream`s, so they stream both ways
+ * with back-pressure and are never copied whole.
+ *
+ * @module
+ */
+
+import type { Mongrel2RequestInfo } from "../info.ts";
+
+/** A request for the worker's handler. */
+export interface WorkerRequest {
+  /** Message kind. */
+  type: "request";
+  /** Unique per worker. */
+  id: number;
+  /** Absolute URL. */
+  url: string;
+  /** Method. */
+  method: string;
+  /** Header pairs, duplicates as separate pairs. */
+  headers: [string, string][];
+  /** The body, transferred. */
+  body: ReadableStream<Uint8Array> | null;
+  /** The client address. */
+  hostname: string;
+  /** mongrel2 facts for `mongrel2Info(request)`. */
+  info: Mongrel2RequestInfo | undefined;
+}
+
+/** Messages the main thread sends a worker. */
+export type ToWorker =
+  | { type: "load"; module: string }
+  | WorkerRequest
+  | { type: "abort"; id: number; reason: string }
+  | { type: "completed"; id: number; ok: boolean }
+  | { type: "ping"; seq: number };
+
+/** Messages a worker sends the main thread. */
+export type FromWorker =
+  | { type: "ready"; source: string }
+  | { type: "load-error"; message: string }
+  | {
+    type: "response";
+    id: number;
+    status: number;
+    statusText: string;
+    headers: [string, string][];
+    body: ReadableStream<Uint8Array> | null;
+  }
+  | { type: "error"; id: number; message: string; stack: string | undefined }
+  | { type: "pong"; seq: number }
+  | { type: "log"; level: "error" | "warn"; message: string };

@@ -1,0 +1,436 @@
+/**
+ * Runs the handler module in Web Workers while the main thread keeps the
+ * ZeroMQ sockets and every connection's state. The pool is itself a Fetch
+ * handler for the server: it sends each request to the worker that holds
+ * its connection, so every request of one connection meets the same
+ * module instance.
+ *
+ * Web Workers rather than processes: request and response bodies cross as
+ * transferred streams (no copies, back-pressure kept), and a worker that
+ * crashes or hangs can be terminated and replaced without touching the
+ * sockets or the other workers' requests.
+ *
+ * @module
+ */
+
+import { mongrel2Info } from "../info.ts";
+import type { Logger } from "../log.ts";
+import type { FetchHandler } from "../server.ts";
+import type { FromWorker, ToWorker } from "./messages.ts";
+
+/** Options for {@linkcode WorkerPool.start}. */
+export interface WorkerPoolOptions {
+  /** The handler module: a path (relative to the working directory) or URL. */
+  module: string;
+  /** How many workers. */
+  workers: number;
+  /** Where to log crashes, restarts and stray rejections. */
+  logger: Logger;
+  /** A worker that answers no ping for this long is replaced (ms, default 10 000). */
+  unresponsiveTimeout?: number;
+}
+
+interface Pending {
+  resolve: (response: Response) => void;
+  reject: (error: unknown) => void;
+  responded: boolean;
+}
+
+const BAD_GATEWAY = new TextEncoder().encode("Bad Gateway");
+
+/** A worker failed to load the handler module. */
+export class WorkerLoadError extends Error {
+  /**
+   * Creates the error.
+   *
+   * @param message What failed and why.
+   */
+  constructor(message: string) {
+    super(message);
+    this.name = "WorkerLoadError";
+  }
+}
+
+class HandlerWorker {
+  readonly worker: Worker;
+  readonly pending = new Map<number, Pending>();
+  /** Response bodies still streaming from this worker. */
+  readonly bodies = new Set<ReadableStreamDefaultController<Uint8Array>>();
+  lastPong = performance.now();
+  draining = false;
+  dead = false;
+  #nextId = 1;
+  #ready: Promise<string>;
+  #onDeath: (worker: HandlerWorker, why: string) => void;
+  #logger: Logger;
+
+  constructor(
+    moduleUrl: string,
+    logger: Logger,
+    onDeath: (worker: HandlerWorker, why: string) => void,
+  ) {
+    this.#logger = logger;
+    this.#onDeath = onDeath;
+    this.worker = new Worker(new URL("./worker_main.ts", import.meta.url), {
+      type: "module",
+    });
+    let settleReady!: {
+      resolve: (s: string) => void;
+      reject: (e: Error) => void;
+    };
+    this.#ready = new Promise((resolve, reject) =>
+      settleReady = { resolve, reject }
+    );
+    this.#ready.catch(() => {});
+    this.worker.onmessage = (event: MessageEvent<FromWorker>) => {
+      const message = event.data;
+      switch (message.type) {
+        case "ready":
+          settleReady.resolve(message.source);
+          break;
+        case "load-error":
+          settleReady.reject(new WorkerLoadError(message.message));
+          break;
+        case "response":
+          this.#respond(message.id, message);
+          break;
+        case "error": {
+          const pending = this.pending.get(message.id);
+          if (pending === undefined || pending.responded) break;
+          pending.responded = true;
+          const error = new Error(message.message);
+          error.stack = message.stack ?? message.message;
+          pending.reject(error);
+          break;
+        }
+        case "pong":
+          this.lastPong = performance.now();
+          break;
+        case "log":
+          if (message.level === "error") this.#logger.error(message.message);
+          else this.#logger.warn(message.message);
+          break;
+      }
+    };
+    this.worker.onerror = (event: ErrorEvent) => {
+      // Not preventing it would take the whole process down.
+      event.preventDefault();
+      const why = `uncaught ${event.message}`;
+      settleReady.reject(new WorkerLoadError(why));
+      this.#onDeath(this, why);
+    };
+    this.send({ type: "load", module: moduleUrl });
+  }
+
+  ready(): Promise<string> {
+    return this.#ready;
+  }
+
+  send(message: ToWorker, transfer: Transferable[] = []): void {
+    if (!this.dead) this.worker.postMessage(message, transfer);
+  }
+
+  #respond(
+    id: number,
+    message: Extract<FromWorker, { type: "response" }>,
+  ): void {
+    const pending = this.pending.get(id);
+    if (pending === undefined || pending.responded) {
+      message.body?.cancel();
+      return;
+    }
+    pending.responded = true;
+    try {
+      pending.resolve(
+        new Response(message.body && this.#follow(message.body), {
+          status: message.status,
+          statusText: message.statusText,
+          headers: message.headers,
+        }),
+      );
+    } catch (error) {
+      pending.reject(error);
+    }
+  }
+
+  /**
+   * Wraps a body transferred from the worker: if the worker dies, a
+   * transferred stream just stops, so the wrapper errors it instead.
+   */
+  #follow(source: ReadableStream<Uint8Array>): ReadableStream<Uint8Array> {
+    const reader = source.getReader();
+    let own: ReadableStreamDefaultController<Uint8Array>;
+    return new ReadableStream<Uint8Array>({
+      start: (controller) => {
+        own = controller;
+        this.bodies.add(controller);
+      },
+      pull: async (controller) => {
+        const { done, value } = await reader.read();
+        if (done) {
+          this.bodies.delete(own);
+          controller.close();
+        } else {
+          controller.enqueue(value);
+        }
+      },
+      cancel: (reason) => {
+        this.bodies.delete(own);
+        return reader.cancel(reason);
+      },
+    }, { highWaterMark: 0 });
+  }
+
+  fetch(
+    request: Request,
+    info: Deno.ServeHandlerInfo<Deno.NetAddr>,
+  ): Promise<Response> {
+    const id = this.#nextId++;
+    const { promise, resolve, reject } = Promise.withResolvers<Response>();
+    this.pending.set(id, { resolve, reject, responded: false });
+    const body = request.body;
+    this.send({
+      type: "request",
+      id,
+      url: request.url,
+      method: request.method,
+      headers: [...request.headers],
+      body,
+      hostname: info.remoteAddr.hostname,
+      info: mongrel2Info(request),
+    }, body === null ? [] : [body]);
+    const onAbort = () =>
+      this.send({ type: "abort", id, reason: String(request.signal.reason) });
+    request.signal.addEventListener("abort", onAbort, { once: true });
+    const finish = (ok: boolean) => {
+      request.signal.removeEventListener("abort", onAbort);
+      this.pending.delete(id);
+      this.send({ type: "completed", id, ok });
+    };
+    info.completed.then(() => finish(true), () => finish(false));
+    return promise;
+  }
+
+  /** Fails every request this worker held: 502 if it had not answered. */
+  failPending(why: string): void {
+    for (const pending of this.pending.values()) {
+      if (pending.responded) continue;
+      pending.responded = true;
+      this.#logger.warn(
+        `Answered 502 for a request held by a worker that ${why}`,
+      );
+      pending.resolve(new Response(BAD_GATEWAY, { status: 502 }));
+    }
+    this.pending.clear();
+    for (const body of this.bodies) {
+      body.error(new Error(`The worker streaming this response ${why}`));
+    }
+    this.bodies.clear();
+  }
+
+  terminate(): void {
+    this.dead = true;
+    this.worker.terminate();
+  }
+}
+
+/**
+ * A fixed number of handler workers with supervision: a worker that
+ * crashes or stops answering pings is replaced with backoff, and only the
+ * requests it held fail (502).
+ *
+ * @example Usage
+ * ```ts ignore
+ * import { WorkerPool } from "./pool.ts";
+ * import { createLogger } from "../log.ts";
+ * const pool = await WorkerPool.start({ module: "app.ts", workers: 2, logger: createLogger() });
+ * const response = await pool.fetch(new Request("http://localhost/"), {
+ *   remoteAddr: { transport: "tcp", hostname: "127.0.0.1", port: 0 },
+ *   completed: Promise.resolve(),
+ * });
+ * await pool.close();
+ * ```
+ */
+export class WorkerPool {
+  readonly #module: string;
+  readonly #logger: Logger;
+  readonly #unresponsiveTimeout: number;
+  readonly #slots: HandlerWorker[] = [];
+  readonly #retired = new Set<HandlerWorker>();
+  #backoff = 100;
+  #stableTimer: ReturnType<typeof setTimeout> | undefined;
+  #heartbeat: ReturnType<typeof setInterval>;
+  #roundRobin = 0;
+  #seq = 0;
+  #closed = false;
+
+  private constructor(options: WorkerPoolOptions) {
+    this.#module = options.module;
+    this.#logger = options.logger;
+    this.#unresponsiveTimeout = options.unresponsiveTimeout ?? 10_000;
+    this.#heartbeat = setInterval(
+      () => this.#checkHealth(),
+      Math.max(50, Math.min(1000, this.#unresponsiveTimeout / 4)),
+    );
+    Deno.unrefTimer(this.#heartbeat as unknown as number);
+  }
+
+  /**
+   * Starts the workers and waits until each has loaded the module.
+   *
+   * @param options Module, count, logger.
+   * @returns The running pool.
+   * @throws {WorkerLoadError} When the module fails to load (a start-up error, not a restart loop).
+   */
+  static async start(options: WorkerPoolOptions): Promise<WorkerPool> {
+    if (!Number.isInteger(options.workers) || options.workers < 1) {
+      throw new RangeError(
+        `Cannot start ${options.workers} workers: expected a whole number of at least 1`,
+      );
+    }
+    const pool = new WorkerPool(options);
+    try {
+      for (let i = 0; i < options.workers; i++) pool.#slots.push(pool.#spawn());
+      await Promise.all(pool.#slots.map((worker) => worker.ready()));
+    } catch (error) {
+      await pool.close();
+      throw error;
+    }
+    return pool;
+  }
+
+  /** Number of workers. */
+  get size(): number {
+    return this.#slots.length;
+  }
+
+  #spawn(): HandlerWorker {
+    const moduleUrl = new URL(this.#module, `file://${Deno.cwd()}/`).href;
+    return new HandlerWorker(
+      moduleUrl,
+      this.#logger,
+      (worker, why) => this.#died(worker, why),
+    );
+  }
+
+  #died(worker: HandlerWorker, why: string): void {
+    if (worker.dead) return;
+    worker.terminate();
+    worker.failPending(why);
+    this.#retired.delete(worker);
+    const slot = this.#slots.indexOf(worker);
+    if (slot < 0 || this.#closed) return;
+    this.#logger.error(
+      `Handler worker ${slot} ${why}; replacing it in ${this.#backoff} ms`,
+    );
+    const delay = this.#backoff;
+    this.#backoff = Math.min(10_000, this.#backoff * 2);
+    clearTimeout(this.#stableTimer);
+    // A replacement that stays up for a while resets the backoff.
+    this.#stableTimer = setTimeout(() => this.#backoff = 100, 30_000);
+    Deno.unrefTimer(this.#stableTimer as unknown as number);
+    setTimeout(() => {
+      if (this.#closed) return;
+      const replacement = this.#spawn();
+      this.#slots[slot] = replacement;
+      replacement.ready().then(
+        () => this.#logger.info(`Handler worker ${slot} replaced`),
+        (error) => this.#died(replacement, `failed to load: ${error.message}`),
+      );
+    }, delay);
+  }
+
+  #checkHealth(): void {
+    const now = performance.now();
+    for (const worker of [...this.#slots, ...this.#retired]) {
+      if (worker.dead) continue;
+      if (now - worker.lastPong > this.#unresponsiveTimeout) {
+        this.#died(
+          worker,
+          `answered no ping for ${this.#unresponsiveTimeout} ms`,
+        );
+        continue;
+      }
+      worker.send({ type: "ping", seq: ++this.#seq });
+    }
+  }
+
+  /**
+   * The pool as a Fetch handler: sends the request to its connection's worker.
+   *
+   * @param request The request.
+   * @param info Client address and completion.
+   * @returns The worker's response.
+   */
+  fetch: FetchHandler = (request, info) => {
+    const connection = mongrel2Info(request)?.connectionId;
+    const index = connection === undefined
+      ? this.#roundRobin++ % this.#slots.length
+      : Number(connection) % this.#slots.length;
+    const worker = this.#slots[index];
+    if (worker.dead) {
+      return new Response(BAD_GATEWAY, { status: 502 });
+    }
+    return worker.fetch(request, info);
+  };
+
+  /**
+   * Replaces the workers one by one with workers that load the module
+   * afresh: each new worker must load before the old one stops taking
+   * requests, and the old one finishes what it holds (up to `drainMs`).
+   *
+   * @param drainMs How long an old worker may take to finish its requests.
+   * @throws {WorkerLoadError} When the new module fails to load; the old workers keep serving.
+   */
+  async reload(drainMs = 30_000): Promise<void> {
+    for (let slot = 0; slot < this.#slots.length; slot++) {
+      const fresh = this.#spawn();
+      try {
+        await fresh.ready();
+      } catch (error) {
+        fresh.terminate();
+        throw error;
+      }
+      const old = this.#slots[slot];
+      this.#slots[slot] = fresh;
+      this.#retire(old, drainMs);
+    }
+  }
+
+  async #retire(worker: HandlerWorker, drainMs: number): Promise<void> {
+    worker.draining = true;
+    this.#retired.add(worker);
+    const deadline = performance.now() + drainMs;
+    while (
+      worker.pending.size > 0 && performance.now() < deadline && !worker.dead
+    ) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    this.#retired.delete(worker);
+    if (!worker.dead) {
+      worker.failPending("was retired before it answered");
+      worker.terminate();
+    }
+  }
+
+  /** Requests the workers hold now. */
+  get inFlight(): number {
+    let total = 0;
+    for (const worker of [...this.#slots, ...this.#retired]) {
+      total += worker.pending.size;
+    }
+    return total;
+  }
+
+  /** Terminates every worker. */
+  close(): Promise<void> {
+    this.#closed = true;
+    clearInterval(this.#heartbeat);
+    clearTimeout(this.#stableTimer);
+    for (const worker of [...this.#slots, ...this.#retired]) {
+      worker.failPending("was stopped");
+      worker.terminate();
+    }
+    return Promise.resolve();
+  }
+}

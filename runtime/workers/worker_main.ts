@@ -1,0 +1,124 @@
+/**
+ * The entry point of a handler worker: loads the handler module, then turns
+ * request messages into `Request`s, calls the handler, and sends the
+ * `Response` back with its body stream transferred.
+ *
+ * @module
+ */
+
+/// <reference lib="deno.worker" />
+
+import { loadHandler } from "../handler.ts";
+import { setMongrel2Info } from "../info.ts";
+import type { FetchHandler } from "../server.ts";
+import type { FromWorker, ToWorker, WorkerRequest } from "./messages.ts";
+
+let handler: FetchHandler | null = null;
+const controllers = new Map<number, AbortController>();
+const completions = new Map<
+  number,
+  { resolve: () => void; reject: (reason: unknown) => void }
+>();
+
+function post(message: FromWorker, transfer: Transferable[] = []): void {
+  self.postMessage(message, transfer);
+}
+
+function describe(error: unknown): { message: string; stack?: string } {
+  return error instanceof Error
+    ? { message: `${error.name}: ${error.message}`, stack: error.stack }
+    : { message: String(error) };
+}
+
+// A handler's stray rejection must not kill the worker and every request
+// it holds: log it and keep serving, as the main thread does.
+self.addEventListener("unhandledrejection", (event) => {
+  event.preventDefault();
+  const { message, stack } = describe(event.reason);
+  post({
+    type: "log",
+    level: "error",
+    message: `Unhandled rejection in handler code: ${stack ?? message}`,
+  });
+});
+
+async function handle(message: WorkerRequest): Promise<void> {
+  const controller = new AbortController();
+  controllers.set(message.id, controller);
+  const completed = new Promise<void>((resolve, reject) =>
+    completions.set(message.id, { resolve, reject })
+  );
+  completed.catch(() => {});
+  try {
+    const request = new Request(message.url, {
+      method: message.method,
+      headers: message.headers,
+      body: message.body,
+      signal: controller.signal,
+    });
+    if (message.info !== undefined) setMongrel2Info(request, message.info);
+    const response = await handler!(request, {
+      remoteAddr: { transport: "tcp", hostname: message.hostname, port: 0 },
+      completed,
+    });
+    if (!(response instanceof Response)) {
+      throw new TypeError(
+        `Return value from the handler must be a Response or a promise resolving to one, received ${
+          response === null ? "null" : typeof response
+        }`,
+      );
+    }
+    const body = response.body;
+    post({
+      type: "response",
+      id: message.id,
+      status: response.status,
+      statusText: response.statusText,
+      headers: [...response.headers],
+      body,
+    }, body === null ? [] : [body]);
+  } catch (error) {
+    const { message: text, stack } = describe(error);
+    post({ type: "error", id: message.id, message: text, stack });
+  }
+}
+
+self.onmessage = async (event: MessageEvent<ToWorker>) => {
+  const message = event.data;
+  switch (message.type) {
+    case "load":
+      try {
+        const loaded = await loadHandler(message.module);
+        handler = loaded.fetch;
+        post({ type: "ready", source: loaded.source });
+      } catch (error) {
+        post({ type: "load-error", message: (error as Error).message });
+      }
+      break;
+    case "request":
+      handle(message);
+      break;
+    case "abort":
+      controllers.get(message.id)?.abort(
+        new DOMException(message.reason, "AbortError"),
+      );
+      break;
+    case "completed": {
+      const completion = completions.get(message.id);
+      if (message.ok) completion?.resolve();
+      else {
+        completion?.reject(
+          new Deno.errors.Interrupted(
+            "HTTP response was not sent successfully",
+          ),
+        );
+      }
+      completions.delete(message.id);
+      controllers.delete(message.id);
+      break;
+    }
+    case "ping":
+      post({ type: "pong", seq: message.seq });
+      break;
+  }
+};
