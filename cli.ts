@@ -865,4 +865,28 @@ export async function main(args: string[]): Promise<number> {
   }
 }
 
-if (import.meta.main) Deno.exit(await main(Deno.args));
+/**
+ * Reports an uncaught error or unhandled rejection (a handler's timer that
+ * throws, say) and exits with 1, as `deno serve` does. Left to Deno's own
+ * exit path, the process dies of SIGSEGV in zeromq's native teardown while
+ * its sockets are open, before the error is even printed.
+ */
+function exitOnUncaught(): void {
+  const fail = (what: string, error: unknown) => {
+    console.error(`m2fetch: ${what}:`, error);
+    Deno.exit(1);
+  };
+  globalThis.addEventListener("error", (event) => {
+    event.preventDefault();
+    fail("uncaught error", event.error);
+  });
+  globalThis.addEventListener("unhandledrejection", (event) => {
+    event.preventDefault();
+    fail("unhandled promise rejection", event.reason);
+  });
+}
+
+if (import.meta.main) {
+  exitOnUncaught();
+  Deno.exit(await main(Deno.args));
+}
