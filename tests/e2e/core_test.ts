@@ -19,6 +19,7 @@ import {
   headerValues,
   isRunning,
   startCliHarness,
+  startDenoServe,
   startHarness,
 } from "./harness.ts";
 import type { FetchHandler } from "../../runtime/server.ts";
@@ -742,5 +743,47 @@ Deno.test(
     assert.equal(status.signal, null);
     assert.ok(!isRunning(h.process.pid));
     assert.ok(h.output().includes("Shutting down"), h.output());
+  },
+);
+
+Deno.test(
+  "an uncaught error in handler code ends the CLI with exit 1 and the error, like deno serve",
+  async () => {
+    const dir = await Deno.makeTempDir({ prefix: "m2u-" });
+    try {
+      const app = `${dir}/uncaught.ts`;
+      await Deno.writeTextFile(
+        app,
+        `export default {
+          fetch() {
+            setTimeout(() => { throw new Error("uncaught in a timer"); }, 300);
+            return new Response("ok");
+          },
+        };\n`,
+      );
+      const timeout = () => delay(15_000).then(() => null);
+
+      // What deno serve does: answer, then die of the error with exit 1.
+      await using direct = await startDenoServe(app);
+      assert.equal(await (await fetch(direct.url)).text(), "ok");
+      const directStatus = await Promise.race([direct.status, timeout()]);
+      assert.ok(directStatus !== null, "deno serve kept running");
+      assert.equal(directStatus.code, 1);
+      assert.match(direct.output(), /uncaught in a timer/);
+
+      // m2fetch the same: not a crash that loses the message (open ZeroMQ
+      // sockets made Deno's own exit path die of SIGSEGV first).
+      await using h = await startCliHarness(app);
+      const result = await curl(["-s", `${h.url}/`]);
+      assert.equal(decoder.decode(result.stdout), "ok");
+      const status = await Promise.race([h.process.status, timeout()]);
+      assert.ok(status !== null, "m2fetch kept running");
+      assert.equal(status.signal, null, h.output());
+      assert.equal(status.code, 1);
+      assert.match(h.output(), /uncaught in a timer/);
+      assert.ok(!isRunning(h.process.pid));
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
   },
 );

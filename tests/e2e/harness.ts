@@ -461,11 +461,32 @@ export function isRunning(pid: number): boolean {
 }
 
 /**
+ * A `deno serve` subprocess started by {@linkcode startDenoServe}.
+ *
+ * @example
+ * ```ts ignore
+ * import { startDenoServe } from "./harness.ts";
+ * await using direct = await startDenoServe("examples/hello.ts");
+ * console.log(direct.url, direct.output());
+ * ```
+ */
+export interface DenoServe extends AsyncDisposable {
+  /** The base URL, like `http://127.0.0.1:PORT`. */
+  readonly url: string;
+  /** The port. */
+  readonly port: number;
+  /** Resolves with the exit status once `deno serve` has exited. */
+  readonly status: Promise<Deno.CommandStatus>;
+  /** Its stderr so far. */
+  output(): string;
+}
+
+/**
  * Starts `deno serve --port PORT APP` from the repository root and resolves
  * once the port answers.
  *
- * @param app The module path relative to the repository root.
- * @returns The base URL and an async disposer that stops the server.
+ * @param app The module path, relative to the repository root or absolute.
+ * @returns The running `deno serve`; disposing it stops it.
  *
  * @example
  * ```ts ignore
@@ -476,7 +497,7 @@ export function isRunning(pid: number): boolean {
  */
 export async function startDenoServe(
   app: string,
-): Promise<{ url: string; port: number } & AsyncDisposable> {
+): Promise<DenoServe> {
   const port = freePort();
   const child = new Deno.Command(DENO, {
     args: [
@@ -524,6 +545,8 @@ export async function startDenoServe(
   return {
     url: `http://127.0.0.1:${port}`,
     port,
+    status: child.status,
+    output: () => chunks.join(""),
     [Symbol.asyncDispose]: dispose,
   };
 }
