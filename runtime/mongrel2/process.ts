@@ -377,7 +377,8 @@ async function launch(
   const socketPaths = [
     ...config.handlers.flatMap((h) => [h.sendSpec, h.recvSpec]),
     config.paths.control.real,
-  ].map((spec) => spec.slice("ipc://".length));
+  ].filter((spec) => spec.startsWith("ipc://"))
+    .map((spec) => spec.slice("ipc://".length));
   // Stale sockets from an earlier run would make the readiness check lie.
   for (const path of socketPaths) {
     await Deno.remove(path).catch(ignoreNotFound);

@@ -3,6 +3,12 @@
  * and a PUB socket connected to its `recv_spec`. This is the only module
  * that imports `npm:zeromq`.
  *
+ * Several mongrel2 servers can share one m2fetch: the PULL socket connects
+ * to every `send_spec` (requests are fair-queued), and one PUB socket per
+ * `recv_spec` publishes every reply. Each server's Handler has its own
+ * `send_ident` and `recv_ident = send_ident`, so a server subscribes only to
+ * replies that start with its own ident: the others' replies never reach it.
+ *
  * @module
  */
 
@@ -11,18 +17,39 @@ import type { Transport } from "./transport.ts";
 
 /** Where to reach mongrel2. */
 export interface ZmqTransportOptions {
-  /** mongrel2's `send_spec` (m2fetch connects a PULL socket there). */
-  sendSpec: string;
-  /** mongrel2's `recv_spec` (m2fetch connects a PUB socket there). */
-  recvSpec: string;
   /**
-   * How long to hold replies after the PUB socket connects, so that
+   * mongrel2's `send_spec`, or one per mongrel2 server (m2fetch connects
+   * one PULL socket to all of them).
+   */
+  sendSpec: string | readonly string[];
+  /**
+   * mongrel2's `recv_spec`, or one per mongrel2 server (m2fetch connects a
+   * PUB socket to each).
+   */
+  recvSpec: string | readonly string[];
+  /**
+   * How long to hold replies after a PUB socket connects, so that
    * mongrel2's SUB subscription has reached it (the "slow joiner"): replies
    * published earlier would be dropped. Default 200 ms.
    */
   joinDelayMs?: number;
+  /**
+   * Most replies held for one `recv_spec` whose mongrel2 is not subscribed
+   * (yet, or any more); the oldest are dropped beyond it. Default 10 000.
+   */
+  maxHeldReplies?: number;
+  /**
+   * How long a `recv_spec` may stay unsubscribed before `onStatus` reports
+   * that its replies are held (ms). Default 1000.
+   */
+  waitingNoticeMs?: number;
   /** Called for transport problems that are worth a log line. */
   onError?: (error: Error) => void;
+  /**
+   * Called with a line worth logging when a mongrel2 subscribes, leaves, or
+   * is still awaited (replies for it are held meanwhile).
+   */
+  onStatus?: (message: string) => void;
 }
 
 const ENDPOINT = /^(tcp|ipc|inproc):\/\/.+/;
@@ -56,8 +83,10 @@ export function checkEndpoint(name: string, spec: string): void {
 /**
  * A {@linkcode Transport} over ZeroMQ.
  *
- * Replies are queued in memory while no mongrel2 is subscribed (at start-up,
- * and while mongrel2 restarts), so none is published into the void.
+ * Replies are queued in memory, per `recv_spec`, while its mongrel2 is not
+ * subscribed (at start-up, and while it restarts), so none is published
+ * before the mongrel2 it is meant for has joined. One mongrel2 that is down
+ * never holds up the replies to the others.
  *
  * @example Usage
  * ```ts ignore
@@ -71,60 +100,51 @@ export function checkEndpoint(name: string, spec: string): void {
  */
 export class ZmqTransport implements Transport {
   readonly #pull: zmq.Pull;
-  readonly #pub: zmq.Publisher;
+  readonly #peers: ReplyPeer[];
   readonly #onError: (error: Error) => void;
-  readonly #joinDelayMs: number;
-  #queue: Uint8Array[] = [];
-  #head = 0;
-  #draining = false;
-  #peers = 0;
-  #joinTimer: ReturnType<typeof setTimeout> | undefined;
-  #ready = false;
-  #wakeSender: (() => void) | null = null;
-  #closed = false;
+  readonly #onStatus: (message: string) => void;
+  readonly #waitingTimer: ReturnType<typeof setTimeout>;
   #receiving = true;
 
   /**
-   * Connects both sockets. Connection is asynchronous: ZeroMQ retries until
+   * Connects the sockets. Connection is asynchronous: ZeroMQ retries until
    * mongrel2 is up, and reconnects after it restarts.
    *
    * @param options Endpoints and tuning.
-   * @throws {TypeError} On an invalid endpoint.
+   * @throws {TypeError} On an invalid, missing or repeated endpoint.
    */
   constructor(options: ZmqTransportOptions) {
-    checkEndpoint("send spec", options.sendSpec);
-    checkEndpoint("recv spec", options.recvSpec);
+    const sendSpecs = endpointList("send spec", options.sendSpec);
+    const recvSpecs = endpointList("recv spec", options.recvSpec);
     this.#onError = options.onError ?? (() => {});
-    this.#joinDelayMs = options.joinDelayMs ?? 200;
+    this.#onStatus = options.onStatus ?? (() => {});
+    const joinDelayMs = options.joinDelayMs ?? 200;
+    const maxHeld = options.maxHeldReplies ?? 10_000;
+    this.#peers = recvSpecs.map((spec) =>
+      new ReplyPeer(spec, joinDelayMs, maxHeld, this.#onError, this.#onStatus)
+    );
     // Only documented options: a constructor that throws crashes Deno later.
-    this.#pub = new zmq.Publisher({ sendHighWaterMark: 0, linger: 2000 });
     this.#pull = new zmq.Pull({ linger: 0 });
-    this.#pub.events.on("handshake", () => this.#peerJoined());
-    this.#pub.events.on("disconnect", () => this.#peerLeft());
-    this.#pub.connect(options.recvSpec);
-    this.#pull.connect(options.sendSpec);
+    for (const spec of sendSpecs) this.#pull.connect(spec);
+    this.#waitingTimer = setTimeout(() => {
+      const waiting = this.#peers.filter((peer) => !peer.ready);
+      if (waiting.length === 0) return;
+      this.#onStatus(
+        `Waiting for mongrel2 to subscribe at ${
+          waiting.map((peer) => peer.endpoint).join(", ")
+        } (${
+          this.#peers.length - waiting.length
+        } of ${this.#peers.length} joined); replies for ${
+          waiting.length === 1 ? "it" : "them"
+        } are held until then`,
+      );
+    }, options.waitingNoticeMs ?? 1000);
+    Deno.unrefTimer(this.#waitingTimer as unknown as number);
   }
 
-  /** Whether a mongrel2 is subscribed and replies flow. */
+  /** Whether every configured mongrel2 is subscribed and replies flow. */
   get ready(): boolean {
-    return this.#ready;
-  }
-
-  #peerJoined(): void {
-    this.#peers++;
-    clearTimeout(this.#joinTimer);
-    this.#joinTimer = setTimeout(() => {
-      this.#ready = this.#peers > 0;
-      this.#wakeSender?.();
-    }, this.#joinDelayMs);
-  }
-
-  #peerLeft(): void {
-    this.#peers = Math.max(0, this.#peers - 1);
-    if (this.#peers === 0) {
-      clearTimeout(this.#joinTimer);
-      this.#ready = false;
-    }
+    return this.#peers.every((peer) => peer.ready);
   }
 
   /** Messages from mongrel2, until {@linkcode stopReceiving} or {@linkcode close}. */
@@ -142,11 +162,156 @@ export class ZmqTransport implements Transport {
     }
   }
 
-  /** Queues a reply; see {@linkcode Transport.send}. */
+  /**
+   * Queues a reply for every `recv_spec`; see {@linkcode Transport.send}.
+   * Each mongrel2 keeps only the replies that start with its `recv_ident`.
+   */
+  send(message: Uint8Array): void {
+    for (const peer of this.#peers) peer.send(message);
+  }
+
+  /** Replies queued and not yet handed to ZeroMQ (the longest queue). */
+  get queuedReplies(): number {
+    return Math.max(0, ...this.#peers.map((peer) => peer.queued));
+  }
+
+  /** Stops receiving; see {@linkcode Transport.stopReceiving}. */
+  stopReceiving(): Promise<void> {
+    this.#receiving = false;
+    if (!this.#pull.closed) this.#pull.close();
+    return Promise.resolve();
+  }
+
+  /** Flushes queued replies (to each mongrel2 that listens) and closes. */
+  async close(): Promise<void> {
+    await this.stopReceiving();
+    clearTimeout(this.#waitingTimer);
+    const deadline = Date.now() + 2000;
+    while (
+      this.#peers.some((peer) => peer.queued > 0 && peer.ready) &&
+      Date.now() < deadline
+    ) {
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    for (const peer of this.#peers) peer.close();
+  }
+}
+
+function endpointList(
+  name: string,
+  specs: string | readonly string[],
+): string[] {
+  const list = typeof specs === "string" ? [specs] : [...specs];
+  if (list.length === 0) {
+    throw new TypeError(`Cannot connect to mongrel2: no ${name} given`);
+  }
+  for (const spec of list) checkEndpoint(name, spec);
+  const repeated = list.find((spec, index) => list.indexOf(spec) !== index);
+  if (repeated !== undefined) {
+    throw new TypeError(
+      `Cannot use ${name} "${repeated}" twice: give each mongrel2 endpoint once`,
+    );
+  }
+  return list;
+}
+
+/**
+ * One PUB socket connected to one mongrel2's `recv_spec`, with the replies
+ * held until that mongrel2's subscription has arrived.
+ */
+class ReplyPeer {
+  readonly endpoint: string;
+  readonly #pub: zmq.Publisher;
+  readonly #joinDelayMs: number;
+  readonly #maxHeld: number;
+  readonly #onError: (error: Error) => void;
+  readonly #onStatus: (message: string) => void;
+  #queue: Uint8Array[] = [];
+  #head = 0;
+  #draining = false;
+  #connections = 0;
+  #joinTimer: ReturnType<typeof setTimeout> | undefined;
+  #ready = false;
+  #joinedBefore = false;
+  #dropped = 0;
+  #wakeSender: (() => void) | null = null;
+  #closed = false;
+
+  constructor(
+    endpoint: string,
+    joinDelayMs: number,
+    maxHeld: number,
+    onError: (error: Error) => void,
+    onStatus: (message: string) => void,
+  ) {
+    this.endpoint = endpoint;
+    this.#joinDelayMs = joinDelayMs;
+    this.#maxHeld = maxHeld;
+    this.#onError = onError;
+    this.#onStatus = onStatus;
+    this.#pub = new zmq.Publisher({ sendHighWaterMark: 0, linger: 2000 });
+    this.#pub.events.on("handshake", () => this.#joined());
+    this.#pub.events.on("disconnect", () => this.#left());
+    this.#pub.connect(endpoint);
+  }
+
+  get ready(): boolean {
+    return this.#ready;
+  }
+
+  get queued(): number {
+    return this.#queue.length - this.#head;
+  }
+
+  #joined(): void {
+    this.#connections++;
+    clearTimeout(this.#joinTimer);
+    this.#joinTimer = setTimeout(() => {
+      if (this.#connections === 0 || this.#closed) return;
+      this.#ready = true;
+      if (this.#joinedBefore || this.#dropped > 0) {
+        this.#onStatus(
+          `mongrel2 at ${this.endpoint} subscribed again; sending its replies${
+            this.#dropped > 0
+              ? ` (dropped the ${this.#dropped} oldest held while it was away)`
+              : ""
+          }`,
+        );
+      }
+      this.#joinedBefore = true;
+      this.#dropped = 0;
+      this.#wakeSender?.();
+    }, this.#joinDelayMs);
+  }
+
+  #left(): void {
+    this.#connections = Math.max(0, this.#connections - 1);
+    if (this.#connections > 0) return;
+    clearTimeout(this.#joinTimer);
+    if (this.#ready && !this.#closed) {
+      this.#onStatus(
+        `mongrel2 at ${this.endpoint} went away; holding replies for it until it subscribes again`,
+      );
+    }
+    this.#ready = false;
+  }
+
   send(message: Uint8Array): void {
     if (this.#closed) return;
     this.#queue.push(message);
+    if (!this.#ready && this.queued > this.#maxHeld) {
+      this.#queue[this.#head++] = EMPTY;
+      this.#dropped++;
+      this.#compact();
+    }
     if (!this.#draining) this.#drain();
+  }
+
+  #compact(): void {
+    if (this.#head > 1024 && this.#head * 2 > this.#queue.length) {
+      this.#queue = this.#queue.slice(this.#head);
+      this.#head = 0;
+    }
   }
 
   async #drain(): Promise<void> {
@@ -161,10 +326,7 @@ export class ZmqTransport implements Transport {
         }
         const message = this.#queue[this.#head];
         this.#queue[this.#head++] = EMPTY;
-        if (this.#head > 1024 && this.#head * 2 > this.#queue.length) {
-          this.#queue = this.#queue.slice(this.#head);
-          this.#head = 0;
-        }
+        this.#compact();
         try {
           await this.#pub.send(message);
         } catch (error) {
@@ -176,25 +338,7 @@ export class ZmqTransport implements Transport {
     }
   }
 
-  /** Replies queued and not yet handed to ZeroMQ. */
-  get queuedReplies(): number {
-    return this.#queue.length - this.#head;
-  }
-
-  /** Stops receiving; see {@linkcode Transport.stopReceiving}. */
-  stopReceiving(): Promise<void> {
-    this.#receiving = false;
-    if (!this.#pull.closed) this.#pull.close();
-    return Promise.resolve();
-  }
-
-  /** Flushes queued replies (while mongrel2 listens) and closes. */
-  async close(): Promise<void> {
-    await this.stopReceiving();
-    const deadline = Date.now() + 2000;
-    while (this.queuedReplies > 0 && this.#ready && Date.now() < deadline) {
-      await new Promise((resolve) => setTimeout(resolve, 5));
-    }
+  close(): void {
     this.#closed = true;
     clearTimeout(this.#joinTimer);
     this.#wakeSender?.();

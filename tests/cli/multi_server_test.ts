@@ -1,0 +1,217 @@
+import assert from "node:assert/strict";
+import { XSubscriber } from "zeromq";
+import { ZmqTransport } from "../../runtime/transport/zmq.ts";
+import { startMongrel2 } from "../../runtime/mongrel2/mod.ts";
+import { ROOT, spawnCli, tempDir, waitFor } from "./helpers.ts";
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+// Answers with the handler ident mongrel2 stamped on the request and the path.
+const WHO_APP = `import { mongrel2Info } from "${ROOT}/runtime/info.ts";
+export default {
+  async fetch(request: Request): Promise<Response> {
+    const delay = Number(new URL(request.url).searchParams.get("delay") ?? 0);
+    if (delay > 0) await new Promise((resolve) => setTimeout(resolve, delay));
+    return new Response(
+      \`\${mongrel2Info(request)?.sender} \${new URL(request.url).pathname}\`,
+    );
+  },
+};
+`;
+
+/**
+ * A stand-in for mongrel2's reply socket: binds and subscribes to every
+ * reply. (zeromq.js's own Subscriber, bound, never passes its subscription
+ * to a connecting PUB; an XSUB that sends the subscription itself does, so
+ * it re-sends it for PUBs that connect later.)
+ */
+async function replySocket(
+  endpoint: string,
+): Promise<{ socket: XSubscriber; close(): void }> {
+  const socket = new XSubscriber();
+  await socket.bind(endpoint);
+  const timer = setInterval(() => {
+    socket.send(new Uint8Array([1])).catch(() => {});
+  }, 20);
+  return {
+    socket,
+    close() {
+      clearInterval(timer);
+      socket.close();
+    },
+  };
+}
+
+Deno.test("ZmqTransport holds replies per recv spec: one mongrel2 missing does not hold up another", async () => {
+  await using tmp = await tempDir("m2z-");
+  const a = `ipc://${tmp.path}/a_recv`;
+  const b = `ipc://${tmp.path}/b_recv`;
+  const replyA = await replySocket(a);
+  let replyB: { socket: XSubscriber; close(): void } | undefined;
+  const subA = replyA.socket;
+  const status: string[] = [];
+  const transport = new ZmqTransport({
+    sendSpec: `ipc://${tmp.path}/nobody_send`,
+    recvSpec: [a, b],
+    joinDelayMs: 200,
+    waitingNoticeMs: 800,
+    onStatus: (line) => status.push(line),
+  });
+  try {
+    assert.ok(
+      await waitFor(
+        () => status.some((line) => line.includes("Waiting for mongrel2")),
+        5000,
+      ),
+      status.join("\n"),
+    );
+    assert.equal(
+      status[0],
+      `Waiting for mongrel2 to subscribe at ${b} (1 of 2 joined); replies for it are held until then`,
+    );
+    assert.equal(transport.ready, false);
+    transport.send(encoder.encode("first"));
+    const [first] = await subA.receive();
+    assert.equal(decoder.decode(first), "first");
+
+    // B joins late and still gets what was held for it, in order.
+    replyB = await replySocket(b);
+    const subB = replyB.socket;
+    transport.send(encoder.encode("second"));
+    assert.deepEqual(
+      [decoder.decode((await subB.receive())[0])],
+      ["first"],
+    );
+    assert.equal(decoder.decode((await subB.receive())[0]), "second");
+    assert.equal(decoder.decode((await subA.receive())[0]), "second");
+    assert.ok(await waitFor(() => transport.ready, 2000));
+  } finally {
+    await transport.close();
+    replyA.close();
+    replyB?.close();
+  }
+});
+
+Deno.test("ZmqTransport rejects a repeated or missing endpoint", () => {
+  assert.throws(
+    () =>
+      new ZmqTransport({
+        sendSpec: "tcp://127.0.0.1:9",
+        recvSpec: ["tcp://127.0.0.1:8", "tcp://127.0.0.1:8"],
+      }),
+    /Cannot use recv spec "tcp:\/\/127\.0\.0\.1:8" twice/,
+  );
+  assert.throws(
+    () => new ZmqTransport({ sendSpec: [], recvSpec: "tcp://127.0.0.1:8" }),
+    /no send spec given/,
+  );
+});
+
+Deno.test("cli: two mongrel2 servers share one m2fetch and each gets exactly its own replies under concurrent load", async () => {
+  await using tmp = await tempDir("m2m-");
+  const app = `${tmp.path}/who.ts`;
+  await Deno.writeTextFile(app, WHO_APP);
+  await using serverA = await startMongrel2({
+    dir: `${tmp.path}/a`,
+    handlers: [{ route: "/", sendIdent: "server-a" }],
+  });
+  await using serverB = await startMongrel2({
+    dir: `${tmp.path}/b`,
+    handlers: [{ route: "/", sendIdent: "server-b" }],
+  });
+  const [a] = serverA.handlers;
+  const [b] = serverB.handlers;
+  await using cli = await spawnCli([
+    "--send-spec",
+    a.sendSpec,
+    "--recv-spec",
+    a.recvSpec,
+    "--send-spec",
+    b.sendSpec,
+    "--recv-spec",
+    b.recvSpec,
+    app,
+  ], /via mongrel2/);
+  assert.ok(
+    cli.output().includes(
+      `requests from ${a.sendSpec}, ${b.sendSpec}, replies to ${a.recvSpec}, ${b.recvSpec}`,
+    ),
+    cli.output(),
+  );
+  // Separate clients per server, each with its own keep-alive pool: both
+  // mongrel2s number their connections alike, so the connection ids in the
+  // two servers' replies collide, and only recv_ident tells them apart.
+  const clientA = Deno.createHttpClient({});
+  const clientB = Deno.createHttpClient({});
+  try {
+    for (let round = 0; round < 3; round++) {
+      const requests: Promise<[string, string]>[] = [];
+      for (let i = 0; i < 40; i++) {
+        for (
+          const [name, url, client] of [
+            ["server-a", serverA.url, clientA],
+            ["server-b", serverB.url, clientB],
+          ] as const
+        ) {
+          const path = `/${name}/${round}/${i}`;
+          // Mixed handler delays make the replies interleave.
+          const delay = (i * 7) % 23;
+          requests.push(
+            fetch(`${url}${path}?delay=${delay}`, { client }).then(
+              async (response) => [`${name} ${path}`, await response.text()],
+            ),
+          );
+        }
+      }
+      for (const [expected, body] of await Promise.all(requests)) {
+        assert.equal(body, expected);
+      }
+    }
+  } finally {
+    clientA.close();
+    clientB.close();
+  }
+  assert.equal((await cli.stop()).code, 0, cli.output());
+});
+
+Deno.test("cli: with several mongrel2 servers, one that is down does not stop the others; it is served once it starts", async () => {
+  await using tmp = await tempDir("m2m-");
+  const app = `${tmp.path}/who.ts`;
+  await Deno.writeTextFile(app, WHO_APP);
+  await using serverA = await startMongrel2({
+    dir: `${tmp.path}/a`,
+    handlers: [{ route: "/", sendIdent: "server-a" }],
+  });
+  const [a] = serverA.handlers;
+  // Where the second mongrel2 will bind once it starts.
+  const bDir = `${tmp.path}/b`;
+  const bSend = `ipc://${bDir}/run/app0_send`;
+  const bRecv = `ipc://${bDir}/run/app0_recv`;
+  await using cli = await spawnCli([
+    "--send-spec",
+    a.sendSpec,
+    "--recv-spec",
+    a.recvSpec,
+    "--send-spec",
+    bSend,
+    "--recv-spec",
+    bRecv,
+    app,
+  ], /via mongrel2/);
+  const response = await fetch(`${serverA.url}/only-a`);
+  assert.equal(await response.text(), "server-a /only-a");
+  await cli.waitForOutput(
+    `Waiting for mongrel2 to subscribe at ${bRecv} (1 of 2 joined)`,
+  );
+  await using serverB = await startMongrel2({
+    dir: bDir,
+    handlers: [{ route: "/", sendIdent: "server-b" }],
+  });
+  assert.equal(serverB.handlers[0].sendSpec, bSend);
+  const late = await fetch(`${serverB.url}/late-b`);
+  assert.equal(await late.text(), "server-b /late-b");
+  const again = await fetch(`${serverA.url}/again-a`);
+  assert.equal(await again.text(), "server-a /again-a");
+  assert.equal((await cli.stop()).code, 0, cli.output());
+});
