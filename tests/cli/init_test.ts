@@ -1,0 +1,134 @@
+import assert from "node:assert/strict";
+import {
+  delay,
+  findFreePort,
+  runCli,
+  spawnCli,
+  tempDir,
+  waitFor,
+} from "./helpers.ts";
+
+const decoder = new TextDecoder();
+
+function m2sh(args: string[], cwd: string): Deno.Command {
+  return new Deno.Command("m2sh", {
+    args,
+    cwd,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+    env: { LOGNAME: Deno.env.get("LOGNAME") ?? "root" },
+  });
+}
+
+Deno.test("cli init: the created app runs behind mongrel2 the way its README says", async () => {
+  await using tmp = await tempDir("m2i-");
+  const dir = `${tmp.path}/hello-app`;
+  const port = await findFreePort();
+  const init = await runCli(["init", "--port", String(port), dir]);
+  assert.equal(init.code, 0, init.stderr);
+  assert.match(
+    init.stdout,
+    /Created .*hello-app: app\.ts, m2fetch\.json, mongrel2\.conf, README\.md/,
+  );
+  const files = [...Deno.readDirSync(dir)].map((entry) => entry.name).sort();
+  assert.deepEqual(files, [
+    "README.md",
+    "app.ts",
+    "logs",
+    "m2fetch.json",
+    "mongrel2.conf",
+    "run",
+    "tmp",
+  ]);
+  const config = JSON.parse(await Deno.readTextFile(`${dir}/m2fetch.json`));
+  assert.deepEqual(config, {
+    app: "app.ts",
+    "recv-spec": [`ipc://${dir}/run/m2fetch_recv`],
+    "send-spec": [`ipc://${dir}/run/m2fetch_send`],
+    "upload-temp-store": `${dir}/tmp/upload.XXXXXX`,
+  });
+  const conf = await Deno.readTextFile(`${dir}/mongrel2.conf`);
+  assert.match(conf, new RegExp(`send_spec="ipc://${dir}/run/m2fetch_send"`));
+  assert.match(conf, /protocol="tnetstring"/);
+  assert.match(conf, /"download\.flow_control": 1/);
+  assert.match(conf, new RegExp(`port=${port}`));
+  const readme = await Deno.readTextFile(`${dir}/README.md`);
+  assert.match(readme, /m2sh load -config mongrel2\.conf -db config\.sqlite/);
+  assert.match(readme, /m2sh start -db config\.sqlite -name main/);
+  assert.match(readme, /--app-path \./);
+
+  // As the README says: load, start, then m2fetch --app-path . from there.
+  const load = await m2sh(
+    ["load", "-config", "mongrel2.conf", "-db", "config.sqlite"],
+    dir,
+  ).output();
+  assert.ok(load.success, decoder.decode(load.stderr));
+  const mongrel2 = m2sh(
+    ["start", "-db", "config.sqlite", "-name", "main"],
+    dir,
+  ).spawn();
+  try {
+    assert.ok(
+      await waitFor(async () => {
+        try {
+          (await Deno.connect({ hostname: "127.0.0.1", port })).close();
+          return true;
+        } catch {
+          return false;
+        }
+      }, 10_000),
+      "mongrel2 did not start",
+    );
+    await using cli = await spawnCli(["--app-path", "."], " serving ", dir);
+    const response = await fetch(`http://127.0.0.1:${port}/there`);
+    assert.equal(await response.text(), "Hello from m2fetch at /there\n");
+    assert.equal((await cli.stop()).code, 0, cli.output());
+  } finally {
+    await m2sh(["stop", "-db", "config.sqlite", "-name", "main"], dir)
+      .output();
+    const stopped = await Promise.race([
+      mongrel2.status,
+      delay(5000).then(() => null),
+    ]);
+    if (stopped === null) {
+      // m2sh start runs mongrel2 through system(): kill by its pid file.
+      const pid = Number(
+        await Deno.readTextFile(`${dir}/run/mongrel2.pid`).catch(() => "0"),
+      );
+      if (pid > 0) Deno.kill(pid, "SIGKILL");
+      mongrel2.kill("SIGKILL");
+      await mongrel2.status;
+    }
+    await mongrel2.stdout.cancel();
+    await mongrel2.stderr.cancel();
+  }
+});
+
+Deno.test("cli init: fills an existing empty directory, and never overwrites a file", async () => {
+  await using tmp = await tempDir("m2i-");
+  const first = await runCli(["init", tmp.path]);
+  assert.equal(first.code, 0, first.stderr);
+  await Deno.writeTextFile(`${tmp.path}/app.ts`, "// mine\n");
+  await Deno.remove(`${tmp.path}/README.md`);
+  const again = await runCli(["init", tmp.path]);
+  assert.equal(again.code, 1);
+  assert.match(
+    again.stderr,
+    /Cannot initialise .*: app\.ts, m2fetch\.json, mongrel2\.conf already exist and init never overwrites files/,
+  );
+  assert.equal(await Deno.readTextFile(`${tmp.path}/app.ts`), "// mine\n");
+  assert.equal(
+    await Deno.stat(`${tmp.path}/README.md`).catch(() => null),
+    null,
+    "init wrote some files before refusing",
+  );
+
+  await Deno.writeTextFile(`${tmp.path}/a-file`, "");
+  const onFile = await runCli(["init", `${tmp.path}/a-file`]);
+  assert.equal(onFile.code, 1);
+  assert.match(onFile.stderr, /it exists and is not a directory/);
+  const none = await runCli(["init"]);
+  assert.equal(none.code, 2);
+  assert.match(none.stderr, /Expected one app directory/);
+});

@@ -1,0 +1,59 @@
+import assert from "node:assert/strict";
+import { delay, spawnCli, tempDir } from "./helpers.ts";
+
+function appSource(version: string): string {
+  return `export default {
+  async fetch(request: Request): Promise<Response> {
+    if (new URL(request.url).pathname === "/slow") {
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+      return new Response("${version} slow");
+    }
+    return new Response("${version}");
+  },
+};
+`;
+}
+
+Deno.test("cli dev --watch: an edit swaps the handler without restarting mongrel2; in-flight requests finish on the old code; a broken edit keeps the old code", async () => {
+  await using tmp = await tempDir("m2w-");
+  const app = `${tmp.path}/app.ts`;
+  await Deno.writeTextFile(app, appSource("v1"));
+  await using cli = await spawnCli([
+    "dev",
+    "--watch",
+    "--port",
+    "0",
+    "--state-dir",
+    `${tmp.path}/state`,
+    app,
+  ], /is serving .* at http:\/\/\S+\//);
+  await cli.waitForOutput(`Watching ${tmp.path} for edits`);
+  const output = cli.output();
+  const url = /at (http:\/\/[^/\s]+)\//.exec(output)![1];
+  const pid = /mongrel2 \(pid (\d+)/.exec(output)![1];
+  assert.equal(await (await fetch(`${url}/`)).text(), "v1");
+
+  const slow = fetch(`${url}/slow`).then((response) => response.text());
+  await delay(300);
+  await Deno.writeTextFile(app, appSource("v2"));
+  await cli.waitForOutput(
+    /Reloaded .*app\.ts \(reload 1, after edits to app\.ts\)/,
+  );
+  assert.equal(await (await fetch(`${url}/`)).text(), "v2");
+  assert.equal(await slow, "v1 slow");
+
+  await Deno.writeTextFile(app, "export default {{ broken\n");
+  await cli.waitForOutput(/Reload 2 of .*app\.ts failed/);
+  assert.equal(await (await fetch(`${url}/`)).text(), "v2");
+
+  await Deno.writeTextFile(app, appSource("v3"));
+  await cli.waitForOutput(/Reloaded .*app\.ts \(reload 3/);
+  assert.equal(await (await fetch(`${url}/`)).text(), "v3");
+
+  // The same mongrel2 served every version.
+  assert.deepEqual(
+    [...cli.output().matchAll(/mongrel2 \(pid (\d+)/g)].map((m) => m[1]),
+    [pid],
+  );
+  assert.equal((await cli.stop()).code, 0, cli.output());
+});
