@@ -66,6 +66,8 @@ Options:
   --duration S        seconds per wrk point (default 10; --quick: 3)
   --warmup S          seconds of wrk warm-up before each point (default 2; --quick: 1)
   --connections LIST  wrk concurrencies (default 1,16,64,256)
+  --rounds N          times every wrk point is measured; the report takes the
+                      median (default 3; --quick: 1)
   --startup-runs N    start-up measurements (default 7; --quick: 3)
   --stream-runs N     1 GiB downloads per server (default 3; --quick: 1)
   --stream-mib N      size of the streamed response in MiB (default 1024)
@@ -81,6 +83,7 @@ interface Settings {
   duration: number;
   warmup: number;
   connections: number[];
+  rounds: number;
   startupRuns: number;
   streamRuns: number;
   streamBytes: number;
@@ -113,6 +116,7 @@ function parseSettings(args: string[]): Settings | null {
       duration: { type: "string" },
       warmup: { type: "string" },
       connections: { type: "string" },
+      rounds: { type: "string" },
       "startup-runs": { type: "string" },
       "stream-runs": { type: "string" },
       "stream-mib": { type: "string" },
@@ -135,6 +139,7 @@ function parseSettings(args: string[]): Settings | null {
     ),
     warmup: positiveNumber("warmup", values.warmup ?? (quick ? "1" : "2")),
     connections: [...new Set(connections)].sort((a, b) => a - b),
+    rounds: positiveInteger("rounds", values.rounds ?? (quick ? "1" : "3")),
     startupRuns: positiveInteger(
       "startup-runs",
       values["startup-runs"] ?? (quick ? "3" : "7"),
@@ -178,12 +183,53 @@ const SERVERS: readonly ServerName[] = ["m2fetch", "Dir", "deno serve"];
 /** The hello-world servers: the floor shows what the transport alone costs. */
 const HELLO_SERVERS: readonly ServerName[] = [...SERVERS, "zmq floor"];
 
-/** One wrk point. */
-interface HelloPoint extends WrkResult {
+/** One wrk run. */
+interface HelloRun extends WrkResult {
   server: ServerName;
   connections: number;
+  round: number;
   /** CPU seconds per process during the measured run. */
   cpu: Record<string, number>;
+}
+
+/** The rounds of one server at one concurrency, combined. */
+interface HelloPoint {
+  server: ServerName;
+  connections: number;
+  /** Medians over the rounds. */
+  requestsPerSecond: number;
+  p50Ms: number;
+  p99Ms: number;
+  /** Sums over the rounds. */
+  requests: number;
+  socketErrors: number;
+  non2xx: number;
+  cpu: Record<string, number>;
+  /** The rounds as measured. */
+  runs: HelloRun[];
+}
+
+function combine(runs: HelloRun[]): HelloPoint {
+  const cpu: Record<string, number> = {};
+  for (const run of runs) {
+    for (const [name, seconds] of Object.entries(run.cpu)) {
+      cpu[name] = (cpu[name] ?? 0) + seconds;
+    }
+  }
+  const sum = (pick: (run: HelloRun) => number) =>
+    runs.reduce((total, run) => total + pick(run), 0);
+  return {
+    server: runs[0].server,
+    connections: runs[0].connections,
+    requestsPerSecond: median(runs.map((r) => r.requestsPerSecond)),
+    p50Ms: median(runs.map((r) => r.p50Ms)),
+    p99Ms: median(runs.map((r) => r.p99Ms)),
+    requests: sum((r) => r.requests),
+    socketErrors: sum((r) => r.socketErrors),
+    non2xx: sum((r) => r.non2xx),
+    cpu,
+    runs,
+  };
 }
 
 /** Processes whose CPU time counts for a server, by name. */
@@ -207,27 +253,68 @@ async function measureHello(
   settings: Settings,
   targets: Record<ServerName, Target>,
 ): Promise<HelloPoint[]> {
+  const runs: HelloRun[] = [];
+  for (let round = 0; round < settings.rounds; round++) {
+    for (const [index, connections] of settings.connections.entries()) {
+      runs.push(
+        ...await measureHelloPoint(
+          settings,
+          targets,
+          connections,
+          round,
+          index + round,
+        ),
+      );
+    }
+  }
   const points: HelloPoint[] = [];
-  for (const [index, connections] of settings.connections.entries()) {
-    for (const server of rotate(HELLO_SERVERS, index)) {
-      const { url, cpu } = targets[server];
-      log(`hello: ${server}, ${connections} connection(s)`);
-      await runWrk({ url, connections, seconds: settings.warmup });
-      const before = cpuSnapshot(cpu);
-      const result = await runWrk({
-        url,
-        connections,
-        seconds: settings.duration,
-      });
-      const after = cpuSnapshot(cpu);
-      const used: Record<string, number> = {};
-      for (const name of Object.keys(cpu)) {
-        used[name] = after[name] - before[name];
-      }
-      points.push({ ...result, server, connections, cpu: used });
+  for (const connections of settings.connections) {
+    for (const server of HELLO_SERVERS) {
+      points.push(
+        combine(
+          runs.filter((r) =>
+            r.server === server && r.connections === connections
+          ),
+        ),
+      );
     }
   }
   return points;
+}
+
+/** Measures every hello server once at one concurrency, taking turns. */
+async function measureHelloPoint(
+  settings: Settings,
+  targets: Record<ServerName, Target>,
+  connections: number,
+  round: number,
+  turn: number,
+): Promise<HelloRun[]> {
+  const runs: HelloRun[] = [];
+  for (const server of rotate(HELLO_SERVERS, turn)) {
+    const { url, cpu } = targets[server];
+    log(
+      `hello: ${server}, ${connections} connection(s), round ${
+        round + 1
+      }/${settings.rounds}`,
+    );
+    if (round === 0) {
+      await runWrk({ url, connections, seconds: settings.warmup });
+    }
+    const before = cpuSnapshot(cpu);
+    const result = await runWrk({
+      url,
+      connections,
+      seconds: settings.duration,
+    });
+    const after = cpuSnapshot(cpu);
+    const used: Record<string, number> = {};
+    for (const name of Object.keys(cpu)) {
+      used[name] = after[name] - before[name];
+    }
+    runs.push({ ...result, server, connections, round, cpu: used });
+  }
+  return runs;
 }
 
 /** Start-up times in milliseconds. */
@@ -282,7 +369,10 @@ interface StreamResult {
   bytes: number;
   runs: StreamRun[];
   idleRss: number;
+  /** The most resident at any time: VmHWM and the samples. */
   peakRss: number;
+  /** The highest VmRSS sample during each m2fetch download. */
+  runPeaks: number[];
 }
 
 async function measureStream(
@@ -295,15 +385,17 @@ async function measureStream(
   const idleRss = readMemory(m2fetchPid).rss;
   const runs: StreamRun[] = [];
   let peakRss = idleRss;
+  const runPeaks: number[] = [];
   for (let run = 0; run < settings.streamRuns; run++) {
     for (const server of rotate(SERVERS, run)) {
       const { url, cpu } = targets[server as keyof typeof targets];
       log(
         `stream: ${server}, ${sizeLabel(settings.streamBytes)}, run ${run + 1}`,
       );
+      let runPeak = 0;
       const sampler = server === "m2fetch"
         ? setInterval(() => {
-          peakRss = Math.max(peakRss, readMemory(m2fetchPid).rss);
+          runPeak = Math.max(runPeak, readMemory(m2fetchPid).rss);
         }, 20)
         : undefined;
       const before = cpuSnapshot(cpu);
@@ -312,6 +404,10 @@ async function measureStream(
         download = await curlDownload(url);
       } finally {
         clearInterval(sampler);
+      }
+      if (server === "m2fetch") {
+        runPeaks.push(runPeak);
+        peakRss = Math.max(peakRss, runPeak);
       }
       const after = cpuSnapshot(cpu);
       if (download.status !== 200 || download.bytes !== settings.streamBytes) {
@@ -327,7 +423,7 @@ async function measureStream(
     }
   }
   peakRss = Math.max(peakRss, readMemory(m2fetchPid).hwm);
-  return { bytes: settings.streamBytes, runs, idleRss, peakRss };
+  return { bytes: settings.streamBytes, runs, idleRss, peakRss, runPeaks };
 }
 
 /** One micro-benchmark result. */
@@ -562,6 +658,26 @@ function verdicts(results: Results): Verdict[] {
   ];
 }
 
+/** The ratio `a / b` in each round. */
+function perRound(
+  a: HelloPoint,
+  b: HelloPoint,
+  pick: (run: HelloRun) => number,
+): number[] {
+  return a.runs.map((run) => {
+    const other = b.runs.find((r) => r.round === run.round);
+    return other === undefined ? NaN : pick(run) / pick(other);
+  }).filter(Number.isFinite);
+}
+
+/** A ratio of medians, with the spread of the per-round ratios. */
+function withRange(value: number, rounds: number[]): string {
+  if (rounds.length < 2) return ratio(value);
+  return `${ratio(value)} (${Math.min(...rounds).toFixed(2)}–${
+    Math.max(...rounds).toFixed(2)
+  })`;
+}
+
 function helloTable(results: Results): string {
   const rows = results.settings.connections.map((c) => {
     const m2 = point(results, "m2fetch", c);
@@ -575,9 +691,12 @@ function helloTable(results: Results): string {
       cell(m2),
       cell(dir),
       cell(serve),
-      ratio(m2.requestsPerSecond / dir.requestsPerSecond),
+      withRange(
+        m2.requestsPerSecond / dir.requestsPerSecond,
+        perRound(m2, dir, (p) => p.requestsPerSecond),
+      ),
       ratio(m2.requestsPerSecond / serve.requestsPerSecond),
-      ratio(m2.p99Ms / dir.p99Ms),
+      withRange(m2.p99Ms / dir.p99Ms, perRound(m2, dir, (p) => p.p99Ms)),
       `${cell(floor)} (${
         ratio(floor.requestsPerSecond / dir.requestsPerSecond)
       } Dir)`,
@@ -604,7 +723,9 @@ function cpuTable(results: Results): string {
     const perRequest = (p: HelloPoint, name: string) =>
       `${((p.cpu[name] / p.requests) * 1e6).toFixed(1)}`;
     const cores = (p: HelloPoint, name: string) =>
-      `${(p.cpu[name] / results.settings.duration).toFixed(2)}`;
+      `${
+        (p.cpu[name] / (p.runs.length * results.settings.duration)).toFixed(2)
+      }`;
     return [
       String(c),
       `${perRequest(m2, "m2fetch")} µs (${cores(m2, "m2fetch")} cores)`,
@@ -733,7 +854,8 @@ function report(results: Results): string {
     "",
     `\`${HELLO_APP}\` under m2fetch behind mongrel2, the same 19-byte body from mongrel2's Dir route, and \`deno serve ${HELLO_APP}\` (no proxy hop). ` +
     "The zmq floor (bench/zmq_floor.ts) answers behind the same mongrel2 with pre-encoded bytes over m2fetch's ZeroMQ transport and does no HTTP work: the gap between it and Dir is the handler protocol's, the gap between m2fetch and it is m2fetch's own. " +
-    `\`wrk -t2 -cN -d${settings.duration}s --latency\` (\`-t1\` for one connection) after a ${settings.warmup} s warm-up at the same concurrency; the servers take turns going first.`,
+    `\`wrk -t2 -cN -d${settings.duration}s --latency\` (\`-t1\` for one connection), ${settings.rounds} round(s) over all points, the first after a ${settings.warmup} s warm-up at the same concurrency; the servers take turns going first. ` +
+    "Each cell is the median over the rounds; the ratios are of those medians, with the range of the per-round ratios in brackets.",
     "",
     helloTable(results),
     "",
@@ -748,8 +870,13 @@ function report(results: Results): string {
     "",
     `\`curl -o /dev/null\`, ${settings.streamRuns} run(s) per server, taking turns. m2fetch idle RSS ${
       mib(results.stream.idleRss)
-    }, peak ${mib(results.stream.peakRss)} (VmHWM and 20 ms VmRSS samples): ${
+    } (a fresh process after one 1 MiB warm-up stream), peak ${
+      mib(results.stream.peakRss)
+    } (VmHWM and 20 ms VmRSS samples): ${
       mib(results.stream.peakRss - results.stream.idleRss)
+    } above idle; highest sample per run: ${
+      results.stream.runPeaks.map((peak) => mib(peak - results.stream.idleRss))
+        .join(", ")
     } above idle.`,
     "",
     streamTable(results),
@@ -797,7 +924,7 @@ function chart(results: Results): string {
   return renderLineChart({
     title: "Hello world: requests/s against concurrency",
     subtitle:
-      `wrk -d${results.settings.duration}s, ${results.machine.cpus} × ${results.machine.cpuModel}, deno ${Deno.version.deno}, ${results.machine.mongrel2}, ${
+      `wrk -d${results.settings.duration}s, median of ${results.settings.rounds}, ${results.machine.cpus} × ${results.machine.cpuModel}, deno ${Deno.version.deno}, ${results.machine.mongrel2}, ${
         results.startedAt.slice(0, 10)
       }`,
     xLabel: "concurrent connections (wrk -c)",
