@@ -525,12 +525,19 @@ async function describeMachine(mongrel2Server: string): Promise<Machine> {
     "--short",
     "HEAD",
   ]);
+  // Several people work in one tree: say when what ran is not the commit.
   const dirty = await commandOutput("git", [
     "-C",
     REPO_ROOT,
     "status",
     "--porcelain",
-    "--untracked-files=no",
+    "--untracked-files=all",
+    "--",
+    "cli.ts",
+    "mod.ts",
+    "runtime",
+    "examples",
+    "bench",
   ], "");
   return {
     cpus: navigator.hardwareConcurrency,
@@ -540,7 +547,11 @@ async function describeMachine(mongrel2Server: string): Promise<Machine> {
     mongrel2: mongrel2Server,
     wrk: /^wrk (\S+)/m.exec(wrk)?.[1] ?? wrk.split("\n")[0],
     curl: curl.split(" ")[1] ?? curl,
-    commit: `${head}${dirty === "" ? "" : " (with uncommitted changes)"}`,
+    commit: dirty === ""
+      ? head
+      : `${head} plus ${
+        dirty.split("\n").length
+      } uncommitted file(s) in cli.ts, mod.ts, runtime/, examples/, bench/ (the working tree as it was)`,
     loadAverage: (await Deno.readTextFile("/proc/loadavg").catch(() => ""))
       .split(" ").slice(0, 3).join(" "),
   };
