@@ -684,7 +684,9 @@ async function runDev(args: string[]): Promise<void> {
     `m2fetch dev: mongrel2 (pid ${mongrel2.pid}, state in ${mongrel2.dir}) is serving ${app} at ${mongrel2.url}/ — press Ctrl-C to stop`,
   );
   onReload(served, app, logger);
-  const watcher = values.watch ? watchReload(served, app, logger) : undefined;
+  const watcher = values.watch
+    ? watchReload(served, app, values.workers as number, logger)
+    : undefined;
   onSignals(async () => {
     try {
       await served.stop(values["shutdown-timeout"] as number);
@@ -705,11 +707,17 @@ async function runDev(args: string[]): Promise<void> {
 function watchReload(
   served: Served,
   app: string,
+  workers: number,
   logger: Logger,
 ): ModuleWatcher {
   let reloads = 0;
   const watcher = watchModule(app, async (paths) => {
     const count = ++reloads;
+    if (workers === 0 && paths.some((path) => path !== watcher.module)) {
+      logger.warn(
+        "Modules the handler imports stay cached on the main thread (Deno caches a module per URL): only the handler module itself is reloaded; use --workers 1 to reload its imports too",
+      );
+    }
     const edited = paths.map((path) =>
       path.startsWith(`${watcher.directory}/`)
         ? path.slice(watcher.directory.length + 1)

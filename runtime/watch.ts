@@ -5,6 +5,8 @@
  * @module
  */
 
+import { posix } from "node:path";
+
 /**
  * Options for {@linkcode watchModule}.
  *
@@ -33,6 +35,8 @@ export interface WatchOptions {
  * ```
  */
 export interface ModuleWatcher {
+  /** The module (absolute, normalised). */
+  readonly module: string;
   /** The directory watched (absolute). */
   readonly directory: string;
   /** Stops watching. */
@@ -67,11 +71,9 @@ export function watchModule(
   onChange: (paths: string[]) => void | Promise<void>,
   options: WatchOptions = {},
 ): ModuleWatcher {
-  const path = module.startsWith("file:")
-    ? new URL(module).pathname
-    : module.startsWith("/")
-    ? module
-    : `${Deno.cwd()}/${module}`;
+  const path = posix.resolve(
+    module.startsWith("file:") ? new URL(module).pathname : module,
+  );
   const directory = path.slice(0, path.lastIndexOf("/")) || "/";
   const debounceMs = options.debounceMs ?? 100;
   const onError = options.onError ?? (() => {});
@@ -104,10 +106,11 @@ export function watchModule(
     try {
       for await (const event of watcher) {
         if (event.kind === "access" || event.kind === "other") continue;
-        const relevant = event.paths.filter((changed) =>
-          SOURCE.test(changed) &&
-          !IGNORED.test(changed.slice(directory.length))
-        );
+        const relevant = event.paths.map((changed) => posix.normalize(changed))
+          .filter((changed) =>
+            SOURCE.test(changed) &&
+            !IGNORED.test(changed.slice(directory.length))
+          );
         if (relevant.length === 0) continue;
         for (const changed of relevant) pending.add(changed);
         schedule();
@@ -118,6 +121,7 @@ export function watchModule(
   })();
 
   return {
+    module: path,
     directory,
     close() {
       if (closed) return;

@@ -50,10 +50,52 @@ Deno.test("cli dev --watch: an edit swaps the handler without restarting mongrel
   await cli.waitForOutput(/Reloaded .*app\.ts \(reload 3/);
   assert.equal(await (await fetch(`${url}/`)).text(), "v3");
 
+  assert.doesNotMatch(cli.output(), /stay cached/);
   // The same mongrel2 served every version.
   assert.deepEqual(
     [...cli.output().matchAll(/mongrel2 \(pid (\d+)/g)].map((m) => m[1]),
     [pid],
   );
   assert.equal((await cli.stop()).code, 0, cli.output());
+});
+
+Deno.test("cli dev --watch: an edit to an imported module warns on the main thread, and is served with --workers 1", async () => {
+  await using tmp = await tempDir("m2w-");
+  const app = `${tmp.path}/app.ts`;
+  const lib = `${tmp.path}/lib.ts`;
+  await Deno.writeTextFile(lib, 'export const version = "lib1";\n');
+  await Deno.writeTextFile(
+    app,
+    'import { version } from "./lib.ts";\nexport default { fetch: () => new Response(version) };\n',
+  );
+  for (const workers of ["0", "1"]) {
+    await Deno.writeTextFile(lib, 'export const version = "lib1";\n');
+    await using cli = await spawnCli([
+      "dev",
+      "--watch",
+      "--workers",
+      workers,
+      "--port",
+      "0",
+      "--state-dir",
+      `${tmp.path}/state${workers}`,
+      app,
+    ], /is serving .* at http:\/\/\S+\//);
+    await cli.waitForOutput("Watching");
+    const url = /at (http:\/\/[^/\s]+)\//.exec(cli.output())![1];
+    assert.equal(await (await fetch(`${url}/`)).text(), "lib1");
+    await Deno.writeTextFile(lib, 'export const version = "lib2";\n');
+    await cli.waitForOutput(
+      /Reloaded .*app\.ts \(reload 1, after edits to lib\.ts\)/,
+    );
+    const body = await (await fetch(`${url}/`)).text();
+    if (workers === "0") {
+      assert.equal(body, "lib1");
+      assert.match(cli.output(), /Modules the handler imports stay cached/);
+    } else {
+      assert.equal(body, "lib2");
+      assert.doesNotMatch(cli.output(), /stay cached/);
+    }
+    assert.equal((await cli.stop()).code, 0, cli.output());
+  }
 });
