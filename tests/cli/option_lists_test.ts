@@ -1,0 +1,90 @@
+import assert from "node:assert/strict";
+import { coerceOption, SERVE_OPTIONS } from "../../runtime/options.ts";
+import { readConfigFile } from "../../runtime/config_file.ts";
+import { runCli, tempDir } from "./helpers.ts";
+
+Deno.test("coerceOption() gives --send-spec and --recv-spec as lists", () => {
+  const spec = SERVE_OPTIONS["send-spec"];
+  assert.deepEqual(
+    coerceOption("send-spec", spec, "tcp://a:1", "--send-spec"),
+    [
+      "tcp://a:1",
+    ],
+  );
+  assert.deepEqual(
+    coerceOption("send-spec", spec, ["tcp://a:1", "ipc:///b"], "--send-spec"),
+    ["tcp://a:1", "ipc:///b"],
+  );
+  assert.throws(
+    () => coerceOption("send-spec", spec, [], "--send-spec"),
+    /Invalid value for --send-spec: expected at least one value, got \[\]/,
+  );
+  assert.throws(
+    () => coerceOption("send-spec", spec, ["tcp://a:1", 5], "--send-spec"),
+    /Invalid value for --send-spec: expected a non-empty string, got 5/,
+  );
+});
+
+Deno.test("m2fetch.json takes lists (or one string) for the specs, and config writes repeated flags as lists", async () => {
+  await using tmp = await tempDir("m2o-");
+  const path = `${tmp.path}/m2fetch.json`;
+  await Deno.writeTextFile(
+    path,
+    JSON.stringify({
+      "send-spec": ["tcp://127.0.0.1:1", "tcp://127.0.0.1:2"],
+      "recv-spec": "tcp://127.0.0.1:3",
+    }),
+  );
+  assert.deepEqual(await readConfigFile(path, SERVE_OPTIONS), {
+    "send-spec": ["tcp://127.0.0.1:1", "tcp://127.0.0.1:2"],
+    "recv-spec": ["tcp://127.0.0.1:3"],
+  });
+  await Deno.writeTextFile(path, JSON.stringify({ "send-spec": [] }));
+  await assert.rejects(
+    () => readConfigFile(path, SERVE_OPTIONS),
+    /Invalid value for "send-spec" in .*: expected at least one value/,
+  );
+  await Deno.remove(path);
+
+  const written = await runCli([
+    "config",
+    "--app-path",
+    tmp.path,
+    "--send-spec",
+    "ipc:///srv/a/send",
+    "--send-spec",
+    "ipc:///srv/b/send",
+    "--recv-spec",
+    "ipc:///srv/a/recv",
+    "--recv-spec",
+    "ipc:///srv/b/recv",
+  ]);
+  assert.equal(written.code, 0, written.stderr);
+  const saved = JSON.parse(await Deno.readTextFile(path));
+  assert.deepEqual(saved["send-spec"], [
+    "ipc:///srv/a/send",
+    "ipc:///srv/b/send",
+  ]);
+  assert.deepEqual(saved["recv-spec"], [
+    "ipc:///srv/a/recv",
+    "ipc:///srv/b/recv",
+  ]);
+
+  // mongrel2-conf renders one server: the file's lists are refused, flags win.
+  const fromFile = await runCli(["mongrel2-conf", "--app-path", tmp.path]);
+  assert.equal(fromFile.code, 2);
+  assert.match(fromFile.stderr, /for 2 send and 2 recv specs/);
+  const overridden = await runCli([
+    "mongrel2-conf",
+    "--app-path",
+    tmp.path,
+    "--mongrel2-dir",
+    "/srv/a",
+    "--send-spec",
+    "ipc:///srv/a/send",
+    "--recv-spec",
+    "ipc:///srv/a/recv",
+  ]);
+  assert.equal(overridden.code, 0, overridden.stderr);
+  assert.match(overridden.stdout, /send_spec="ipc:\/\/\/srv\/a\/send"/);
+});
