@@ -11,7 +11,7 @@ import {
   resolveMongrel2Config,
 } from "./mongrel2/config.ts";
 import { CONFIG_FILE_NAME, writeConfigFile } from "./config_file.ts";
-import { type OptionValues, SERVE_OPTIONS } from "./options.ts";
+import { SERVE_OPTIONS } from "./options.ts";
 
 /**
  * The mongrel2 side of one m2fetch: where mongrel2 runs and what it binds.
@@ -80,8 +80,11 @@ export interface HandlerConf {
   serverUuid: string;
   /** The handler's send_ident. */
   sendIdent: string;
-  /** m2fetch options matching the config (specs, upload store, chroot). */
-  m2fetch: OptionValues;
+  /**
+   * m2fetch options matching the config (specs, upload store, chroot), by
+   * flag name, as `m2fetch.json` holds them.
+   */
+  m2fetch: Record<string, string | string[]>;
 }
 
 /**
@@ -139,7 +142,7 @@ export function renderHandlerConf(options: HandlerConfOptions): HandlerConf {
   });
   const [handler] = config.handlers;
   const template = String(config.settings["upload.temp_store"]);
-  const m2fetch: OptionValues = {
+  const m2fetch: Record<string, string | string[]> = {
     "send-spec": [handler.sendSpec],
     "recv-spec": [handler.recvSpec],
     "upload-temp-store": template,

@@ -1,7 +1,8 @@
 /**
  * A managed mongrel2 for dev mode, tests and benchmarks: render a config
  * ({@link renderMongrel2Config}), load and run it ({@link startMongrel2}),
- * stop it ({@link Mongrel2Process.stop}).
+ * stop it ({@link Mongrel2Process.stop}); and read a handler's wiring out of
+ * any mongrel2's config.sqlite ({@link discoverHandler}).
  *
  * @example
  * ```ts ignore
@@ -17,4 +18,5 @@
  */
 
 export * from "./config.ts";
+export * from "./discover.ts";
 export * from "./process.ts";
