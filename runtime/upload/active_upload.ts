@@ -116,7 +116,11 @@ export class ActiveUpload {
     this.#ended = true;
     this.#settleDone(false);
     this.#body?.release();
-    const realPath = this.#realPath;
+    // Refused before it was opened (413, forged done header): mongrel2 only
+    // unlinks a file it is still receiving, so delete a finished one too,
+    // once it passes the same checks as a file to open.
+    const realPath = this.#realPath ??
+      await verifyUploadFile(this.path, this.#store).catch(() => null);
     if (realPath === null) return null;
     return await removeUploadFile(realPath) ? realPath : null;
   }

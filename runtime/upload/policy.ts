@@ -33,7 +33,17 @@ export type UploadMarker =
   | { kind: "none" }
   | { kind: "start"; path: string }
   | { kind: "done"; path: string }
-  | { kind: "forged"; reason: string };
+  | {
+    kind: "forged";
+    reason: string;
+    /**
+     * The message is refused, but it is mongrel2's own upload-start: mongrel2
+     * replaces a client's `x-mongrel2-upload-start` with its own yet keeps a
+     * client's `x-mongrel2-upload-done`. This file is real and must still be
+     * deleted when the request ends.
+     */
+    upload?: string;
+  };
 
 const START = "x-mongrel2-upload-start";
 const DONE = "x-mongrel2-upload-done";
@@ -156,9 +166,6 @@ export function readUploadMarker(
         : "several upload-start headers",
     );
   }
-  if (done !== undefined && typeof done !== "string") {
-    return forged("several upload-done headers");
-  }
   if (body.length !== 0) {
     return forged("upload headers on a request with an inline body");
   }
@@ -168,11 +175,6 @@ export function readUploadMarker(
   if (!templatePattern(store.template).test(start)) {
     return forged(
       `upload path "${start}" does not match the temp store template "${store.template}"`,
-    );
-  }
-  if (done !== undefined) {
-    return done === start ? { kind: "done", path: start } : forged(
-      `upload-done path "${done}" differs from upload-start path "${start}"`,
     );
   }
   const chunked = (firstHeader(headers, "transfer-encoding") ?? "")
@@ -185,6 +187,16 @@ export function readUploadMarker(
     return forged(
       "an upload-start without a Content-Length mongrel2 could have spooled or chunked coding",
     );
+  }
+  if (done !== undefined) {
+    if (done === start) return { kind: "done", path: start };
+    return {
+      kind: "forged",
+      reason: typeof done === "string"
+        ? `upload-done path "${done}" differs from upload-start path "${start}"`
+        : "several upload-done headers",
+      upload: start,
+    };
   }
   return { kind: "start", path: start };
 }

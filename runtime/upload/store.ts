@@ -29,7 +29,9 @@ function directoryOf(path: string): string {
  *
  * @param store The upload store.
  * @returns The directory's real path.
- * @throws {UploadRejectedError} When the directory does not exist.
+ * @throws {UploadRejectedError} When the directory does not exist, or
+ * resolves outside mongrel2's chroot (a symlink in the chroot that points
+ * elsewhere from outside it).
  *
  * @example Usage
  * ```ts ignore
@@ -40,8 +42,18 @@ function directoryOf(path: string): string {
 export async function storeDirectory(store: UploadStore): Promise<string> {
   const directory = realUploadPath(directoryOf(store.template), store);
   try {
-    return await Deno.realPath(directory);
+    const resolved = await Deno.realPath(directory);
+    if ((store.chroot ?? "").replace(/\/+$/, "") !== "") {
+      const chroot = await Deno.realPath(store.chroot!);
+      if (resolved !== chroot && !resolved.startsWith(`${chroot}/`)) {
+        throw new UploadRejectedError(
+          `Cannot use upload temp store directory ${directory}: it resolves to ${resolved}, outside mongrel2's chroot ${chroot}`,
+        );
+      }
+    }
+    return resolved;
   } catch (error) {
+    if (error instanceof UploadRejectedError) throw error;
     throw new UploadRejectedError(
       `Cannot use upload temp store directory ${directory}: ${
         (error as Error).message

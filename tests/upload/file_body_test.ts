@@ -1,0 +1,315 @@
+/**
+ * Unit tests of the upload body: a stream that follows mongrel2's temp file
+ * while it grows and ends exactly at the size fixed by upload-done.
+ *
+ * Run: `deno test -A tests/upload/file_body_test.ts`
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { openUploadBody } from "../../runtime/upload/file_body.ts";
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Deterministic bytes: `length` bytes starting at pattern offset `from`. */
+function pattern(length: number, from = 0): Uint8Array {
+  const bytes = new Uint8Array(length);
+  for (let i = 0; i < length; i++) bytes[i] = ((from + i) * 31 + 7) & 0xff;
+  return bytes;
+}
+
+async function withFile(
+  fn: (path: string, file: Deno.FsFile) => Promise<void>,
+): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "m2b-" });
+  const path = `${dir}/upload.aB3dE6`;
+  const file = await Deno.open(path, { write: true, createNew: true });
+  try {
+    await fn(path, file);
+  } finally {
+    try {
+      file.close();
+    } catch {
+      // closed by the test
+    }
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
+  let written = 0;
+  while (written < bytes.length) {
+    written += await file.write(bytes.subarray(written));
+  }
+}
+
+/**
+ * Settles a promise at once into its error (or `null`), so a rejection that
+ * comes while the test is still awaiting something else is not unhandled.
+ */
+function failureOf(promise: Promise<unknown>): Promise<unknown> {
+  return promise.then(() => null, (error) => error);
+}
+
+/** Reads a stream to the end, recording chunk sizes. */
+async function drain(
+  stream: ReadableStream<Uint8Array>,
+): Promise<{ bytes: Uint8Array; chunks: number[] }> {
+  const parts: Uint8Array[] = [];
+  const chunks: number[] = [];
+  for await (const chunk of stream) {
+    parts.push(chunk);
+    chunks.push(chunk.length);
+  }
+  const bytes = new Uint8Array(chunks.reduce((a, b) => a + b, 0));
+  let at = 0;
+  for (const part of parts) {
+    bytes.set(part, at);
+    at += part.length;
+  }
+  return { bytes, chunks };
+}
+
+Deno.test("openUploadBody follows a file that grows in steps and ends at the done size", async () => {
+  await withFile(async (path, file) => {
+    const body = await openUploadBody(path, { chunkBytes: 4096 });
+    const reading = drain(body.stream);
+    const steps = [1, 4095, 4096, 10_000, 0, 3, 65_536];
+    let size = 0;
+    for (const step of steps) {
+      await writeAll(file, pattern(step, size));
+      size += step;
+      await delay(15);
+      // The reader keeps up, but never passes what is on disk.
+      assert.ok(body.bytesRead <= size);
+    }
+    await body.done();
+    const { bytes, chunks } = await reading;
+    assert.equal(bytes.length, size);
+    assert.deepEqual(bytes, pattern(size));
+    assert.ok(chunks.every((n) => n > 0 && n <= 4096), String(chunks));
+    assert.equal(body.bytesRead, size);
+    body.release();
+  });
+});
+
+Deno.test("openUploadBody stops at the done size even if the file grows afterwards", async () => {
+  await withFile(async (path, file) => {
+    await writeAll(file, pattern(1000));
+    const body = await openUploadBody(path, { chunkBytes: 300 });
+    await body.done();
+    await writeAll(file, pattern(500, 1000));
+    const { bytes, chunks } = await drain(body.stream);
+    assert.deepEqual(bytes, pattern(1000));
+    assert.deepEqual(chunks, [300, 300, 300, 100]);
+    body.release();
+  });
+});
+
+Deno.test("openUploadBody: done before the reader starts, and an empty upload", async () => {
+  await withFile(async (path, file) => {
+    const empty = await openUploadBody(path);
+    await empty.done();
+    assert.equal((await drain(empty.stream)).bytes.length, 0);
+    empty.release();
+    await writeAll(file, pattern(70_000));
+    const body = await openUploadBody(path);
+    await body.done();
+    assert.deepEqual((await drain(body.stream)).bytes, pattern(70_000));
+    body.release();
+  });
+});
+
+Deno.test("openUploadBody: the reader waits without spinning while the file does not grow", async () => {
+  await withFile(async (path, file) => {
+    const body = await openUploadBody(path, { maxPollMs: 20 });
+    const reader = body.stream.getReader();
+    const first = reader.read();
+    let settled = false;
+    first.then(() => settled = true);
+    await delay(120);
+    assert.equal(settled, false, "read resolved with nothing written");
+    await writeAll(file, pattern(10));
+    const { value } = await first;
+    assert.deepEqual(value, pattern(10));
+    await body.done();
+    assert.equal((await reader.read()).done, true);
+    body.release();
+  });
+});
+
+Deno.test("openUploadBody errors when the file is shorter than the done size", async () => {
+  await withFile(async (path, file) => {
+    await writeAll(file, pattern(100));
+    const body = await openUploadBody(path);
+    await body.done();
+    await file.truncate(40);
+    await assert.rejects(() => drain(body.stream), /ended at 40 of 100 bytes/);
+    body.release();
+  });
+});
+
+Deno.test("openUploadBody errors once the body grows past maxBytes", async () => {
+  await withFile(async (path, file) => {
+    let limits = 0;
+    const body = await openUploadBody(path, {
+      maxBytes: 5000,
+      chunkBytes: 1024,
+      onLimit: () => limits++,
+    });
+    const reading = failureOf(drain(body.stream));
+    await writeAll(file, pattern(4000));
+    await delay(20);
+    await writeAll(file, pattern(4000, 4000));
+    const error = await reading;
+    assert.ok(error instanceof RangeError, String(error));
+    assert.match(error.message, /larger than the 5000-byte limit/);
+    assert.equal(limits, 1);
+    body.release();
+  });
+});
+
+Deno.test("openUploadBody: exactly maxBytes is accepted", async () => {
+  await withFile(async (path, file) => {
+    await writeAll(file, pattern(5000));
+    const body = await openUploadBody(path, {
+      maxBytes: 5000,
+      chunkBytes: 1024,
+    });
+    await body.done();
+    assert.equal((await drain(body.stream)).bytes.length, 5000);
+    body.release();
+  });
+});
+
+Deno.test("openUploadBody: fail() errors a waiting reader with the reason", async () => {
+  await withFile(async (path, file) => {
+    await writeAll(file, pattern(10));
+    const body = await openUploadBody(path);
+    const reading = failureOf(drain(body.stream));
+    await delay(30);
+    const reason = new DOMException("The client disconnected", "AbortError");
+    body.fail(reason);
+    assert.equal(await reading, reason);
+    body.release();
+  });
+});
+
+Deno.test("openUploadBody: release() ends reads and closes the file", async () => {
+  await withFile(async (path, file) => {
+    await writeAll(file, pattern(10));
+    const body = await openUploadBody(path);
+    const reader = body.stream.getReader();
+    assert.deepEqual((await reader.read()).value, pattern(10));
+    const waiting = failureOf(reader.read());
+    body.release();
+    assert.match(String(await waiting), /the request has ended/);
+    // done() after release is harmless.
+    await body.done();
+  });
+});
+
+Deno.test("openUploadBody: cancelling the stream closes the file", async () => {
+  await withFile(async (path, file) => {
+    await writeAll(file, pattern(10));
+    const body = await openUploadBody(path);
+    await body.stream.cancel("not interested");
+    // The resource sanitizer fails the test if the file stayed open.
+  });
+});
+
+Deno.test("openUploadBody notices that mongrel2 removed an unfinished file", async () => {
+  await withFile(async (path, file) => {
+    await writeAll(file, pattern(10));
+    const body = await openUploadBody(path, { maxPollMs: 20 });
+    const reading = failureOf(drain(body.stream));
+    await delay(20);
+    await Deno.remove(path);
+    const started = performance.now();
+    assert.match(String(await reading), /removed the upload file/);
+    assert.ok(performance.now() - started < 3000);
+    body.release();
+    await Deno.writeTextFile(path, ""); // for withFile's clean-up
+  });
+});
+
+Deno.test("openUploadBody: a missing file is NotFound", async () => {
+  await assert.rejects(
+    () => openUploadBody("/nonexistent/upload.aB3dE6"),
+    Deno.errors.NotFound,
+  );
+});
+
+Deno.test("openUploadBody: upload-done arriving while a read at the end of the file is pending ends the body cleanly", async () => {
+  // Regression: done() fixed the size while file.read() was returning EOF,
+  // and the body failed with "the upload file ended at N of N bytes".
+  await withFile(async (path, file) => {
+    await writeAll(file, pattern(1000));
+    for (let round = 0; round < 300; round++) {
+      const body = await openUploadBody(path, { chunkBytes: 4096 });
+      const reader = body.stream.getReader();
+      assert.equal((await reader.read()).value?.length, 1000);
+      // The next pull reads EOF; done() races it.
+      const next = reader.read();
+      await Promise.all([body.done(), Promise.resolve()]);
+      const result = await next;
+      assert.equal(result.done, true, `round ${round}`);
+      body.release();
+    }
+  });
+});
+
+Deno.test("openUploadBody: a BYOB reader reuses its own buffer while the file grows", async () => {
+  await withFile(async (path, file) => {
+    const body = await openUploadBody(path, { maxPollMs: 10 });
+    const reader = body.stream.getReader({ mode: "byob" });
+    const received = new Uint8Array(30_000);
+    let at = 0;
+    let buffer = new Uint8Array(4096);
+    const reading = (async () => {
+      while (true) {
+        const { value, done } = await reader.read(buffer);
+        if (done) break;
+        received.set(value, at);
+        at += value.length;
+        assert.ok(value.length <= 4096);
+        // The same memory comes back each time (transferred, not copied).
+        buffer = new Uint8Array(value.buffer);
+      }
+    })();
+    let size = 0;
+    for (const step of [100, 5000, 0, 9000, 15_900]) {
+      await writeAll(file, pattern(step, size));
+      size += step;
+      await delay(15);
+    }
+    await body.done();
+    await reading;
+    assert.equal(at, size);
+    assert.deepEqual(received.subarray(0, at), pattern(size));
+    body.release();
+  });
+});
+
+Deno.test("openUploadBody: BYOB reads stop exactly at the done size", async () => {
+  await withFile(async (path, file) => {
+    await writeAll(file, pattern(10_000));
+    const body = await openUploadBody(path);
+    await body.done();
+    await writeAll(file, pattern(100, 10_000));
+    const reader = body.stream.getReader({ mode: "byob" });
+    const sizes: number[] = [];
+    let buffer = new Uint8Array(3000);
+    while (true) {
+      const { value, done } = await reader.read(buffer);
+      if (done) break;
+      sizes.push(value.length);
+      buffer = new Uint8Array(value.buffer);
+    }
+    assert.deepEqual(sizes, [3000, 3000, 3000, 1000]);
+    body.release();
+  });
+});
