@@ -7,7 +7,7 @@
  */
 
 import assert from "node:assert/strict";
-import { compactNumber, niceCeiling, renderLineChart } from "./chart.ts";
+import { compactNumber, niceScale, renderLineChart } from "./chart.ts";
 import { areaOf, summarizeProfile } from "./cpuprofile.ts";
 import streamApp, { CHUNK_BYTES, patternStream } from "./stream_app.ts";
 import { parseLatency, parseWrk, wrkArgs } from "./wrk.ts";
@@ -68,10 +68,11 @@ Deno.test("wrkArgs() uses one thread for one connection, two otherwise", () => {
   );
 });
 
-Deno.test("niceCeiling() and compactNumber() make readable axes", () => {
-  assert.equal(niceCeiling(32_270), 50_000);
-  assert.equal(niceCeiling(120_000), 200_000);
-  assert.equal(niceCeiling(20_000), 20_000);
+Deno.test("niceScale() and compactNumber() make readable axes", () => {
+  assert.deepEqual(niceScale(107_685), { top: 125_000, step: 25_000 });
+  assert.deepEqual(niceScale(31_602), { top: 40_000, step: 10_000 });
+  assert.deepEqual(niceScale(20_000), { top: 20_000, step: 5_000 });
+  assert.deepEqual(niceScale(0), { top: 1, step: 0.2 });
   assert.equal(compactNumber(950), "950");
   assert.equal(compactNumber(12_846), "12.8k");
   assert.equal(compactNumber(115_851), "116k");

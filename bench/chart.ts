@@ -31,32 +31,42 @@ export interface LineChartOptions {
   series: ChartSeries[];
 }
 
-const WIDTH = 760;
+const WIDTH = 800;
 const HEIGHT = 440;
 const LEFT = 80;
-const RIGHT = 190;
+const RIGHT = 230;
+/** Vertical room one value label needs. */
+const LABEL_HEIGHT = 12;
 const TOP = 64;
 const BOTTOM = 56;
 
 /**
- * Rounds up to 1, 2, 2.5 or 5 times a power of ten, for axis limits.
+ * Picks a y axis for values up to `max`: a step of 1, 2, 2.5 or 5 times a
+ * power of ten giving about `ticks` intervals, and the top as a whole
+ * number of steps at or above `max`.
  *
- * @param value A positive number.
- * @returns The nice number at or above it.
+ * @param max The largest value (0 or less gives a unit axis).
+ * @param ticks The number of intervals wanted. Default 5.
+ * @returns The top of the axis and the step between ticks.
  *
  * @example Usage
  * ```ts
- * import { niceCeiling } from "./chart.ts";
- * console.assert(niceCeiling(32_270) === 50_000 && niceCeiling(0) === 1);
+ * import { niceScale } from "./chart.ts";
+ * const scale = niceScale(107_685);
+ * console.assert(scale.top === 125_000 && scale.step === 25_000);
  * ```
  */
-export function niceCeiling(value: number): number {
-  if (!(value > 0)) return 1;
-  const power = 10 ** Math.floor(Math.log10(value));
-  for (const step of [1, 2, 2.5, 5, 10]) {
-    if (step * power >= value) return step * power;
-  }
-  return 10 * power;
+export function niceScale(
+  max: number,
+  ticks = 5,
+): { top: number; step: number } {
+  if (!(max > 0)) return { top: 1, step: 0.2 };
+  const raw = max / ticks;
+  const power = 10 ** Math.floor(Math.log10(raw));
+  const step = [1, 2, 2.5, 5, 10].map((m) => m * power).find((candidate) =>
+    candidate >= raw
+  )!;
+  return { top: Math.ceil(max / step) * step, step };
 }
 
 /**
@@ -113,9 +123,12 @@ export function renderLineChart(options: LineChartOptions): string {
     ...new Set(options.series.flatMap((s) => s.points.map((p) => p.x))),
   ]
     .sort((a, b) => a - b);
-  const yMax = niceCeiling(
-    Math.max(0, ...options.series.flatMap((s) => s.points.map((p) => p.y))),
+  // 8% headroom keeps the top value label inside the plot.
+  const scale = niceScale(
+    1.08 *
+      Math.max(0, ...options.series.flatMap((s) => s.points.map((p) => p.y))),
   );
+  const yMax = scale.top;
   const logMin = Math.log2(xs[0] ?? 1);
   const logSpan = Math.max(1, Math.log2(xs[xs.length - 1] ?? 2) - logMin);
   const px = (x: number) =>
@@ -137,9 +150,9 @@ export function renderLineChart(options: LineChartOptions): string {
       }</text>`,
     );
   }
-  const ticks = 5;
+  const ticks = Math.round(yMax / scale.step);
   for (let i = 0; i <= ticks; i++) {
-    const value = (yMax / ticks) * i;
+    const value = scale.step * i;
     const y = f(py(value));
     out.push(
       `<line x1="${LEFT}" y1="${y}" x2="${
@@ -171,6 +184,7 @@ export function renderLineChart(options: LineChartOptions): string {
       escapeXml(options.yLabel)
     }</text>`,
   );
+  const labels: { x: number; y: number; text: string; color: string }[] = [];
   options.series.forEach((series, index) => {
     const points = [...series.points].sort((a, b) => a.x - b.x);
     const color = escapeXml(series.color);
@@ -183,12 +197,8 @@ export function renderLineChart(options: LineChartOptions): string {
     for (const p of points) {
       out.push(
         `<circle cx="${f(px(p.x))}" cy="${f(py(p.y))}" r="4" fill="${color}"/>`,
-        `<text x="${f(px(p.x))}" y="${
-          f(py(p.y) - 9)
-        }" text-anchor="middle" font-size="10" fill="${color}">${
-          compactNumber(p.y)
-        }</text>`,
       );
+      labels.push({ x: p.x, y: py(p.y), text: compactNumber(p.y), color });
     }
     const ly = TOP + 12 + index * 22;
     const lx = LEFT + plotWidth + 20;
@@ -202,6 +212,34 @@ export function renderLineChart(options: LineChartOptions): string {
       }</text>`,
     );
   });
+  out.push(...placeLabels(labels, px));
   out.push("</svg>", "");
   return out.join("\n");
+}
+
+/**
+ * Puts each value label above its point, or below when that would overlap
+ * a label already placed at the same x, or leaves it out when both would.
+ */
+function placeLabels(
+  labels: { x: number; y: number; text: string; color: string }[],
+  px: (x: number) => number,
+): string[] {
+  const out: string[] = [];
+  const taken = new Map<number, number[]>();
+  for (const label of [...labels].sort((a, b) => a.y - b.y)) {
+    const used = taken.get(label.x) ?? [];
+    taken.set(label.x, used);
+    const free = (baseline: number) =>
+      used.every((other) => Math.abs(other - baseline) >= LABEL_HEIGHT);
+    const baseline = [label.y - 9, label.y + 17].find(free);
+    if (baseline === undefined) continue;
+    used.push(baseline);
+    out.push(
+      `<text x="${px(label.x).toFixed(1)}" y="${
+        baseline.toFixed(1)
+      }" text-anchor="middle" font-size="10" fill="${label.color}">${label.text}</text>`,
+    );
+  }
+  return out;
 }
