@@ -15,6 +15,25 @@
  * } satisfies Deno.ServeDefaultExport;
  * ```
  *
+ * WebSockets: {@linkcode upgradeWebSocket} is `Deno.upgradeWebSocket` that
+ * also works behind mongrel2, and {@linkcode broadcast} sends one message to
+ * many sockets:
+ *
+ * ```ts ignore
+ * import { broadcast, upgradeWebSocket } from "m2fetch";
+ *
+ * const room = new Set<WebSocket>();
+ * export default {
+ *   fetch(request: Request) {
+ *     const { socket, response } = upgradeWebSocket(request);
+ *     socket.onopen = () => room.add(socket);
+ *     socket.onclose = () => room.delete(socket);
+ *     socket.onmessage = (event) => broadcast(room, event.data);
+ *     return response;
+ *   },
+ * } satisfies Deno.ServeDefaultExport;
+ * ```
+ *
  * Embedding the server (what `cli.ts` does):
  *
  * ```ts ignore
@@ -33,6 +52,12 @@
  */
 
 export { mongrel2Info, type Mongrel2RequestInfo } from "./runtime/info.ts";
+export {
+  upgradeWebSocket,
+  type UpgradeWebSocketOptions,
+} from "./runtime/websocket/upgrade.ts";
+export { broadcast } from "./runtime/websocket/broadcast.ts";
+export type { Mongrel2WebSocket } from "./runtime/websocket/socket.ts";
 export {
   type FetchHandler,
   type Mongrel2Server,

@@ -276,7 +276,10 @@ class Server implements Mongrel2Server {
   /** A WebSocket message from a client: to the socket of its connection. */
   #frame(key: string, message: Mongrel2Message): void {
     const connection = this.#connections.get(key);
-    const socket = connection && this.#sockets.get(connection);
+    // Frames can still arrive after m2fetch closed the connection (the
+    // client's answer to a close frame, say); they have nowhere to go.
+    if (connection === undefined) return;
+    const socket = this.#sockets.get(connection);
     if (socket === undefined) {
       this.#logger.warn(
         `Ignored a WebSocket frame on connection ${message.connectionId}: no socket is open there`,

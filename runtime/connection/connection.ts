@@ -144,6 +144,25 @@ export class Connection {
   }
 
   /**
+   * Takes download credits for bytes written to this connection by a reply
+   * that is not its own (one frame sent to many WebSockets at once). Only
+   * for a connection whose writer has nothing in progress.
+   *
+   * @param bytes The reply body's length.
+   * @returns False, taking nothing, when the connection is finished or its
+   * credits do not cover `bytes`.
+   */
+  takeCredits(bytes: number): boolean {
+    if (this.#finished) return false;
+    if (this.#credits !== null) {
+      if (this.#credits < bytes) return false;
+      this.#credits -= bytes;
+    }
+    this.lastActivity = performance.now();
+    return true;
+  }
+
+  /**
    * The client is gone (disconnect notice or timeout): abort everything and
    * write nothing more.
    *

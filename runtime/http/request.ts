@@ -89,6 +89,29 @@ function isUsableHost(host: string): boolean {
 }
 
 /**
+ * Returns the method the client sent. mongrel2 reports the GET of a
+ * WebSocket handshake as `WEBSOCKET_HANDSHAKE` (with the accept key as its
+ * body), which is mongrel2's word, not the client's.
+ *
+ * @param message The parsed message.
+ * @returns The method, e.g. `GET`.
+ *
+ * @example Usage
+ * ```ts
+ * import { requestMethod } from "./request.ts";
+ * const method = requestMethod({
+ *   sender: "s", connectionId: "1", path: "/ws", body: new Uint8Array(),
+ *   headerFormat: "tnetstring", headers: { METHOD: "WEBSOCKET_HANDSHAKE" },
+ * });
+ * console.assert(method === "GET");
+ * ```
+ */
+export function requestMethod(message: Mongrel2Message): string {
+  const method = firstHeader(message.headers, "METHOD") ?? "GET";
+  return method === "WEBSOCKET_HANDSHAKE" ? "GET" : method;
+}
+
+/**
  * Converts a mongrel2 request message into a `Request`, with every client
  * header (duplicates appended as separate values, mongrel2's own keys left
  * out) and the body as a stream.
@@ -113,7 +136,7 @@ export function toRequest(
   message: Mongrel2Message,
   options: ToRequestOptions = {},
 ): Request {
-  const method = firstHeader(message.headers, "METHOD") ?? "GET";
+  const method = requestMethod(message);
   const headers = new Headers();
   for (const name in message.headers) {
     if (isMongrel2Key(name)) continue;

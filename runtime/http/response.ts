@@ -8,8 +8,12 @@
 
 import { STATUS_TEXT } from "./status_text.ts";
 
-/** How the body follows the head on the wire. */
-export type BodyFraming = "none" | "length" | "chunked" | "close";
+/**
+ * How the body follows the head on the wire. `upgrade`: a 101, after which
+ * the body is the new protocol's byte stream, written as is until it ends;
+ * then the connection closes.
+ */
+export type BodyFraming = "none" | "length" | "chunked" | "close" | "upgrade";
 
 /** What {@linkcode encodeResponseHead} needs to know about the exchange. */
 export interface ResponseHeadOptions {
@@ -139,7 +143,10 @@ export function encodeResponseHead(
   let framing: BodyFraming;
   let contentLength = 0;
   const bodyAllowed = status >= 200 && status !== 204 && status !== 304;
-  if (!bodyAllowed) {
+  if (status === 101) {
+    framing = "upgrade";
+    keepAlive = false;
+  } else if (!bodyAllowed) {
     framing = "none";
   } else {
     const length = options.bodyLength ?? parseLength(declaredLength);
@@ -157,7 +164,9 @@ export function encodeResponseHead(
       keepAlive = false;
     }
   }
-  if (!keepAlive && version === "HTTP/1.1") head += "connection: close\r\n";
+  if (!keepAlive && version === "HTTP/1.1" && framing !== "upgrade") {
+    head += "connection: close\r\n";
+  }
   if (keepAlive && version === "HTTP/1.0") head += "connection: keep-alive\r\n";
   head += "\r\n";
   return {

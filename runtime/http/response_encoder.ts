@@ -219,6 +219,10 @@ export class ResponseEncoder {
       if (chunk.length === 0) continue;
       raw.push(chunk);
       bytes += chunk.length;
+      // After a 101, read one chunk per segment and nothing ahead: the
+      // stream's next pull() then tells its source (a WebSocket) that every
+      // earlier chunk was handed to mongrel2.
+      if (this.#framing === "upgrade") break;
     }
     if (this.#started && this.#framing !== "none") {
       this.#frame(raw, pieces);

@@ -1,0 +1,211 @@
+/**
+ * `upgradeWebSocket()`: `Deno.upgradeWebSocket()` for requests that came
+ * through mongrel2, and `Deno.upgradeWebSocket()` itself for every other
+ * request, so a handler module runs unchanged under `deno serve`.
+ *
+ * `Deno.upgradeWebSocket()` cannot serve mongrel2's handshakes: its socket
+ * opens only for requests that came from `Deno.serve`. Behind mongrel2 the
+ * handshake arrives as a `WEBSOCKET_HANDSHAKE` message whose body is the
+ * `Sec-WebSocket-Accept` value mongrel2 computed, and the handler side must
+ * write the 101 itself. The server marks such requests
+ * ({@linkcode markHandshake}); the response made here is a marker the server
+ * recognises ({@linkcode upgradeOf}), because Fetch does not let anyone
+ * construct a 101 response.
+ *
+ * @module
+ */
+
+import { createWebSocket, type SocketControl } from "./socket.ts";
+
+/**
+ * Options for {@linkcode upgradeWebSocket}: those of
+ * `Deno.upgradeWebSocket()`, plus a message size limit.
+ *
+ * @example
+ * ```ts
+ * import type { UpgradeWebSocketOptions } from "./upgrade.ts";
+ * const options: UpgradeWebSocketOptions = { protocol: "chat", maxMessageSize: 1 << 20 };
+ * console.assert(options.protocol === "chat");
+ * ```
+ */
+export interface UpgradeWebSocketOptions extends Deno.UpgradeWebSocketOptions {
+  /**
+   * Behind mongrel2: the largest message accepted from the client, in bytes
+   * (default 16 MiB). A larger one closes the connection with 1009.
+   * mongrel2 buffers each whole message before passing it on and has no
+   * limit of its own, so keep this small where clients are not trusted.
+   * Under `deno serve` this option is ignored (Deno applies its own limit).
+   */
+  maxMessageSize?: number;
+}
+
+/** A mongrel2 WebSocket handshake, as the server marks its request. */
+export interface Handshake {
+  /** The `Sec-WebSocket-Accept` value mongrel2 computed. */
+  readonly acceptKey: string;
+}
+
+/** What the server needs from an upgrade response. */
+export interface Upgrade {
+  /** The handshake the response answers. */
+  readonly handshake: Handshake;
+  /** The socket's control. */
+  readonly control: SocketControl;
+}
+
+/** The default of {@linkcode UpgradeWebSocketOptions.maxMessageSize}. */
+export const DEFAULT_MAX_MESSAGE_SIZE = 16 * 1024 * 1024;
+
+/** Deno's default `idleTimeout`, in seconds. */
+const DEFAULT_IDLE_TIMEOUT = 30;
+
+const handshakes = new WeakMap<Request, Handshake>();
+const upgrades = new WeakMap<Response, Upgrade>();
+
+/**
+ * Marks `request` as a mongrel2 WebSocket handshake (done by the server).
+ *
+ * @param request The request given to the handler.
+ * @param acceptKey The body of the `WEBSOCKET_HANDSHAKE` message.
+ * @returns The handshake, to compare with {@linkcode Upgrade.handshake}.
+ *
+ * @example
+ * ```ts
+ * import { markHandshake } from "./upgrade.ts";
+ * const handshake = markHandshake(new Request("http://localhost/"), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+ * console.assert(handshake.acceptKey.length === 28);
+ * ```
+ */
+export function markHandshake(request: Request, acceptKey: string): Handshake {
+  const handshake = { acceptKey };
+  handshakes.set(request, handshake);
+  return handshake;
+}
+
+/**
+ * Returns the upgrade behind a response made by {@linkcode upgradeWebSocket}
+ * for a mongrel2 handshake, or `undefined` for any other response.
+ *
+ * @param response The handler's response.
+ * @returns The handshake it answers and its socket's control.
+ *
+ * @example
+ * ```ts
+ * import { upgradeOf } from "./upgrade.ts";
+ * console.assert(upgradeOf(new Response("hi")) === undefined);
+ * ```
+ */
+export function upgradeOf(response: Response): Upgrade | undefined {
+  return upgrades.get(response);
+}
+
+/** Whether a comma-separated header holds `token`, ignoring case. */
+function hasToken(value: string | null, token: string): boolean {
+  return value !== null &&
+    value.split(",").some((item) => item.trim().toLowerCase() === token);
+}
+
+/**
+ * Upgrades a request to a WebSocket, like `Deno.upgradeWebSocket()`: returns
+ * the socket and the response the handler must return.
+ *
+ * Behind mongrel2 the socket is a `Mongrel2WebSocket`; it opens
+ * once the 101 has been handed to mongrel2, after the handler returned.
+ * Anywhere else (`deno serve`, `Deno.serve`) this is
+ * `Deno.upgradeWebSocket()`.
+ *
+ * @param request The handshake request the handler received.
+ * @param options `protocol` (must be one the client offered), `idleTimeout`
+ * (seconds; default 30, 0 disables) and `maxMessageSize`.
+ * @returns The socket and the upgrade response.
+ * @throws {TypeError} When the request is not a WebSocket handshake, or the
+ * client did not offer `options.protocol`.
+ * @throws {RangeError} When `maxMessageSize` or `idleTimeout` is negative or
+ * not a number.
+ *
+ * @example Echo server
+ * ```ts
+ * import { upgradeWebSocket } from "./upgrade.ts";
+ * export default {
+ *   fetch(request: Request): Response {
+ *     if (request.headers.get("upgrade") !== "websocket") {
+ *       return new Response("WebSocket only", { status: 426 });
+ *     }
+ *     const { socket, response } = upgradeWebSocket(request);
+ *     socket.onmessage = (event) => socket.send(event.data);
+ *     return response;
+ *   },
+ * } satisfies Deno.ServeDefaultExport;
+ * ```
+ */
+export function upgradeWebSocket(
+  request: Request,
+  options: UpgradeWebSocketOptions = {},
+): Deno.WebSocketUpgrade {
+  const handshake = handshakes.get(request);
+  if (handshake === undefined) return Deno.upgradeWebSocket(request, options);
+  const headers = request.headers;
+  if (!hasToken(headers.get("upgrade"), "websocket")) {
+    throw new TypeError(
+      "Cannot upgrade to a WebSocket: the 'upgrade' header must contain 'websocket'",
+    );
+  }
+  if (!hasToken(headers.get("connection"), "upgrade")) {
+    throw new TypeError(
+      "Cannot upgrade to a WebSocket: the 'connection' header must contain 'Upgrade'",
+    );
+  }
+  if (headers.get("sec-websocket-key") === null) {
+    throw new TypeError(
+      "Cannot upgrade to a WebSocket: the 'sec-websocket-key' header must be set",
+    );
+  }
+  const protocol = options.protocol ?? "";
+  // Split at ", " like Deno, so both accept and refuse the same lists.
+  const offered = (headers.get("sec-websocket-protocol") ?? "").split(", ");
+  if (protocol !== "" && !offered.includes(protocol)) {
+    throw new TypeError(
+      `Cannot upgrade to a WebSocket with protocol '${protocol}': the client offered only '${
+        offered.join(", ")
+      }'`,
+    );
+  }
+  const maxMessageSize = checkLimit(
+    "maxMessageSize",
+    options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE,
+  );
+  const idleTimeout = checkLimit(
+    "idleTimeout",
+    options.idleTimeout ?? DEFAULT_IDLE_TIMEOUT,
+  );
+  const { socket, control } = createWebSocket({
+    protocol,
+    maxMessageSize,
+    idleTimeout,
+  });
+  const response = new Response(control.frames, {
+    headers: {
+      upgrade: "websocket",
+      connection: "Upgrade",
+      "sec-websocket-accept": handshake.acceptKey,
+      ...(protocol === "" ? {} : { "sec-websocket-protocol": protocol }),
+    },
+  });
+  // Handlers and middleware (loggers, `ok` checks) must see what
+  // Deno.upgradeWebSocket() gives them; Fetch cannot construct a 101.
+  Object.defineProperties(response, {
+    status: { value: 101 },
+    ok: { value: false },
+  });
+  upgrades.set(response, { handshake, control });
+  return { socket, response };
+}
+
+function checkLimit(name: string, value: number): number {
+  if (!(value >= 0)) {
+    throw new RangeError(
+      `Cannot upgrade to a WebSocket with ${name} ${value}: it must be a non-negative number`,
+    );
+  }
+  return value;
+}
