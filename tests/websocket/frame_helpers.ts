@@ -59,8 +59,11 @@ export function encodeMaskedFrame(
 
 /** A frame decoded by {@linkcode decodeFrame}. */
 export interface DecodedFrame {
+  /** The FIN bit. */
   fin: boolean;
+  /** The three RSV bits, 0 to 7. */
   rsv: number;
+  /** The opcode, 0 to 15. */
   opcode: number;
   /** The mask key, or `undefined` for an unmasked frame. */
   mask: Uint8Array | undefined;

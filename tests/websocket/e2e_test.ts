@@ -1,0 +1,53 @@
+/**
+ * WebSockets end to end: `ws_app.ts` served by m2fetch behind a real
+ * mongrel2 (in-process server, ZeroMQ transport) and by `deno serve` (a
+ * subprocess), each driven through {@linkcode WS_CASES} with Deno's
+ * `WebSocket` client and a raw TCP client.
+ *
+ * Run: `deno test -A tests/websocket/e2e_test.ts`
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import app from "./ws_app.ts";
+import { startDenoServe, startM2fetch } from "./servers.ts";
+import { WS_CASES } from "./ws_cases.ts";
+
+Deno.test("WebSockets through mongrel2 and m2fetch", async (t) => {
+  await using m2fetch = await startM2fetch(app.fetch);
+  const target = {
+    kind: "m2fetch" as const,
+    port: m2fetch.port,
+    get: m2fetch.get,
+    multiIdReplies: () => m2fetch.multiIdReplies,
+  };
+  // The slow joiner: let mongrel2's subscription reach the PUB socket.
+  await target.get("/room/size");
+  for (const item of WS_CASES) {
+    await t.step(item.name, () => item.run(target));
+  }
+  await t.step("the connection table empties", async () => {
+    m2fetch.closeClient();
+    const end = performance.now() + 3000;
+    while (m2fetch.server.connections > 0 && performance.now() < end) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    assert.equal(m2fetch.server.connections, 0);
+    assert.equal(m2fetch.server.inFlight, 0);
+  });
+  // The only error: the handler throws for a subprotocol nobody offered.
+  const problems = m2fetch.logs.filter((line) =>
+    / (error|warn) /.test(line) && !line.includes("the client offered only")
+  );
+  assert.deepEqual(problems, []);
+});
+
+Deno.test("the same WebSocket app under deno serve", async (t) => {
+  const module = new URL("./ws_app.ts", import.meta.url).pathname;
+  await using server = await startDenoServe(module, ["-A"], "/room/size");
+  const target = { kind: "deno" as const, port: server.port, get: server.get };
+  for (const item of WS_CASES) {
+    await t.step(item.name, () => item.run(target));
+  }
+});

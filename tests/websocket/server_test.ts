@@ -1,0 +1,238 @@
+/**
+ * The server's WebSocket paths, fed with the byte-exact messages mongrel2
+ * 1.12.2 sent (tests/fixtures) over an in-memory transport: handshake, 101,
+ * frames both ways, close, refusal, disconnect, shutdown.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { createLogger } from "../../runtime/log.ts";
+import { serveMongrel2 } from "../../runtime/server.ts";
+import type { Transport } from "../../runtime/transport/transport.ts";
+import { upgradeWebSocket } from "../../runtime/websocket/upgrade.ts";
+
+const FIXTURES = new URL("../fixtures/", import.meta.url);
+const ACCEPT = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
+
+/** Replies as latin1 text, so every byte shows. */
+function text(bytes: Uint8Array): string {
+  let out = "";
+  for (const byte of bytes) out += String.fromCharCode(byte);
+  return out;
+}
+
+/** A transport fed by the test; replies are kept as latin1 text. */
+class TestTransport implements Transport {
+  readonly replies: string[] = [];
+  #inbox: Uint8Array[] = [];
+  #wake: (() => void) | null = null;
+  #open = true;
+
+  deliver(message: Uint8Array): void {
+    this.#inbox.push(message);
+    this.#wake?.();
+  }
+
+  async *messages(): AsyncIterable<Uint8Array> {
+    while (true) {
+      const message = this.#inbox.shift();
+      if (message !== undefined) {
+        yield message;
+      } else if (!this.#open) {
+        return;
+      } else {
+        await new Promise<void>((resolve) => this.#wake = resolve);
+      }
+    }
+  }
+
+  send(message: Uint8Array): void {
+    this.replies.push(text(message));
+  }
+
+  stopReceiving(): Promise<void> {
+    this.#open = false;
+    this.#wake?.();
+    return Promise.resolve();
+  }
+
+  close(): Promise<void> {
+    return this.stopReceiving();
+  }
+
+  /** Waits until `count` replies have been sent. */
+  async replied(count: number): Promise<string[]> {
+    const end = performance.now() + 2000;
+    while (this.replies.length < count) {
+      if (performance.now() > end) {
+        throw new Error(`Expected ${count} replies, got ${this.replies}`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    return this.replies;
+  }
+}
+
+async function fixture(mode: string, name: string): Promise<Uint8Array> {
+  return await Deno.readFile(new URL(`${mode}/${name}.bin`, FIXTURES));
+}
+
+function withServer(
+  handler: (request: Request) => Response | Promise<Response>,
+  fn: (transport: TestTransport, logs: string[]) => Promise<void>,
+): () => Promise<void> {
+  return async () => {
+    const transport = new TestTransport();
+    const logs: string[] = [];
+    const server = serveMongrel2({
+      handler,
+      transport,
+      logger: createLogger({ quiet: true, write: (line) => logs.push(line) }),
+    });
+    try {
+      await fn(transport, logs);
+    } finally {
+      await server.shutdown(500);
+    }
+  };
+}
+
+for (const mode of ["tnet", "json"]) {
+  const sender = mode === "tnet"
+    ? "53f9f1d1-1116-4751-b6ff-4fbe3e43d142"
+    : "34f9ceee-cd52-4b7f-b197-88bf2f0ec378";
+  const events: string[] = [];
+  let method = "";
+  Deno.test(
+    `${mode}: handshake, echo, ping, close from mongrel2's own messages`,
+    withServer((request) => {
+      method = request.method;
+      const { socket, response } = upgradeWebSocket(request);
+      socket.onmessage = (event) => socket.send(event.data);
+      socket.onclose = (event) => {
+        events.push(`close ${event.code} ${event.reason} ${event.wasClean}`);
+      };
+      return response;
+    }, async (transport) => {
+      const handshake = await fixture(mode, "websocket_handshake");
+      const id = /^\S+ (\d+) /.exec(text(handshake))![1];
+      const prefix = `${sender} ${id.length}:${id}, `;
+      transport.deliver(handshake);
+      const [head] = await transport.replied(1);
+      assert.equal(method, "GET");
+      assert.ok(
+        head.startsWith(`${prefix}HTTP/1.1 101 Switching Protocols\r\n`),
+      );
+      assert.match(head, /\r\nupgrade: websocket\r\n/);
+      assert.match(head, /\r\nconnection: Upgrade\r\n/);
+      assert.ok(head.includes(`\r\nsec-websocket-accept: ${ACCEPT}\r\n`));
+      assert.doesNotMatch(head, /content-length|transfer-encoding|close/);
+      for (const name of ["text", "binary", "ping", "close"]) {
+        transport.deliver(await fixture(mode, `websocket_${name}`));
+      }
+      const replies = (await transport.replied(6)).slice(1);
+      assert.equal(replies[0], `${prefix}\x81\x05hello`);
+      const bytes = Array.from({ length: 256 }, (_, i) => i);
+      assert.equal(
+        replies[1],
+        `${prefix}\x82\x7e\x01\x00${String.fromCharCode(...bytes)}`,
+      );
+      assert.equal(replies[2], `${prefix}\x8a\x04ping`);
+      assert.equal(replies[3], `${prefix}\x88\x05\x03\xe8bye`);
+      assert.equal(replies[4], prefix);
+      assert.deepEqual(events, ["close 1000 bye true"]);
+    }),
+  );
+}
+
+Deno.test(
+  "a refused handshake is answered, then the connection closed",
+  withServer(
+    () => new Response("no", { status: 403 }),
+    async (transport) => {
+      transport.deliver(await fixture("tnet", "websocket_handshake"));
+      const [response, close] = await transport.replied(2);
+      assert.match(response, /^\S+ 2:25, HTTP\/1\.1 403 Forbidden\r\n/);
+      assert.match(response, /\r\nconnection: close\r\n/);
+      assert.ok(response.endsWith("\r\n\r\nno"));
+      assert.match(close, /^\S+ 2:25, $/);
+    },
+  ),
+);
+
+Deno.test(
+  "a 101 that upgradeWebSocket() did not make is a 500",
+  withServer(
+    (request) => Deno.upgradeWebSocket(request).response,
+    async (transport, logs) => {
+      transport.deliver(await fixture("tnet", "websocket_handshake"));
+      const [response, close] = await transport.replied(2);
+      assert.match(response, /^\S+ 2:25, HTTP\/1\.1 500 /);
+      assert.match(close, /^\S+ 2:25, $/);
+      assert.match(logs.join("\n"), /Deno\.upgradeWebSocket\(\) only works/);
+    },
+  ),
+);
+
+Deno.test("frames before the upgrade is accepted are logged and dropped", async () => {
+  const answer = Promise.withResolvers<Response>();
+  await withServer(() => answer.promise, async (transport, logs) => {
+    transport.deliver(await fixture("tnet", "websocket_handshake"));
+    transport.deliver(await fixture("tnet", "websocket_text"));
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    assert.deepEqual(transport.replies, []);
+    assert.match(logs.join("\n"), /Ignored a WebSocket frame on connection 25/);
+    answer.resolve(new Response("late", { status: 403 }));
+    await transport.replied(2);
+  })();
+});
+
+Deno.test(
+  "frames for a connection already closed are dropped quietly",
+  withServer(() => new Response("unused"), async (transport, logs) => {
+    transport.deliver(await fixture("tnet", "websocket_text"));
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    assert.deepEqual(transport.replies, []);
+    assert.deepEqual(logs, []);
+  }),
+);
+
+Deno.test("a disconnect notice closes the socket with 1006", async () => {
+  const closed = Promise.withResolvers<CloseEvent>();
+  await withServer((request) => {
+    const { socket, response } = upgradeWebSocket(request);
+    socket.onclose = closed.resolve;
+    return response;
+  }, async (transport) => {
+    transport.deliver(await fixture("tnet", "websocket_handshake"));
+    await transport.replied(1);
+    const notice = new TextDecoder().decode(
+      await fixture("tnet", "disconnect"),
+    ).replace(/ \d+ @\* /, " 25 @* ");
+    transport.deliver(new TextEncoder().encode(notice));
+    const event = await closed.promise;
+    assert.deepEqual([event.code, event.wasClean], [1006, false]);
+  })();
+});
+
+Deno.test("shutdown sends 1001 to open sockets, then closes", async () => {
+  const events: string[] = [];
+  const transport = new TestTransport();
+  const server = serveMongrel2({
+    handler(request) {
+      const { socket, response } = upgradeWebSocket(request);
+      socket.onclose = (event) => events.push(`${event.code} ${event.reason}`);
+      return response;
+    },
+    transport,
+    logger: createLogger({ quiet: true, write: () => {} }),
+  });
+  transport.deliver(await fixture("tnet", "websocket_handshake"));
+  await transport.replied(1);
+  await server.shutdown(1000);
+  const [, close, end] = transport.replies;
+  assert.ok(close.endsWith(" 2:25, \x88\x16\x03\xe9Server shutting down"));
+  assert.match(end, /^\S+ 2:25, $/);
+  assert.deepEqual(events, ["1001 Server shutting down"]);
+});

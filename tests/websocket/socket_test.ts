@@ -1,0 +1,539 @@
+/**
+ * Unit tests of the mongrel2 WebSocket object, `upgradeWebSocket()` and
+ * `broadcast()`, without sockets: the test reads the socket's frame stream
+ * the way the connection writer does (one frame per read, each read a
+ * receipt for the frames before it).
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { broadcast } from "../../runtime/websocket/broadcast.ts";
+import {
+  createWebSocket,
+  type Mongrel2WebSocket,
+  type SocketControl,
+  socketControl,
+  type SocketRoute,
+} from "../../runtime/websocket/socket.ts";
+import {
+  DEFAULT_MAX_MESSAGE_SIZE,
+  markHandshake,
+  upgradeOf,
+  upgradeWebSocket,
+} from "../../runtime/websocket/upgrade.ts";
+import type { Transport } from "../../runtime/transport/transport.ts";
+import {
+  type DecodedFrame,
+  decodeServerFrame,
+  pattern,
+} from "./frame_helpers.ts";
+
+const utf8 = new TextEncoder();
+const ACCEPT = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
+
+/** A socket plus the writer's side of it. */
+interface Harness {
+  socket: Mongrel2WebSocket;
+  control: SocketControl;
+  events: string[];
+  /** Reads the next frame (handing over the previous one). */
+  read(): Promise<DecodedFrame | null>;
+  /** The connection went away. */
+  cancel(): Promise<void>;
+}
+
+function harness(
+  settings: Partial<{ maxMessageSize: number; idleTimeout: number }> = {},
+): Harness {
+  const { socket, control } = createWebSocket({
+    protocol: "",
+    maxMessageSize: settings.maxMessageSize ?? 1024,
+    idleTimeout: settings.idleTimeout ?? 0,
+  });
+  const events: string[] = [];
+  socket.addEventListener("open", () => events.push("open"));
+  socket.addEventListener("message", (event) => {
+    const data = (event as MessageEvent).data;
+    events.push(
+      typeof data === "string"
+        ? `text ${data}`
+        : `${data.constructor.name} ${data.byteLength ?? data.size}`,
+    );
+  });
+  socket.addEventListener("error", (event) => {
+    events.push(`error ${(event as ErrorEvent).message}`);
+  });
+  socket.addEventListener("close", (event) => {
+    const { code, reason, wasClean } = event as CloseEvent;
+    events.push(`close ${code} ${reason} ${wasClean}`);
+  });
+  const reader = control.frames.getReader();
+  return {
+    socket,
+    control,
+    events,
+    async read() {
+      const result = await reader.read();
+      return result.done ? null : decodeServerFrame(result.value);
+    },
+    cancel: () => reader.cancel(new Error("gone")),
+  };
+}
+
+/** Opens a harness socket: the first read means the 101 is out. */
+async function opened(
+  settings?: Partial<{ maxMessageSize: number; idleTimeout: number }>,
+): Promise<{ h: Harness; next: Promise<DecodedFrame | null> }> {
+  const h = harness(settings);
+  const next = h.read();
+  await Promise.resolve();
+  assert.equal(h.socket.readyState, 1);
+  return { h, next };
+}
+
+function closePayload(frame: DecodedFrame | null): [number, string] {
+  assert.equal(frame?.opcode, 8);
+  const { payload } = frame!;
+  return [
+    (payload[0] << 8) | payload[1],
+    new TextDecoder().decode(payload.subarray(2)),
+  ];
+}
+
+Deno.test("a socket opens at the first read, not before", async () => {
+  const h = harness();
+  assert.equal(h.socket.readyState, h.socket.CONNECTING);
+  assert.throws(() => h.socket.send("early"), { name: "InvalidStateError" });
+  const first = h.read();
+  await Promise.resolve();
+  assert.deepEqual(h.events, ["open"]);
+  h.socket.send("hi");
+  const frame = await first;
+  assert.equal(frame?.opcode, 1);
+  assert.equal(new TextDecoder().decode(frame?.payload), "hi");
+  await h.cancel();
+});
+
+Deno.test("readyState constants match WebSocket's", () => {
+  const { socket } = harness();
+  assert.deepEqual(
+    [socket.CONNECTING, socket.OPEN, socket.CLOSING, socket.CLOSED],
+    [WebSocket.CONNECTING, WebSocket.OPEN, WebSocket.CLOSING, WebSocket.CLOSED],
+  );
+  const ctor = socket.constructor as typeof WebSocket;
+  assert.deepEqual(
+    [ctor.CONNECTING, ctor.OPEN, ctor.CLOSING, ctor.CLOSED],
+    [0, 1, 2, 3],
+  );
+  assert.equal(socket.binaryType, "arraybuffer");
+  assert.equal(socket.extensions, "");
+  assert.equal(socket.url, "");
+});
+
+Deno.test("bufferedAmount counts payload bytes until handed over", async () => {
+  const { h, next } = await opened();
+  h.socket.send("abc");
+  h.socket.send(new Uint8Array(10));
+  h.socket.send(new Blob([new Uint8Array(5)]));
+  assert.equal(h.socket.bufferedAmount, 18);
+  await next; // "abc" taken by the writer, not yet handed over
+  assert.equal(h.socket.bufferedAmount, 18);
+  const second = await h.read(); // "abc" handed over
+  assert.equal(second?.payload.length, 10);
+  assert.equal(h.socket.bufferedAmount, 15);
+  const third = await h.read();
+  assert.equal(third?.opcode, 2);
+  assert.deepEqual(third?.payload, new Uint8Array(5));
+  const fourth = h.read();
+  await Promise.resolve();
+  assert.equal(h.socket.bufferedAmount, 0);
+  h.socket.close();
+  assert.equal((await fourth)?.opcode, 8);
+  await h.cancel();
+});
+
+Deno.test("send() snapshots buffers and takes every BufferSource", async () => {
+  const { h, next } = await opened();
+  const bytes = new Uint8Array([1, 2, 3]);
+  h.socket.send(bytes);
+  bytes[0] = 9;
+  h.socket.send(new DataView(new Uint8Array([4, 5, 6, 7]).buffer, 1, 2));
+  h.socket.send(new Uint16Array([0x0201]).buffer);
+  const frames = [await next, await h.read(), await h.read()];
+  assert.deepEqual(
+    frames.map((frame) => [...frame!.payload]),
+    [[1, 2, 3], [5, 6], [1, 2]],
+  );
+  await h.cancel();
+});
+
+Deno.test("incoming text and binary respect binaryType", async () => {
+  const { h } = await opened();
+  h.control.receive("0x81", utf8.encode("héllo"));
+  h.control.receive("0x82", new Uint8Array([1, 2, 3]));
+  h.socket.binaryType = "blob";
+  h.control.receive("0x82", new Uint8Array(4));
+  h.socket.binaryType = "bogus" as BinaryType;
+  assert.equal(h.socket.binaryType, "blob");
+  assert.deepEqual(h.events, [
+    "open",
+    "text héllo",
+    "ArrayBuffer 3",
+    "Blob 4",
+  ]);
+  await h.cancel();
+});
+
+Deno.test("a binary message is a copy, not a view of the whole message", async () => {
+  const { h } = await opened();
+  let received: ArrayBuffer | undefined;
+  h.socket.onmessage = (event) => received = event.data;
+  const message = new Uint8Array([9, 9, 1, 2, 9]);
+  h.control.receive("0x82", message.subarray(2, 4));
+  assert.deepEqual(new Uint8Array(received!), new Uint8Array([1, 2]));
+  await h.cancel();
+});
+
+Deno.test("on* handler properties fire with the socket as this", async () => {
+  const h = harness();
+  const seen: string[] = [];
+  h.socket.onopen = function (this: WebSocket) {
+    seen.push(`open ${this === h.socket}`);
+  };
+  h.socket.onmessage = (event) => seen.push(`first ${event.data}`);
+  h.socket.onmessage = (event) => seen.push(`second ${event.data}`);
+  assert.equal(typeof h.socket.onmessage, "function");
+  const next = h.read();
+  await Promise.resolve();
+  h.control.receive("0x81", utf8.encode("x"));
+  h.socket.onmessage = null;
+  h.control.receive("0x81", utf8.encode("y"));
+  assert.deepEqual(seen, ["open true", "second x"]);
+  h.socket.close();
+  await next;
+  await h.cancel();
+});
+
+Deno.test("a ping is answered with a pong of the same payload", async () => {
+  const { h, next } = await opened();
+  h.control.receive("0x89", utf8.encode("p1"));
+  h.control.receive("0x8A", utf8.encode("ignored"));
+  const pong = await next;
+  assert.equal(pong?.opcode, 0xa);
+  assert.deepEqual(pong?.payload, utf8.encode("p1"));
+  assert.equal(h.socket.bufferedAmount, 0);
+  assert.deepEqual(h.events, ["open"]);
+  await h.cancel();
+});
+
+Deno.test("a client close is echoed, then close fires clean", async () => {
+  const { h, next } = await opened();
+  h.control.receive("0x88", new Uint8Array([0x0f, 0xa1, 0x62, 0x79, 0x65]));
+  assert.equal(h.socket.readyState, h.socket.CLOSING);
+  assert.deepEqual(closePayload(await next), [4001, "bye"]);
+  assert.equal(await h.read(), null);
+  assert.equal(h.socket.readyState, h.socket.CLOSED);
+  assert.deepEqual(h.events, ["open", "close 4001 bye true"]);
+});
+
+Deno.test("a client close without a code is echoed empty (1005)", async () => {
+  const { h, next } = await opened();
+  h.control.receive("0x88", new Uint8Array(0));
+  assert.equal((await next)?.payload.length, 0);
+  assert.equal(await h.read(), null);
+  assert.deepEqual(h.events, ["open", "close 1005  true"]);
+});
+
+Deno.test("close() sends a close frame and waits for the client's", async () => {
+  const { h, next } = await opened();
+  h.socket.close(4002, "done");
+  assert.deepEqual(closePayload(await next), [4002, "done"]);
+  assert.equal(h.socket.readyState, h.socket.CLOSING);
+  // Data after our close is dropped, pings are not answered.
+  h.control.receive("0x81", utf8.encode("late"));
+  h.control.receive("0x89", new Uint8Array(0));
+  h.control.receive("0x88", new Uint8Array([0x0f, 0xa2, 0x64]));
+  assert.equal(await h.read(), null);
+  assert.deepEqual(h.events, ["open", "close 4002 d true"]);
+  h.socket.close(); // a no-op once closed
+});
+
+Deno.test("close() validates like the browser", async () => {
+  const { h, next } = await opened();
+  for (const code of [0, 999, 1001, 1005, 2999, 5000]) {
+    assert.throws(() => h.socket.close(code), { name: "InvalidAccessError" });
+  }
+  assert.throws(() => h.socket.close(1000, "x".repeat(124)), {
+    name: "SyntaxError",
+  });
+  assert.throws(() => h.socket.close(1000, "é".repeat(62)), {
+    name: "SyntaxError",
+  });
+  assert.equal(h.socket.readyState, h.socket.OPEN);
+  h.socket.close(undefined, "reason only");
+  assert.deepEqual(closePayload(await next), [1000, "reason only"]);
+  await h.cancel();
+});
+
+Deno.test("close() with no code sends an empty close frame", async () => {
+  const { h, next } = await opened();
+  h.socket.close();
+  assert.equal((await next)?.payload.length, 0);
+  await h.cancel();
+});
+
+Deno.test("close() while connecting closes right after the 101", async () => {
+  const h = harness();
+  h.socket.close(3000, "later");
+  assert.equal(h.socket.readyState, h.socket.CLOSING);
+  assert.deepEqual(closePayload(await h.read()), [3000, "later"]);
+  assert.deepEqual(h.events, []);
+  await h.cancel();
+  assert.deepEqual(h.events, ["close 1006  false"]);
+});
+
+Deno.test("protocol errors fire error, then close with their code", async (t) => {
+  const cases: [string, string, Uint8Array, number, string][] = [
+    [
+      "invalid UTF-8",
+      "0x81",
+      new Uint8Array([0xff]),
+      1007,
+      "Invalid payload data",
+    ],
+    ["too big", "0x82", new Uint8Array(1025), 1009, "Message too big"],
+    ["RSV bits", "0xC1", new Uint8Array(0), 1002, "Protocol error"],
+    ["bad flags", "", new Uint8Array(0), 1002, "Protocol error"],
+    [
+      "bad close code",
+      "0x88",
+      new Uint8Array([0x03, 0xed]),
+      1002,
+      "Protocol error",
+    ],
+  ];
+  for (const [name, flags, payload, code, reason] of cases) {
+    await t.step(name, async () => {
+      const { h, next } = await opened();
+      h.control.receive(flags, payload);
+      assert.match(h.events[1], /^error /);
+      assert.deepEqual(closePayload(await next), [code, reason]);
+      assert.equal(await h.read(), null);
+      assert.equal(h.events[2], `close ${code} ${reason} false`);
+      h.control.receive("0x81", utf8.encode("ignored"));
+      assert.equal(h.events.length, 3);
+    });
+  }
+});
+
+Deno.test("the message size limit is inclusive", async () => {
+  const { h } = await opened({ maxMessageSize: 4 });
+  h.control.receive("0x82", new Uint8Array(4));
+  assert.deepEqual(h.events, ["open", "ArrayBuffer 4"]);
+  await h.cancel();
+});
+
+Deno.test("a lost connection fires close 1006 once", async () => {
+  const { h } = await opened();
+  await h.cancel();
+  assert.equal(h.socket.readyState, h.socket.CLOSED);
+  assert.deepEqual(h.events, ["open", "close 1006  false"]);
+  assert.throws(() => h.socket.send("x"), { name: "InvalidStateError" });
+});
+
+Deno.test("goAway() closes with 1001 without waiting", async () => {
+  const { h, next } = await opened();
+  h.socket.send("last");
+  h.control.goAway();
+  assert.equal((await next)?.opcode, 1);
+  assert.deepEqual(closePayload(await h.read()), [
+    1001,
+    "Server shutting down",
+  ]);
+  assert.equal(await h.read(), null);
+  assert.deepEqual(h.events, ["open", "close 1001 Server shutting down false"]);
+});
+
+Deno.test("a silent client is pinged, then dropped with 1001", async () => {
+  const { h, next } = await opened({ idleTimeout: 0.1 });
+  assert.equal((await next)?.opcode, 9);
+  h.control.receive("0x8A", new Uint8Array(0)); // the pong resets the timer
+  assert.equal((await h.read())?.opcode, 9);
+  assert.deepEqual(closePayload(await h.read()), [
+    1001,
+    "No response from ping frame",
+  ]);
+  assert.equal(await h.read(), null);
+  assert.deepEqual(h.events, [
+    "open",
+    "error No response from ping frame",
+    "close 1001 No response from ping frame false",
+  ]);
+});
+
+function handshakeRequest(headers: Record<string, string> = {}): Request {
+  return new Request("http://localhost/ws", {
+    headers: {
+      upgrade: "websocket",
+      connection: "keep-alive, Upgrade",
+      "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
+      "sec-websocket-version": "13",
+      ...headers,
+    },
+  });
+}
+
+Deno.test("upgradeWebSocket() answers a marked handshake with a 101", async () => {
+  const request = handshakeRequest({ "sec-websocket-protocol": "a, chat" });
+  const handshake = markHandshake(request, ACCEPT);
+  const { socket, response } = upgradeWebSocket(request, { protocol: "chat" });
+  assert.equal(response.status, 101);
+  assert.equal(response.ok, false);
+  assert.deepEqual([...response.headers], [
+    ["connection", "Upgrade"],
+    ["sec-websocket-accept", ACCEPT],
+    ["sec-websocket-protocol", "chat"],
+    ["upgrade", "websocket"],
+  ]);
+  assert.equal(socket.protocol, "chat");
+  const upgrade = upgradeOf(response);
+  assert.equal(upgrade?.handshake, handshake);
+  assert.equal(upgrade?.control, socketControl(socket));
+  await response.body?.cancel();
+});
+
+Deno.test("upgradeWebSocket() rejects what Deno rejects", async (t) => {
+  const cases: [string, Record<string, string>, string][] = [
+    ["no upgrade header", { upgrade: "" }, "'upgrade' header"],
+    ["no connection upgrade", { connection: "close" }, "'connection' header"],
+    ["no key", { "sec-websocket-key": "" }, "'sec-websocket-key'"],
+  ];
+  for (const [name, headers, message] of cases) {
+    await t.step(name, () => {
+      const request = handshakeRequest(headers);
+      if (headers["sec-websocket-key"] === "") {
+        // Headers cannot hold a missing value; build it without the key.
+        request.headers.delete("sec-websocket-key");
+      }
+      markHandshake(request, ACCEPT);
+      assert.throws(() => upgradeWebSocket(request), {
+        name: "TypeError",
+        message: new RegExp(message),
+      });
+    });
+  }
+  await t.step("a protocol the client did not offer", () => {
+    const request = handshakeRequest({ "sec-websocket-protocol": "a" });
+    markHandshake(request, ACCEPT);
+    assert.throws(() => upgradeWebSocket(request, { protocol: "chat" }), {
+      name: "TypeError",
+      message: /offered only 'a'/,
+    });
+  });
+  await t.step("a negative maxMessageSize", () => {
+    const request = handshakeRequest();
+    markHandshake(request, ACCEPT);
+    assert.throws(() => upgradeWebSocket(request, { maxMessageSize: -1 }), {
+      name: "RangeError",
+    });
+  });
+});
+
+Deno.test("upgradeWebSocket() is Deno.upgradeWebSocket() off mongrel2", () => {
+  const { socket, response } = upgradeWebSocket(handshakeRequest());
+  assert.equal(response.status, 101);
+  assert.equal(upgradeOf(response), undefined);
+  assert.equal(socketControl(socket), undefined);
+  assert.throws(() => upgradeWebSocket(new Request("http://localhost/")), {
+    name: "TypeError",
+  });
+});
+
+Deno.test("the default message size limit is 16 MiB", () => {
+  assert.equal(DEFAULT_MAX_MESSAGE_SIZE, 16 * 1024 * 1024);
+});
+
+/** A route that records what broadcast() takes, with `credits` to spend. */
+function route(id: string, transport: Transport, credits: number): SocketRoute {
+  return {
+    sender: "abc",
+    id,
+    transport,
+    takeCredits(bytes) {
+      if (credits < bytes) return false;
+      credits -= bytes;
+      return true;
+    },
+  };
+}
+
+function recordingTransport(sent: string[]): Transport {
+  return {
+    messages: async function* () {},
+    send: (message) => void sent.push(String.fromCharCode(...message)),
+    stopReceiving: async () => {},
+    close: async () => {},
+  };
+}
+
+Deno.test("broadcast() shares one reply among idle sockets with credits", async () => {
+  const sent: string[] = [];
+  const transport = recordingTransport(sent);
+  const sockets: Harness[] = [];
+  const pending: Promise<DecodedFrame | null>[] = [];
+  for (const [id, credits] of [["1", 100], ["2", 100], ["3", 2], ["4", 100]]) {
+    const { h, next } = await opened();
+    h.control.attach(route(id as string, transport, credits as number));
+    sockets.push(h);
+    pending.push(next);
+  }
+  sockets[3].socket.send("busy"); // socket 4 has its own frame queued
+  const closed = harness(); // never opened: skipped
+  const count = broadcast(
+    [...sockets.map((h) => h.socket), closed.socket, sockets[0].socket],
+    "hey",
+  );
+  assert.equal(count, 4);
+  assert.deepEqual(sent, ["abc 3:1 2, \x81\x03hey"]);
+  // Sockets 3 (no credits) and 4 (busy) got it in their own queue.
+  const text = (frame: DecodedFrame | null) =>
+    new TextDecoder().decode(frame?.payload);
+  assert.equal(text(await pending[2]), "hey");
+  assert.equal(text(await pending[3]), "busy");
+  assert.equal(text(await sockets[3].read()), "hey");
+  for (const h of sockets) await h.cancel();
+});
+
+Deno.test("broadcast() splits at 128 ids and sends bytes as binary", async () => {
+  const sent: Uint8Array[] = [];
+  const transport: Transport = {
+    ...recordingTransport([]),
+    send: (message) => void sent.push(message),
+  };
+  const sockets: Harness[] = [];
+  for (let i = 1; i <= 130; i++) {
+    const { h } = await opened();
+    h.control.attach(route(`${i}`, transport, 1000));
+    sockets.push(h);
+  }
+  assert.equal(broadcast(sockets.map((h) => h.socket), pattern(3)), 130);
+  assert.equal(sent.length, 2);
+  const tail = String.fromCharCode(...sent[1]);
+  assert.ok(tail.startsWith("abc 7:129 130, \x82\x03"));
+  for (const h of sockets) await h.cancel();
+});
+
+Deno.test("broadcast() uses send() for other sockets and refuses a Blob", () => {
+  const sent: unknown[] = [];
+  const foreign = {
+    readyState: WebSocket.OPEN,
+    send: (data: unknown) => sent.push(data),
+  } as unknown as WebSocket;
+  assert.equal(broadcast([foreign], "x"), 1);
+  assert.deepEqual(sent, ["x"]);
+  assert.throws(
+    () => broadcast([foreign], new Blob(["x"]) as unknown as string),
+    { name: "TypeError" },
+  );
+});
