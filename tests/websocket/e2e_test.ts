@@ -51,3 +51,30 @@ Deno.test("the same WebSocket app under deno serve", async (t) => {
     await t.step(item.name, () => item.run(target));
   }
 });
+
+Deno.test("a silent socket outlives mongrel2's idle reaper", async () => {
+  // The reaper alone (kill_limit 0, no rate checks) kills a connection
+  // quiet for 2 s: only the server's ctl keep-alive keeps this one.
+  await using m2fetch = await startM2fetch(app.fetch, {
+    settings: {
+      "limits.min_ping": 2,
+      "limits.tick_timer": 1,
+      "limits.kill_limit": 0,
+      "limits.min_read_rate": 0,
+      "limits.min_write_rate": 0,
+    },
+    serve: { keepAliveInterval: 500 },
+  });
+  await m2fetch.get("/room/size");
+  m2fetch.closeClient();
+  const ws = new WebSocket(`ws://127.0.0.1:${m2fetch.port}/echo`);
+  await new Promise((resolve) => ws.onopen = resolve);
+  const closed = new Promise<CloseEvent>((resolve) => ws.onclose = resolve);
+  await new Promise((resolve) => setTimeout(resolve, 5000));
+  assert.equal(ws.readyState, WebSocket.OPEN);
+  ws.send("still here");
+  const echo = await new Promise((resolve) => ws.onmessage = resolve);
+  assert.equal((echo as MessageEvent).data, "still here");
+  ws.close();
+  assert.equal((await closed).code, 1005);
+});

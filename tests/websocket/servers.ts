@@ -5,17 +5,27 @@
  * @module
  */
 
-import { findFreePort, startMongrel2 } from "../../runtime/mongrel2/mod.ts";
+import {
+  findFreePort,
+  type Mongrel2SettingValue,
+  startMongrel2,
+} from "../../runtime/mongrel2/mod.ts";
 import { createLogger } from "../../runtime/log.ts";
 import {
   type FetchHandler,
   type Mongrel2Server,
   serveMongrel2,
+  type ServeMongrel2Options,
 } from "../../runtime/server.ts";
 import type { Transport } from "../../runtime/transport/transport.ts";
 import { ZmqTransport } from "../../runtime/transport/zmq.ts";
 
-export type { FetchHandler, Mongrel2Server } from "../../runtime/server.ts";
+export type {
+  FetchHandler,
+  Mongrel2Server,
+  ServeMongrel2Options,
+} from "../../runtime/server.ts";
+export type { Mongrel2SettingValue } from "../../runtime/mongrel2/mod.ts";
 
 /** A running server on 127.0.0.1. */
 export interface TestServer extends AsyncDisposable {
@@ -35,6 +45,14 @@ export interface M2fetchServer extends TestServer {
   readonly logs: string[];
   /** The id counts of the plain replies sent to more than one connection. */
   readonly multiIdReplies: number[];
+}
+
+/** Tuning for {@linkcode startM2fetch}. */
+export interface M2fetchOptions {
+  /** mongrel2 settings over the generated defaults. */
+  settings?: Record<string, Mongrel2SettingValue>;
+  /** `serveMongrel2` options (timeouts, intervals). */
+  serve?: Partial<Omit<ServeMongrel2Options, "handler" | "transport">>;
 }
 
 /** Records the id count of every plain reply with more than one id. */
@@ -73,9 +91,14 @@ async function getJson(client: Deno.HttpClient, url: string) {
  */
 export async function startM2fetch(
   handler: FetchHandler,
+  options: M2fetchOptions = {},
 ): Promise<M2fetchServer> {
   const dir = await Deno.makeTempDir({ prefix: "m2ws-" });
-  const mongrel2 = await startMongrel2({ dir, handlers: [{ route: "/" }] });
+  const mongrel2 = await startMongrel2({
+    dir,
+    handlers: [{ route: "/" }],
+    settings: options.settings,
+  });
   const [route] = mongrel2.handlers;
   const multiIdReplies: number[] = [];
   const logs: string[] = [];
@@ -86,6 +109,7 @@ export async function startM2fetch(
       multiIdReplies,
     ),
     logger: createLogger({ quiet: true, write: (line) => logs.push(line) }),
+    ...options.serve,
   });
   const client = Deno.createHttpClient({});
   let clientOpen = true;
@@ -136,7 +160,7 @@ export async function startDenoServe(
       module,
     ],
     stdout: "null",
-    stderr: "inherit",
+    stderr: "null",
   }).spawn();
   const client = Deno.createHttpClient({});
   let clientOpen = true;
