@@ -114,6 +114,7 @@ export async function openUploadBody(
             ? view.byteLength
             : Math.min(view.byteLength, finalSize - bytesRead),
         );
+        const sizeKnown = finalSize !== null;
         const read = await file.read(target);
         if (read !== null && read > 0) {
           bytesRead += read;
@@ -128,8 +129,9 @@ export async function openUploadBody(
           return;
         }
         if (finalSize !== null) {
-          // done() may have fixed the size while this read hit the end.
-          if (bytesRead >= finalSize) continue;
+          // done() may have fixed the size while this read hit what was
+          // then the end of the file: read again before calling it short.
+          if (bytesRead >= finalSize || !sizeKnown) continue;
           failure = new Error(
             `Cannot read request body: the upload file ended at ${bytesRead} of ${finalSize} bytes`,
           );
