@@ -34,10 +34,15 @@
  * } satisfies Deno.ServeDefaultExport;
  * ```
  *
- * Embedding the server (what `cli.ts` does):
+ * Nothing here loads ZeroMQ's native addon, so a handler importing this
+ * module still runs under plain `deno serve` without `--allow-ffi`.
+ *
+ * Embedding the server (what `cli.ts` does); the ZeroMQ transport is a
+ * separate entry point because it loads the native addon:
  *
  * ```ts ignore
- * import { serveMongrel2, ZmqTransport } from "m2fetch";
+ * import { serveMongrel2 } from "m2fetch";
+ * import { ZmqTransport } from "m2fetch/transport";
  * const server = serveMongrel2({
  *   handler: () => new Response("hello\n"),
  *   transport: new ZmqTransport({
@@ -64,10 +69,6 @@ export {
   serveMongrel2,
   type ServeMongrel2Options,
 } from "./runtime/server.ts";
-export {
-  ZmqTransport,
-  type ZmqTransportOptions,
-} from "./runtime/transport/zmq.ts";
 export type { Transport } from "./runtime/transport/transport.ts";
 export {
   findHandler,

@@ -3,12 +3,11 @@
  * mongrel2:
  *
  * ```sh
- * deno serve --allow-read --allow-ffi examples/chat.ts   # http://localhost:8000
- * deno run -A cli.ts dev examples/chat.ts               # http://127.0.0.1:6767
+ * deno serve --allow-read examples/chat.ts   # http://localhost:8000
+ * deno run -A cli.ts dev examples/chat.ts    # http://127.0.0.1:6767
  * ```
  *
- * (`--allow-read --allow-ffi` because `mod.ts` also exports the ZeroMQ
- * transport, whose native addon loads on import.)
+ * (`--allow-read` to serve `chat.html`.)
  *
  * `GET /` serves `chat.html`; `GET /ws?name=NAME` joins the room. Every
  * line is sent to everyone with `broadcast()`: behind mongrel2 that is one

@@ -250,9 +250,31 @@ class ReplyPeer {
     this.#onError = onError;
     this.#onStatus = onStatus;
     this.#pub = new zmq.Publisher({ sendHighWaterMark: 0, linger: 2000 });
-    this.#pub.events.on("handshake", () => this.#joined());
-    this.#pub.events.on("disconnect", () => this.#left());
+    this.#watch();
     this.#pub.connect(endpoint);
+  }
+
+  /**
+   * Follows the socket's connection events. zeromq's own `events.on()`
+   * reads them in a loop whose rejection nobody catches, and closing the
+   * socket can reject that read ("Socket operation on non-socket"): an
+   * unhandled rejection that ends the process. This loop catches it.
+   */
+  async #watch(): Promise<void> {
+    const events = this.#pub.events;
+    while (!this.#closed && !events.closed) {
+      let event: zmq.Event;
+      try {
+        event = await events.receive();
+      } catch (error) {
+        if (this.#closed || events.closed) return;
+        this.#onError(error as Error);
+        return;
+      }
+      if (event.type === "handshake") this.#joined();
+      else if (event.type === "disconnect") this.#left();
+      else if (event.type === "end") return;
+    }
   }
 
   get ready(): boolean {
