@@ -1,0 +1,407 @@
+/**
+ * `cli.ts config --app-path DIR` and DIR/m2fetch.json, through the real
+ * command line: typed JSON round trips, merging into an existing file,
+ * precedence (flags > file > defaults) observed on a real mongrel2, and
+ * clear one-line errors for bad files and bad flags.
+ *
+ * Run: `deno test -A tests/upload/config_test.ts`
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { startMongrel2 } from "../../runtime/mongrel2/mod.ts";
+import { PatternSource, RawConn, ROOT, waitFor } from "./rig.ts";
+
+const decoder = new TextDecoder();
+
+interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `deno run -A cli.ts ARGS` to completion. */
+async function cli(args: string[]): Promise<CliResult> {
+  const output = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", `${ROOT}/cli.ts`, ...args],
+    cwd: ROOT,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  return {
+    code: output.code,
+    stdout: decoder.decode(output.stdout),
+    stderr: decoder.decode(output.stderr),
+  };
+}
+
+async function withAppDir(fn: (dir: string) => Promise<void>): Promise<void> {
+  const dir = await Deno.realPath(await Deno.makeTempDir({ prefix: "m2c-" }));
+  try {
+    await fn(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+async function readJson(path: string): Promise<Record<string, unknown>> {
+  return JSON.parse(await Deno.readTextFile(path));
+}
+
+/** Asserts a failed run printed exactly one `m2fetch: …` line. */
+function assertOneLineError(
+  result: CliResult,
+  code: number,
+  pattern: RegExp,
+): void {
+  assert.equal(result.code, code, `${result.stdout}\n${result.stderr}`);
+  const lines = result.stderr.trimEnd().split("\n");
+  assert.equal(lines.length, 1, `several lines:\n${result.stderr}`);
+  assert.match(lines[0], /^m2fetch: /);
+  assert.match(lines[0], pattern);
+}
+
+Deno.test("config writes typed JSON: sizes in bytes, durations in ms, booleans", async () => {
+  await withAppDir(async (dir) => {
+    const result = await cli([
+      "config",
+      "--app-path",
+      dir,
+      "--max-body-size",
+      "10M",
+      "--idle-timeout",
+      "5s",
+      "--write-timeout",
+      "2m",
+      "--sweep-uploads",
+      "--quiet",
+      "--upload-invoke",
+      "done",
+      "--upload-temp-store",
+      "/uploads/m2.XXXXXX",
+      "--mongrel2-chroot",
+      "/var/mongrel2",
+      "app.ts",
+    ]);
+    assert.equal(result.code, 0, result.stderr);
+    const file = await readJson(`${dir}/m2fetch.json`);
+    assert.deepEqual(file, {
+      "app": "app.ts",
+      "idle-timeout": 5000,
+      "max-body-size": 10 * 1024 * 1024,
+      "mongrel2-chroot": "/var/mongrel2",
+      "quiet": true,
+      "sweep-uploads": true,
+      "upload-invoke": "done",
+      "upload-temp-store": "/uploads/m2.XXXXXX",
+      "write-timeout": 120_000,
+    });
+    // Only what was given: no defaults written, keys sorted.
+    assert.deepEqual(Object.keys(file), Object.keys(file).sort());
+    assert.equal(typeof file["sweep-uploads"], "boolean");
+    assert.equal(typeof file["max-body-size"], "number");
+    assert.equal(typeof file["idle-timeout"], "number");
+    // What was written is printed too.
+    assert.match(result.stdout, /"max-body-size": 10485760/);
+  });
+});
+
+Deno.test("config merges into an existing file and keeps what it does not set", async () => {
+  await withAppDir(async (dir) => {
+    await Deno.writeTextFile(
+      `${dir}/m2fetch.json`,
+      JSON.stringify({ "log-format": "json", "max-body-size": 5 }),
+    );
+    const first = await cli([
+      "config",
+      "--app-path",
+      dir,
+      "--max-body-size",
+      "512K",
+      "--sweep-uploads",
+    ]);
+    assert.equal(first.code, 0, first.stderr);
+    assert.deepEqual(await readJson(`${dir}/m2fetch.json`), {
+      "log-format": "json",
+      "max-body-size": 512 * 1024,
+      "sweep-uploads": true,
+    });
+    const second = await cli([
+      "config",
+      "--app-path",
+      dir,
+      "--idle-timeout",
+      "1500ms",
+      "main.ts",
+    ]);
+    assert.equal(second.code, 0, second.stderr);
+    assert.deepEqual(await readJson(`${dir}/m2fetch.json`), {
+      "app": "main.ts",
+      "idle-timeout": 1500,
+      "log-format": "json",
+      "max-body-size": 512 * 1024,
+      "sweep-uploads": true,
+    });
+    // No temp files left next to it.
+    const names = [];
+    for await (const entry of Deno.readDir(dir)) names.push(entry.name);
+    assert.deepEqual(names, ["m2fetch.json"]);
+  });
+});
+
+Deno.test("config refuses to merge into an invalid file and leaves it alone", async () => {
+  await withAppDir(async (dir) => {
+    const bad = '{"max-body-sise": 5}\n';
+    await Deno.writeTextFile(`${dir}/m2fetch.json`, bad);
+    const result = await cli(["config", "--app-path", dir, "--quiet"]);
+    assertOneLineError(result, 1, /Unknown option "max-body-sise"/);
+    assert.equal(await Deno.readTextFile(`${dir}/m2fetch.json`), bad);
+  });
+});
+
+Deno.test("a bad m2fetch.json stops the server with one clear line and exit code 1", async () => {
+  const cases: [string, RegExp][] = [
+    [
+      '{"max-body-sise": 1024}',
+      /Unknown option "max-body-sise" in .*m2fetch\.json/,
+    ],
+    [
+      '{"sweep-uploads": "false"}',
+      /"sweep-uploads" .*expected true or false, got "false"/,
+    ],
+    [
+      '{"sweep-uploads": "true"}',
+      /"sweep-uploads" .*expected true or false, got "true"/,
+    ],
+    ['{"quiet": 0}', /"quiet" .*expected true or false, got 0/],
+    ['{"max-body-size": "lots"}', /"max-body-size" .*expected a size/],
+    ['{"max-body-size": -1}', /"max-body-size" .*expected a size/],
+    ['{"idle-timeout": "soon"}', /"idle-timeout" .*expected a duration/],
+    ['{"idle-timeout": 5}', /"idle-timeout" .*at least 100 ms/],
+    ['{"upload-invoke": "later"}', /"upload-invoke" .*one of start, done/],
+    ['{"upload-temp-store": true}', /"upload-temp-store" .*non-empty string/],
+    ['{"app": 7}', /Invalid value for "app"/],
+    ["[1, 2]", /expected a JSON object/],
+    ['{"quiet": true', /Cannot parse config file/],
+  ];
+  await withAppDir(async (dir) => {
+    for (const [text, pattern] of cases) {
+      await Deno.writeTextFile(`${dir}/m2fetch.json`, text);
+      const result = await cli(["--app-path", dir, "app.ts"]);
+      assertOneLineError(result, 1, pattern);
+    }
+  });
+});
+
+Deno.test("command-line mistakes are usage errors: one line, exit code 2", async () => {
+  await withAppDir(async (dir) => {
+    const cases: [string[], RegExp][] = [
+      [["config", "--quiet"], /Missing --app-path/],
+      [["config", "--app-path", `${dir}/missing`], /not a directory/],
+      [
+        ["config", "--app-path", dir, "--max-body-size", "lots"],
+        /expected a size/,
+      ],
+      [
+        ["config", "--app-path", dir, "--idle-timeout", "soon"],
+        /expected a duration/,
+      ],
+      [
+        ["config", "--app-path", dir, "--sweep-uploads=false"],
+        /does not take an argument/,
+      ],
+      [
+        ["config", "--app-path", dir, "--upload-invoke", "later"],
+        /one of start, done/,
+      ],
+      [["config", "--app-path", dir, "--bogus"], /bogus/],
+      [
+        ["config", "--app-path", dir, "--mongrel2-chroot", "/srv/m2"],
+        /--mongrel2-chroot without --upload-temp-store/,
+      ],
+      [
+        [
+          "config",
+          "--app-path",
+          dir,
+          "--upload-temp-store",
+          "tmp/upload.XXXXXX",
+        ],
+        /absolute mkstemp template/,
+      ],
+      [["config", "--app-path", dir, "a.ts", "b.ts"], /at most one handler/],
+      [["--app-path", `${dir}/missing`], /not a directory/],
+    ];
+    for (const [args, pattern] of cases) {
+      assertOneLineError(await cli(args), 2, pattern);
+    }
+    // Nothing was written by the failed runs.
+    for await (const entry of Deno.readDir(dir)) {
+      assert.fail(`unexpected ${entry.name}`);
+    }
+  });
+});
+
+/** A running `cli.ts` serve process. */
+interface Served {
+  output(): string;
+  stop(): Promise<Deno.CommandStatus>;
+}
+
+async function serveCli(args: string[]): Promise<Served> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", `${ROOT}/cli.ts`, ...args],
+    cwd: ROOT,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  let text = "";
+  const pump = async (stream: ReadableStream<Uint8Array>) => {
+    const streamDecoder = new TextDecoder();
+    for await (const chunk of stream) {
+      text += streamDecoder.decode(chunk, { stream: true });
+    }
+  };
+  const pumped = Promise.all([pump(child.stdout), pump(child.stderr)]);
+  let exited = false;
+  const status = child.status.finally(() => exited = true);
+  const stop = async () => {
+    if (!exited) child.kill("SIGTERM");
+    const result = await status;
+    await pumped;
+    return result;
+  };
+  const started = await waitFor(
+    () => exited || text.includes(" serving "),
+    30_000,
+  );
+  if (!started || exited) {
+    await stop();
+    throw new Error(`m2fetch did not start:\n${text}`);
+  }
+  return { output: () => text, stop };
+}
+
+/** POSTs `size` pattern bytes over raw TCP; returns status and body. */
+async function upload(
+  port: number,
+  size: number,
+): Promise<{ status: number; body: string; sha256: string }> {
+  const source = new PatternSource(size, 64 * 1024);
+  const conn = await RawConn.open(port);
+  try {
+    await conn.write(
+      `POST /up HTTP/1.1\r\nHost: localhost\r\nContent-Length: ${size}\r\n\r\n`,
+    );
+    for (let piece = source.next(); piece !== null; piece = source.next()) {
+      if (!await conn.write(piece)) break;
+    }
+    const response = await conn.response(20_000);
+    assert.ok(response !== null, conn.text.slice(0, 300));
+    return { ...response, sha256: source.digest() };
+  } finally {
+    await conn.close();
+  }
+}
+
+Deno.test("precedence on a real mongrel2: a flag beats m2fetch.json, which beats the default", async () => {
+  await withAppDir(async (dir) => {
+    await Deno.writeTextFile(
+      `${dir}/app.ts`,
+      `import { createHash } from "node:crypto";
+export default {
+  async fetch(request: Request): Promise<Response> {
+    const hash = createHash("sha256");
+    let bytes = 0;
+    for await (const chunk of request.body ?? []) {
+      hash.update(chunk);
+      bytes += chunk.length;
+    }
+    return Response.json({ bytes, sha256: hash.digest("hex") });
+  },
+};
+`,
+    );
+    await Deno.mkdir(`${dir}/m2`);
+    await using mongrel2 = await startMongrel2({
+      dir: `${dir}/m2`,
+      handlers: [{ route: "/", protocol: "tnetstring" }],
+      settings: { "limits.content_length": 4096 },
+    });
+    const [route] = mongrel2.handlers;
+    const template = String(mongrel2.settings["upload.temp_store"]);
+    const written = await cli([
+      "config",
+      "--app-path",
+      dir,
+      "--send-spec",
+      route.sendSpec,
+      "--recv-spec",
+      route.recvSpec,
+      "--upload-temp-store",
+      template,
+      "--max-body-size",
+      "8K",
+      "app.ts",
+    ]);
+    assert.equal(written.code, 0, written.stderr);
+    assert.equal(
+      (await readJson(`${dir}/m2fetch.json`))["max-body-size"],
+      8192,
+    );
+
+    // The file's 8 KiB limit (the default is no limit at all).
+    const fromFile = await serveCli(["--app-path", dir]);
+    try {
+      assert.match(fromFile.output(), /Read options from .*m2fetch\.json/);
+      const fits = await upload(mongrel2.port, 6000);
+      assert.equal(fits.status, 200, fits.body);
+      assert.equal(JSON.parse(fits.body).sha256, fits.sha256);
+      assert.equal((await upload(mongrel2.port, 64 * 1024)).status, 413);
+    } finally {
+      assert.equal((await fromFile.stop()).code, 0, fromFile.output());
+    }
+
+    // The flag wins over the file.
+    const fromFlag = await serveCli([
+      "--app-path",
+      dir,
+      "--max-body-size",
+      "1M",
+    ]);
+    try {
+      const big = await upload(mongrel2.port, 64 * 1024);
+      assert.equal(big.status, 200, big.body);
+      assert.equal(JSON.parse(big.body).sha256, big.sha256);
+      assert.equal((await upload(mongrel2.port, 2 * 1024 * 1024)).status, 413);
+    } finally {
+      assert.equal((await fromFlag.stop()).code, 0, fromFlag.output());
+    }
+
+    // Without the key in the file, the default: no limit.
+    const file = await readJson(`${dir}/m2fetch.json`);
+    delete file["max-body-size"];
+    await Deno.writeTextFile(`${dir}/m2fetch.json`, JSON.stringify(file));
+    const fromDefault = await serveCli(["--app-path", dir]);
+    try {
+      const big = await upload(mongrel2.port, 3 * 1024 * 1024);
+      assert.equal(big.status, 200, big.body);
+      assert.equal(JSON.parse(big.body).sha256, big.sha256);
+    } finally {
+      assert.equal((await fromDefault.stop()).code, 0, fromDefault.output());
+    }
+    const store = mongrel2.resolvePath(
+      template.slice(0, template.lastIndexOf("/")),
+    );
+    assert.ok(
+      await waitFor(async () => {
+        for await (const _ of Deno.readDir(store)) return false;
+        return true;
+      }, 3000),
+      "files left in the temp store",
+    );
+  });
+});

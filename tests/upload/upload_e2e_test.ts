@@ -1,0 +1,829 @@
+/**
+ * Large uploads end to end: a real mongrel2 1.12.2 spooling bodies over its
+ * `limits.content_length` to a temp store in the test dir, m2fetch streaming
+ * that file into `request.body`, and real clients (`fetch`, `curl`, raw TCP).
+ *
+ * `limits.content_length` is 4096, not smaller: mongrel2 1.12.2 shrinks its
+ * read buffer (`limits.buffer_size`, 4096) to `limits.content_length` when
+ * it starts spooling, and body bytes already read past that size are lost
+ * (the upload hangs one short, or arrives corrupted). See docs/uploads.md.
+ *
+ * Every test ends by checking that the temp store is empty and m2fetch's
+ * connection table is empty once the clients have gone.
+ *
+ * Run: `deno test -A tests/upload/upload_e2e_test.ts` (the 1 GiB test takes
+ * a while; the chrooted variants need root).
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import type { FetchHandler } from "../../runtime/server.ts";
+import { templatePattern } from "../../runtime/upload/policy.ts";
+import {
+  type BodyDigest,
+  delay,
+  hashRequestBody,
+  PatternSource,
+  RawConn,
+  type Rig,
+  ROOT,
+  startRig,
+  uploadPathOf,
+  waitFor,
+} from "./rig.ts";
+
+const LIMIT = 4096;
+const MiB = 1024 * 1024;
+const isRoot = Deno.uid() === 0;
+/** Whether this process may bind-mount (root with CAP_SYS_ADMIN). */
+function canBindMount(): boolean {
+  if (!isRoot) return false;
+  const dir = Deno.makeTempDirSync({ prefix: "m2m-" });
+  try {
+    Deno.mkdirSync(`${dir}/a`);
+    Deno.mkdirSync(`${dir}/b`);
+    const mount = (args: string[]) =>
+      new Deno.Command(args[0], { args: args.slice(1), stderr: "null" })
+        .outputSync().success;
+    if (!mount(["mount", "--bind", `${dir}/a`, `${dir}/b`])) return false;
+    mount(["umount", `${dir}/b`]);
+    return true;
+  } catch {
+    return false;
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+}
+
+const MODES = [
+  { name: "unchrooted", chroot: false },
+  { name: "chrooted", chroot: true, ignore: !isRoot },
+];
+
+/** What the hashing handler saw of one request. */
+interface Seen extends BodyDigest {
+  headers: Record<string, string>;
+  uploadPath: string | null;
+}
+
+/**
+ * A handler that hashes the body and reports what it saw; `/buffer` reads
+ * it with `arrayBuffer()` and answers the bare hash.
+ */
+function hashingHandler(seen: Seen[] = []): FetchHandler {
+  return async (request) => {
+    if (new URL(request.url).pathname === "/buffer") {
+      return new Response(sha256(new Uint8Array(await request.arrayBuffer())));
+    }
+    const digest = await hashRequestBody(request);
+    const entry: Seen = {
+      ...digest,
+      headers: Object.fromEntries(request.headers),
+      uploadPath: uploadPathOf(request) ?? null,
+    };
+    seen.push(entry);
+    return Response.json(entry);
+  };
+}
+
+function sha256(bytes: Uint8Array): string {
+  return createHash("sha256").update(bytes).digest("hex");
+}
+
+async function withTempDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
+  const dir = await Deno.realPath(await Deno.makeTempDir({ prefix: "m2x-" }));
+  try {
+    return await fn(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+/** Checks a genuine upload as the handler saw it. */
+function assertUploadSeen(rig: Rig, seen: Seen): void {
+  for (const name of Object.keys(seen.headers)) {
+    assert.ok(
+      !name.startsWith("x-mongrel2-"),
+      `request.headers shows ${name}`,
+    );
+  }
+  assert.ok(seen.uploadPath !== null, "no upload path in the raw headers");
+  assert.ok(
+    templatePattern(rig.template).test(seen.uploadPath),
+    `${seen.uploadPath} does not match ${rig.template}`,
+  );
+  if (rig.mongrel2.chroot) {
+    // mongrel2 reports chroot-relative paths.
+    assert.ok(!seen.uploadPath.startsWith(rig.mongrel2.dir));
+  }
+}
+
+/** Writes `total` bytes of the pattern to a file, 1 MiB at a time. */
+async function writePatternFile(
+  path: string,
+  total: number,
+): Promise<string> {
+  const source = new PatternSource(total, MiB);
+  using file = await Deno.open(path, { write: true, createNew: true });
+  for (let piece = source.next(); piece !== null; piece = source.next()) {
+    let written = 0;
+    while (written < piece.length) {
+      written += await file.write(piece.subarray(written));
+    }
+  }
+  return source.digest();
+}
+
+async function curl(
+  args: string[],
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const output = await new Deno.Command("curl", {
+    args: ["-sS", "--max-time", "60", ...args],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const decoder = new TextDecoder();
+  return {
+    code: output.code,
+    stdout: decoder.decode(output.stdout),
+    stderr: decoder.decode(output.stderr),
+  };
+}
+
+for (const mode of MODES) {
+  Deno.test({
+    name:
+      `uploads through ${mode.name} mongrel2: 1 byte over the limit, 10 MiB with curl, chunked; hashes match`,
+    ignore: mode.ignore,
+    fn: async () => {
+      const seen: Seen[] = [];
+      await using rig = await startRig({
+        handler: hashingHandler(seen),
+        chroot: mode.chroot,
+        contentLength: LIMIT,
+      });
+      assert.equal(rig.mongrel2.chroot, mode.chroot);
+
+      // One byte over limits.content_length: the smallest spooled body.
+      const small = new PatternSource(LIMIT + 1).next()!;
+      const response = await rig.fetch("/hash", {
+        method: "POST",
+        body: small,
+      });
+      assert.equal(response.status, 200);
+      const first = await response.json() as Seen;
+      assert.equal(first.bytes, LIMIT + 1);
+      assert.equal(first.sha256, sha256(small));
+      assertUploadSeen(rig, first);
+      assert.equal(first.headers["content-length"], String(LIMIT + 1));
+      assert.deepEqual(await rig.waitStoreEmpty(), []);
+
+      // The body methods work on the streamed file too.
+      const buffered = await rig.fetch("/buffer", {
+        method: "POST",
+        body: small,
+      });
+      assert.equal(await buffered.text(), sha256(small));
+      assert.deepEqual(await rig.waitStoreEmpty(), []);
+
+      // At the limit: inline, no temp file.
+      const inline = small.subarray(0, LIMIT);
+      const inlineResponse = await rig.fetch("/hash", {
+        method: "POST",
+        body: inline,
+      });
+      const inlineSeen = await inlineResponse.json() as Seen;
+      assert.equal(inlineSeen.sha256, sha256(inline));
+      assert.equal(inlineSeen.uploadPath, null);
+
+      // 10 MiB from a file with curl (which sends Expect: 100-continue).
+      await withTempDir(async (dir) => {
+        const digest = await writePatternFile(`${dir}/body`, 10 * MiB);
+        const result = await curl([
+          "--data-binary",
+          `@${dir}/body`,
+          "-H",
+          "Content-Type: application/octet-stream",
+          `${rig.url}/hash`,
+        ]);
+        assert.equal(result.code, 0, result.stderr);
+        const got = JSON.parse(result.stdout) as Seen;
+        assert.equal(got.bytes, 10 * MiB);
+        assert.equal(got.sha256, digest);
+        assertUploadSeen(rig, got);
+        assert.equal(got.headers["expect"], "100-continue");
+      });
+      assert.deepEqual(await rig.waitStoreEmpty(), []);
+
+      // Chunked (mongrel2 spools every chunked body, de-chunked): pieces
+      // of 16 KiB, under mongrel2's hard 100 KiB chunk limit.
+      const source = new PatternSource(3 * MiB + 123, 16 * 1024);
+      const chunked = await rig.fetch("/hash", {
+        method: "POST",
+        body: source.stream(),
+        duplex: "half",
+      } as RequestInit);
+      assert.equal(chunked.status, 200);
+      const third = await chunked.json() as Seen;
+      assert.equal(third.bytes, 3 * MiB + 123);
+      assert.equal(third.sha256, source.digest());
+      assertUploadSeen(rig, third);
+      assert.equal(third.headers["transfer-encoding"], "chunked");
+      assert.equal(third.headers["content-length"], undefined);
+      assert.deepEqual(await rig.waitStoreEmpty(), []);
+      assert.equal(seen.length, 4);
+    },
+  });
+}
+
+Deno.test("a handler can read an upload with a BYOB reader and its own buffer", async () => {
+  await using rig = await startRig({
+    contentLength: LIMIT,
+    handler: async (request) => {
+      const reader = request.body!.getReader({ mode: "byob" });
+      const hash = createHash("sha256");
+      let buffer = new Uint8Array(64 * 1024);
+      let bytes = 0;
+      while (true) {
+        const { value, done } = await reader.read(buffer);
+        if (done) break;
+        hash.update(value);
+        bytes += value.length;
+        buffer = new Uint8Array(value.buffer);
+      }
+      return Response.json({ bytes, sha256: hash.digest("hex") });
+    },
+  });
+  const source = new PatternSource(10 * MiB + 1, 16 * 1024);
+  const response = await rig.fetch("/byob", {
+    method: "POST",
+    body: source.stream(),
+    duplex: "half",
+  } as RequestInit);
+  assert.equal(response.status, 200);
+  assert.deepEqual(await response.json(), {
+    bytes: 10 * MiB + 1,
+    sha256: source.digest(),
+  });
+  assert.deepEqual(await rig.waitStoreEmpty(), []);
+});
+
+Deno.test({
+  name:
+    "chrooted mongrel2 without --mongrel2-chroot: the store bind-mounted at the path mongrel2 reports",
+  ignore: !canBindMount(),
+  fn: async () => {
+    // The path mongrel2 reports, made real outside the chroot by a bind
+    // mount of the directory inside it (the shared-mount set-up).
+    const outside = await Deno.realPath(
+      await Deno.makeTempDir({ prefix: "m2b-" }),
+    );
+    const reported = `${outside}/up`;
+    await Deno.mkdir(reported);
+    try {
+      await using rig = await startRig({
+        handler: hashingHandler(),
+        chroot: true,
+        passChroot: false,
+        contentLength: LIMIT,
+        settings: { "upload.temp_store": `${reported}/m2.XXXXXX` },
+      });
+      const inside = `${rig.mongrel2.dir}${reported}`;
+      await Deno.mkdir(inside, { recursive: true });
+      const mount = await new Deno.Command("mount", {
+        args: ["--bind", inside, reported],
+      }).output();
+      assert.ok(mount.success, new TextDecoder().decode(mount.stderr));
+      try {
+        const source = new PatternSource(10 * MiB, 16 * 1024);
+        const response = await rig.fetch("/hash", {
+          method: "POST",
+          body: source.stream(),
+          duplex: "half",
+        } as RequestInit);
+        assert.equal(response.status, 200);
+        const seen = await response.json() as Seen;
+        assert.equal(seen.sha256, source.digest());
+        assert.ok(seen.uploadPath?.startsWith(`${reported}/m2.`));
+        assert.deepEqual(await rig.waitStoreEmpty(), []);
+      } finally {
+        await new Deno.Command("umount", { args: [reported] }).output();
+      }
+    } finally {
+      await Deno.remove(outside, { recursive: true });
+    }
+  },
+});
+
+Deno.test("a 1 GiB upload streams through with a matching SHA-256 and bounded memory", async () => {
+  const seen: Seen[] = [];
+  await using rig = await startRig({
+    handler: hashingHandler(seen),
+    contentLength: LIMIT,
+  });
+  const total = 1024 * MiB;
+  const source = new PatternSource(total, MiB);
+  const baseline = Deno.memoryUsage().rss;
+  let peak = baseline;
+  const sampler = setInterval(() => {
+    peak = Math.max(peak, Deno.memoryUsage().rss);
+  }, 50);
+  const conn = await RawConn.open(rig.port);
+  try {
+    assert.ok(
+      await conn.write(
+        `POST /hash HTTP/1.1\r\nHost: localhost\r\nContent-Length: ${total}\r\n\r\n`,
+      ),
+    );
+    // Deterministic pieces, generated and hashed as they are sent.
+    for (let piece = source.next(); piece !== null; piece = source.next()) {
+      if (!await conn.write(piece)) {
+        // Say what the server did, to tell an early answer from a reset.
+        await conn.closed(1000);
+        assert.fail(
+          `write failed at ${source.produced}: received ${
+            JSON.stringify(conn.text.slice(0, 300))
+          }, read error ${conn.readError}\n${rig.logs.slice(-10).join("\n")}`,
+        );
+      }
+    }
+    const response = await conn.response(120_000);
+    assert.ok(response !== null, `no response: ${conn.text.slice(0, 200)}`);
+    assert.equal(response.status, 200, response.body);
+    const got = JSON.parse(response.body) as Seen;
+    assert.equal(got.bytes, total);
+    assert.equal(got.sha256, source.digest());
+    assertUploadSeen(rig, got);
+  } finally {
+    clearInterval(sampler);
+    await conn.close();
+  }
+  // Client and handler share this process: neither held the body.
+  const grown = (peak - baseline) / MiB;
+  assert.ok(grown < 256, `RSS grew by ${grown.toFixed(0)} MiB`);
+  assert.deepEqual(await rig.waitStoreEmpty(), []);
+});
+
+for (const mode of MODES) {
+  Deno.test({
+    name:
+      `${mode.name}: a handler that answers 401 at upload-start stops the upload and its file is deleted`,
+    ignore: mode.ignore,
+    fn: async () => {
+      let calls = 0;
+      await using rig = await startRig({
+        chroot: mode.chroot,
+        contentLength: LIMIT,
+        handler: () => {
+          calls++;
+          return new Response("no\n", {
+            status: 401,
+            headers: { "www-authenticate": 'Basic realm="uploads"' },
+          });
+        },
+      });
+      const conn = await RawConn.open(rig.port);
+      try {
+        await conn.write(
+          `POST /deny HTTP/1.1\r\nHost: localhost\r\nContent-Length: ${
+            64 * MiB
+          }\r\n\r\n`,
+        );
+        const source = new PatternSource(64 * MiB, 64 * 1024);
+        // Send a little, then wait for the answer.
+        for (let i = 0; i < 4; i++) await conn.write(source.next()!);
+        const response = await conn.response();
+        assert.ok(response !== null, conn.text);
+        assert.equal(response.status, 401);
+        assert.equal(response.body, "no\n");
+        // Then the 0-length close: mongrel2 stops receiving.
+        assert.ok(await conn.closed(5000), "the connection stayed open");
+        // Keep writing: the connection is gone, so this fails soon.
+        let sent = source.produced;
+        while (await conn.write(source.next() ?? new Uint8Array(1))) {
+          sent = source.produced;
+          if (sent >= 64 * MiB) break;
+        }
+        assert.ok(sent < 64 * MiB, "mongrel2 took the whole body");
+      } finally {
+        await conn.close();
+      }
+      assert.equal(calls, 1);
+      assert.deepEqual(await rig.waitStoreEmpty(), []);
+    },
+  });
+}
+
+Deno.test("--max-body-size: a Content-Length over the limit gets 413 before the body is sent", async () => {
+  let calls = 0;
+  await using rig = await startRig({
+    contentLength: LIMIT,
+    maxBodySize: MiB,
+    handler: async (request) => {
+      calls++;
+      return Response.json(await hashRequestBody(request));
+    },
+  });
+  // With Expect: 100-continue mongrel2 answers 100 itself; no body is sent.
+  const expecting = await RawConn.open(rig.port);
+  try {
+    await expecting.write(
+      `POST /big HTTP/1.1\r\nHost: localhost\r\nContent-Length: ${
+        100 * MiB
+      }\r\nExpect: 100-continue\r\n\r\n`,
+    );
+    const response = await expecting.response();
+    assert.ok(response !== null, expecting.text);
+    assert.equal(response.status, 413);
+    assert.ok(await expecting.closed(5000));
+  } finally {
+    await expecting.close();
+  }
+  assert.deepEqual(await rig.waitStoreEmpty(), []);
+
+  // Without Expect: the 413 arrives after only a little of the body.
+  const eager = await RawConn.open(rig.port);
+  const source = new PatternSource(100 * MiB, 64 * 1024);
+  try {
+    await eager.write(
+      `POST /big HTTP/1.1\r\nHost: localhost\r\nContent-Length: ${
+        100 * MiB
+      }\r\n\r\n`,
+    );
+    await eager.write(source.next()!);
+    const response = await eager.response();
+    assert.ok(response !== null, eager.text);
+    assert.equal(response.status, 413);
+    assert.ok(await eager.closed(5000));
+  } finally {
+    await eager.close();
+  }
+  assert.ok(source.produced < MiB);
+  assert.equal(calls, 0, "the handler was called");
+  assert.deepEqual(await rig.waitStoreEmpty(), []);
+
+  // Small enough: served.
+  const fits = new PatternSource(MiB).next()!;
+  const ok = await rig.fetch("/fits", { method: "POST", body: fits });
+  assert.equal(ok.status, 200);
+  assert.equal((await ok.json()).sha256, sha256(fits));
+  assert.deepEqual(await rig.waitStoreEmpty(), []);
+});
+
+Deno.test("--max-body-size: a refused upload mongrel2 finished before the 413 reached it is still deleted", async () => {
+  // Regression: refused before m2fetch opened it, a complete file (mongrel2
+  // never deletes those) was left in the store.
+  let calls = 0;
+  await using rig = await startRig({
+    contentLength: LIMIT,
+    maxBodySize: LIMIT + 100,
+    handler: () => {
+      calls++;
+      return new Response("unexpected");
+    },
+  });
+  for (let i = 0; i < 3; i++) {
+    const conn = await RawConn.open(rig.port);
+    try {
+      // Headers and the whole (small) body in one write.
+      await conn.write(
+        `POST /f HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5000\r\n\r\n${
+          "a".repeat(5000)
+        }`,
+      );
+      assert.equal((await conn.response())?.status, 413);
+      await conn.closed(5000);
+    } finally {
+      await conn.close();
+    }
+  }
+  assert.equal(calls, 0);
+  assert.deepEqual(await rig.waitStoreEmpty(), []);
+});
+
+Deno.test("--max-body-size: a chunked upload growing past the limit gets 413", async () => {
+  let calls = 0;
+  let bodyError: unknown = null;
+  await using rig = await startRig({
+    contentLength: LIMIT,
+    maxBodySize: MiB,
+    handler: async (request) => {
+      calls++;
+      try {
+        return Response.json(await hashRequestBody(request));
+      } catch (error) {
+        bodyError = error;
+        throw error;
+      }
+    },
+  });
+  const conn = await RawConn.open(rig.port);
+  const source = new PatternSource(16 * MiB, 32 * 1024);
+  try {
+    await conn.write(
+      "POST /chunked HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n",
+    );
+    while (parseStatus(conn.text) === null && !conn.closedByPeer) {
+      const piece = source.next();
+      if (piece === null) break;
+      const ok = await conn.write(piece.length.toString(16) + "\r\n") &&
+        await conn.write(piece) && await conn.write("\r\n");
+      if (!ok) break;
+      await delay(1);
+    }
+    const response = await conn.response();
+    assert.ok(response !== null, conn.text.slice(0, 300));
+    assert.equal(response.status, 413);
+    assert.ok(await conn.closed(5000));
+  } finally {
+    await conn.close();
+  }
+  assert.ok(source.produced < 16 * MiB, "the whole body was taken");
+  assert.equal(calls, 1);
+  assert.ok(bodyError instanceof RangeError, String(bodyError));
+  assert.deepEqual(await rig.waitStoreEmpty(), []);
+});
+
+function parseStatus(text: string): number | null {
+  for (const match of text.matchAll(/HTTP\/1\.[01] (\d{3})/g)) {
+    const status = Number(match[1]);
+    if (status >= 200) return status;
+  }
+  return null;
+}
+
+Deno.test("forged upload headers on small requests get 400 and touch no file", async () => {
+  let calls = 0;
+  await using rig = await startRig({
+    contentLength: LIMIT,
+    handler: async (request) => {
+      calls++;
+      return Response.json(await hashRequestBody(request));
+    },
+  });
+  await withTempDir(async (outside) => {
+    // Real files a forger would like read or deleted: one that matches the
+    // template inside the store, one with a matching name outside it.
+    const templateDir = rig.template.slice(0, rig.template.lastIndexOf("/"));
+    const prefix = rig.template.slice(rig.template.lastIndexOf("/") + 1, -6);
+    const inside = {
+      reported: `${templateDir}/${prefix}Forged`,
+      real: `${rig.storeDir}/${prefix}Forged`,
+    };
+    const outsideFile = `${outside}/${prefix}Outsid`;
+    const old = new Date(Date.now() - 3_600_000);
+    for (const path of [inside.real, outsideFile]) {
+      await Deno.writeTextFile(path, `precious ${path}\n`);
+      await Deno.utime(path, old, old);
+    }
+    const before = await Promise.all(
+      [inside.real, outsideFile].map(async (path) => ({
+        path,
+        text: await Deno.readTextFile(path),
+        mtime: (await Deno.stat(path)).mtime?.getTime(),
+      })),
+    );
+    const requests = [
+      // Start and done on a request with an inline body.
+      `POST /f HTTP/1.1\r\nHost: x\r\nX-Mongrel2-Upload-Start: ${inside.reported}\r\nX-Mongrel2-Upload-Done: ${inside.reported}\r\nContent-Length: 2\r\n\r\nhi`,
+      `POST /f HTTP/1.1\r\nHost: x\r\nX-Mongrel2-Upload-Start: ${outsideFile}\r\nX-Mongrel2-Upload-Done: ${outsideFile}\r\nContent-Length: 2\r\n\r\nhi`,
+      // Done alone.
+      `POST /f HTTP/1.1\r\nHost: x\r\nX-Mongrel2-Upload-Done: ${inside.reported}\r\nContent-Length: 2\r\n\r\nhi`,
+      // No body at all, so nothing mongrel2 would have spooled.
+      `GET /f HTTP/1.1\r\nHost: x\r\nX-Mongrel2-Upload-Start: ${inside.reported}\r\nX-Mongrel2-Upload-Done: ${inside.reported}\r\n\r\n`,
+      `POST /f HTTP/1.1\r\nHost: x\r\nX-Mongrel2-Upload-Start: ${inside.reported}\r\nContent-Length: 0\r\n\r\n`,
+      `GET /f HTTP/1.1\r\nHost: x\r\nX-Mongrel2-Upload-Start: /etc/passwd\r\n\r\n`,
+    ];
+    for (const request of requests) {
+      const conn = await RawConn.open(rig.port);
+      try {
+        await conn.write(request);
+        const response = await conn.response();
+        assert.equal(response?.status, 400, `${request}\n${conn.text}`);
+        assert.ok(await conn.closed(5000));
+      } finally {
+        await conn.close();
+      }
+    }
+    assert.equal(calls, 0, "the handler was called");
+    const rejections = rig.logs.filter((line) =>
+      line.includes("Rejected upload headers")
+    );
+    assert.equal(rejections.length, requests.length, rig.logs.join("\n"));
+
+    // A client's upload-done header riding on a genuine large upload: 400
+    // too, and mongrel2's own file is deleted (regression: it was left).
+    const conn = await RawConn.open(rig.port);
+    try {
+      await conn.write(
+        `POST /f HTTP/1.1\r\nHost: x\r\nX-Mongrel2-Upload-Done: ${inside.reported}\r\nContent-Length: 5000\r\n\r\n${
+          "a".repeat(5000)
+        }`,
+      );
+      assert.equal((await conn.response())?.status, 400);
+      await conn.closed(5000);
+    } finally {
+      await conn.close();
+    }
+    assert.equal(calls, 0);
+    // A client's upload-start header is replaced by mongrel2's own: the
+    // request is a genuine upload of its own body.
+    const body = new PatternSource(5000).next()!;
+    const replaced = await RawConn.open(rig.port);
+    try {
+      await replaced.write(
+        `POST /f HTTP/1.1\r\nHost: x\r\nX-Mongrel2-Upload-Start: ${inside.reported}\r\nContent-Length: 5000\r\n\r\n`,
+      );
+      await replaced.write(body);
+      const response = await replaced.response();
+      assert.equal(response?.status, 200);
+      assert.equal(JSON.parse(response!.body).sha256, sha256(body));
+    } finally {
+      await replaced.close();
+    }
+    assert.equal(calls, 1);
+
+    // The planted files are untouched, and are all that is left.
+    for (const file of before) {
+      assert.equal(await Deno.readTextFile(file.path), file.text);
+      assert.equal((await Deno.stat(file.path)).mtime?.getTime(), file.mtime);
+    }
+    assert.ok(
+      await waitFor(
+        async () => (await rig.listStore()).join() === `${prefix}Forged`,
+        3000,
+      ),
+      String(await rig.listStore()),
+    );
+    await Deno.remove(inside.real);
+  });
+});
+
+Deno.test("a client that disconnects mid-upload leaves no temp file", async () => {
+  let bodyError: unknown = null;
+  let readBytes = 0;
+  await using rig = await startRig({
+    contentLength: LIMIT,
+    handler: async (request) => {
+      try {
+        for await (const chunk of request.body!) readBytes += chunk.length;
+        return new Response("complete?");
+      } catch (error) {
+        bodyError = error;
+        throw error;
+      }
+    },
+  });
+  const conn = await RawConn.open(rig.port);
+  try {
+    await conn.write(
+      `POST /leave HTTP/1.1\r\nHost: localhost\r\nContent-Length: ${
+        100 * MiB
+      }\r\n\r\n`,
+    );
+    const source = new PatternSource(MiB, 64 * 1024);
+    for (let piece = source.next(); piece !== null; piece = source.next()) {
+      await conn.write(piece);
+    }
+    assert.ok(
+      await waitFor(() => readBytes > 0, 5000),
+      "the handler never read",
+    );
+    assert.equal((await rig.listStore()).length, 1);
+  } finally {
+    await conn.close();
+  }
+  assert.deepEqual(await rig.waitStoreEmpty(5000), []);
+  assert.ok(await waitFor(() => bodyError !== null, 5000), "body never failed");
+  assert.ok(readBytes <= MiB);
+});
+
+for (const invokeAt of ["start", "done"] as const) {
+  Deno.test(
+    `upload-invoke ${invokeAt}: the handler is called ${
+      invokeAt === "start"
+        ? "at upload-start, while the body still arrives"
+        : "only once the whole body is in"
+    }`,
+    async () => {
+      const piece = 256 * 1024;
+      const total = 3 * piece;
+      const calls: { at: number; fileSize: number }[] = [];
+      let seen: BodyDigest | null = null;
+      // deno-lint-ignore prefer-const
+      let rig: Rig;
+      rig = await startRig({
+        contentLength: LIMIT,
+        invokeAt,
+        handler: async (request) => {
+          const reported = uploadPathOf(request)!;
+          const real = rig.mongrel2.resolvePath(reported);
+          calls.push({
+            at: performance.now(),
+            fileSize: (await Deno.stat(real)).size,
+          });
+          seen = await hashRequestBody(request);
+          return Response.json(seen);
+        },
+      });
+      await using _ = rig;
+      const source = new PatternSource(total, piece);
+      const conn = await RawConn.open(rig.port);
+      let lastWrite = 0;
+      try {
+        await conn.write(
+          `POST /slow HTTP/1.1\r\nHost: localhost\r\nContent-Length: ${total}\r\n\r\n`,
+        );
+        for (let next = source.next(); next !== null; next = source.next()) {
+          await conn.write(next);
+          lastWrite = performance.now();
+          if (source.produced < total) await delay(400);
+        }
+        const response = await conn.response();
+        assert.equal(response?.status, 200);
+        assert.equal(JSON.parse(response!.body).sha256, source.digest());
+      } finally {
+        await conn.close();
+      }
+      assert.equal(calls.length, 1);
+      assert.equal(seen!.bytes, total);
+      if (invokeAt === "done") {
+        assert.ok(calls[0].at >= lastWrite, "called before the last bytes");
+        assert.equal(calls[0].fileSize, total);
+      } else {
+        assert.ok(calls[0].at < lastWrite, "called only after the last bytes");
+        assert.ok(calls[0].fileSize < total);
+      }
+      assert.deepEqual(await rig.waitStoreEmpty(), []);
+    },
+  );
+}
+
+Deno.test("cli.ts --sweep-uploads deletes stale files matching the template and nothing else", async () => {
+  await withTempDir(async (dir) => {
+    await Deno.mkdir(`${dir}/store`);
+    const old = new Date(Date.now() - 3_600_000);
+    const files = {
+      stale: `${dir}/store/upload.Stale1`,
+      fresh: `${dir}/store/upload.Fresh1`,
+      other: `${dir}/store/keep.Stale1`,
+      near: `${dir}/store/upload.Stale12`,
+    };
+    for (const [name, path] of Object.entries(files)) {
+      await Deno.writeTextFile(path, name);
+      if (name !== "fresh") await Deno.utime(path, old, old);
+    }
+    const run = async (sweep: boolean) => {
+      const child = new Deno.Command(Deno.execPath(), {
+        args: [
+          "run",
+          "-A",
+          `${ROOT}/cli.ts`,
+          "--send-spec",
+          `ipc://${dir}/send`,
+          "--recv-spec",
+          `ipc://${dir}/recv`,
+          "--upload-temp-store",
+          `${dir}/store/upload.XXXXXX`,
+          ...(sweep ? ["--sweep-uploads"] : []),
+          `${ROOT}/examples/hello.ts`,
+        ],
+        cwd: ROOT,
+        stdin: "null",
+        stdout: "piped",
+        stderr: "piped",
+      }).spawn();
+      let text = "";
+      const decoder = new TextDecoder();
+      const pump = async (stream: ReadableStream<Uint8Array>) => {
+        for await (const chunk of stream) {
+          text += decoder.decode(chunk, { stream: true });
+        }
+      };
+      const pumped = Promise.all([pump(child.stdout), pump(child.stderr)]);
+      const started = await waitFor(() => text.includes(" serving "), 30_000);
+      child.kill("SIGTERM");
+      const status = await child.status;
+      await pumped;
+      assert.ok(started, text);
+      assert.equal(status.code, 0, text);
+      return text;
+    };
+    const exists = (path: string) =>
+      Deno.lstat(path).then(() => true, () => false);
+
+    await run(false);
+    assert.ok(await exists(files.stale), "swept without --sweep-uploads");
+
+    const output = await run(true);
+    assert.match(output, /Swept 1 stale upload file\(s\)/);
+    assert.ok(output.includes(files.stale), output);
+    assert.equal(await exists(files.stale), false);
+    for (const path of [files.fresh, files.other, files.near]) {
+      assert.ok(await exists(path), `${path} was deleted`);
+    }
+  });
+});
