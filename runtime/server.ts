@@ -562,7 +562,7 @@ class Server implements Mongrel2Server {
     const upgrade = upgradeOf(response);
     if (upgrade === undefined || upgrade.handshake !== handshake) {
       throw new TypeError(
-        "Cannot switch protocols: a 101 response must come from m2fetch's upgradeWebSocket() called with this request on the main thread (Deno.upgradeWebSocket() only works under Deno.serve, and --workers cannot serve WebSockets yet)",
+        "Cannot switch protocols: a 101 response must come from m2fetch's upgradeWebSocket() called with this request (Deno.upgradeWebSocket() only works under Deno.serve)",
       );
     }
     // A connection already gone cancels the socket's stream when answered.

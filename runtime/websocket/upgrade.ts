@@ -83,6 +83,62 @@ export function markHandshake(request: Request, acceptKey: string): Handshake {
 }
 
 /**
+ * Returns the handshake mark of a request, if the server marked it.
+ *
+ * @param request A request given to the handler.
+ * @returns The handshake, or `undefined`.
+ *
+ * @example
+ * ```ts
+ * import { handshakeOf, markHandshake } from "./upgrade.ts";
+ * const request = new Request("http://localhost/");
+ * markHandshake(request, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+ * console.assert(handshakeOf(request)?.acceptKey.length === 28);
+ * ```
+ */
+export function handshakeOf(request: Request): Handshake | undefined {
+  return handshakes.get(request);
+}
+
+/**
+ * Makes the upgrade response for a handshake: a marker the server
+ * recognises, reading as status 101 (Fetch cannot construct one).
+ *
+ * @param handshake The handshake it answers.
+ * @param control The socket's control; its frames are the response body.
+ * @param protocol The selected subprotocol, or `""`.
+ * @returns The response.
+ *
+ * @example
+ * ```ts ignore
+ * import { upgradeResponse } from "./upgrade.ts";
+ * const response = upgradeResponse(handshake, control, "");
+ * ```
+ */
+export function upgradeResponse(
+  handshake: Handshake,
+  control: SocketControl,
+  protocol: string,
+): Response {
+  const response = new Response(control.frames, {
+    headers: {
+      upgrade: "websocket",
+      connection: "Upgrade",
+      "sec-websocket-accept": handshake.acceptKey,
+      ...(protocol === "" ? {} : { "sec-websocket-protocol": protocol }),
+    },
+  });
+  // Handlers and middleware (loggers, `ok` checks) must see what
+  // Deno.upgradeWebSocket() gives them; Fetch cannot construct a 101.
+  Object.defineProperties(response, {
+    status: { value: 101 },
+    ok: { value: false },
+  });
+  upgrades.set(response, { handshake, control });
+  return response;
+}
+
+/**
  * Returns the upgrade behind a response made by {@linkcode upgradeWebSocket}
  * for a mongrel2 handshake, or `undefined` for any other response.
  *
@@ -183,22 +239,7 @@ export function upgradeWebSocket(
     maxMessageSize,
     idleTimeout,
   });
-  const response = new Response(control.frames, {
-    headers: {
-      upgrade: "websocket",
-      connection: "Upgrade",
-      "sec-websocket-accept": handshake.acceptKey,
-      ...(protocol === "" ? {} : { "sec-websocket-protocol": protocol }),
-    },
-  });
-  // Handlers and middleware (loggers, `ok` checks) must see what
-  // Deno.upgradeWebSocket() gives them; Fetch cannot construct a 101.
-  Object.defineProperties(response, {
-    status: { value: 101 },
-    ok: { value: false },
-  });
-  upgrades.set(response, { handshake, control });
-  return { socket, response };
+  return { socket, response: upgradeResponse(handshake, control, protocol) };
 }
 
 function checkLimit(name: string, value: number): number {

@@ -2,7 +2,10 @@
  * Messages between the main thread (which owns the ZeroMQ sockets and every
  * connection's state) and the Web Workers that run the handler module.
  * Bodies cross as transferred `ReadableStream`s, so they stream both ways
- * with back-pressure and are never copied whole.
+ * with back-pressure and are never copied whole. A WebSocket lives in the
+ * worker whose handler upgraded it: its outgoing frames are the transferred
+ * body of the upgrade response, and its incoming frames are forwarded as
+ * `ws-frame` messages.
  *
  * @module
  */
@@ -27,6 +30,8 @@ export interface WorkerRequest {
   hostname: string;
   /** mongrel2 facts for `mongrel2Info(request)`. */
   info: Mongrel2RequestInfo | undefined;
+  /** For a WebSocket handshake: the accept key mongrel2 computed. */
+  handshake: string | undefined;
 }
 
 /** Messages the main thread sends a worker. */
@@ -35,7 +40,10 @@ export type ToWorker =
   | WorkerRequest
   | { type: "abort"; id: number; reason: string }
   | { type: "completed"; id: number; ok: boolean }
-  | { type: "ping"; seq: number };
+  | { type: "ping"; seq: number }
+  | { type: "ws-attach"; id: number }
+  | { type: "ws-frame"; id: number; flags: string; payload: Uint8Array }
+  | { type: "ws-go-away"; id: number };
 
 /** Messages a worker sends the main thread. */
 export type FromWorker =
@@ -48,6 +56,8 @@ export type FromWorker =
     statusText: string;
     headers: [string, string][];
     body: ReadableStream<Uint8Array> | null;
+    /** Set when the response upgrades to a WebSocket: its subprotocol. */
+    upgrade: { protocol: string } | undefined;
   }
   | { type: "error"; id: number; message: string; stack: string | undefined }
   | { type: "pong"; seq: number }

@@ -16,6 +16,12 @@
 import { mongrel2Info } from "../info.ts";
 import type { Logger } from "../log.ts";
 import type { FetchHandler } from "../server.ts";
+import type { SocketControl } from "../websocket/socket.ts";
+import {
+  type Handshake,
+  handshakeOf,
+  upgradeResponse,
+} from "../websocket/upgrade.ts";
 import type { FromWorker, ToWorker } from "./messages.ts";
 
 /** Options for {@linkcode WorkerPool.start}. */
@@ -34,6 +40,7 @@ interface Pending {
   resolve: (response: Response) => void;
   reject: (error: unknown) => void;
   responded: boolean;
+  handshake: Handshake | undefined;
 }
 
 const BAD_GATEWAY = new TextEncoder().encode("Bad Gateway");
@@ -140,9 +147,17 @@ class HandlerWorker {
       return;
     }
     pending.responded = true;
+    const body = message.body && this.#follow(message.body);
     try {
+      if (message.upgrade !== undefined && pending.handshake !== undefined) {
+        const control = this.#socketProxy(id, body!);
+        pending.resolve(
+          upgradeResponse(pending.handshake, control, message.upgrade.protocol),
+        );
+        return;
+      }
       pending.resolve(
-        new Response(message.body && this.#follow(message.body), {
+        new Response(body, {
           status: message.status,
           statusText: message.statusText,
           headers: message.headers,
@@ -151,6 +166,32 @@ class HandlerWorker {
     } catch (error) {
       pending.reject(error);
     }
+  }
+
+  /**
+   * The main thread's side of a socket living in this worker: the server
+   * writes its frames and hands it the client's; the socket itself runs
+   * in the worker.
+   */
+  #socketProxy(id: number, frames: ReadableStream<Uint8Array>): SocketControl {
+    return {
+      frames,
+      attach: () => this.send({ type: "ws-attach", id }),
+      receive: (flags, payload) => {
+        // A view into the whole ZeroMQ message: copy just the payload.
+        const copy = payload.slice();
+        this.send({ type: "ws-frame", id, flags, payload: copy }, [
+          copy.buffer,
+        ]);
+      },
+      goAway: () => this.send({ type: "ws-go-away", id }),
+      idleRoute: () => null,
+      queue: () => {
+        throw new TypeError(
+          "Cannot queue a frame on the main thread for a socket that lives in a worker",
+        );
+      },
+    };
   }
 
   /**
@@ -187,7 +228,8 @@ class HandlerWorker {
   ): Promise<Response> {
     const id = this.#nextId++;
     const { promise, resolve, reject } = Promise.withResolvers<Response>();
-    this.pending.set(id, { resolve, reject, responded: false });
+    const handshake = handshakeOf(request);
+    this.pending.set(id, { resolve, reject, responded: false, handshake });
     const body = request.body;
     this.send({
       type: "request",
@@ -198,6 +240,7 @@ class HandlerWorker {
       body,
       hostname: info.remoteAddr.hostname,
       info: mongrel2Info(request),
+      handshake: handshake?.acceptKey,
     }, body === null ? [] : [body]);
     const onAbort = () =>
       this.send({ type: "abort", id, reason: String(request.signal.reason) });

@@ -10,11 +10,14 @@
 
 import { loadHandler } from "../handler.ts";
 import { setMongrel2Info } from "../info.ts";
+import type { SocketControl } from "../websocket/socket.ts";
+import { markHandshake, upgradeOf } from "../websocket/upgrade.ts";
 import type { FetchHandler } from "../server.ts";
 import type { FromWorker, ToWorker, WorkerRequest } from "./messages.ts";
 
 let handler: FetchHandler | null = null;
 const controllers = new Map<number, AbortController>();
+const sockets = new Map<number, SocketControl>();
 const completions = new Map<
   number,
   { resolve: () => void; reject: (reason: unknown) => void }
@@ -57,6 +60,9 @@ async function handle(message: WorkerRequest): Promise<void> {
       signal: controller.signal,
     });
     if (message.info !== undefined) setMongrel2Info(request, message.info);
+    if (message.handshake !== undefined) {
+      markHandshake(request, message.handshake);
+    }
     const response = await handler!(request, {
       remoteAddr: { transport: "tcp", hostname: message.hostname, port: 0 },
       completed,
@@ -68,6 +74,8 @@ async function handle(message: WorkerRequest): Promise<void> {
         }`,
       );
     }
+    const upgrade = upgradeOf(response);
+    if (upgrade !== undefined) sockets.set(message.id, upgrade.control);
     const body = response.body;
     post({
       type: "response",
@@ -76,6 +84,9 @@ async function handle(message: WorkerRequest): Promise<void> {
       statusText: response.statusText,
       headers: [...response.headers],
       body,
+      upgrade: upgrade === undefined
+        ? undefined
+        : { protocol: response.headers.get("sec-websocket-protocol") ?? "" },
     }, body === null ? [] : [body]);
   } catch (error) {
     const { message: text, stack } = describe(error);
@@ -115,8 +126,31 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
       }
       completions.delete(message.id);
       controllers.delete(message.id);
+      sockets.delete(message.id);
       break;
     }
+    case "ws-attach":
+      // Frames reach mongrel2 through the main thread's connection writer,
+      // so broadcast() from a worker queues per socket: no route offers
+      // credits for a shared multi-id reply.
+      sockets.get(message.id)?.attach({
+        sender: "",
+        id: "",
+        transport: {
+          messages: async function* () {},
+          send() {},
+          stopReceiving: () => Promise.resolve(),
+          close: () => Promise.resolve(),
+        },
+        takeCredits: () => false,
+      });
+      break;
+    case "ws-frame":
+      sockets.get(message.id)?.receive(message.flags, message.payload);
+      break;
+    case "ws-go-away":
+      sockets.get(message.id)?.goAway();
+      break;
     case "ping":
       post({ type: "pong", seq: message.seq });
       break;
