@@ -1,0 +1,86 @@
+/**
+ * WebSockets served from handler workers (`--workers`): the socket lives in
+ * the worker that upgraded it, frames cross to and from the main thread.
+ */
+
+import assert from "node:assert/strict";
+import { startCliHarness } from "../e2e/harness.ts";
+
+const APP = "tests/workers/ws_worker_app.ts";
+
+function opened(socket: WebSocket): Promise<void> {
+  return new Promise((resolve, reject) => {
+    socket.onopen = () => resolve();
+    socket.onerror = () => reject(new Error("WebSocket failed to open"));
+  });
+}
+
+function nextMessage(socket: WebSocket): Promise<string | ArrayBuffer> {
+  return new Promise((resolve) => {
+    socket.onmessage = (event) => resolve(event.data);
+  });
+}
+
+Deno.test("--workers 2 echoes WebSocket messages and closes with the client's code", async () => {
+  await using harness = await startCliHarness(APP, {
+    args: ["--workers", "2"],
+  });
+  const socket = new WebSocket(`${harness.url.replace("http", "ws")}/ws`);
+  socket.binaryType = "arraybuffer";
+  await opened(socket);
+
+  let reply = nextMessage(socket);
+  socket.send("hello");
+  assert.equal(await reply, "hello");
+
+  const bytes = new Uint8Array(200_000).map((_, i) => i % 251);
+  reply = nextMessage(socket);
+  socket.send(bytes);
+  assert.deepEqual(new Uint8Array(await reply as ArrayBuffer), bytes);
+
+  reply = nextMessage(socket);
+  socket.send("where");
+  assert.match(String(await reply), /^worker /);
+
+  const closed = new Promise<CloseEvent>((resolve) => socket.onclose = resolve);
+  socket.close(4001, "bye");
+  const event = await closed;
+  assert.equal(event.code, 4001);
+  assert.equal(event.reason, "bye");
+});
+
+Deno.test("--workers 1 fires close on the worker's socket when the client vanishes", async () => {
+  await using harness = await startCliHarness(APP, {
+    args: ["--workers", "1"],
+  });
+  const url = `${harness.url.replace("http", "ws")}/ws`;
+  const first = new WebSocket(url);
+  await opened(first);
+  // The app counts sockets whose close event fired; a new socket asks.
+  const conn = await Deno.connect({
+    port: harness.port,
+    hostname: "127.0.0.1",
+  });
+  const key = btoa("0123456789abcdef");
+  await conn.write(new TextEncoder().encode(
+    `GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n\r\n`,
+  ));
+  const head = new Uint8Array(1024);
+  const n = await conn.read(head);
+  assert.match(
+    new TextDecoder().decode(head.subarray(0, n ?? 0)),
+    /^HTTP\/1\.1 101/,
+  );
+  conn.close(); // no close frame
+  let closedCount = "";
+  for (let attempt = 0; attempt < 50 && closedCount !== "closed 1"; attempt++) {
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const reply = nextMessage(first);
+    first.send("closed?");
+    closedCount = String(await reply);
+  }
+  assert.equal(closedCount, "closed 1");
+  const done = new Promise((resolve) => first.onclose = resolve);
+  first.close();
+  await done;
+});
