@@ -874,27 +874,29 @@ export async function main(args: string[]): Promise<number> {
 }
 
 /**
- * Reports an uncaught error or unhandled rejection (a handler's timer that
- * throws, say) and exits with 1, as `deno serve` does. Left to Deno's own
- * exit path, the process dies of SIGSEGV in zeromq's native teardown while
- * its sockets are open, before the error is even printed.
+ * An uncaught error (a handler's timer that throws, say) is reported and
+ * ends the process with 1, as `deno serve` does; left to Deno's own exit
+ * path, the process dies of SIGSEGV in zeromq's native teardown while its
+ * sockets are open, before the error is even printed. An unhandled
+ * rejection is only logged: a handler's stray promise must not take every
+ * other request down with it.
  */
-function exitOnUncaught(): void {
-  const fail = (what: string, error: unknown) => {
-    console.error(`m2fetch: ${what}:`, error);
-    Deno.exit(1);
-  };
+function handleUncaught(): void {
   globalThis.addEventListener("error", (event) => {
     event.preventDefault();
-    fail("uncaught error", event.error);
+    console.error("m2fetch: uncaught error:", event.error);
+    Deno.exit(1);
   });
   globalThis.addEventListener("unhandledrejection", (event) => {
     event.preventDefault();
-    fail("unhandled promise rejection", event.reason);
+    console.error(
+      "m2fetch: unhandled promise rejection (still serving):",
+      event.reason,
+    );
   });
 }
 
 if (import.meta.main) {
-  exitOnUncaught();
+  handleUncaught();
   Deno.exit(await main(Deno.args));
 }
