@@ -356,6 +356,10 @@ class Server implements Mongrel2Server {
         requestKeepsAlive(version, message.headers.connection),
       date: httpDate(),
     };
+    if (this.#stopping) {
+      this.#reject(exchange, context, 503, "Refused a request while stopping");
+      return;
+    }
     if (marker.kind === "forged" || marker.kind === "done") {
       const reason = marker.kind === "forged"
         ? marker.reason
@@ -670,7 +674,6 @@ class Server implements Mongrel2Server {
   async shutdown(timeoutMs = 10_000): Promise<void> {
     if (this.#stopping) return await this.finished;
     this.#stopping = true;
-    await this.#transport.stopReceiving();
     for (const connection of this.#connections.values()) {
       this.#sockets.get(connection)?.goAway();
     }
@@ -682,6 +685,10 @@ class Server implements Mongrel2Server {
       ]);
       clearTimeout(timer);
     }
+    // Only now: with download.flow_control, mongrel2 sends a credits notice
+    // after every write and stalls that client while no handler takes it,
+    // so receiving must go on (new requests get 503) until the drain ends.
+    await this.#transport.stopReceiving();
     for (const connection of [...this.#connections.values()]) {
       if (connection.pending > 0) {
         connection.cancel(
