@@ -11,24 +11,27 @@
  * - `server`: neither sets it today, but a proxy's name is not the app's.
  *
  * Transport-level headers are compared too: `content-length` and
- * `transfer-encoding` must match. Both servers frame a string, bytes or Blob
- * body with `content-length`, a stream that is still producing with
- * `transfer-encoding: chunked`, and a HEAD whose body is a stream with
- * neither. (`deno serve` 2.9 does not compress responses on its own, so
- * `accept-encoding` makes no difference; if it ever does, the body
+ * `transfer-encoding` must match. Both servers frame a string, bytes or
+ * `URLSearchParams` body with `content-length`, a stream that is still
+ * producing with `transfer-encoding: chunked`, and a HEAD whose body is a
+ * stream with neither. (`deno serve` 2.9 does not compress responses on its
+ * own, so `accept-encoding` makes no difference; if it ever does, the body
  * comparison will show it.)
  *
- * One difference is allowed, only for the cases marked `completeStream`:
- * a `ReadableStream` body that has already closed when the head is written
- * (`examples/streaming.ts?lines=1&interval=0` enqueues its only line and
- * closes at once). `deno serve` frames every JS stream as chunked; m2fetch's
+ * One difference is allowed, only for the cases that give `knownLength`:
+ * bodies that `deno serve` sends as a stream although they are complete
+ * when the head is written: a `Blob`, a `FormData`, or a `ReadableStream`
+ * that has already closed (`examples/streaming.ts?lines=1&interval=0`
+ * enqueues its only line and closes at once). `deno serve` frames those as
+ * chunked (and a HEAD for them with no length at all); m2fetch's
  * `ResponseEncoder` reads the body bytes that are ready within a few
- * microtask turns before writing the head (that is how it gives string and
- * Blob bodies a `content-length`, since the Fetch API does not say what a
- * body was made from), so it sees the whole body and sends `content-length`.
- * Telling the two apart would need Deno's private `Response` internals.
- * Both framings deliver the same bytes; the test checks that m2fetch's
- * `content-length` is exactly the body length, and everything else equal.
+ * microtask turns before writing the head (how it gives string bodies a
+ * `content-length`: the Fetch API does not say what a body was made from),
+ * so it sees the whole body and sends `content-length`. Doing what
+ * `deno serve` does would need Deno's private `Response` internals. Both
+ * framings deliver the same bytes; for these cases the test checks that
+ * `deno serve` sent no length, that m2fetch sent exactly `knownLength` and
+ * no chunked coding, and that everything else is equal.
  *
  * Run: `deno test -A tests/e2e/differential_test.ts`
  *
@@ -48,10 +51,10 @@ interface Case {
   /** A body factory: `FormData` boundaries must be fresh per request. */
   body?: () => BodyInit;
   /**
-   * The body is a stream that has ended before the head is written:
-   * chunked from `deno serve`, `content-length` from m2fetch (see above).
+   * The body is complete when the head is written but `deno serve` streams
+   * it: m2fetch sends this `content-length` instead (see above).
    */
-  completeStream?: boolean;
+  knownLength?: number;
 }
 
 /** What is compared. */
@@ -215,41 +218,172 @@ const TABLES: Record<string, Case[]> = {
     {
       name: "GET one line",
       path: "/?lines=1&interval=0",
-      completeStream: true,
+      knownLength: 12,
     },
     { name: "HEAD a stream", path: "/?lines=3&interval=20", method: "HEAD" },
     { name: "POST", path: "/", method: "POST", body: () => "x" },
   ],
 };
 
-for (const [app, table] of Object.entries(TABLES)) {
-  Deno.test(`deno serve and m2fetch answer ${app} alike`, async (t) => {
-    await using direct = await startDenoServe(app);
-    await using m2fetch = await startCliHarness(app);
-    const directClient = Deno.createHttpClient({});
-    const m2Client = Deno.createHttpClient({});
-    try {
-      for (const item of table) {
-        await t.step(item.name, async () => {
-          const expected = await observe(directClient, direct.url, item);
-          const actual = await observe(m2Client, m2fetch.url, item);
-          if (item.completeStream) {
-            assert.equal(header(expected, "transfer-encoding"), "chunked");
-            assert.equal(header(expected, "content-length"), undefined);
-            assert.equal(header(actual, "transfer-encoding"), undefined);
-            assert.equal(
-              header(actual, "content-length"),
-              String(actual.body.length),
-            );
-            expected.headers = withoutFraming(expected.headers);
-            actual.headers = withoutFraming(actual.headers);
-          }
-          assert.deepEqual(actual, expected);
-        });
+/**
+ * A module with the handler edge cases: errors, odd statuses, repeated
+ * headers, body kinds. Written to a temp dir, so both servers load the very
+ * same file.
+ */
+const EDGE_APP = `
+const text = new TextEncoder();
+export default {
+  async fetch(request) {
+    const path = new URL(request.url).pathname;
+    switch (path) {
+      case "/throw": throw new Error("thrown on purpose");
+      case "/async-throw": await Promise.resolve(); throw new Error("later");
+      case "/not-a-response": return "not a response";
+      case "/null": return null;
+      case "/teapot": return new Response("short and stout", { status: 418 });
+      case "/unknown-status": return new Response("?", { status: 599 });
+      case "/status-text":
+        return new Response("x", { status: 200, statusText: "Fine Thanks" });
+      case "/cookies": {
+        const headers = new Headers({ "X-Upper-Case": "Yes" });
+        headers.append("set-cookie", "a=1; Path=/");
+        headers.append("set-cookie", "b=2; Expires=Wed, 21 Oct 2099 07:28:00 GMT");
+        headers.append("x-multi", "1");
+        headers.append("x-multi", "2");
+        return new Response("cookies", { headers });
       }
-    } finally {
-      directClient.close();
-      m2Client.close();
+      case "/declared-length":
+        return new Response(new ReadableStream({
+          start(controller) {
+            controller.enqueue(text.encode("abc"));
+            setTimeout(() => {
+              try {
+                controller.enqueue(text.encode("def"));
+                controller.close();
+              } catch { /* cancelled (HEAD) */ }
+            }, 20);
+          },
+        }), { headers: { "content-length": "6" } });
+      case "/empty-stream":
+        return new Response(new ReadableStream({
+          start(controller) {
+            setTimeout(() => {
+              try { controller.close(); } catch { /* cancelled (HEAD) */ }
+            }, 20);
+          },
+        }));
+      case "/closed-stream":
+        return new Response(new ReadableStream({
+          start(controller) {
+            controller.enqueue(new Uint8Array([0, 1, 2, 255]));
+            controller.close();
+          },
+        }));
+      case "/blob":
+        return new Response(new Blob(["blob!"], { type: "text/x-blob" }));
+      case "/search-params":
+        return new Response(new URLSearchParams({ a: "1 2", b: "&" }));
+      case "/empty": return new Response("");
+      case "/redirect": return Response.redirect("http://example.com/next", 307);
+      case "/no-content":
+        return new Response(null, { status: 204, headers: { "x-a": "b" } });
+      case "/not-modified":
+        return new Response(null, { status: 304, headers: { etag: '"v1"' } });
+      case "/length": {
+        const body = new Uint8Array(await request.arrayBuffer());
+        return Response.json({ method: request.method, length: body.length });
+      }
     }
-  });
+    return new Response("default");
+  },
+};
+`;
+
+const EDGE_TABLE: Case[] = [
+  ...[
+    "/throw",
+    "/async-throw",
+    "/not-a-response",
+    "/null",
+    "/teapot",
+    "/unknown-status",
+    "/status-text",
+    "/cookies",
+    "/declared-length",
+    "/empty-stream",
+    "/search-params",
+    "/empty",
+    "/redirect",
+    "/no-content",
+    "/not-modified",
+  ].flatMap((path): Case[] => [
+    { name: `GET ${path}`, path },
+    { name: `HEAD ${path}`, path, method: "HEAD" },
+  ]),
+  { name: "GET /closed-stream", path: "/closed-stream", knownLength: 4 },
+  {
+    name: "HEAD /closed-stream",
+    path: "/closed-stream",
+    method: "HEAD",
+    knownLength: 4,
+  },
+  { name: "GET /blob", path: "/blob", knownLength: 5 },
+  { name: "HEAD /blob", path: "/blob", method: "HEAD", knownLength: 5 },
+  ...["POST", "PUT", "PATCH", "DELETE", "OPTIONS"].map((method): Case => ({
+    name: `${method} with a body`,
+    path: "/length",
+    method,
+    body: () => "x".repeat(1000),
+  })),
+  { name: "OPTIONS without a body", path: "/length", method: "OPTIONS" },
+];
+
+async function compare(t: Deno.TestContext, app: string, table: Case[]) {
+  await using direct = await startDenoServe(app);
+  await using m2fetch = await startCliHarness(app);
+  const directClient = Deno.createHttpClient({});
+  const m2Client = Deno.createHttpClient({});
+  try {
+    for (const item of table) {
+      await t.step(item.name, async () => {
+        const expected = await observe(directClient, direct.url, item);
+        const actual = await observe(m2Client, m2fetch.url, item);
+        if (item.knownLength !== undefined) {
+          assert.equal(header(expected, "content-length"), undefined);
+          assert.equal(
+            header(expected, "transfer-encoding"),
+            item.method === "HEAD" ? undefined : "chunked",
+          );
+          assert.equal(header(actual, "transfer-encoding"), undefined);
+          assert.equal(
+            header(actual, "content-length"),
+            String(item.knownLength),
+          );
+          expected.headers = withoutFraming(expected.headers);
+          actual.headers = withoutFraming(actual.headers);
+        }
+        assert.deepEqual(actual, expected);
+      });
+    }
+  } finally {
+    directClient.close();
+    m2Client.close();
+  }
 }
+
+for (const [app, table] of Object.entries(TABLES)) {
+  Deno.test(
+    `deno serve and m2fetch answer ${app} alike`,
+    (t) => compare(t, app, table),
+  );
+}
+
+Deno.test("deno serve and m2fetch handle handler edge cases alike", async (t) => {
+  const dir = await Deno.makeTempDir({ prefix: "m2d-" });
+  try {
+    await Deno.writeTextFile(`${dir}/edge_app.js`, EDGE_APP);
+    await compare(t, `${dir}/edge_app.js`, EDGE_TABLE);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

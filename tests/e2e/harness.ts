@@ -26,6 +26,7 @@
  */
 
 import assert from "node:assert/strict";
+import { concatBytes, decodeByteString } from "../../runtime/protocol/bytes.ts";
 import { loadHandler } from "../../runtime/handler.ts";
 import { createLogger } from "../../runtime/log.ts";
 import {
@@ -310,6 +311,8 @@ export interface CliHarness extends AsyncDisposable {
   readonly process: Deno.ChildProcess;
   /** m2fetch's stdout and stderr so far. */
   output(): string;
+  /** Opens a raw TCP connection to mongrel2. */
+  raw(): Promise<RawClient>;
   /**
    * Sends `signal` to m2fetch and resolves with its exit status; mongrel2
    * keeps running until `close()`.
@@ -433,6 +436,7 @@ export async function startCliHarness(
     mongrel2,
     process: child,
     output: () => text,
+    raw: () => RawClient.connect(mongrel2.port),
     stop,
     close,
     [Symbol.asyncDispose]: close,
@@ -954,36 +958,11 @@ function indexOf(haystack: Uint8Array, needle: Uint8Array, from: number) {
 }
 
 function latin1(bytes: Uint8Array): string {
-  let text = "";
-  for (let i = 0; i < bytes.length; i += 8192) {
-    text += String.fromCharCode(...bytes.subarray(i, i + 8192));
-  }
-  return text;
+  return decodeByteString(bytes, 0, bytes.length);
 }
 
-/**
- * Concatenates byte arrays.
- *
- * @param parts The arrays.
- * @returns One array.
- *
- * @example
- * ```ts
- * import { concat } from "./harness.ts";
- * console.assert(concat([new Uint8Array([1]), new Uint8Array([2])]).length === 2);
- * ```
- */
-export function concat(parts: Uint8Array[]): Uint8Array {
-  let length = 0;
-  for (const part of parts) length += part.length;
-  const out = new Uint8Array(length);
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
-  return out;
-}
+/** Concatenates byte arrays (the runtime's own helper). */
+export const concat: (parts: readonly Uint8Array[]) => Uint8Array = concatBytes;
 
 /**
  * Runs `curl` and returns its status, stdout bytes and stderr text.
