@@ -8,7 +8,7 @@
  * @module
  */
 
-import { decodeByteString } from "../protocol/bytes.ts";
+import { concatBytes, decodeByteString } from "../protocol/bytes.ts";
 import type { BodyFraming } from "./response.ts";
 
 export type { BodyFraming } from "./response.ts";
@@ -398,14 +398,6 @@ function readChunked(
       at = dataEnd + 2;
     }
   } finally {
-    let length = 0;
-    for (const chunk of chunks) length += chunk.length;
-    const body = new Uint8Array(length);
-    let offset = 0;
-    for (const chunk of chunks) {
-      body.set(chunk, offset);
-      offset += chunk.length;
-    }
-    response.body = body;
+    response.body = concatBytes(chunks);
   }
 }

@@ -86,7 +86,9 @@ export function encodeByteString(text: string): Uint8Array {
  * console.assert(concatBytes([new Uint8Array([1]), new Uint8Array([2])]).length === 2);
  * ```
  */
-export function concatBytes(parts: readonly Uint8Array[]): Uint8Array {
+export function concatBytes(
+  parts: readonly Uint8Array[],
+): Uint8Array<ArrayBuffer> {
   let length = 0;
   for (const part of parts) length += part.length;
   const out = new Uint8Array(length);

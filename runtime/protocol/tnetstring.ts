@@ -9,7 +9,12 @@
  * @module
  */
 
-import { decodeByteString, encodeByteString, parseDecimal } from "./bytes.ts";
+import {
+  concatBytes,
+  decodeByteString,
+  encodeByteString,
+  parseDecimal,
+} from "./bytes.ts";
 import { ProtocolError } from "./errors.ts";
 
 /** A value a tnetstring can hold. */
@@ -280,15 +285,7 @@ const encoder = new TextEncoder();
 export function encodeTNetstring(value: TNetValue | Uint8Array): Uint8Array {
   const parts: Uint8Array[] = [];
   encodeInto(value, parts);
-  let length = 0;
-  for (const part of parts) length += part.length;
-  const out = new Uint8Array(length);
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
-  return out;
+  return concatBytes(parts);
 }
 
 function frame(parts: Uint8Array[], payloadParts: Uint8Array[], tag: string) {
