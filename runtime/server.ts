@@ -173,6 +173,7 @@ class Server implements Mongrel2Server {
   #inFlight = 0;
   #sweepTimer: ReturnType<typeof setInterval>;
   #lastKeepAlive = performance.now();
+  #lastMessage = performance.now();
   #stopping = false;
   #drained: (() => void) | null = null;
   #resolveFinished!: () => void;
@@ -217,6 +218,7 @@ class Server implements Mongrel2Server {
   async #receive(): Promise<void> {
     try {
       for await (const bytes of this.#transport.messages()) {
+        this.#lastMessage = performance.now();
         this.#dispatch(bytes);
       }
     } catch (error) {
@@ -674,6 +676,7 @@ class Server implements Mongrel2Server {
   async shutdown(timeoutMs = 10_000): Promise<void> {
     if (this.#stopping) return await this.finished;
     this.#stopping = true;
+    const started = performance.now();
     for (const connection of this.#connections.values()) {
       this.#sockets.get(connection)?.goAway();
     }
@@ -687,7 +690,17 @@ class Server implements Mongrel2Server {
     }
     // Only now: with download.flow_control, mongrel2 sends a credits notice
     // after every write and stalls that client while no handler takes it,
-    // so receiving must go on (new requests get 503) until the drain ends.
+    // so receiving must go on (new requests get 503) until mongrel2 has
+    // written what it was handed: every credit window full again, and no
+    // notice for a moment (closed connections are no longer tracked).
+    const deadline = started + timeoutMs;
+    const writing = () =>
+      [...this.#connections.values()].some((connection) =>
+        connection.credits !== null && connection.credits < MAX_CREDITS
+      ) || performance.now() - this.#lastMessage < 100;
+    while (writing() && performance.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
     await this.#transport.stopReceiving();
     for (const connection of [...this.#connections.values()]) {
       if (connection.pending > 0) {
