@@ -219,7 +219,16 @@ class Server implements Mongrel2Server {
     try {
       for await (const bytes of this.#transport.messages()) {
         this.#lastMessage = performance.now();
-        this.#dispatch(bytes);
+        try {
+          this.#dispatch(bytes);
+        } catch (error) {
+          // One message m2fetch cannot handle must not stop the loop that
+          // serves every other connection.
+          this.#logger.error(
+            `Dropped a message from mongrel2 that m2fetch failed to handle (${bytes.length} bytes)`,
+            error,
+          );
+        }
       }
     } catch (error) {
       this.#logger.error("Receiving from mongrel2 failed", error);
@@ -262,6 +271,14 @@ class Server implements Mongrel2Server {
       return;
     }
     const method = firstHeader(message.headers, "METHOD");
+    if (method === undefined) {
+      // mongrel2 leaves METHOD out only of upload.stream continuations
+      // (alt headers, §1.11), which m2fetch does not take: not a request.
+      this.#logger.warn(
+        `Dropped a message without METHOD on connection ${message.connectionId} (an upload.stream piece? m2fetch takes uploads through upload.temp_store)`,
+      );
+      return;
+    }
     if (method === "JSON" || method === "XML") {
       this.#logger.warn(
         `Ignored a ${method} socket message on connection ${message.connectionId}: m2fetch serves HTTP`,

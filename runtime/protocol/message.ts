@@ -32,6 +32,13 @@ export interface Mongrel2Message {
 
 const SPACE = 0x20;
 const MAX_SENDER_LENGTH = 128;
+/** Connection ids are uint32; replies take at most 10 digits. */
+const MAX_ID_DIGITS = 10;
+const SENDER_BYTE = new Uint8Array(256);
+for (const [from, to] of [[0x30, 0x39], [0x41, 0x5a], [0x61, 0x7a]]) {
+  for (let byte = from; byte <= to; byte++) SENDER_BYTE[byte] = 1;
+}
+SENDER_BYTE[0x2d] = 1;
 
 /**
  * Parses one mongrel2 message from its bytes.
@@ -58,13 +65,23 @@ export function parseMessage(bytes: Uint8Array): Mongrel2Message {
       0,
     );
   }
+  for (let i = 0; i < firstSpace; i++) {
+    // mongrel2 rejects a reply whose sender holds anything else (§1.7), so
+    // such a message could never be answered.
+    if (!SENDER_BYTE[bytes[i]]) {
+      throw new ProtocolError(
+        "Cannot parse message: the sender may only hold letters, digits and '-'",
+        i,
+      );
+    }
+  }
   const secondSpace = bytes.indexOf(SPACE, firstSpace + 1);
   if (
-    secondSpace < 0 ||
+    secondSpace < 0 || secondSpace - firstSpace - 1 > MAX_ID_DIGITS ||
     parseDecimal(bytes, firstSpace + 1, secondSpace) < 0
   ) {
     throw new ProtocolError(
-      "Cannot parse message: connection id is not a decimal number followed by a space",
+      "Cannot parse message: connection id is not a decimal number of at most 10 digits followed by a space",
       firstSpace + 1,
     );
   }
