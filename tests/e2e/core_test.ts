@@ -464,6 +464,23 @@ withHarness("Connection: close closes after the response", async (h) => {
   assert.equal(rest.length, 0);
 });
 
+withHarness(
+  "Connection: close in a pipeline ends it: later requests get no answer",
+  async (h) => {
+    await using client = await h.raw();
+    await client.write(
+      "GET /text HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" +
+        "GET /echo HTTP/1.1\r\nHost: x\r\n\r\n",
+    );
+    const first = await client.readResponse();
+    assert.equal(decoder.decode(first.body), "hello world");
+    const rest = await client.waitForClose(5000);
+    assert.ok(rest !== null, "the connection stayed open");
+    assert.equal(decoder.decode(rest), "");
+    assert.ok(await waitForValue(() => h.server.inFlight === 0, 2000));
+  },
+);
+
 Deno.test("pipelined requests are answered in request order", async () => {
   const finished: string[] = [];
   await using h = await startHarness(async (request) => {
