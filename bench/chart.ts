@@ -131,8 +131,11 @@ export function renderLineChart(options: LineChartOptions): string {
   const yMax = scale.top;
   const logMin = Math.log2(xs[0] ?? 1);
   const logSpan = Math.max(1, Math.log2(xs[xs.length - 1] ?? 2) - logMin);
+  // The first and last x sit a little inside the plot, clear of the y labels.
+  const inset = 28;
   const px = (x: number) =>
-    LEFT + ((Math.log2(x) - logMin) / logSpan) * plotWidth;
+    LEFT + inset +
+    ((Math.log2(x) - logMin) / logSpan) * (plotWidth - 2 * inset);
   const py = (y: number) => TOP + plotHeight - (y / yMax) * plotHeight;
   const f = (n: number) => n.toFixed(1);
 
@@ -212,26 +215,36 @@ export function renderLineChart(options: LineChartOptions): string {
       }</text>`,
     );
   });
-  out.push(...placeLabels(labels, px));
+  out.push(
+    ...placeLabels(labels, px, { top: TOP, bottom: TOP + plotHeight - 3 }),
+  );
   out.push("</svg>", "");
   return out.join("\n");
 }
 
 /**
- * Puts each value label above its point, or below when that would overlap
- * a label already placed at the same x, or leaves it out when both would.
+ * Puts each value label above its point, or below it when that would
+ * overlap another label or point at the same x or leave the plot, or leaves
+ * it out (the tables have every number).
  */
 function placeLabels(
   labels: { x: number; y: number; text: string; color: string }[],
   px: (x: number) => number,
+  bounds: { top: number; bottom: number },
 ): string[] {
   const out: string[] = [];
   const taken = new Map<number, number[]>();
   for (const label of [...labels].sort((a, b) => a.y - b.y)) {
     const used = taken.get(label.x) ?? [];
     taken.set(label.x, used);
+    const points = labels.filter((other) =>
+      other !== label && other.x === label.x
+    ).map((other) => other.y);
+    // A label's glyphs span about 9 px above its baseline and 2 below.
     const free = (baseline: number) =>
-      used.every((other) => Math.abs(other - baseline) >= LABEL_HEIGHT);
+      baseline - 9 >= bounds.top && baseline + 2 <= bounds.bottom &&
+      used.every((other) => Math.abs(other - baseline) >= LABEL_HEIGHT) &&
+      points.every((y) => y < baseline - 14 || y > baseline + 6);
     const baseline = [label.y - 9, label.y + 17].find(free);
     if (baseline === undefined) continue;
     used.push(baseline);

@@ -223,13 +223,47 @@ const CLOCK_TICKS = 100;
  * `/proc/PID/stat`, with the 10 ms resolution of the kernel's clock ticks.
  *
  * @param pid The process id.
+ * @param procDir Where its `stat` is (a thread's `/proc/PID/task/TID`).
  * @returns Seconds.
  */
-export function readCpuSeconds(pid: number): number {
-  const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+export function readCpuSeconds(
+  pid: number,
+  procDir = `/proc/${pid}`,
+): number {
+  const stat = Deno.readTextFileSync(`${procDir}/stat`);
   // The command name (field 2) may hold spaces; count from after it.
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
   return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+}
+
+/**
+ * Returns the CPU time of each live thread of a process, summed by thread
+ * name (`main` for the process's own thread; numbered names such as
+ * `ZMQbg/IO/0` lose their number). Threads that already exited are not
+ * listed: their time only shows in {@linkcode readCpuSeconds}.
+ *
+ * @param pid The process id.
+ * @returns Seconds per thread name.
+ */
+export function readThreadCpuSeconds(pid: number): Record<string, number> {
+  const seconds: Record<string, number> = {};
+  for (const task of Deno.readDirSync(`/proc/${pid}/task`)) {
+    let comm: string;
+    try {
+      comm = Deno.readTextFileSync(`/proc/${pid}/task/${task.name}/comm`)
+        .trim();
+    } catch {
+      continue; // The thread ended meanwhile.
+    }
+    const name = task.name === String(pid) ? "main" : comm.replace(/\d+$/, "");
+    try {
+      seconds[name] = (seconds[name] ?? 0) +
+        readCpuSeconds(Number(task.name), `/proc/${pid}/task/${task.name}`);
+    } catch {
+      // The thread ended meanwhile.
+    }
+  }
+  return seconds;
 }
 
 /** A download measured by curl. */

@@ -28,6 +28,7 @@ import {
 import {
   curlDownload,
   readCpuSeconds,
+  readThreadCpuSeconds,
   REPO_ROOT,
   spawnM2fetch,
   waitForOk,
@@ -60,6 +61,57 @@ function formatEntries(title: string, entries: ProfileEntry[]): string {
     );
   }
   return lines.join("\n");
+}
+
+function perUnit(seconds: number, units: number): string {
+  return ((seconds / units) * 1e6).toFixed(1);
+}
+
+const PERF_EVENTS = [
+  "syscalls:sys_enter_clone3",
+  "syscalls:sys_enter_poll",
+  "syscalls:sys_enter_getpid",
+  "syscalls:sys_enter_epoll_wait",
+  "context-switches",
+];
+
+/**
+ * Counts thread spawns, polls and context switches of a process with
+ * `perf stat` until `stop()`, or returns null when perf cannot run.
+ */
+function startPerfStat(
+  pid: number,
+): { stop(): Promise<Record<string, number> | null> } | null {
+  let child: Deno.ChildProcess;
+  try {
+    child = new Deno.Command("perf", {
+      args: ["stat", "-x,", "-e", PERF_EVENTS.join(","), "-p", String(pid)],
+      stdin: "null",
+      stdout: "null",
+      stderr: "piped",
+    }).spawn();
+  } catch {
+    return null;
+  }
+  return {
+    async stop() {
+      try {
+        child.kill("SIGINT");
+      } catch {
+        // perf already exited (e.g. no permission for tracepoints).
+      }
+      const output = await child.output();
+      const counts: Record<string, number> = {};
+      for (const line of new TextDecoder().decode(output.stderr).split("\n")) {
+        const fields = line.split(",");
+        if (fields.length < 3 || !/^\d+$/.test(fields[0])) continue;
+        counts[fields[2].replace("syscalls:sys_enter_", "")] = Number(
+          fields[0],
+        );
+      }
+      return Object.keys(counts).length > 0 ? counts : null;
+    },
+  };
 }
 
 async function main(args: string[]): Promise<number> {
@@ -101,11 +153,17 @@ async function main(args: string[]): Promise<number> {
     });
     let load: string;
     let cpu: { m2fetch: number; mongrel2: number };
+    let unit: string;
+    let units: number;
+    const threads: Record<string, number> = {};
+    let syscalls: Record<string, number> | null = null;
     try {
       const warmUrl = scenario === "hello"
         ? `${mongrel2.url}/`
         : `${mongrel2.url}/stream/1048576`;
       await waitForOk(warmUrl, { process: app });
+      const counter = startPerfStat(app.pid);
+      const threadsBefore = readThreadCpuSeconds(app.pid);
       const before = {
         m2fetch: readCpuSeconds(app.pid),
         mongrel2: readCpuSeconds(mongrel2.pid),
@@ -121,6 +179,8 @@ async function main(args: string[]): Promise<number> {
           connections,
           seconds,
         });
+        unit = "request";
+        units = result.requests;
         load = `wrk -c${connections} -d${seconds}s: ${
           result.requestsPerSecond.toFixed(0)
         } requests/s, ${result.requests} requests, p50 ${result.p50Ms} ms, p99 ${result.p99Ms} ms`;
@@ -130,6 +190,8 @@ async function main(args: string[]): Promise<number> {
         const download = await curlDownload(
           `${mongrel2.url}/stream/${bytes}`,
         );
+        unit = "MiB";
+        units = download.bytes / 2 ** 20;
         load = `curl ${download.bytes} bytes in ${
           download.seconds.toFixed(2)
         } s (${
@@ -140,6 +202,11 @@ async function main(args: string[]): Promise<number> {
         m2fetch: readCpuSeconds(app.pid) - before.m2fetch,
         mongrel2: readCpuSeconds(mongrel2.pid) - before.mongrel2,
       };
+      const threadsAfter = readThreadCpuSeconds(app.pid);
+      for (const [name, seconds] of Object.entries(threadsAfter)) {
+        threads[name] = seconds - (threadsBefore[name] ?? 0);
+      }
+      syscalls = await counter?.stop() ?? null;
     } finally {
       await app.stop();
     }
@@ -172,6 +239,23 @@ async function main(args: string[]): Promise<number> {
         `Sampled ${(summary.totalMs / 1000).toFixed(2)} s of the main thread, ${
           (summary.idleMs / 1000).toFixed(2)
         } s of it idle. Shares are of all sampled time.`,
+        "",
+        `Per ${unit} (${units.toFixed(0)} ${unit}s): m2fetch ${
+          perUnit(cpu.m2fetch, units)
+        } µs CPU, mongrel2 ${
+          perUnit(cpu.mongrel2, units)
+        } µs. By live thread: ${
+          Object.entries(threads).filter(([, seconds]) => seconds > 0).map((
+            [name, seconds],
+          ) => `${name} ${perUnit(seconds, units)} µs`).join(", ")
+        } (threads that ended during the load are in the total only).`,
+        syscalls === null
+          ? "(perf not available: no syscall counts.)"
+          : `perf stat, per ${unit}: ${
+            Object.entries(syscalls).map(([name, count]) =>
+              `${name} ${(count / units).toFixed(2)}`
+            ).join(", ")
+          }.`,
         "",
         formatEntries("Self time by area:", summary.areas),
         "",
