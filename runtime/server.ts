@@ -422,6 +422,22 @@ class Server implements Mongrel2Server {
       );
       return;
     }
+    const declared = firstHeader(message.headers, "content-length");
+    if (
+      declared !== undefined &&
+      !(/^\d{1,15}$/.test(declared) && Number(declared) === message.body.length)
+    ) {
+      // mongrel2 forwards a Content-Length above 2^31-1, negative or not a
+      // number with no body at all (§1.5): the header would lie to the
+      // handler, and the body bytes are already lost.
+      this.#reject(
+        exchange,
+        context,
+        400,
+        `Refused a request whose Content-Length "${declared}" is not the ${message.body.length} bytes mongrel2 passed`,
+      );
+      return;
+    }
     this.#handle(exchange, message, context);
   }
 
