@@ -17,12 +17,12 @@
  * - start-up: from spawning m2fetch to the first request served;
  * - the `deno bench` micro-benchmarks of the codecs, when present.
  *
- * It prints one table, checks the targets (PASS/MISS), and writes
- * `bench/results/latest.md` and `bench/results/throughput.svg`.
+ * It prints one report, checks the targets (PASS/MISS), and writes
+ * `bench/results/latest.md`, `latest.json` and `throughput.svg`.
  *
  * ```sh
- * deno task bench              # 10 s per point
- * deno task bench --quick      # 3 s per point, fewer repetitions
+ * deno task bench              # 3 rounds of 10 s per wrk point
+ * deno task bench --quick      # 1 round of 3 s per point, fewer repetitions
  * deno task bench --help
  * ```
  *
@@ -82,7 +82,8 @@ itself (Dir) and against deno serve, and writes bench/results/.
 
 Options:
   --duration S        seconds per wrk point (default 10; --quick: 3)
-  --warmup S          seconds of wrk warm-up before each point (default 2; --quick: 1)
+  --warmup S          seconds of wrk warm-up before a point's first round
+                      (default 2; --quick: 1)
   --connections LIST  wrk concurrencies (default 1,16,64,256)
   --rounds N          times every wrk point is measured; the report takes the
                       median (default 3; --quick: 1)
@@ -216,6 +217,17 @@ function cpuSnapshot(watch: CpuWatch): Record<string, number> {
   return snapshot;
 }
 
+/** CPU seconds each watched process used since `before`. */
+function cpuSince(
+  watch: CpuWatch,
+  before: Record<string, number>,
+): Record<string, number> {
+  const now = cpuSnapshot(watch);
+  const used: Record<string, number> = {};
+  for (const name of Object.keys(watch)) used[name] = now[name] - before[name];
+  return used;
+}
+
 async function measureHello(
   settings: Settings,
   targets: Record<ServerName, Target>,
@@ -274,11 +286,7 @@ async function measureHelloPoint(
       connections,
       seconds: settings.duration,
     });
-    const after = cpuSnapshot(cpu);
-    const used: Record<string, number> = {};
-    for (const name of Object.keys(cpu)) {
-      used[name] = after[name] - before[name];
-    }
+    const used = cpuSince(cpu, before);
     runs.push({ ...result, server, connections, round, cpu: used });
   }
   return runs;
@@ -352,15 +360,11 @@ async function measureStream(
         runPeaks.push(runPeak);
         peakRss = Math.max(peakRss, runPeak);
       }
-      const after = cpuSnapshot(cpu);
+      const used = cpuSince(cpu, before);
       if (download.status !== 200 || download.bytes !== settings.streamBytes) {
         throw new Error(
           `${server} answered ${url} with status ${download.status} and ${download.bytes} of ${settings.streamBytes} bytes`,
         );
-      }
-      const used: Record<string, number> = {};
-      for (const name of Object.keys(cpu)) {
-        used[name] = after[name] - before[name];
       }
       runs.push({ ...download, server, cpu: used });
     }
@@ -387,7 +391,7 @@ async function measureMicro(): Promise<MicroReport> {
     env: { NO_COLOR: "1" },
   }).output();
   const text = new TextDecoder().decode(output.stdout);
-  let report: {
+  let parsed: {
     benches: {
       origin: string;
       group: string | null;
@@ -398,7 +402,7 @@ async function measureMicro(): Promise<MicroReport> {
     }[];
   };
   try {
-    report = JSON.parse(text);
+    parsed = JSON.parse(text);
   } catch {
     return {
       files,
@@ -409,7 +413,7 @@ async function measureMicro(): Promise<MicroReport> {
     };
   }
   const results: MicroResult[] = [];
-  for (const bench of report.benches) {
+  for (const bench of parsed.benches) {
     const ok = bench.results[0]?.ok;
     if (ok === undefined) continue;
     results.push({
