@@ -537,17 +537,28 @@ async function run(settings: Settings): Promise<Results> {
       handler.recvSpec,
     );
 
-    // Hello world: one m2fetch and one deno serve, both kept for all points.
-    const helloApp = spawnM2fetch({
-      app: HELLO_APP,
-      sendSpec: handler.sendSpec,
-      recvSpec: handler.recvSpec,
-    });
-    running.push(helloApp);
-    const servePort = await findFreePort();
-    const serve = spawnDenoServe(HELLO_APP, servePort);
-    running.push(serve);
-    const serveUrl = `http://127.0.0.1:${servePort}`;
+    // The same module under m2fetch (behind mongrel2) and deno serve.
+    const startApp = async (app: string, probe: string) => {
+      const m2fetch = spawnM2fetch({
+        app,
+        sendSpec: handler.sendSpec,
+        recvSpec: handler.recvSpec,
+      });
+      running.push(m2fetch);
+      const port = await findFreePort();
+      const serve = spawnDenoServe(app, port);
+      running.push(serve);
+      const serveUrl = `http://127.0.0.1:${port}`;
+      await waitForOk(`${mongrel2.url}${probe}`, { process: m2fetch });
+      await waitForOk(`${serveUrl}${probe}`, { process: serve });
+      return { m2fetch, serve, serveUrl };
+    };
+
+    // Hello world: one of each server, kept for all points.
+    const { m2fetch: helloApp, serve, serveUrl } = await startApp(
+      HELLO_APP,
+      "/",
+    );
     const floor = spawnDeno([
       "run",
       "-A",
@@ -556,8 +567,6 @@ async function run(settings: Settings): Promise<Results> {
       floorHandler.recvSpec,
     ]);
     running.push(floor);
-    await waitForOk(`${mongrel2.url}/`, { process: helloApp });
-    await waitForOk(`${serveUrl}/`, { process: serve });
     await waitForOk(`${mongrel2.url}/floor/`, { process: floor });
     for (
       const url of [
@@ -588,20 +597,11 @@ async function run(settings: Settings): Promise<Results> {
     await delay(100);
 
     // Streaming: a fresh m2fetch, so its idle and peak RSS are its own.
-    const streamApp = spawnM2fetch({
-      app: STREAM_APP,
-      sendSpec: handler.sendSpec,
-      recvSpec: handler.recvSpec,
-    });
-    running.push(streamApp);
-    const streamPort = await findFreePort();
-    const streamServe = spawnDenoServe(STREAM_APP, streamPort);
-    running.push(streamServe);
-    const streamServeUrl = `http://127.0.0.1:${streamPort}`;
-    await waitForOk(`${mongrel2.url}/stream/${MIB}`, { process: streamApp });
-    await waitForOk(`${streamServeUrl}/stream/${MIB}`, {
-      process: streamServe,
-    });
+    const {
+      m2fetch: streamApp,
+      serve: streamServe,
+      serveUrl: streamServeUrl,
+    } = await startApp(STREAM_APP, `/stream/${MIB}`);
     const stream = await measureStream(settings, {
       "m2fetch": {
         url: `${mongrel2.url}/stream/${settings.streamBytes}`,
