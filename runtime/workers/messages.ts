@@ -38,7 +38,7 @@ export interface WorkerRequest {
 export type ToWorker =
   | { type: "load"; module: string }
   | WorkerRequest
-  | { type: "abort"; id: number; reason: string }
+  | { type: "abort"; id: number; reason: string; name?: string }
   | { type: "completed"; id: number; ok: boolean }
   | { type: "ping"; seq: number }
   | { type: "ws-attach"; id: number }

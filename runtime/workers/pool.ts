@@ -242,8 +242,17 @@ class HandlerWorker {
       info: mongrel2Info(request),
       handshake: handshake?.acceptKey,
     }, body === null ? [] : [body]);
-    const onAbort = () =>
-      this.send({ type: "abort", id, reason: String(request.signal.reason) });
+    const onAbort = () => {
+      const reason = request.signal.reason;
+      this.send({
+        type: "abort",
+        id,
+        reason: reason instanceof Error ? reason.message : String(reason),
+        // The worker's signal says why, like the main thread's: a
+        // TimeoutError for --timeout, an AbortError for a client that left.
+        name: reason instanceof Error ? reason.name : undefined,
+      });
+    };
     request.signal.addEventListener("abort", onAbort, { once: true });
     const finish = (ok: boolean) => {
       request.signal.removeEventListener("abort", onAbort);

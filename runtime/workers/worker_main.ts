@@ -111,7 +111,7 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
       break;
     case "abort":
       controllers.get(message.id)?.abort(
-        new DOMException(message.reason, "AbortError"),
+        new DOMException(message.reason, message.name ?? "AbortError"),
       );
       break;
     case "completed": {
