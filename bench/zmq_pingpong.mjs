@@ -17,6 +17,7 @@
  * @module
  */
 
+import { rmSync } from "node:fs";
 import process from "node:process";
 import * as zmq from "zeromq";
 
@@ -26,7 +27,8 @@ const runtime = typeof Deno === "undefined"
   : `deno ${Deno.version.deno}`;
 const push = new zmq.Push({ sendHighWaterMark: 0 });
 const pull = new zmq.Pull({ receiveHighWaterMark: 0 });
-const endpoint = `ipc:///tmp/m2fetch-zmq-pingpong-${process.pid}`;
+const socketPath = `/tmp/m2fetch-zmq-pingpong-${process.pid}`;
+const endpoint = `ipc://${socketPath}`;
 await pull.bind(endpoint);
 push.connect(endpoint);
 const message = new Uint8Array(200).fill(0x61);
@@ -63,3 +65,4 @@ report("pipelined", messages, started, cpu);
 
 push.close();
 pull.close();
+rmSync(socketPath, { force: true });
