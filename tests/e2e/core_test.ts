@@ -286,7 +286,50 @@ const BIG_CHUNK = 64 * 1024;
 const BIG_CHUNKS = 1600; // 100 MiB
 const BIG_BYTES = BIG_CHUNK * BIG_CHUNKS;
 
-/** Chunk `k` of the big body: a fixed block stamped with `k`. */
+/**
+ * The big-body app, run by the CLI in its own process, so that its memory
+ * can be read from /proc without the test runner's (`deno test --parallel`
+ * runs every test file in one process). Chunk `k` is a fixed block stamped
+ * with `k`; `/produced` tells how many chunks the handler has made so far.
+ * The pattern is repeated in {@linkcode bigChunk} below.
+ */
+const BIG_APP = `
+const CHUNK = ${BIG_CHUNK};
+const CHUNKS = ${BIG_CHUNKS};
+const base = new Uint8Array(CHUNK);
+for (let i = 0; i < CHUNK; i++) base[i] = (i * 31 + (i >>> 8)) & 0xff;
+function chunk(k) {
+  const bytes = base.slice();
+  const view = new DataView(bytes.buffer);
+  view.setUint32(0, k);
+  view.setUint32(CHUNK - 4, k ^ 0x5a5a5a5a);
+  return bytes;
+}
+let produced = 0;
+export default {
+  fetch(request) {
+    const url = new URL(request.url);
+    if (url.pathname === "/produced") return new Response(String(produced));
+    if (url.pathname !== "/big") return new Response("still here");
+    produced = 0;
+    let k = 0;
+    const body = new ReadableStream({
+      pull(controller) {
+        controller.enqueue(chunk(k++));
+        produced = k;
+        if (k === CHUNKS) controller.close();
+      },
+    }, { highWaterMark: 0 });
+    const headers = new Headers({ "content-type": "application/octet-stream" });
+    if (url.searchParams.get("framing") === "length") {
+      headers.set("content-length", String(CHUNK * CHUNKS));
+    }
+    return new Response(body, { headers });
+  },
+};
+`;
+
+/** Chunk `k` of the big body, as {@linkcode BIG_APP} makes it. */
 function bigChunk(base: Uint8Array, k: number): Uint8Array {
   const chunk = base.slice();
   new DataView(chunk.buffer).setUint32(0, k);
@@ -306,12 +349,21 @@ function bigBase(): Uint8Array {
  */
 function socketBufferLimit(): number {
   const max = (name: string) =>
-    Number(Deno.readTextFileSync(`/proc/sys/net/ipv4/${name}`).split(/\s+/)[2]);
+    Number(
+      Deno.readTextFileSync(`/proc/sys/net/ipv4/${name}`).split(/\s+/)[2],
+    );
   try {
     return max("tcp_wmem") + max("tcp_rmem");
   } catch {
     return 16 * 1024 * 1024;
   }
+}
+
+/** A process's resident set size in bytes, from /proc. */
+function processRss(pid: number): number {
+  const status = Deno.readTextFileSync(`/proc/${pid}/status`);
+  const kib = /^VmRSS:\s+(\d+) kB/m.exec(status);
+  return kib === null ? 0 : Number(kib[1]) * 1024;
 }
 
 async function bigStreamToSlowReader(framing: "length" | "chunked") {
@@ -320,57 +372,55 @@ async function bigStreamToSlowReader(framing: "length" | "chunked") {
   for (let k = 0; k < BIG_CHUNKS; k++) expected.update(bigChunk(base, k));
   const expectedHash = expected.digest("hex");
 
-  let produced = 0;
-  const handler: FetchHandler = (request) => {
-    if (new URL(request.url).pathname !== "/big") {
-      return new Response("still here");
-    }
-    let k = 0;
-    const body = new ReadableStream<Uint8Array>({
-      pull(controller) {
-        controller.enqueue(bigChunk(base, k++));
-        produced = k;
-        if (k === BIG_CHUNKS) controller.close();
-      },
-    }, { highWaterMark: 0 });
-    const headers = new Headers({ "content-type": "application/octet-stream" });
-    if (framing === "length") headers.set("content-length", String(BIG_BYTES));
-    return new Response(body, { headers });
-  };
-  await using h = await startHarness(handler);
-  await using client = await h.raw();
-
-  // Warm up, then take the baseline.
-  await client.write("GET /warm HTTP/1.1\r\nHost: x\r\n\r\n");
-  await client.readResponse();
-  const startRss = Deno.memoryUsage().rss;
-  let maxRss = startRss;
-  const sampler = setInterval(() => {
-    maxRss = Math.max(maxRss, Deno.memoryUsage().rss);
-  }, 50);
-
+  const dir = await Deno.makeTempDir({ prefix: "m2b-" });
   try {
-    const started = performance.now();
-    await client.write("GET /big HTTP/1.1\r\nHost: x\r\n\r\n");
-    const head = await client.readHead();
-    assert.equal(head.status, 200);
-    if (framing === "length") {
-      assert.deepEqual(headerValues(head, "content-length"), [
-        String(BIG_BYTES),
-      ]);
-    } else {
-      assert.deepEqual(headerValues(head, "transfer-encoding"), ["chunked"]);
-    }
-    const hash = createHash("sha256");
-    let received = 0;
-    const slowUntil = 4 * 1024 * 1024;
-    let stalled = false;
-    let maxAhead = 0;
-    const pieceSize = () => received < slowUntil ? 32 * 1024 : 1024 * 1024;
-    for await (const piece of client.readBody(head, pieceSize)) {
-      hash.update(piece);
-      received += piece.length;
-      if (received < slowUntil) {
+    await Deno.writeTextFile(`${dir}/big_app.js`, BIG_APP);
+    await using h = await startCliHarness(`${dir}/big_app.js`);
+    const pid = h.process.pid;
+    await using client = await h.raw();
+    await using probe = await h.raw();
+    const produced = async () => {
+      await probe.write("GET /produced HTTP/1.1\r\nHost: x\r\n\r\n");
+      return Number(decoder.decode((await probe.readResponse()).body));
+    };
+
+    // Warm up, then take the baseline.
+    await client.write("GET /warm HTTP/1.1\r\nHost: x\r\n\r\n");
+    await client.readResponse();
+    await produced();
+    const startRss = processRss(pid);
+    let maxRss = startRss;
+    const sampler = setInterval(() => {
+      maxRss = Math.max(maxRss, processRss(pid));
+    }, 25);
+
+    try {
+      const started = performance.now();
+      await client.write(
+        `GET /big?framing=${framing} HTTP/1.1\r\nHost: x\r\n\r\n`,
+      );
+      const head = await client.readHead();
+      assert.equal(head.status, 200);
+      if (framing === "length") {
+        assert.deepEqual(headerValues(head, "content-length"), [
+          String(BIG_BYTES),
+        ]);
+      } else {
+        assert.deepEqual(headerValues(head, "transfer-encoding"), [
+          "chunked",
+        ]);
+      }
+      const hash = createHash("sha256");
+      let received = 0;
+      const slowUntil = 4 * 1024 * 1024;
+      let stalled = false;
+      let maxAhead = 0;
+      let nextProbe = 0;
+      const pieceSize = () => received < slowUntil ? 32 * 1024 : 1024 * 1024;
+      for await (const piece of client.readBody(head, pieceSize)) {
+        hash.update(piece);
+        received += piece.length;
+        if (received >= slowUntil) continue;
         // Read slowly: small reads with pauses, and one long stall, during
         // which m2fetch must wait for credits instead of buffering.
         if (!stalled && received >= 1024 * 1024) {
@@ -379,38 +429,50 @@ async function bigStreamToSlowReader(framing: "length" | "chunked") {
         } else {
           await delay(10);
         }
-        // While the reader dawdles, the handler must not run far ahead:
-        // m2fetch pulls the body only as credits come back, and mongrel2
-        // returns credits once bytes are in its socket. So what is ahead is
-        // m2fetch's segment and credit window plus the loopback socket
-        // buffers, which the kernel may autotune up to tcp_wmem + tcp_rmem.
-        maxAhead = Math.max(maxAhead, produced * BIG_CHUNK - received);
+        if (received >= nextProbe) {
+          nextProbe = received + 256 * 1024;
+          // While the reader dawdles, the handler must not run far ahead:
+          // m2fetch pulls the body only as credits come back, and mongrel2
+          // returns credits once bytes are in its socket. So what is ahead
+          // is m2fetch's segment and credit window plus the loopback socket
+          // buffers, which the kernel may autotune up to tcp_wmem + tcp_rmem.
+          maxAhead = Math.max(
+            maxAhead,
+            (await produced()) * BIG_CHUNK - received,
+          );
+        }
       }
+      const seconds = (performance.now() - started) / 1000;
+      assert.equal(received, BIG_BYTES);
+      assert.equal(hash.digest("hex"), expectedHash);
+      const aheadLimit = socketBufferLimit() + 4 * 1024 * 1024;
+      assert.ok(
+        maxAhead < aheadLimit,
+        `the handler ran ${maxAhead} bytes ahead of the slow reader (limit ${aheadLimit})`,
+      );
+      // The connection is still usable.
+      await client.write("GET /after HTTP/1.1\r\nHost: x\r\n\r\n");
+      const after = await client.readResponse();
+      assert.equal(decoder.decode(after.body), "still here");
+      const growth = maxRss - startRss;
+      console.log(
+        `100 MiB (${framing}) in ${seconds.toFixed(1)} s; m2fetch rss ${
+          (startRss / 1048576).toFixed(0)
+        } MiB, growth ${
+          (growth / 1048576).toFixed(1)
+        } MiB; handler ahead of reader at most ${
+          (maxAhead / 1048576).toFixed(1)
+        } MiB`,
+      );
+      assert.ok(
+        growth < 64 * 1024 * 1024,
+        `m2fetch's rss grew by ${growth} bytes during the transfer`,
+      );
+    } finally {
+      clearInterval(sampler);
     }
-    const seconds = (performance.now() - started) / 1000;
-    assert.equal(received, BIG_BYTES);
-    assert.equal(hash.digest("hex"), expectedHash);
-    const aheadLimit = socketBufferLimit() + 4 * 1024 * 1024;
-    assert.ok(
-      maxAhead < aheadLimit,
-      `the handler ran ${maxAhead} bytes ahead of the slow reader (limit ${aheadLimit})`,
-    );
-    // The connection is still usable.
-    await client.write("GET /after HTTP/1.1\r\nHost: x\r\n\r\n");
-    const after = await client.readResponse();
-    assert.equal(decoder.decode(after.body), "still here");
-    const growth = maxRss - startRss;
-    console.log(
-      `100 MiB (${framing}) in ${seconds.toFixed(1)} s, rss growth ${
-        (growth / 1048576).toFixed(1)
-      } MiB, max ahead of reader ${(maxAhead / 1048576).toFixed(1)} MiB`,
-    );
-    assert.ok(
-      growth < 64 * 1024 * 1024,
-      `rss grew by ${growth} bytes during the transfer`,
-    );
   } finally {
-    clearInterval(sampler);
+    await Deno.remove(dir, { recursive: true });
   }
 }
 

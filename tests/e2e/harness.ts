@@ -327,7 +327,8 @@ export interface CliHarness extends AsyncDisposable {
 
 /**
  * Starts a real mongrel2 and `deno run -A cli.ts --send-spec … --recv-spec …
- * APP` as a subprocess; resolves once m2fetch logged that it is serving.
+ * APP` as a subprocess; resolves once m2fetch logged that it is serving
+ * (so `args` must not hold `--quiet`, which drops that line).
  *
  * @param app The module path, relative to the repository root or absolute.
  * @param options Protocol, settings; `args` are extra CLI flags.
