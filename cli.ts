@@ -515,6 +515,18 @@ function onSignals(stop: () => Promise<void>): void {
   Deno.addSignalListener("SIGTERM", handle);
 }
 
+/**
+ * SIGUSR2 logs one status line: connections held, requests in flight and
+ * the process's resident memory (for soak runs and leak hunting).
+ */
+function onStatusSignal(server: Mongrel2Server, logger: Logger): void {
+  Deno.addSignalListener("SIGUSR2", () => {
+    logger.info(
+      `status: ${server.connections} connection(s), ${server.inFlight} request(s) in flight, rss ${Deno.memoryUsage().rss} bytes`,
+    );
+  });
+}
+
 function createCliLogger(values: OptionValues): Logger {
   return createLogger({
     format: values["log-format"] as "text" | "json",
@@ -611,6 +623,7 @@ async function runServe(args: string[]): Promise<void> {
     logger,
   });
   onReload(served, app, logger);
+  onStatusSignal(served.server, logger);
   onSignals(async () => {
     logger.info("Shutting down: finishing responses in flight");
     await served.stop(values["shutdown-timeout"] as number);
@@ -684,6 +697,7 @@ async function runDev(args: string[]): Promise<void> {
     `m2fetch dev: mongrel2 (pid ${mongrel2.pid}, state in ${mongrel2.dir}) is serving ${app} at ${mongrel2.url}/ — press Ctrl-C to stop`,
   );
   onReload(served, app, logger);
+  onStatusSignal(served.server, logger);
   const watcher = values.watch
     ? watchReload(served, app, values.workers as number, logger)
     : undefined;
