@@ -1,7 +1,7 @@
 /**
  * Long and large responses for tests/reliability and bench/: a big
  * streamed body, a server-sent-events stream that notices when its client
- * leaves, a POST echo and an error. `/state` reports the event streams.
+ * leaves, a POST echo, a thrown error and a 404. `/state` reports the event streams.
  *
  * @module
  */
@@ -83,6 +83,8 @@ export default {
         });
       case "/error":
         throw new Error("deliberate failure");
+      case "/missing":
+        return new Response("not found\n", { status: 404 });
       case "/state":
         return Response.json(state);
       default:

@@ -1,0 +1,183 @@
+/**
+ * Least privilege (issue 7): m2fetch started with the narrowest `deno run`
+ * permission set that works (docs/reliability.md), no `-A`, serves the core
+ * scenarios through a real mongrel2: GET, POST, an upload through
+ * mongrel2's temp store (read, then deleted), a streamed response. Dropping
+ * a grant makes it fail, so none of them is spare.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { ROOT } from "../e2e/harness.ts";
+import { rawRequest, type Site, spawnM2fetch, startSite } from "./site.ts";
+
+const APP_DIR = `${ROOT}/tests/reliability`;
+const APP = "tests/reliability/stream_app.ts";
+/** The zeromq package as Deno installs it (node_modules/zeromq links to it). */
+const ZEROMQ = Deno.realPathSync(`${ROOT}/node_modules/zeromq`);
+const decoder = new TextDecoder();
+
+/** What the set is built from. */
+interface Grants {
+  /** The directory of the handler module (and its m2fetch.json). */
+  appDir: string;
+  /** The directory of mongrel2's upload.temp_store, as m2fetch sees it. */
+  uploadDir?: string;
+  /** mongrel2's config.sqlite, with --mongrel2-config. */
+  database?: string;
+  /** With --workers above 0: the worker module graph is read at run time. */
+  workers?: boolean;
+}
+
+/**
+ * The narrowest permissions for `deno run cli.ts` (see docs/reliability.md).
+ *
+ * @param grants The paths of this deployment.
+ * @returns The `deno run` flags.
+ */
+export function leastPrivilege(grants: Grants): string[] {
+  const read = [
+    "/etc/alpine-release", // zeromq's loader probes it to tell musl from glibc
+    ZEROMQ, // zeromq's JavaScript, package.json and addon
+    grants.appDir, // the handler module (a dynamic import) and m2fetch.json
+  ];
+  if (grants.workers) read.push(`${ROOT}/runtime`);
+  if (grants.uploadDir !== undefined) read.push(grants.uploadDir);
+  if (grants.database !== undefined) read.push(grants.database);
+  const flags = [
+    "--no-prompt",
+    `--allow-ffi=${ZEROMQ}/build`,
+    `--allow-read=${read.join(",")}`,
+  ];
+  if (grants.uploadDir !== undefined) {
+    flags.push(`--allow-write=${grants.uploadDir}`);
+  }
+  return flags;
+}
+
+async function coreScenarios(site: Site, uploadDir: string): Promise<void> {
+  const get = await rawRequest(site.port, "/hello");
+  assert.equal(get.status, 200);
+  assert.equal(decoder.decode(get.body), "ok /hello\n");
+
+  const post = await rawRequest(
+    site.port,
+    "POST /echo HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/plain\r\nContent-Length: 11\r\n\r\nhello world",
+  );
+  assert.equal(post.status, 200);
+  assert.equal(decoder.decode(post.body), "hello world");
+
+  // Over limits.content_length (20 KiB): mongrel2 spools it to a temp file.
+  const size = 300 * 1024;
+  const upload = await rawRequest(
+    site.port,
+    `POST /echo HTTP/1.1\r\nHost: localhost\r\nContent-Length: ${size}\r\n\r\n${
+      "u".repeat(size)
+    }`,
+  );
+  assert.equal(upload.status, 200);
+  assert.equal(upload.body.length, size);
+  assert.ok(upload.body.every((byte) => byte === 0x75));
+
+  const stream = await rawRequest(site.port, "/big?mib=4");
+  assert.equal(stream.status, 200);
+  assert.equal(stream.body.length, 4 * 1024 * 1024);
+
+  // The upload's temp file was deleted (that needs the write grant).
+  const deadline = performance.now() + 3000;
+  let left = [...Deno.readDirSync(uploadDir)];
+  while (left.length > 0 && performance.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    left = [...Deno.readDirSync(uploadDir)];
+  }
+  assert.deepEqual(left.map((entry) => entry.name), []);
+}
+
+for (const workers of [false, true]) {
+  Deno.test(
+    `m2fetch with the least-privilege permission set (no -A${
+      workers ? ", --workers 1" : ""
+    }) serves GET, POST, an upload and a stream`,
+    async () => {
+      await using site = await startSite();
+      const uploadDir = `${site.dir}/tmp`;
+      const permissions = leastPrivilege({
+        appDir: APP_DIR,
+        uploadDir,
+        database: site.mongrel2.databasePath,
+        workers,
+      });
+      const flags = permissions.join(" ");
+      assert.doesNotMatch(flags, /(^| )(-A|--allow-all)( |$)/);
+      assert.doesNotMatch(flags, /--allow-(net|env|sys|run|import)/);
+      await using m2fetch = spawnM2fetch(site, APP, {
+        permissions,
+        args: [
+          "--mongrel2-config",
+          site.mongrel2.databasePath,
+          "--upload-temp-store",
+          `${uploadDir}/upload.XXXXXX`,
+          "--workers",
+          workers ? "1" : "0",
+        ],
+      });
+      assert.ok(await m2fetch.waitForOutput(/ serving /), m2fetch.output());
+      await coreScenarios(site, uploadDir);
+      const status = await m2fetch.stop();
+      assert.equal(status.code, 0, m2fetch.output());
+      assert.doesNotMatch(m2fetch.output(), /Requires \w+ access|NotCapable/);
+    },
+  );
+}
+
+Deno.test("each grant of the least-privilege set is needed", async () => {
+  await using site = await startSite();
+  const uploadDir = `${site.dir}/tmp`;
+  const full = leastPrivilege({ appDir: APP_DIR, uploadDir });
+  const args = ["--upload-temp-store", `${uploadDir}/upload.XXXXXX`];
+  const without = (pattern: RegExp, replace: string) =>
+    full.map((flag) => flag.replace(pattern, replace)).filter((f) => f !== "");
+
+  // No /etc/alpine-release, no app dir, or no ffi: m2fetch cannot start.
+  for (
+    const [what, permissions, expected] of [
+      [
+        "/etc/alpine-release",
+        without(/\/etc\/alpine-release,/, ""),
+        /alpine-release/,
+      ],
+      ["the app dir", without(new RegExp(`,${APP_DIR}`), ""), /read access/],
+      ["ffi", without(/^--allow-ffi=.*$/, ""), /ffi access|addon/i],
+    ] as const
+  ) {
+    await using m2fetch = spawnM2fetch(site, APP, { permissions, args });
+    await m2fetch.process.status;
+    const output = m2fetch.output();
+    assert.doesNotMatch(output, / serving /, `started without ${what}`);
+    assert.match(output, expected, `without ${what}`);
+  }
+
+  // No write grant: the upload is served, but its temp file cannot be
+  // deleted, and m2fetch says so.
+  await using m2fetch = spawnM2fetch(site, APP, {
+    permissions: without(/^--allow-write=.*$/, ""),
+    args,
+  });
+  assert.ok(await m2fetch.waitForOutput(/ serving /), m2fetch.output());
+  const size = 64 * 1024;
+  const upload = await rawRequest(
+    site.port,
+    `POST /echo HTTP/1.1\r\nHost: localhost\r\nContent-Length: ${size}\r\n\r\n${
+      "u".repeat(size)
+    }`,
+  );
+  assert.equal(upload.status, 200);
+  assert.ok(
+    await m2fetch.waitForOutput(/Cannot delete the upload file/, 5000),
+    m2fetch.output(),
+  );
+  for (const entry of Deno.readDirSync(uploadDir)) {
+    await Deno.remove(`${uploadDir}/${entry.name}`);
+  }
+});
