@@ -110,6 +110,8 @@ export interface M2fetch extends AsyncDisposable {
   readonly process: Deno.ChildProcess;
   /** stdout and stderr so far. */
   output(): string;
+  /** Resolves with the exit status once the process exited and its output was read. */
+  readonly exited: Promise<Deno.CommandStatus>;
   /** Resolves once the output matches (false after `timeoutMs`). */
   waitForOutput(pattern: RegExp, timeoutMs?: number): Promise<boolean>;
   /** Sends a signal. */
@@ -201,6 +203,10 @@ export function spawnM2fetch(
   return {
     process: child,
     output: () => text,
+    exited: status.then(async (result) => {
+      await pumped;
+      return result;
+    }),
     async waitForOutput(pattern, timeoutMs = 30_000) {
       const deadline = performance.now() + timeoutMs;
       while (!pattern.test(text)) {
