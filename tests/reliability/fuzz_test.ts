@@ -28,7 +28,12 @@ import {
 import { createLogger } from "../../runtime/log.ts";
 import { serveMongrel2 } from "../../runtime/server.ts";
 import { MemoryTransport } from "../../runtime/transport/memory.ts";
-import { buildNotice, buildRequestMessage, parseReply } from "../../testing.ts";
+import {
+  buildNotice,
+  buildRequestMessage,
+  parseReply,
+  runHandler,
+} from "../../testing.ts";
 
 const SEED = Deno.env.get("FUZZ_SEED") === undefined
   ? Date.now() ^ (Math.random() * 0x7fffffff)
@@ -758,4 +763,55 @@ Deno.test("fuzz totals: at least 100,000 cases", () => {
     })`,
   );
   assert.ok(total >= 100_000 * Math.min(1, SCALE), `only ${total} cases`);
+});
+
+// --- regressions found by the fuzzing above, pinned down ------------------
+
+Deno.test("regressions: messages the server once died on or mishandled are dropped with a log line, and serving goes on", async () => {
+  const valid = await buildRequestMessage("/still-here", { connectionId: 9 });
+  const run = await runHandler(
+    () => new Response("served\n"),
+    [
+      // A sender mongrel2 would refuse replies from (it stopped the server).
+      text('bad"sender 1 / 15:6:METHOD,3:GET,}0:,'),
+      // A connection id longer than a reply may carry.
+      text("abc 12345678901 / 15:6:METHOD,3:GET,}0:,"),
+      // An upload.stream continuation: no METHOD (it was served as a GET).
+      text("abc 2 /up 21:13:UPLOAD_STREAM,1:5,}3:abc,"),
+      valid,
+    ],
+  );
+  assert.equal(run.responses.length, 1);
+  assert.equal(await run.response.text(), "served\n");
+  assert.equal(
+    run.logs.filter((line) => /Dropped a malformed message/.test(line)).length,
+    2,
+    run.logs.join("\n"),
+  );
+  assert.equal(
+    run.logs.filter((line) => /Dropped a message without METHOD/.test(line))
+      .length,
+    1,
+  );
+});
+
+Deno.test("regression: a Content-Length that is not the body's length gets 400 (mongrel2 drops bodies over 2^31-1)", async () => {
+  for (const length of ["3000000000", "-5", "abc"]) {
+    const run = await runHandler(
+      () => new Response("must not run"),
+      await buildRequestMessage({
+        method: "POST",
+        url: "/big",
+        headers: { "content-length": length },
+      }),
+    );
+    assert.equal(run.response.status, 400, length);
+    assert.equal(run.closed, true);
+  }
+  // A matching length is served.
+  const run = await runHandler(
+    async (request) => new Response(await request.text()),
+    await buildRequestMessage({ method: "POST", url: "/ok", body: "hello" }),
+  );
+  assert.equal(await run.response.text(), "hello");
 });
