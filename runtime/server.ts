@@ -424,12 +424,13 @@ class Server implements Mongrel2Server {
     }
     const declared = firstHeader(message.headers, "content-length");
     if (
-      declared !== undefined &&
+      declared !== undefined && !isHandshake(message) &&
       !(/^\d{1,15}$/.test(declared) && Number(declared) === message.body.length)
     ) {
       // mongrel2 forwards a Content-Length above 2^31-1, negative or not a
       // number with no body at all (§1.5): the header would lie to the
-      // handler, and the body bytes are already lost.
+      // handler, and the body bytes are already lost. (A handshake's body
+      // is mongrel2's accept key, not the client's.)
       this.#reject(
         exchange,
         context,
