@@ -175,6 +175,11 @@ class Server implements Mongrel2Server {
   #lastKeepAlive = performance.now();
   #lastMessage = performance.now();
   #stopping = false;
+  /**
+   * While stopping and still receiving: requests that arrived, each to be
+   * served once receiving stopped. `null` otherwise.
+   */
+  #held: (() => void)[] | null = null;
   #drained: (() => void) | null = null;
   #resolveFinished!: () => void;
 
@@ -359,6 +364,13 @@ class Server implements Mongrel2Server {
         return;
       }
     }
+    if (this.#held !== null) {
+      // Stopping: mongrel2 still needs m2fetch to take the credits notices
+      // of the responses in flight, so new requests keep arriving. Each
+      // waits here and is served once receiving has stopped (shutdown()).
+      this.#held.push(() => this.#request(key, message));
+      return;
+    }
     const connection = this.#connection(key, message);
     const method = requestMethod(message);
     const version = firstHeader(message.headers, "VERSION") ?? "HTTP/1.1";
@@ -375,10 +387,6 @@ class Server implements Mongrel2Server {
         requestKeepsAlive(version, message.headers.connection),
       date: httpDate(),
     };
-    if (this.#stopping) {
-      this.#reject(exchange, context, 503, "Refused a request while stopping");
-      return;
-    }
     if (marker.kind === "forged" || marker.kind === "done") {
       const reason = marker.kind === "forged"
         ? marker.reason
@@ -707,24 +715,29 @@ class Server implements Mongrel2Server {
     }
   }
 
+  /** Waits (up to `timeoutMs`) until no request is in flight. */
+  async #drain(timeoutMs: number): Promise<void> {
+    if (this.#inFlight === 0) return;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      new Promise<void>((resolve) => this.#drained = resolve),
+      new Promise<void>((resolve) => timer = setTimeout(resolve, timeoutMs)),
+    ]);
+    clearTimeout(timer);
+  }
+
   async shutdown(timeoutMs = 10_000): Promise<void> {
     if (this.#stopping) return await this.finished;
     this.#stopping = true;
+    this.#held = [];
     const started = performance.now();
     for (const connection of this.#connections.values()) {
       this.#sockets.get(connection)?.goAway();
     }
-    if (this.#inFlight > 0) {
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      await Promise.race([
-        new Promise<void>((resolve) => this.#drained = resolve),
-        new Promise<void>((resolve) => timer = setTimeout(resolve, timeoutMs)),
-      ]);
-      clearTimeout(timer);
-    }
+    await this.#drain(timeoutMs);
     // Only now: with download.flow_control, mongrel2 sends a credits notice
     // after every write and stalls that client while no handler takes it,
-    // so receiving must go on (new requests get 503) until mongrel2 has
+    // so receiving must go on (new requests are held) until mongrel2 has
     // written what it was handed: every credit window full again, and no
     // notice for a moment (closed connections are no longer tracked).
     const deadline = started + timeoutMs;
@@ -736,6 +749,20 @@ class Server implements Mongrel2Server {
       await new Promise((resolve) => setTimeout(resolve, 10));
     }
     await this.#transport.stopReceiving();
+    // Requests that arrived meanwhile are served now rather than refused:
+    // in a keep-alive client's loop none follows them, and any request
+    // mongrel2 gets from now on waits in mongrel2 for the next m2fetch.
+    const held = this.#held;
+    this.#held = null;
+    if (held.length > 0) {
+      this.#logger.info(
+        `Serving ${held.length} request(s) that arrived during the drain`,
+      );
+      for (const serve of held) serve();
+      await this.#drain(
+        Math.max(started + timeoutMs - performance.now(), 1000),
+      );
+    }
     for (const connection of [...this.#connections.values()]) {
       if (connection.pending > 0) {
         connection.cancel(

@@ -1,0 +1,175 @@
+/**
+ * SIGHUP reload under load (issue 5): m2fetch as a real subprocess behind a
+ * real mongrel2, 16 client loops, the handler module (and a module it
+ * imports) edited on disk, then SIGHUP. No request may fail; responses
+ * switch from the old code to the new one. A module broken before SIGHUP
+ * leaves the old code serving, with a log line.
+ *
+ * With --workers N the new code loads in fresh workers, so edited imports
+ * reload too. With --workers 0 the main thread re-imports the module under
+ * a new URL: Deno caches every other module by URL for the life of the
+ * process, so an edited import is NOT reloaded (asserted below).
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import {
+  delay,
+  Load,
+  spawnM2fetch,
+  startSite,
+  waitFor,
+  writeFiles,
+} from "./helpers.ts";
+
+function appSource(version: string): string {
+  return `
+import { tag } from "./helper.ts";
+export default {
+  async fetch() {
+    await new Promise((resolve) => setTimeout(resolve, 20 + Math.random() * 30));
+    return new Response("${version} " + tag);
+  },
+};
+`;
+}
+
+function helperSource(tag: string): string {
+  return `export const tag = "${tag}";\n`;
+}
+
+const BODY = /^v[12] h[12]$/;
+
+/** Counts the bodies seen from now on. */
+function since(load: Load): () => Map<string, number> {
+  const before = new Map(load.bodies);
+  return () =>
+    new Map(
+      [...load.bodies].map(([body, count]) => [
+        body,
+        count - (before.get(body) ?? 0),
+      ]).filter(([, count]) => (count as number) > 0) as [string, number][],
+    );
+}
+
+async function reloadUnderLoad(
+  workers: number,
+  expectedAfter: string,
+): Promise<void> {
+  await using site = await startSite();
+  await writeFiles(site.dir, {
+    "app.ts": appSource("v1"),
+    "helper.ts": helperSource("h1"),
+  });
+  await using m2fetch = await spawnM2fetch(site, `${site.dir}/app.ts`, [
+    "--workers",
+    String(workers),
+  ]);
+  const load = new Load(site.url, {
+    check: (_n, status, body) =>
+      status !== 200
+        ? `status ${status}`
+        : BODY.test(body)
+        ? null
+        : `unexpected body ${body}`,
+  });
+  load.start();
+  try {
+    assert.ok(
+      await waitFor(() => load.completed >= 200, 20_000),
+      load.summary(),
+    );
+    assert.deepEqual([...load.bodies.keys()], ["v1 h1"]);
+    await writeFiles(site.dir, {
+      "app.ts": appSource("v2"),
+      "helper.ts": helperSource("h2"),
+    });
+    m2fetch.signal("SIGHUP");
+    await m2fetch.waitForOutput(/Reloaded .*app\.ts/, 20_000);
+    // Requests already running on the old code finish on it.
+    await delay(200);
+    const after = since(load);
+    assert.ok(
+      await waitFor(() => load.completed >= 200 + 400, 20_000),
+      load.summary(),
+    );
+    await delay(300);
+    const seen = after();
+    assert.deepEqual(
+      [...seen.keys()],
+      [expectedAfter],
+      `after the reload every response should be "${expectedAfter}": ${
+        JSON.stringify(Object.fromEntries(seen))
+      }`,
+    );
+    assert.ok(await load.finish(10_000), load.summary());
+    assert.equal(load.failed, 0, load.summary());
+    assert.equal(load.completed, load.sent, load.summary());
+  } finally {
+    await load.finish(0);
+  }
+  const status = await m2fetch.stop("SIGTERM");
+  assert.equal(status.code, 0, m2fetch.output());
+}
+
+Deno.test("SIGHUP with --workers 2 under load: no failures, new code and its edited import serve", async () => {
+  await reloadUnderLoad(2, "v2 h2");
+});
+
+Deno.test("SIGHUP with --workers 0 under load: no failures, the module reloads but an edited import does not", async () => {
+  // The main thread re-imports app.ts?m2fetch-reload=1; ./helper.ts keeps
+  // its cached URL, so the old tag stays.
+  await reloadUnderLoad(0, "v2 h1");
+});
+
+async function brokenReload(workers: number): Promise<void> {
+  await using site = await startSite();
+  await writeFiles(site.dir, {
+    "app.ts": appSource("v1"),
+    "helper.ts": helperSource("h1"),
+  });
+  await using m2fetch = await spawnM2fetch(site, `${site.dir}/app.ts`, [
+    "--workers",
+    String(workers),
+  ]);
+  const load = new Load(site.url, {
+    check: (_n, status, body) =>
+      status === 200 && body === "v1 h1"
+        ? null
+        : `status ${status}, body ${body}`,
+  });
+  load.start();
+  try {
+    assert.ok(
+      await waitFor(() => load.completed >= 100, 20_000),
+      load.summary(),
+    );
+    await writeFiles(site.dir, {
+      "app.ts": "export default { fetch( {\n",
+    });
+    m2fetch.signal("SIGHUP");
+    await m2fetch.waitForOutput(/Reload of .*app\.ts failed/, 20_000);
+    assert.match(m2fetch.output(), /the old code keeps serving/);
+    const count = load.completed;
+    assert.ok(
+      await waitFor(() => load.completed >= count + 200, 20_000),
+      load.summary(),
+    );
+    assert.ok(await load.finish(10_000), load.summary());
+    assert.equal(load.failed, 0, load.summary());
+    assert.equal(load.completed, load.sent, load.summary());
+  } finally {
+    await load.finish(0);
+  }
+  const status = await m2fetch.stop("SIGTERM");
+  assert.equal(status.code, 0, m2fetch.output());
+}
+
+Deno.test("SIGHUP with a syntax error (--workers 2): logged, the old code keeps serving, nothing fails", async () => {
+  await brokenReload(2);
+});
+
+Deno.test("SIGHUP with a syntax error (--workers 0): logged, the old code keeps serving, nothing fails", async () => {
+  await brokenReload(0);
+});

@@ -1,0 +1,260 @@
+/**
+ * Worker supervision (issue 5), through a real mongrel2: a worker that
+ * crashes or hangs is replaced and only the requests it held fail; a module
+ * that cannot load stops start-up with one line; --timeout answers 504 and
+ * aborts `request.signal` with a `TimeoutError`.
+ *
+ * The crash and hang tests run m2fetch in-process (`serveMongrel2` with a
+ * `WorkerPool` as its handler) so that the harness can check that the
+ * server's connection table ends empty; start-up failure and --timeout run
+ * the real CLI. Requests go over raw connections because the pool picks a
+ * worker by mongrel2 connection id (id % workers): each raw client is one
+ * connection, and `/whoami` tells which worker holds it.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { startHarness } from "../e2e/harness.ts";
+import type { RawClient } from "../e2e/harness.ts";
+import { createLogger } from "../../runtime/log.ts";
+import { WorkerPool } from "../../runtime/workers/pool.ts";
+import { spawnM2fetch, startSite, waitFor, writeFiles } from "./helpers.ts";
+
+const APP = `
+const me = crypto.randomUUID();
+let aborted = "none";
+export default {
+  async fetch(request) {
+    const path = new URL(request.url).pathname;
+    if (path === "/whoami") return new Response(me);
+    if (path === "/slow") {
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+      return new Response("slow done");
+    }
+    if (path === "/crash") {
+      setTimeout(() => { throw new Error("boom"); }, 50);
+      return new Response("crashing");
+    }
+    if (path === "/hang") {
+      setTimeout(() => { while (true) {} }, 50);
+      return new Response("hanging");
+    }
+    if (path === "/never") {
+      request.signal.addEventListener("abort", () => {
+        const reason = request.signal.reason;
+        aborted = reason?.name ?? String(reason);
+      });
+      return await new Promise(() => {});
+    }
+    if (path === "/aborted") return new Response(aborted);
+    return new Response("ok");
+  },
+};
+`;
+
+const decoder = new TextDecoder();
+
+async function get(
+  client: RawClient,
+  path: string,
+): Promise<{ status: number; body: string } | { error: string }> {
+  try {
+    await client.write(`GET ${path} HTTP/1.1\r\nHost: x\r\n\r\n`);
+    const response = await client.readResponse({ timeoutMs: 15_000 });
+    return { status: response.status, body: decoder.decode(response.body) };
+  } catch (error) {
+    return { error: String(error) };
+  }
+}
+
+async function text(client: RawClient, path: string): Promise<string> {
+  const result = await get(client, path);
+  assert.ok(
+    "status" in result && result.status === 200,
+    `${path}: ${JSON.stringify(result)}`,
+  );
+  return (result as { body: string }).body;
+}
+
+/**
+ * A worker that crashes (`fault` "/crash") or hangs ("/hang") while slow
+ * requests are in flight on both workers.
+ */
+async function faultWithRequestsInFlight(fault: "/crash" | "/hang") {
+  const appDir = await Deno.makeTempDir({ prefix: "m2w-" });
+  await writeFiles(appDir, { "app.ts": APP });
+  const logs: string[] = [];
+  const echo = Deno.env.get("M2FETCH_TEST_LOG") === "1";
+  const logger = createLogger({
+    write: (line) => {
+      logs.push(line);
+      if (echo) console.error(line);
+    },
+  });
+  const pool = await WorkerPool.start({
+    module: `${appDir}/app.ts`,
+    workers: 2,
+    logger,
+    unresponsiveTimeout: 500,
+  });
+  const clients: RawClient[] = [];
+  try {
+    await using h = await startHarness(pool.fetch);
+    // Six connections: which worker holds each?
+    const owners: string[] = [];
+    for (let i = 0; i < 6; i++) {
+      const client = await h.raw();
+      clients.push(client);
+      owners.push(await text(client, "/whoami"));
+    }
+    const workers = [...new Set(owners)];
+    assert.equal(workers.length, 2, `connections spread over ${owners}`);
+    const [victim] = workers;
+    const onVictim = clients.filter((_, i) => owners[i] === victim);
+    const faulty = onVictim.pop()!;
+    // Slow requests in flight on both workers, then the fault.
+    const slow = clients.filter((client) => client !== faulty).map((
+      client,
+    ) => ({
+      victim: onVictim.includes(client),
+      result: get(client, "/slow"),
+    }));
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    assert.equal(await text(faulty, fault), fault.slice(1) + "ing");
+    for (const { victim: lost, result } of slow) {
+      const outcome = await result;
+      if (lost) {
+        // Bad Gateway, or a connection cut.
+        assert.ok(
+          "error" in outcome || outcome.status === 502,
+          `a request held by the failed worker: ${JSON.stringify(outcome)}`,
+        );
+      } else {
+        assert.deepEqual(outcome, { status: 200, body: "slow done" });
+      }
+    }
+    assert.ok(
+      await waitFor(
+        () => logs.some((line) => line.includes("replaced")),
+        10_000,
+      ),
+      logs.join("\n"),
+    );
+    assert.ok(
+      logs.some((line) =>
+        line.includes(
+          fault === "/crash" ? "uncaught" : "answered no ping for 500 ms",
+        )
+      ),
+      logs.join("\n"),
+    );
+    // Later requests succeed on fresh connections to both slots, and the
+    // replacement is a new worker.
+    for (const client of clients) client.close();
+    clients.length = 0;
+    const later = new Set<string>();
+    for (let i = 0; i < 4; i++) {
+      const client = await h.raw();
+      clients.push(client);
+      later.add(await text(client, "/whoami"));
+      assert.equal(await text(client, "/"), "ok");
+    }
+    assert.equal(later.size, 2);
+    assert.ok(!later.has(victim), "the failed worker still answers");
+    for (const client of clients) client.close();
+  } finally {
+    for (const client of clients) client.close();
+    await pool.close();
+    await Deno.remove(appDir, { recursive: true });
+  }
+}
+
+Deno.test("a worker that crashes mid-run is replaced; only its requests fail", async () => {
+  await faultWithRequestsInFlight("/crash");
+});
+
+Deno.test("a worker that hangs is caught by --worker-timeout and replaced; only its requests fail", async () => {
+  await faultWithRequestsInFlight("/hang");
+});
+
+for (const workers of [0, 2]) {
+  Deno.test(`a module that fails to load stops start-up with one line and a non-zero code (--workers ${workers})`, async () => {
+    await using site = await startSite();
+    await writeFiles(site.dir, {
+      "app.ts": `throw new Error("cannot start: no database");\n`,
+    });
+    const started = performance.now();
+    await using m2fetch = await spawnM2fetch(
+      site,
+      `${site.dir}/app.ts`,
+      ["--workers", String(workers)],
+      { ready: false },
+    );
+    const status = await Promise.race([
+      m2fetch.status,
+      new Promise<null>((resolve) => setTimeout(() => resolve(null), 20_000)),
+    ]);
+    assert.ok(status !== null, `still running:\n${m2fetch.output()}`);
+    assert.notEqual(status.code, 0);
+    const lines = m2fetch.output().trim().split("\n");
+    const errors = lines.filter((line) => line.startsWith("m2fetch: "));
+    assert.equal(errors.length, 1, m2fetch.output());
+    assert.match(errors[0], /cannot start: no database/);
+    assert.doesNotMatch(m2fetch.output(), /replac/i);
+    assert.ok(performance.now() - started < 20_000);
+  });
+}
+
+Deno.test("--timeout 500ms: 504 and request.signal aborted with TimeoutError (in-process)", async () => {
+  let reason: unknown = null;
+  const aborted = Promise.withResolvers<void>();
+  await using h = await startHarness((request) => {
+    request.signal.addEventListener("abort", () => {
+      reason = request.signal.reason;
+      aborted.resolve();
+    });
+    return new Promise<Response>(() => {});
+  }, { serve: { handlerTimeout: 500 } });
+  const started = performance.now();
+  const response = await h.fetch("/");
+  await response.body?.cancel();
+  assert.equal(response.status, 504);
+  const took = performance.now() - started;
+  assert.ok(took >= 450 && took < 3000, `answered after ${took} ms`);
+  await aborted.promise;
+  assert.ok(reason instanceof DOMException);
+  assert.equal((reason as DOMException).name, "TimeoutError");
+});
+
+Deno.test("--timeout 500ms through the CLI with --workers 1: 504, TimeoutError in the worker", async () => {
+  await using site = await startSite();
+  await writeFiles(site.dir, { "app.ts": APP });
+  await using m2fetch = await spawnM2fetch(site, `${site.dir}/app.ts`, [
+    "--workers",
+    "1",
+    "--timeout",
+    "500ms",
+  ]);
+  const client = Deno.createHttpClient({});
+  try {
+    const started = performance.now();
+    const response = await fetch(`${site.url}/never`, { client });
+    await response.body?.cancel();
+    assert.equal(response.status, 504);
+    assert.ok(performance.now() - started >= 450);
+    // The worker records the abort reason; ask until it has.
+    let seen = "none";
+    for (let i = 0; i < 50 && seen === "none"; i++) {
+      seen = await (await fetch(`${site.url}/aborted`, { client })).text();
+      if (seen === "none") {
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    }
+    assert.equal(seen, "TimeoutError");
+  } finally {
+    client.close();
+  }
+  const status = await m2fetch.stop("SIGTERM");
+  assert.equal(status.code, 0, m2fetch.output());
+});
