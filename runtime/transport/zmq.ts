@@ -194,6 +194,11 @@ export class ZmqTransport implements Transport {
       await new Promise((resolve) => setTimeout(resolve, 5));
     }
     for (const peer of this.#peers) peer.close();
+    // A closed PUB socket still writes what it holds (linger), but only
+    // while the process lives: m2fetch exits right after, and Deno's exit
+    // does not wait for ZeroMQ. Without this pause the last replies of a
+    // shutdown under load were lost now and then (tests/lifecycle).
+    await new Promise((resolve) => setTimeout(resolve, 100));
   }
 }
 
