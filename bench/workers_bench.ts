@@ -1,0 +1,206 @@
+/**
+ * What --workers buys and costs (issue 5), through a real mongrel2, in one
+ * run so that the ratios mean something on a shared machine:
+ *
+ * - a CPU-bound handler (a fixed integer-hash loop, about 1 ms of CPU per
+ *   request) with --workers 1 and --workers 2, and 0 for reference:
+ *   requests/s and the 2-vs-1 ratio (the ideal on 2 cores is 2; the main
+ *   thread's share of the CPU keeps it lower);
+ * - examples/hello.ts with --workers 0 and --workers 1: the cost of the
+ *   worker hop per request.
+ *
+ * For every run it also prints the CPU seconds of each m2fetch thread over
+ * the measured window (main, the handler workers, ZeroMQ's I/O thread,
+ * Deno's own threads), which is where the time goes when a ratio is low.
+ *
+ * ```sh
+ * deno run -A bench/workers_bench.ts            # wrk -c 16, 10 s per point
+ * deno run -A bench/workers_bench.ts --seconds 3
+ * ```
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { startMongrel2 } from "../runtime/mongrel2/mod.ts";
+import {
+  delay,
+  readCpuSeconds,
+  readThreadCpuSeconds,
+  REPO_ROOT,
+  type ServerProcess,
+  spawnDeno,
+  waitForOk,
+} from "./processes.ts";
+import { runWrk, type WrkResult } from "./wrk.ts";
+
+/**
+ * The CPU handler: a fixed integer-hash loop, the same work for every
+ * request. 120 000 rounds take about 1 ms of CPU on the 2-core machine this
+ * was written on (the report prints the CPU per request measured with
+ * --workers 0). Calibrating by timing at load was misleading: the warm-up
+ * loop ran about 8 times faster than the same function under requests.
+ */
+const CPU_APP = `
+function burn(rounds) {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < rounds; i++) h = Math.imul(h ^ (i & 0xff), 0x01000193) >>> 0;
+  return h;
+}
+export default {
+  fetch() {
+    return new Response("hash " + burn(120000) + "\\n");
+  },
+};
+`;
+
+interface Run {
+  label: string;
+  wrk: WrkResult;
+  /** m2fetch's CPU seconds over the measured window. */
+  cpu: number;
+  /** mongrel2's CPU seconds over the same window. */
+  mongrel2Cpu: number;
+  threads: Record<string, number>;
+}
+
+function threadDelta(
+  before: Record<string, number>,
+  after: Record<string, number>,
+): Record<string, number> {
+  const delta: Record<string, number> = {};
+  for (const [name, seconds] of Object.entries(after)) {
+    const used = seconds - (before[name] ?? 0);
+    if (used >= 0.05) delta[name] = used;
+  }
+  return delta;
+}
+
+async function measure(
+  label: string,
+  app: string,
+  workers: number,
+  mongrel2: { url: string; sendSpec: string; recvSpec: string; pid: number },
+  seconds: number,
+): Promise<Run> {
+  const m2fetch: ServerProcess = spawnDeno([
+    "run",
+    "-A",
+    "cli.ts",
+    "--quiet",
+    "--workers",
+    String(workers),
+    "--send-spec",
+    mongrel2.sendSpec,
+    "--recv-spec",
+    mongrel2.recvSpec,
+    app,
+  ]);
+  try {
+    await waitForOk(`${mongrel2.url}/`, { process: m2fetch });
+    await runWrk({ url: `${mongrel2.url}/`, connections: 16, seconds: 2 });
+    const cpuBefore = readCpuSeconds(m2fetch.pid);
+    const mongrel2Before = readCpuSeconds(mongrel2.pid);
+    const threadsBefore = readThreadCpuSeconds(m2fetch.pid);
+    const wrk = await runWrk({
+      url: `${mongrel2.url}/`,
+      connections: 16,
+      seconds,
+    });
+    const cpu = readCpuSeconds(m2fetch.pid) - cpuBefore;
+    const mongrel2Cpu = readCpuSeconds(mongrel2.pid) - mongrel2Before;
+    const threads = threadDelta(
+      threadsBefore,
+      readThreadCpuSeconds(m2fetch.pid),
+    );
+    if (wrk.socketErrors > 0 || wrk.non2xx > 0) {
+      throw new Error(
+        `${label}: ${wrk.socketErrors} socket errors, ${wrk.non2xx} non-2xx`,
+      );
+    }
+    return { label, wrk, cpu, mongrel2Cpu, threads };
+  } finally {
+    await m2fetch.stop();
+  }
+}
+
+function describe(run: Run, seconds: number): string {
+  const threads = Object.entries(run.threads)
+    .sort(([, a], [, b]) => b - a)
+    .map(([name, used]) => `${name} ${(used / seconds * 100).toFixed(0)}%`)
+    .join(", ");
+  return `${run.label.padEnd(26)} ${
+    run.wrk.requestsPerSecond.toFixed(0).padStart(7)
+  } req/s  p50 ${run.wrk.p50Ms.toFixed(2).padStart(6)} ms  p99 ${
+    run.wrk.p99Ms.toFixed(2).padStart(7)
+  } ms  CPU ${(run.cpu / seconds * 100).toFixed(0)}% of one core (${
+    (run.cpu / run.wrk.requests * 1e6).toFixed(0)
+  } µs/request): ${threads}; mongrel2 ${
+    (run.mongrel2Cpu / seconds * 100).toFixed(0)
+  }%`;
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    args: Deno.args,
+    options: { seconds: { type: "string", default: "10" } },
+  });
+  const seconds = Number(values.seconds);
+  const dir = await Deno.makeTempDir({ prefix: "m2wb-" });
+  await Deno.writeTextFile(`${dir}/cpu_app.ts`, CPU_APP);
+  const mongrel2 = await startMongrel2({
+    dir,
+    handlers: [{ route: "/", protocol: "tnetstring" }],
+  });
+  const [route] = mongrel2.handlers;
+  const site = {
+    url: mongrel2.url,
+    sendSpec: route.sendSpec,
+    recvSpec: route.recvSpec,
+    pid: mongrel2.pid,
+  };
+  console.log(
+    `workers bench: wrk -c 16, ${seconds} s per point, ${navigator.hardwareConcurrency} CPUs; the CPU handler runs 120 000 hash rounds per request`,
+  );
+  const runs: Run[] = [];
+  try {
+    const plan: [string, string, number][] = [
+      ["cpu 1 ms, --workers 1", `${dir}/cpu_app.ts`, 1],
+      ["cpu 1 ms, --workers 2", `${dir}/cpu_app.ts`, 2],
+      ["cpu 1 ms, --workers 0", `${dir}/cpu_app.ts`, 0],
+      ["hello, --workers 0", `${REPO_ROOT}/examples/hello.ts`, 0],
+      ["hello, --workers 1", `${REPO_ROOT}/examples/hello.ts`, 1],
+    ];
+    for (const [label, app, workers] of plan) {
+      const run = await measure(label, app, workers, site, seconds);
+      runs.push(run);
+      console.log(describe(run, seconds));
+      await delay(500);
+    }
+  } finally {
+    await mongrel2.stop();
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+  const rate = (label: string) =>
+    runs.find((run) => run.label === label)!.wrk.requestsPerSecond;
+  const perRequest = (label: string) => {
+    const run = runs.find((r) => r.label === label)!;
+    return run.cpu / run.wrk.requests * 1e6;
+  };
+  const ratio = rate("cpu 1 ms, --workers 2") / rate("cpu 1 ms, --workers 1");
+  console.log(
+    `\nCPU handler, --workers 2 / --workers 1: ${
+      ratio.toFixed(2)
+    }x (target >= 1.7 on 2 cores)`,
+  );
+  console.log(
+    `hello, --workers 1 / --workers 0: ${
+      (rate("hello, --workers 1") / rate("hello, --workers 0")).toFixed(2)
+    }x the requests/s; the worker hop costs ${
+      (perRequest("hello, --workers 1") - perRequest("hello, --workers 0"))
+        .toFixed(0)
+    } µs of CPU per request`,
+  );
+}
+
+if (import.meta.main) await main();
