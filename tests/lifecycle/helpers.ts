@@ -18,46 +18,9 @@ export const ROOT: string = new URL("../..", import.meta.url).pathname.replace(
   "",
 );
 
-/**
- * Resolves after `ms` milliseconds.
- *
- * @param ms The delay.
- * @returns A promise.
- *
- * @example
- * ```ts
- * import { delay } from "./helpers.ts";
- * await delay(1);
- * ```
- */
-export function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
+import { delay, waitFor } from "../e2e/harness.ts";
 
-/**
- * Polls `condition` every 20 ms until it holds or `timeoutMs` passes.
- *
- * @param condition What to wait for.
- * @param timeoutMs The longest wait.
- * @returns Whether it held in time.
- *
- * @example
- * ```ts
- * import { waitFor } from "./helpers.ts";
- * console.assert(await waitFor(() => true, 10));
- * ```
- */
-export async function waitFor(
-  condition: () => boolean,
-  timeoutMs: number,
-): Promise<boolean> {
-  const deadline = performance.now() + timeoutMs;
-  while (!condition()) {
-    if (performance.now() > deadline) return false;
-    await delay(20);
-  }
-  return true;
-}
+export { delay, waitFor };
 
 /**
  * A real mongrel2 in a temp dir with one handler route, `/`.
