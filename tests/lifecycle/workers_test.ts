@@ -4,10 +4,9 @@
  * that cannot load stops start-up with one line; --timeout answers 504 and
  * aborts `request.signal` with a `TimeoutError`.
  *
- * The crash and hang tests run m2fetch in-process (`serveMongrel2` with a
- * `WorkerPool` as its handler) so that the harness can check that the
- * server's connection table ends empty; start-up failure and --timeout run
- * the real CLI. Requests go over raw connections because the pool picks a
+ * The crash and hang tests, start-up failure and --timeout run the real
+ * CLI; the in-process --timeout test checks the connection table ends
+ * empty. Requests go over raw connections because the pool picks a
  * worker by mongrel2 connection id (id % workers): each raw client is one
  * connection, and `/whoami` tells which worker holds it.
  *
@@ -15,10 +14,7 @@
  */
 
 import assert from "node:assert/strict";
-import { startHarness } from "../e2e/harness.ts";
-import type { RawClient } from "../e2e/harness.ts";
-import { createLogger } from "../../runtime/log.ts";
-import { WorkerPool } from "../../runtime/workers/pool.ts";
+import { RawClient, startHarness } from "../e2e/harness.ts";
 import { spawnM2fetch, startSite, waitFor, writeFiles } from "./helpers.ts";
 
 const APP = `
@@ -79,32 +75,26 @@ async function text(client: RawClient, path: string): Promise<string> {
 
 /**
  * A worker that crashes (`fault` "/crash") or hangs ("/hang") while slow
- * requests are in flight on both workers.
+ * requests are in flight on both workers. m2fetch runs as a real process:
+ * its workers must not share the test runner's process, where a test
+ * file's crashing worker thread can disturb the other test files.
  */
 async function faultWithRequestsInFlight(fault: "/crash" | "/hang") {
-  const appDir = await Deno.makeTempDir({ prefix: "m2w-" });
-  await writeFiles(appDir, { "app.ts": APP });
-  const logs: string[] = [];
-  const echo = Deno.env.get("M2FETCH_TEST_LOG") === "1";
-  const logger = createLogger({
-    write: (line) => {
-      logs.push(line);
-      if (echo) console.error(line);
-    },
-  });
-  const pool = await WorkerPool.start({
-    module: `${appDir}/app.ts`,
-    workers: 2,
-    logger,
-    unresponsiveTimeout: 500,
-  });
+  await using site = await startSite();
+  await writeFiles(site.dir, { "app.ts": APP });
+  await using m2fetch = await spawnM2fetch(site, `${site.dir}/app.ts`, [
+    "--workers",
+    "2",
+    "--worker-timeout",
+    "500ms",
+  ]);
+  const port = Number(new URL(site.url).port);
   const clients: RawClient[] = [];
   try {
-    await using h = await startHarness(pool.fetch);
     // Six connections: which worker holds each?
     const owners: string[] = [];
     for (let i = 0; i < 6; i++) {
-      const client = await h.raw();
+      const client = await RawClient.connect(port);
       clients.push(client);
       owners.push(await text(client, "/whoami"));
     }
@@ -135,19 +125,14 @@ async function faultWithRequestsInFlight(fault: "/crash" | "/hang") {
       }
     }
     assert.ok(
-      await waitFor(
-        () => logs.some((line) => line.includes("replaced")),
-        10_000,
-      ),
-      logs.join("\n"),
+      await waitFor(() => m2fetch.output().includes("replaced"), 10_000),
+      m2fetch.output(),
     );
     assert.ok(
-      logs.some((line) =>
-        line.includes(
-          fault === "/crash" ? "uncaught" : "answered no ping for 500 ms",
-        )
+      m2fetch.output().includes(
+        fault === "/crash" ? "uncaught" : "answered no ping for 500 ms",
       ),
-      logs.join("\n"),
+      m2fetch.output(),
     );
     // Later requests succeed on fresh connections to both slots, and the
     // replacement is a new worker.
@@ -155,19 +140,18 @@ async function faultWithRequestsInFlight(fault: "/crash" | "/hang") {
     clients.length = 0;
     const later = new Set<string>();
     for (let i = 0; i < 4; i++) {
-      const client = await h.raw();
+      const client = await RawClient.connect(port);
       clients.push(client);
       later.add(await text(client, "/whoami"));
       assert.equal(await text(client, "/"), "ok");
     }
     assert.equal(later.size, 2);
     assert.ok(!later.has(victim), "the failed worker still answers");
-    for (const client of clients) client.close();
   } finally {
     for (const client of clients) client.close();
-    await pool.close();
-    await Deno.remove(appDir, { recursive: true });
   }
+  const status = await m2fetch.stop("SIGTERM");
+  assert.equal(status.code, 0, m2fetch.output());
 }
 
 Deno.test("a worker that crashes mid-run is replaced; only its requests fail", async () => {
