@@ -9,7 +9,7 @@
 import { decodeByteString, parseDecimal } from "./bytes.ts";
 import { ProtocolError } from "./errors.ts";
 import { parseJsonBytes } from "./json_bytes.ts";
-import { readFrame, type TNetValue } from "./tnetstring.ts";
+import { defineEntry, readFrame, type TNetValue } from "./tnetstring.ts";
 
 /** Header values as mongrel2 sends them: one string, or several for duplicates. */
 export type Mongrel2Headers = Record<string, string | string[]>;
@@ -160,7 +160,11 @@ function parseHeaderDict(
       );
     }
     if (value.tag === 0x2c) {
-      setHeader(headers, name, decodeByteString(bytes, value.start, value.end));
+      defineEntry(
+        headers,
+        name,
+        decodeByteString(bytes, value.start, value.end),
+      );
     } else if (value.tag === 0x5d) {
       const list: string[] = [];
       let item = value.start;
@@ -175,7 +179,7 @@ function parseHeaderDict(
         list.push(decodeByteString(bytes, entry.start, entry.end));
         item = entry.end + 1;
       }
-      setHeader(headers, name, list);
+      defineEntry(headers, name, list);
     } else {
       throw new ProtocolError(
         `Cannot parse headers: "${name}" is neither a string nor a list`,
@@ -185,23 +189,6 @@ function parseHeaderDict(
     at = value.end + 1;
   }
   return headers;
-}
-
-function setHeader(
-  headers: Mongrel2Headers,
-  name: string,
-  value: string | string[],
-): void {
-  if (name === "__proto__") {
-    Object.defineProperty(headers, name, {
-      value,
-      enumerable: true,
-      writable: true,
-      configurable: true,
-    });
-  } else {
-    headers[name] = value;
-  }
 }
 
 function checkHeaders(value: TNetValue, offset: number): Mongrel2Headers {
