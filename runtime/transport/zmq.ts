@@ -1,18 +1,22 @@
 /**
  * The ZeroMQ transport: a PULL socket connected to mongrel2's `send_spec`
- * and a PUB socket connected to its `recv_spec`. This is the only module
- * that imports `npm:zeromq`.
+ * and an XPUB socket connected to its `recv_spec`, over the system's libzmq
+ * (see `libzmq.ts`).
  *
  * Several mongrel2 servers can share one m2fetch: the PULL socket connects
- * to every `send_spec` (requests are fair-queued), and one PUB socket per
+ * to every `send_spec` (requests are fair-queued), and one XPUB socket per
  * `recv_spec` publishes every reply. Each server's Handler has its own
  * `send_ident` and `recv_ident = send_ident`, so a server subscribes only to
  * replies that start with its own ident: the others' replies never reach it.
  *
+ * An XPUB socket reports each subscription as it arrives, so a reply is
+ * published only once the mongrel2 it is meant for listens (no "slow
+ * joiner" guesswork), and is held while that mongrel2 is away.
+ *
  * @module
  */
 
-import * as zmq from "zeromq";
+import { ZmqContext, type ZmqSocket } from "./libzmq.ts";
 import type { Transport } from "./transport.ts";
 
 /** Where to reach mongrel2. */
@@ -27,12 +31,6 @@ export interface ZmqTransportOptions {
    * PUB socket to each).
    */
   recvSpec: string | readonly string[];
-  /**
-   * How long to hold replies after a PUB socket connects, so that
-   * mongrel2's SUB subscription has reached it (the "slow joiner"): replies
-   * published earlier would be dropped. Default 200 ms.
-   */
-  joinDelayMs?: number;
   /**
    * Most replies held for one `recv_spec` whose mongrel2 is not subscribed
    * (yet, or any more); the oldest are dropped beyond it. Default 10 000.
@@ -99,12 +97,15 @@ export function checkEndpoint(name: string, spec: string): void {
  * ```
  */
 export class ZmqTransport implements Transport {
-  readonly #pull: zmq.Pull;
+  readonly #context: ZmqContext;
+  readonly #pull: ZmqSocket;
   readonly #peers: ReplyPeer[];
   readonly #onError: (error: Error) => void;
   readonly #onStatus: (message: string) => void;
   readonly #waitingTimer: ReturnType<typeof setTimeout>;
   #receiving = true;
+  #receiveLoop: Promise<void> = Promise.resolve();
+  #closing: Promise<void> | null = null;
 
   /**
    * Connects the sockets. Connection is asynchronous: ZeroMQ retries until
@@ -112,19 +113,21 @@ export class ZmqTransport implements Transport {
    *
    * @param options Endpoints and tuning.
    * @throws {TypeError} On an invalid, missing or repeated endpoint.
+   * @throws {Error} When libzmq cannot be loaded.
    */
   constructor(options: ZmqTransportOptions) {
     const sendSpecs = endpointList("send spec", options.sendSpec);
     const recvSpecs = endpointList("recv spec", options.recvSpec);
     this.#onError = options.onError ?? (() => {});
     this.#onStatus = options.onStatus ?? (() => {});
-    const joinDelayMs = options.joinDelayMs ?? 200;
     const maxHeld = options.maxHeldReplies ?? 10_000;
+    this.#context = new ZmqContext();
     this.#peers = recvSpecs.map((spec) =>
-      new ReplyPeer(spec, joinDelayMs, maxHeld, this.#onError, this.#onStatus)
+      new ReplyPeer(this.#context, spec, maxHeld, this.#onError, this.#onStatus)
     );
-    // Only documented options: a constructor that throws crashes Deno later.
-    this.#pull = new zmq.Pull({ linger: 0 });
+    // Requests mongrel2 has pushed are not thrown away on close: the
+    // shutdown path reads what has arrived before it closes.
+    this.#pull = this.#context.socket("pull", { linger: 0 });
     for (const spec of sendSpecs) this.#pull.connect(spec);
     this.#waitingTimer = setTimeout(() => {
       const waiting = this.#peers.filter((peer) => !peer.ready);
@@ -147,18 +150,33 @@ export class ZmqTransport implements Transport {
     return this.#peers.every((peer) => peer.ready);
   }
 
-  /** Messages from mongrel2, until {@linkcode stopReceiving} or {@linkcode close}. */
+  /**
+   * Messages from mongrel2, until {@linkcode stopReceiving} or
+   * {@linkcode close}. Every message that is ready is taken in one go; the
+   * wait for more runs on a blocking thread.
+   */
   async *messages(): AsyncIterable<Uint8Array> {
-    while (this.#receiving) {
-      let frames: Uint8Array[];
-      try {
-        frames = await this.#pull.receive();
-      } catch (error) {
-        if (!this.#receiving || this.#pull.closed) return;
-        this.#onError(error as Error);
-        continue;
+    let finished!: () => void;
+    this.#receiveLoop = new Promise((resolve) => finished = resolve);
+    try {
+      while (this.#receiving) {
+        let message: Uint8Array | null;
+        try {
+          message = this.#pull.receive();
+          if (message === null) {
+            await this.#pull.waitReadable(POLL_SLICE_MS);
+            continue;
+          }
+        } catch (error) {
+          if (!this.#receiving) return;
+          this.#onError(error as Error);
+          await new Promise((resolve) => setTimeout(resolve, 100));
+          continue;
+        }
+        yield message;
       }
-      for (const frame of frames) yield frame;
+    } finally {
+      finished();
     }
   }
 
@@ -176,31 +194,33 @@ export class ZmqTransport implements Transport {
   }
 
   /** Stops receiving; see {@linkcode Transport.stopReceiving}. */
-  stopReceiving(): Promise<void> {
+  async stopReceiving(): Promise<void> {
+    if (!this.#receiving) return await this.#pull.closed();
     this.#receiving = false;
-    if (!this.#pull.closed) this.#pull.close();
-    return Promise.resolve();
+    // The loop ends within one poll slice; the socket closes after it.
+    this.#pull.close();
+    await this.#pull.closed();
   }
 
-  /** Flushes queued replies (to each mongrel2 that listens) and closes. */
-  async close(): Promise<void> {
+  /**
+   * Sends queued replies (to each mongrel2 that listens), closes the
+   * sockets, and resolves once libzmq has written what it holds (or after
+   * two seconds for a mongrel2 that does not read).
+   */
+  close(): Promise<void> {
+    return this.#closing ??= this.#close();
+  }
+
+  async #close(): Promise<void> {
     await this.stopReceiving();
     clearTimeout(this.#waitingTimer);
-    const deadline = Date.now() + 2000;
-    while (
-      this.#peers.some((peer) => peer.queued > 0 && peer.ready) &&
-      Date.now() < deadline
-    ) {
-      await new Promise((resolve) => setTimeout(resolve, 5));
-    }
     for (const peer of this.#peers) peer.close();
-    // A closed PUB socket still writes what it holds (linger), but only
-    // while the process lives: m2fetch exits right after, and Deno's exit
-    // does not wait for ZeroMQ. Without this pause the last replies of a
-    // shutdown under load were lost now and then (tests/lifecycle).
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    await this.#context.terminate();
   }
 }
+
+/** The longest wait on a blocking thread before the loop checks for stop. */
+const POLL_SLICE_MS = 100;
 
 function endpointList(
   name: string,
@@ -221,156 +241,152 @@ function endpointList(
 }
 
 /**
- * One PUB socket connected to one mongrel2's `recv_spec`, with the replies
+ * One XPUB socket connected to one mongrel2's `recv_spec`, with the replies
  * held until that mongrel2's subscription has arrived.
  */
 class ReplyPeer {
   readonly endpoint: string;
-  readonly #pub: zmq.Publisher;
-  readonly #joinDelayMs: number;
+  readonly #socket: ZmqSocket;
   readonly #maxHeld: number;
   readonly #onError: (error: Error) => void;
   readonly #onStatus: (message: string) => void;
+  /** Subscribed prefixes (mongrel2's `recv_ident`), as latin1 keys. */
+  readonly #topics = new Set<string>();
+  readonly #timer: ReturnType<typeof setInterval>;
   #queue: Uint8Array[] = [];
   #head = 0;
-  #draining = false;
-  #connections = 0;
-  #joinTimer: ReturnType<typeof setTimeout> | undefined;
-  #ready = false;
   #joinedBefore = false;
   #dropped = 0;
-  #wakeSender: (() => void) | null = null;
   #closed = false;
 
   constructor(
+    context: ZmqContext,
     endpoint: string,
-    joinDelayMs: number,
     maxHeld: number,
     onError: (error: Error) => void,
     onStatus: (message: string) => void,
   ) {
     this.endpoint = endpoint;
-    this.#joinDelayMs = joinDelayMs;
     this.#maxHeld = maxHeld;
     this.#onError = onError;
     this.#onStatus = onStatus;
-    this.#pub = new zmq.Publisher({ sendHighWaterMark: 0, linger: 2000 });
-    this.#watch();
-    this.#pub.connect(endpoint);
-  }
-
-  /**
-   * Follows the socket's connection events. zeromq's own `events.on()`
-   * reads them in a loop whose rejection nobody catches, and closing the
-   * socket can reject that read ("Socket operation on non-socket"): an
-   * unhandled rejection that ends the process. This loop catches it.
-   */
-  async #watch(): Promise<void> {
-    const events = this.#pub.events;
-    while (!this.#closed && !events.closed) {
-      let event: zmq.Event;
-      try {
-        event = await events.receive();
-      } catch (error) {
-        if (this.#closed || events.closed) return;
-        this.#onError(error as Error);
-        return;
-      }
-      if (event.type === "handshake") this.#joined();
-      else if (event.type === "disconnect") this.#left();
-      else if (event.type === "end") return;
-    }
+    // immediate: a mongrel2 that disconnects drops its pipe, so its
+    // unsubscription is reported and replies are held, not queued blind.
+    this.#socket = context.socket("xpub", {
+      linger: 2000,
+      sendHighWaterMark: 0,
+      immediate: true,
+    });
+    this.#socket.connect(endpoint);
+    // Subscriptions are read on the JavaScript thread (sends use the same
+    // socket), often while nobody listens and rarely once they do.
+    this.#timer = setInterval(() => this.#follow(), SUBSCRIPTION_CHECK_MS);
+    Deno.unrefTimer(this.#timer as unknown as number);
   }
 
   get ready(): boolean {
-    return this.#ready;
+    return this.#topics.size > 0;
   }
 
   get queued(): number {
     return this.#queue.length - this.#head;
   }
 
-  #joined(): void {
-    this.#connections++;
-    clearTimeout(this.#joinTimer);
-    this.#joinTimer = setTimeout(() => {
-      if (this.#connections === 0 || this.#closed) return;
-      this.#ready = true;
-      if (this.#joinedBefore || this.#dropped > 0) {
-        this.#onStatus(
-          `mongrel2 at ${this.endpoint} subscribed again; sending its replies${
-            this.#dropped > 0
-              ? ` (dropped the ${this.#dropped} oldest held while it was away)`
-              : ""
-          }`,
-        );
+  /** Applies the (un)subscriptions that have arrived. */
+  #follow(): void {
+    if (this.#closed) return;
+    const wasReady = this.ready;
+    try {
+      let message: Uint8Array | null;
+      while ((message = this.#socket.receive()) !== null) {
+        if (message.length === 0) continue;
+        const topic = String.fromCharCode(...message.subarray(1));
+        if (message[0] === 1) this.#topics.add(topic);
+        else if (message[0] === 0) this.#topics.delete(topic);
       }
-      this.#joinedBefore = true;
-      this.#dropped = 0;
-      this.#wakeSender?.();
-    }, this.#joinDelayMs);
+    } catch (error) {
+      this.#onError(error as Error);
+      return;
+    }
+    if (this.ready && !wasReady) this.#joined();
+    else if (!this.ready && wasReady) this.#left();
+  }
+
+  #joined(): void {
+    if (this.#joinedBefore || this.#dropped > 0) {
+      this.#onStatus(
+        `mongrel2 at ${this.endpoint} subscribed again; sending its replies${
+          this.#dropped > 0
+            ? ` (dropped the ${this.#dropped} oldest held while it was away)`
+            : ""
+        }`,
+      );
+    }
+    this.#joinedBefore = true;
+    this.#dropped = 0;
+    this.#flush();
   }
 
   #left(): void {
-    this.#connections = Math.max(0, this.#connections - 1);
-    if (this.#connections > 0) return;
-    clearTimeout(this.#joinTimer);
-    if (this.#ready && !this.#closed) {
-      this.#onStatus(
-        `mongrel2 at ${this.endpoint} went away; holding replies for it until it subscribes again`,
-      );
-    }
-    this.#ready = false;
+    this.#onStatus(
+      `mongrel2 at ${this.endpoint} went away; holding replies for it until it subscribes again`,
+    );
   }
 
   send(message: Uint8Array): void {
     if (this.#closed) return;
+    if (!this.ready) this.#follow();
+    if (this.ready && this.queued === 0) {
+      this.#publish(message);
+      return;
+    }
     this.#queue.push(message);
-    if (!this.#ready && this.queued > this.#maxHeld) {
+    if (!this.ready && this.queued > this.#maxHeld) {
       this.#queue[this.#head++] = EMPTY;
       this.#dropped++;
       this.#compact();
     }
-    if (!this.#draining) this.#drain();
+  }
+
+  #publish(message: Uint8Array): void {
+    try {
+      // With no high-water mark an XPUB never refuses a message.
+      this.#socket.send(message);
+    } catch (error) {
+      this.#onError(error as Error);
+    }
+  }
+
+  #flush(): void {
+    while (this.ready && this.#head < this.#queue.length) {
+      const message = this.#queue[this.#head];
+      this.#queue[this.#head++] = EMPTY;
+      this.#publish(message);
+    }
+    this.#compact();
   }
 
   #compact(): void {
-    if (this.#head > 1024 && this.#head * 2 > this.#queue.length) {
+    if (this.#head === this.#queue.length) {
+      this.#queue = [];
+      this.#head = 0;
+    } else if (this.#head > 1024 && this.#head * 2 > this.#queue.length) {
       this.#queue = this.#queue.slice(this.#head);
       this.#head = 0;
     }
   }
 
-  async #drain(): Promise<void> {
-    this.#draining = true;
-    try {
-      while (this.#head < this.#queue.length) {
-        if (!this.#ready) {
-          await new Promise<void>((resolve) => this.#wakeSender = resolve);
-          this.#wakeSender = null;
-          if (this.#closed && !this.#ready) break;
-          continue;
-        }
-        const message = this.#queue[this.#head];
-        this.#queue[this.#head++] = EMPTY;
-        this.#compact();
-        try {
-          await this.#pub.send(message);
-        } catch (error) {
-          this.#onError(error as Error);
-        }
-      }
-    } finally {
-      this.#draining = false;
-    }
-  }
-
   close(): void {
+    if (this.#closed) return;
+    this.#follow();
+    this.#flush();
     this.#closed = true;
-    clearTimeout(this.#joinTimer);
-    this.#wakeSender?.();
-    this.#pub.close();
+    clearInterval(this.#timer);
+    this.#socket.close();
   }
 }
+
+/** How often held replies check for their mongrel2's subscription. */
+const SUBSCRIPTION_CHECK_MS = 5;
 
 const EMPTY = new Uint8Array(0);

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { XSubscriber } from "zeromq";
+import { Inbox } from "../zmq_peer.ts";
 import { ZmqTransport } from "../../runtime/transport/zmq.ts";
 import { startMongrel2 } from "../../runtime/mongrel2/mod.ts";
 import { ROOT, spawnCli, tempDir, waitFor } from "./helpers.ts";
@@ -20,41 +20,17 @@ export default {
 };
 `;
 
-/**
- * A stand-in for mongrel2's reply socket: binds and subscribes to every
- * reply. (zeromq.js's own Subscriber, bound, never passes its subscription
- * to a connecting PUB; an XSUB that sends the subscription itself does, so
- * it re-sends it for PUBs that connect later.)
- */
-async function replySocket(
-  endpoint: string,
-): Promise<{ socket: XSubscriber; close(): void }> {
-  const socket = new XSubscriber();
-  await socket.bind(endpoint);
-  const timer = setInterval(() => {
-    socket.send(new Uint8Array([1])).catch(() => {});
-  }, 20);
-  return {
-    socket,
-    close() {
-      clearInterval(timer);
-      socket.close();
-    },
-  };
-}
-
 Deno.test("ZmqTransport holds replies per recv spec: one mongrel2 missing does not hold up another", async () => {
   await using tmp = await tempDir("m2z-");
   const a = `ipc://${tmp.path}/a_recv`;
   const b = `ipc://${tmp.path}/b_recv`;
-  const replyA = await replySocket(a);
-  let replyB: { socket: XSubscriber; close(): void } | undefined;
-  const subA = replyA.socket;
+  // Stand-ins for mongrel2's reply sockets: bound SUBs, read all along.
+  await using subA = Inbox.bind("sub", a);
+  let subB: Inbox | undefined;
   const status: string[] = [];
   const transport = new ZmqTransport({
     sendSpec: `ipc://${tmp.path}/nobody_send`,
     recvSpec: [a, b],
-    joinDelayMs: 200,
     waitingNoticeMs: 800,
     onStatus: (line) => status.push(line),
   });
@@ -72,24 +48,40 @@ Deno.test("ZmqTransport holds replies per recv spec: one mongrel2 missing does n
     );
     assert.equal(transport.ready, false);
     transport.send(encoder.encode("first"));
-    const [first] = await subA.receive();
-    assert.equal(decoder.decode(first), "first");
+    assert.equal(decoder.decode(await subA.next()), "first");
 
     // B joins late and still gets what was held for it, in order.
-    replyB = await replySocket(b);
-    const subB = replyB.socket;
+    subB = Inbox.bind("sub", b);
     transport.send(encoder.encode("second"));
-    assert.deepEqual(
-      [decoder.decode((await subB.receive())[0])],
-      ["first"],
-    );
-    assert.equal(decoder.decode((await subB.receive())[0]), "second");
-    assert.equal(decoder.decode((await subA.receive())[0]), "second");
+    assert.equal(decoder.decode(await subB.next()), "first");
+    assert.equal(decoder.decode(await subB.next()), "second");
+    assert.equal(decoder.decode(await subA.next()), "second");
     assert.ok(await waitFor(() => transport.ready, 2000));
+
+    // B leaves: its replies are held again (and A's keep flowing).
+    await subB.close();
+    assert.ok(
+      await waitFor(
+        () => status.some((line) => line.includes(`${b} went away`)),
+        2000,
+      ),
+      status.join("\n"),
+    );
+    assert.equal(transport.ready, false);
+    transport.send(encoder.encode("third"));
+    assert.equal(decoder.decode(await subA.next()), "third");
+    assert.equal(transport.queuedReplies, 1);
+    subB = Inbox.bind("sub", b);
+    assert.equal(decoder.decode(await subB.next()), "third");
+    assert.ok(
+      status.includes(
+        `mongrel2 at ${b} subscribed again; sending its replies`,
+      ),
+      status.join("\n"),
+    );
   } finally {
     await transport.close();
-    replyA.close();
-    replyB?.close();
+    await subB?.close();
   }
 });
 

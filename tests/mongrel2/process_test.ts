@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { Publisher, Pull } from "zeromq";
+import { Inbox, Outbox } from "../zmq_peer.ts";
 import {
   loadMongrel2Config,
   Mongrel2Error,
@@ -73,31 +73,23 @@ async function checkHandlerRoute(m2: Mongrel2Process): Promise<void> {
   const [handler] = m2.handlers;
   assert.match(handler.sendSpec, /^ipc:\/\/\//);
   assert.ok(handler.sendSpec.startsWith(`ipc://${m2.dir}/run/`));
-  const pull = new Pull({ receiveTimeout: 5000, linger: 0 });
-  const pub = new Publisher({ linger: 0 });
-  try {
-    pull.connect(handler.sendSpec);
-    pub.connect(handler.recvSpec);
-    await new Promise((resolve) => setTimeout(resolve, 300)); // PUB slow joiner
-    const responsePromise = fetch(`${m2.url}/app/hello?x=1`);
-    const [message] = await pull.receive();
-    const text = new TextDecoder().decode(message);
-    assert.ok(text.startsWith(`${handler.sendIdent} `), text);
-    const [, id, path] = text.split(" ", 3);
-    assert.match(id, /^\d+$/);
-    assert.equal(path, "/app/hello");
-    assert.ok(text.includes("3:GET,"), text); // tnetstring headers by default
-    await pub.send(
-      `${handler.sendIdent} ${id.length}:${id}, ` +
-        "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
-    );
-    const response = await responsePromise;
-    assert.equal(response.status, 200);
-    assert.equal(await response.text(), "ok");
-  } finally {
-    pull.close();
-    pub.close();
-  }
+  await using requests = Inbox.connect("pull", handler.sendSpec);
+  await using replies = Outbox.connect("pub", handler.recvSpec);
+  await new Promise((resolve) => setTimeout(resolve, 300)); // PUB slow joiner
+  const responsePromise = fetch(`${m2.url}/app/hello?x=1`);
+  const text = new TextDecoder().decode(await requests.next());
+  assert.ok(text.startsWith(`${handler.sendIdent} `), text);
+  const [, id, path] = text.split(" ", 3);
+  assert.match(id, /^\d+$/);
+  assert.equal(path, "/app/hello");
+  assert.ok(text.includes("3:GET,"), text); // tnetstring headers by default
+  replies.send(
+    `${handler.sendIdent} ${id.length}:${id}, ` +
+      "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+  );
+  const response = await responsePromise;
+  assert.equal(response.status, 200);
+  assert.equal(await response.text(), "ok");
 }
 
 async function checkStartStop(
