@@ -459,6 +459,7 @@ async function serve(setup: ServeSetup): Promise<Served> {
     uploads,
     maxBodySize: values["max-body-size"] as number | undefined,
     handlerTimeout: values.timeout as number,
+    flowControl: { on: true, off: false }[values["flow-control"] as string],
   });
   logger.info(
     `m2fetch ${denoJson.version} serving ${app} (${handler.description}) via mongrel2: requests from ${
@@ -570,6 +571,7 @@ function applyDiscovery(
   const discovered: OptionValues = {
     "send-spec": [found.sendSpec],
     "recv-spec": [found.recvSpec],
+    "flow-control": found.flowControl ? "on" : "off",
   };
   if (
     found.uploads !== undefined && explicit["upload-temp-store"] === undefined
@@ -685,6 +687,9 @@ async function runDev(args: string[]): Promise<void> {
       values: {
         ...values,
         "upload-temp-store": String(mongrel2.settings["upload.temp_store"]),
+        "flow-control": mongrel2.settings["download.flow_control"] === 1
+          ? "on"
+          : "off",
         ...(mongrel2.chroot ? { "mongrel2-chroot": mongrel2.dir } : {}),
       },
       logger,

@@ -111,7 +111,9 @@ export interface M2fetchOptions {
 }
 
 /**
- * Starts `deno run -A cli.ts --quiet --send-spec S --recv-spec R APP`.
+ * Starts `deno run -A cli.ts --quiet --send-spec S --recv-spec R
+ * --flow-control on APP` (the bench's mongrel2 counts credits, and each
+ * m2fetch it starts meets keep-alive connections the last one served).
  *
  * @param options The app, endpoints and extra deno flags.
  * @returns The running process.
@@ -127,6 +129,8 @@ export function spawnM2fetch(options: M2fetchOptions): ServerProcess {
     options.sendSpec,
     "--recv-spec",
     options.recvSpec,
+    "--flow-control",
+    "on",
     options.app,
   ]);
 }

@@ -163,6 +163,14 @@ export const SERVE_OPTIONS = {
     description:
       "at start-up, delete temp files a crash left in the upload store (unmodified for the write timeout)",
   },
+  "flow-control": {
+    type: "string",
+    value: "MODE",
+    default: "auto",
+    choices: ["auto", "on", "off"],
+    description:
+      "whether mongrel2 runs with download.flow_control = 1: on, off, or auto (learned from DOWNLOAD_CREDITS, which only a connection's first request carries; --mongrel2-config reads it from the config)",
+  },
   "log-format": {
     type: "string",
     value: "FORMAT",

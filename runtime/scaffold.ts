@@ -81,8 +81,8 @@ export interface HandlerConf {
   /** The handler's send_ident. */
   sendIdent: string;
   /**
-   * m2fetch options matching the config (specs, upload store, chroot), by
-   * flag name, as `m2fetch.json` holds them.
+   * m2fetch options matching the config (specs, upload store, flow
+   * control, chroot), by flag name, as `m2fetch.json` holds them.
    */
   m2fetch: Record<string, string | string[]>;
 }
@@ -146,6 +146,9 @@ export function renderHandlerConf(options: HandlerConfOptions): HandlerConf {
     "send-spec": [handler.sendSpec],
     "recv-spec": [handler.recvSpec],
     "upload-temp-store": template,
+    // The config turns download.flow_control on; saying so lets m2fetch
+    // count credits on connections it first sees after a restart.
+    "flow-control": "on",
     ...(chroot ? { "mongrel2-chroot": config.dir } : {}),
   };
   return {

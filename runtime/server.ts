@@ -80,8 +80,12 @@ export interface ServeMongrel2Options {
   /** Largest request body accepted, in bytes; larger gets 413. Default: no limit. */
   maxBodySize?: number;
   /**
-   * Whether mongrel2 runs with `download.flow_control`. Default: detected
-   * from the `DOWNLOAD_CREDITS` header on the first request of a connection.
+   * Whether mongrel2 runs with `download.flow_control`. Default: learned
+   * from the `DOWNLOAD_CREDITS` header, which only the first request of a
+   * connection carries, or from a credits notice. Set it when it is known:
+   * after a restart, a request on a keep-alive connection opened before it
+   * cannot tell, and a reply sized for no flow control would make mongrel2
+   * close that connection.
    */
   flowControl?: boolean;
 }
@@ -259,6 +263,8 @@ class Server implements Mongrel2Server {
       if (notice !== null) {
         const connection = this.#connections.get(key);
         if (notice.type === "credits") {
+          // Credits notices exist only with download.flow_control.
+          this.#flowControl ??= true;
           connection?.addCredits(notice.credits);
         } else if (connection !== undefined) {
           connection.lost(

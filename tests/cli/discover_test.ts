@@ -251,7 +251,7 @@ Deno.test("cli: flags given explicitly win over what --mongrel2-config discovers
   assert.match(
     log,
     new RegExp(
-      `Read handler web-ident \\(route localhost:/ of server main, chroot ${tmp.path}\\) from ${tmp.path}/config\\.sqlite: --send-spec ipc://${tmp.path}/run/web_send\\n`,
+      `Read handler web-ident \\(route localhost:/ of server main, chroot ${tmp.path}\\) from ${tmp.path}/config\\.sqlite: --send-spec ipc://${tmp.path}/run/web_send, --flow-control on\\n`,
     ),
   );
   assert.ok(

@@ -44,6 +44,7 @@ Deno.test("cli init: the created app runs behind mongrel2 the way its README say
   const config = JSON.parse(await Deno.readTextFile(`${dir}/m2fetch.json`));
   assert.deepEqual(config, {
     app: "app.ts",
+    "flow-control": "on",
     "recv-spec": [`ipc://${dir}/run/m2fetch_recv`],
     "send-spec": [`ipc://${dir}/run/m2fetch_send`],
     "upload-temp-store": `${dir}/tmp/upload.XXXXXX`,
