@@ -104,7 +104,9 @@ export class ZmqTransport implements Transport {
   readonly #onStatus: (message: string) => void;
   readonly #waitingTimer: ReturnType<typeof setTimeout>;
   #receiving = true;
-  #receiveLoop: Promise<void> = Promise.resolve();
+  /** Messages taken since the last flush of the outbox. */
+  #batch = 0;
+  #outbox: Uint8Array[] = [];
   #closing: Promise<void> | null = null;
 
   /**
@@ -156,36 +158,52 @@ export class ZmqTransport implements Transport {
    * wait for more runs on a blocking thread.
    */
   async *messages(): AsyncIterable<Uint8Array> {
-    let finished!: () => void;
-    this.#receiveLoop = new Promise((resolve) => finished = resolve);
     try {
       while (this.#receiving) {
         let message: Uint8Array | null;
         try {
-          message = this.#pull.receive();
+          message = this.#batch < BATCH_MESSAGES ? this.#pull.receive() : null;
           if (message === null) {
+            this.#flush();
             await this.#pull.waitReadable(POLL_SLICE_MS);
             continue;
           }
         } catch (error) {
+          this.#flush();
           if (!this.#receiving) return;
           this.#onError(error as Error);
           await new Promise((resolve) => setTimeout(resolve, 100));
           continue;
         }
+        this.#batch++;
         yield message;
       }
     } finally {
-      finished();
+      this.#flush();
     }
   }
 
   /**
    * Queues a reply for every `recv_spec`; see {@linkcode Transport.send}.
    * Each mongrel2 keeps only the replies that start with its `recv_ident`.
+   *
+   * Replies made while a batch of requests is being handled go out
+   * together when the batch ends: libzmq wakes its I/O thread (a system
+   * call) only for the first message of a burst.
    */
   send(message: Uint8Array): void {
-    for (const peer of this.#peers) peer.send(message);
+    if (this.#batch > 0) this.#outbox.push(message);
+    else for (const peer of this.#peers) peer.send(message);
+  }
+
+  #flush(): void {
+    this.#batch = 0;
+    const outbox = this.#outbox;
+    if (outbox.length === 0) return;
+    this.#outbox = [];
+    for (const message of outbox) {
+      for (const peer of this.#peers) peer.send(message);
+    }
   }
 
   /** Replies queued and not yet handed to ZeroMQ (the longest queue). */
@@ -221,6 +239,8 @@ export class ZmqTransport implements Transport {
 
 /** The longest wait on a blocking thread before the loop checks for stop. */
 const POLL_SLICE_MS = 100;
+/** Most messages taken before the replies they caused are sent. */
+const BATCH_MESSAGES = 64;
 
 function endpointList(
   name: string,
