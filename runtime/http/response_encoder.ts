@@ -13,6 +13,7 @@ import {
   encodeResponseHead,
   lastChunk,
 } from "./response.ts";
+import { PENDING, soon } from "./ready_body.ts";
 
 /** Facts about the request that shape the response bytes. */
 export interface ResponseContext {
@@ -28,19 +29,6 @@ export interface ResponseContext {
 
 /** Bytes gathered into one segment when the body has them ready. */
 const SEGMENT_BYTES = 256 * 1024;
-const PENDING = Symbol("pending");
-
-/**
- * Resolves with `PENDING` after a few microtask turns: long enough for a
- * body built from a string, bytes or a Blob to deliver its data, short
- * enough never to wait on a stream that is really producing later.
- */
-function soon(): Promise<typeof PENDING> {
-  let promise: Promise<unknown> = Promise.resolve();
-  for (let i = 0; i < 8; i++) promise = promise.then();
-  return promise.then(() => PENDING);
-}
-
 /**
  * Reads a response body segment by segment and frames it.
  *

@@ -22,7 +22,12 @@ import {
   handshakeOf,
   upgradeResponse,
 } from "../websocket/upgrade.ts";
-import type { FromWorker, ToWorker } from "./messages.ts";
+import {
+  type FromWorker,
+  SMALL_BODY_BYTES,
+  type ToWorker,
+} from "./messages.ts";
+import { settleBody } from "../http/ready_body.ts";
 
 /** Options for {@linkcode WorkerPool.start}. */
 export interface WorkerPoolOptions {
@@ -143,14 +148,19 @@ class HandlerWorker {
   ): void {
     const pending = this.pending.get(id);
     if (pending === undefined || pending.responded) {
-      message.body?.cancel();
+      if (message.body instanceof ReadableStream) message.body.cancel();
       return;
     }
     pending.responded = true;
-    const body = message.body && this.#follow(message.body);
+    const body = message.body instanceof ReadableStream
+      ? this.#follow(message.body)
+      : message.body;
     try {
       if (message.upgrade !== undefined && pending.handshake !== undefined) {
-        const control = this.#socketProxy(id, body!);
+        const control = this.#socketProxy(
+          id,
+          body as ReadableStream<Uint8Array>,
+        );
         pending.resolve(
           upgradeResponse(pending.handshake, control, message.upgrade.protocol),
         );
@@ -230,20 +240,17 @@ class HandlerWorker {
     const { promise, resolve, reject } = Promise.withResolvers<Response>();
     const handshake = handshakeOf(request);
     this.pending.set(id, { resolve, reject, responded: false, handshake });
-    const body = request.body;
-    this.send({
-      type: "request",
-      id,
-      url: request.url,
-      method: request.method,
-      headers: [...request.headers],
-      body,
-      hostname: info.remoteAddr.hostname,
-      info: mongrel2Info(request),
-      handshake: handshake?.acceptKey,
-    }, body === null ? [] : [body]);
-    const onAbort = () => {
+    // Abort and completion follow the request, which may wait a few
+    // microtasks while a small body is read.
+    const posted = this.#post(id, request, handshake?.acceptKey, info).catch(
+      (error) => {
+        this.pending.delete(id);
+        reject(error);
+      },
+    );
+    const onAbort = async () => {
       const reason = request.signal.reason;
+      await posted;
       this.send({
         type: "abort",
         id,
@@ -254,13 +261,37 @@ class HandlerWorker {
       });
     };
     request.signal.addEventListener("abort", onAbort, { once: true });
-    const finish = (ok: boolean) => {
+    const finish = async (ok: boolean) => {
       request.signal.removeEventListener("abort", onAbort);
       this.pending.delete(id);
+      await posted;
       this.send({ type: "completed", id, ok });
     };
     info.completed.then(() => finish(true), () => finish(false));
     return promise;
+  }
+
+  async #post(
+    id: number,
+    request: Request,
+    handshake: string | undefined,
+    info: Deno.ServeHandlerInfo<Deno.NetAddr>,
+  ): Promise<void> {
+    const length = Number(request.headers.get("content-length") ?? NaN);
+    const body = request.body !== null && length <= SMALL_BODY_BYTES
+      ? await settleBody(request.body, SMALL_BODY_BYTES)
+      : request.body;
+    this.send({
+      type: "request",
+      id,
+      url: request.url,
+      method: request.method,
+      headers: [...request.headers],
+      body,
+      hostname: info.remoteAddr.hostname,
+      info: mongrel2Info(request),
+      handshake,
+    }, body instanceof ReadableStream ? [body] : []);
   }
 
   /** Fails every request this worker held: 502 if it had not answered. */

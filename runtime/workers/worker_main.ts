@@ -13,7 +13,13 @@ import { setMongrel2Info } from "../info.ts";
 import type { SocketControl } from "../websocket/socket.ts";
 import { markHandshake, upgradeOf } from "../websocket/upgrade.ts";
 import type { FetchHandler } from "../server.ts";
-import type { FromWorker, ToWorker, WorkerRequest } from "./messages.ts";
+import { settleBody } from "../http/ready_body.ts";
+import {
+  type FromWorker,
+  SMALL_BODY_BYTES,
+  type ToWorker,
+  type WorkerRequest,
+} from "./messages.ts";
 
 let handler: FetchHandler | null = null;
 const controllers = new Map<number, AbortController>();
@@ -76,7 +82,11 @@ async function handle(message: WorkerRequest): Promise<void> {
     }
     const upgrade = upgradeOf(response);
     if (upgrade !== undefined) sockets.set(message.id, upgrade.control);
-    const body = response.body;
+    // A WebSocket's frames must stay a stream; other bodies that are
+    // complete already cross as bytes.
+    const body = response.body === null || upgrade !== undefined
+      ? response.body
+      : await settleBody(response.body, SMALL_BODY_BYTES);
     post({
       type: "response",
       id: message.id,
@@ -87,7 +97,7 @@ async function handle(message: WorkerRequest): Promise<void> {
       upgrade: upgrade === undefined
         ? undefined
         : { protocol: response.headers.get("sec-websocket-protocol") ?? "" },
-    }, body === null ? [] : [body]);
+    }, body instanceof ReadableStream ? [body] : []);
   } catch (error) {
     const { message: text, stack } = describe(error);
     post({ type: "error", id: message.id, message: text, stack });

@@ -1,0 +1,96 @@
+/**
+ * Telling a body that is already complete (built from a string, bytes or a
+ * Blob) from one that is still being produced, without waiting on the
+ * latter: the response encoder sends ready bytes in one message, and the
+ * worker bridge passes a small complete body as bytes instead of a
+ * transferred stream (a MessageChannel per body).
+ *
+ * @module
+ */
+
+import { concatBytes } from "../protocol/bytes.ts";
+
+/** What {@linkcode soon} resolves with. */
+export const PENDING: unique symbol = Symbol("pending");
+
+/**
+ * Resolves with {@linkcode PENDING} after a few microtask turns: long
+ * enough for a body built from a string, bytes or a Blob to deliver its
+ * data, short enough never to wait on a stream that is really producing
+ * later.
+ *
+ * @returns The promise to race a read against.
+ *
+ * @example Usage
+ * ```ts
+ * import { PENDING, soon } from "./ready_body.ts";
+ * const never = new Promise<never>(() => {});
+ * console.assert(await Promise.race([never, soon()]) === PENDING);
+ * ```
+ */
+export function soon(): Promise<typeof PENDING> {
+  let promise: Promise<unknown> = Promise.resolve();
+  for (let i = 0; i < 8; i++) promise = promise.then();
+  return promise.then(() => PENDING);
+}
+
+/**
+ * The whole body as bytes when it is complete now and at most `maxBytes`
+ * long; otherwise a stream with the same bytes (those read so far first).
+ *
+ * @param body The body; it is locked by this call.
+ * @param maxBytes Largest body returned as bytes.
+ * @returns The bytes, or a stream that carries on from what was read.
+ *
+ * @example Usage
+ * ```ts
+ * import { settleBody } from "./ready_body.ts";
+ * const settled = await settleBody(new Response("hi").body!, 1024);
+ * console.assert(settled instanceof Uint8Array && settled.length === 2);
+ * ```
+ */
+export async function settleBody(
+  body: ReadableStream<Uint8Array>,
+  maxBytes: number,
+): Promise<Uint8Array<ArrayBuffer> | ReadableStream<Uint8Array>> {
+  const reader = body.getReader();
+  const chunks: Uint8Array[] = [];
+  let bytes = 0;
+  let pending: Promise<ReadableStreamReadResult<Uint8Array>> | null = null;
+  while (bytes <= maxBytes) {
+    const read = reader.read();
+    const result = await Promise.race([read, soon()]);
+    if (result === PENDING) {
+      // Nobody may ever read on (a handler that answers without reading
+      // its request body): a failure must not be an unhandled rejection.
+      read.catch(() => {});
+      pending = read;
+      break;
+    }
+    if (result.done) {
+      reader.releaseLock();
+      return concatBytes(chunks);
+    }
+    // Anything else is left for the encoder to refuse with its own error.
+    if (!(result.value instanceof Uint8Array)) {
+      chunks.push(result.value);
+      break;
+    }
+    chunks.push(result.value);
+    bytes += result.value.length;
+  }
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      const chunk = chunks.shift();
+      if (chunk !== undefined) return controller.enqueue(chunk);
+      const read = pending ?? reader.read();
+      pending = null;
+      const { done, value } = await read;
+      if (done) controller.close();
+      else controller.enqueue(value);
+    },
+    cancel(reason) {
+      return reader.cancel(reason);
+    },
+  }, { highWaterMark: 0 });
+}
