@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what m2fetch needs on a Debian machine with Node.js/npm:
-# Deno (from npm), mongrel2 1.12 (Debian's mongrel2-core), curl, wrk, and the
-# project's npm dependencies (npm:zeromq with its prebuilt addon).
+# Deno (from npm), mongrel2 1.12 (Debian's mongrel2-core), libzmq (libzmq5,
+# which m2fetch loads through Deno's FFI; mongrel2 depends on it too), curl,
+# wrk, and the project's npm dependencies (Hono and fast-check, for examples
+# and tests).
 # Safe to run again: it installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,6 +24,7 @@ missing=()
 command -v mongrel2 >/dev/null 2>&1 && command -v m2sh >/dev/null 2>&1 || missing+=(mongrel2-core)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+/sbin/ldconfig -p 2>/dev/null | grep -q 'libzmq\.so\.5 ' || missing+=(libzmq5)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]} from Debian" >&2
   as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
