@@ -313,8 +313,11 @@ export class ZmqSocket {
   readonly type: ZmqSocketType;
   readonly #pointer: Deno.PointerObject;
   readonly #onClosed: () => void;
-  readonly #message = new Uint8Array(MSG_BYTES);
-  readonly #pollItem = new Uint8Array(POLLITEM_BYTES);
+  // Explicit ArrayBuffers: their memory never moves, while V8 may keep a
+  // small typed array's bytes in its heap and move them, and the poll item
+  // is read by another thread while the JavaScript thread runs on.
+  readonly #message = new Uint8Array(new ArrayBuffer(MSG_BYTES));
+  readonly #pollItem = new Uint8Array(new ArrayBuffer(POLLITEM_BYTES));
   readonly #events = new Int32Array(1);
   readonly #eventsSize = new BigUint64Array([4n]);
   #waiting: Promise<boolean> | null = null;
