@@ -17,7 +17,7 @@ import assert from "node:assert/strict";
 import {
   delay,
   Load,
-  spawnM2fetch,
+  startM2fetch,
   startSite,
   waitFor,
   writeFiles,
@@ -62,10 +62,9 @@ async function reloadUnderLoad(
     "app.ts": appSource("v1"),
     "helper.ts": helperSource("h1"),
   });
-  await using m2fetch = await spawnM2fetch(site, `${site.dir}/app.ts`, [
-    "--workers",
-    String(workers),
-  ]);
+  await using m2fetch = await startM2fetch(site, `${site.dir}/app.ts`, {
+    args: ["--workers", String(workers)],
+  });
   const load = new Load(site.url, {
     check: (_n, status, body) =>
       status !== 200
@@ -129,10 +128,9 @@ async function brokenReload(workers: number): Promise<void> {
     "app.ts": appSource("v1"),
     "helper.ts": helperSource("h1"),
   });
-  await using m2fetch = await spawnM2fetch(site, `${site.dir}/app.ts`, [
-    "--workers",
-    String(workers),
-  ]);
+  await using m2fetch = await startM2fetch(site, `${site.dir}/app.ts`, {
+    args: ["--workers", String(workers)],
+  });
   const load = new Load(site.url, {
     check: (_n, status, body) =>
       status === 200 && body === "v1 h1"

@@ -149,7 +149,7 @@ Deno.test("each grant of the least-privilege set is needed", async () => {
     ] as const
   ) {
     await using m2fetch = spawnM2fetch(site, APP, { permissions, args });
-    await m2fetch.exited;
+    await m2fetch.status;
     const output = m2fetch.output();
     assert.doesNotMatch(output, / serving /, `started without ${what}`);
     assert.match(output, expected, `without ${what}`);
