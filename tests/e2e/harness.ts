@@ -708,31 +708,8 @@ export class RawClient implements AsyncDisposable {
     ) {
       return response;
     }
-    const [length] = headerValues(response, "content-length");
-    const [coding] = headerValues(response, "transfer-encoding");
-    if (coding?.toLowerCase() === "chunked") {
-      const parts: Uint8Array[] = [];
-      while (true) {
-        const line = latin1(await this.#readUntil(encoder.encode("\r\n")));
-        const size = parseInt(line.split(";")[0], 16);
-        if (!Number.isFinite(size)) throw new Error(`Bad chunk size ${line}`);
-        if (size === 0) {
-          await this.#readUntil(encoder.encode("\r\n"));
-          break;
-        }
-        parts.push(await this.#readExactly(size));
-        await this.#readExactly(2);
-      }
-      response.body = concat(parts);
-    } else if (length !== undefined) {
-      response.body = await this.#readExactly(Number(length));
-    } else {
-      while ((await this.fill()) !== null) {
-        // Close-delimited: read to EOF.
-      }
-      response.body = this.#buffer.slice();
-      this.#buffer = new Uint8Array(0);
-    }
+    // The same de-framing as streamed bodies, collected.
+    response.body = concat(await Array.fromAsync(this.readBody(response)));
     return response;
   }
 
