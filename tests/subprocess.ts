@@ -3,7 +3,7 @@
  * subprocess whose stdout and stderr are captured, waited on for a line,
  * signalled and stopped ({@linkcode spawnDeno}, {@linkcode spawnCli},
  * {@linkcode spawnM2fetch}, {@linkcode startM2fetch}), `cli.ts` run to
- * completion ({@linkcode runCli}), and the small
+ * completion ({@linkcode runCli}, {@linkcode runCommand}), and the small
  * polling helpers they use ({@linkcode waitFor}, {@linkcode delay}).
  *
  * Every test that runs m2fetch as a process goes through
@@ -101,6 +101,60 @@ export function isRunning(pid: number): boolean {
 }
 
 /**
+ * What {@linkcode runCommand} returns.
+ *
+ * @example
+ * ```ts
+ * import type { CommandResult } from "./subprocess.ts";
+ * const result: CommandResult = { code: 0, stdout: "", stderr: "" };
+ * console.assert(result.code === 0);
+ * ```
+ */
+export interface CommandResult {
+  /** The exit code. */
+  code: number;
+  /** stdout, decoded as UTF-8. */
+  stdout: string;
+  /** stderr, decoded as UTF-8. */
+  stderr: string;
+}
+
+/**
+ * Runs a command to completion with stdin closed and its output captured.
+ *
+ * @param command The executable.
+ * @param args Its arguments.
+ * @param options Working directory and extra environment variables.
+ * @returns Exit code and output.
+ *
+ * @example
+ * ```ts ignore
+ * import { runCommand } from "./subprocess.ts";
+ * const { code, stdout } = await runCommand("curl", ["-sS", "http://x/"]);
+ * ```
+ */
+export async function runCommand(
+  command: string,
+  args: string[],
+  options: { cwd?: string; env?: Record<string, string> } = {},
+): Promise<CommandResult> {
+  const output = await new Deno.Command(command, {
+    args,
+    cwd: options.cwd,
+    env: options.env,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const decoder = new TextDecoder();
+  return {
+    code: output.code,
+    stdout: decoder.decode(output.stdout),
+    stderr: decoder.decode(output.stderr),
+  };
+}
+
+/**
  * Runs `deno run -A cli.ts ARGS` to completion (with `NO_COLOR=1`).
  *
  * @param args The arguments.
@@ -113,24 +167,11 @@ export function isRunning(pid: number): boolean {
  * const { code, stdout } = await runCli(["--version"]);
  * ```
  */
-export async function runCli(
-  args: string[],
-  cwd = ROOT,
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  const output = await new Deno.Command(DENO, {
-    args: ["run", "-A", CLI, ...args],
+export function runCli(args: string[], cwd = ROOT): Promise<CommandResult> {
+  return runCommand(DENO, ["run", "-A", CLI, ...args], {
     cwd,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
     env: { NO_COLOR: "1" },
-  }).output();
-  const decoder = new TextDecoder();
-  return {
-    code: output.code,
-    stdout: decoder.decode(output.stdout),
-    stderr: decoder.decode(output.stderr),
-  };
+  });
 }
 
 /**

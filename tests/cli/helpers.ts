@@ -8,7 +8,7 @@
  */
 
 import { findFreePort } from "../../runtime/mongrel2/mod.ts";
-import { delay, waitFor } from "../subprocess.ts";
+import { delay, runCommand, waitFor } from "../subprocess.ts";
 
 export { tempDir } from "../site.ts";
 export {
@@ -16,6 +16,7 @@ export {
   delay,
   ROOT,
   runCli,
+  runCommand,
   spawnCli,
   spawnDeno,
   type Subprocess,
@@ -133,15 +134,14 @@ export async function runMongrel2(
  * ```
  */
 export async function m2shLoad(dir: string): Promise<string> {
-  const output = await new Deno.Command("m2sh", {
-    args: ["load", "-config", "mongrel2.conf", "-db", "config.sqlite"],
-    cwd: dir,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-    env: { LOGNAME: Deno.env.get("LOGNAME") ?? "root" },
-  }).output();
-  const text = decoder.decode(output.stdout) + decoder.decode(output.stderr);
-  if (!output.success) throw new Error(`m2sh load failed in ${dir}:\n${text}`);
+  const result = await runCommand(
+    "m2sh",
+    ["load", "-config", "mongrel2.conf", "-db", "config.sqlite"],
+    { cwd: dir, env: { LOGNAME: Deno.env.get("LOGNAME") ?? "root" } },
+  );
+  const text = result.stdout + result.stderr;
+  if (result.code !== 0) {
+    throw new Error(`m2sh load failed in ${dir}:\n${text}`);
+  }
   return text;
 }

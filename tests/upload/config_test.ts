@@ -12,10 +12,8 @@
 import assert from "node:assert/strict";
 import { startMongrel2 } from "../../runtime/mongrel2/mod.ts";
 import { tempDir } from "../site.ts";
-import { runCli as cli, spawnCli } from "../subprocess.ts";
+import { type CommandResult, runCli as cli, spawnCli } from "../subprocess.ts";
 import { PatternSource, RawConn, waitDirEmpty } from "./rig.ts";
-
-type CliResult = Awaited<ReturnType<typeof cli>>;
 
 async function withAppDir(fn: (dir: string) => Promise<void>): Promise<void> {
   await using tmp = await tempDir("m2c-");
@@ -28,7 +26,7 @@ async function readJson(path: string): Promise<Record<string, unknown>> {
 
 /** Asserts a failed run printed exactly one `m2fetch: …` line. */
 function assertOneLineError(
-  result: CliResult,
+  result: CommandResult,
   code: number,
   pattern: RegExp,
 ): void {

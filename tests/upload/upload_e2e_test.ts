@@ -34,7 +34,7 @@ import {
   waitFor,
 } from "./rig.ts";
 import { tempDir } from "../site.ts";
-import { startM2fetch } from "../subprocess.ts";
+import { type CommandResult, runCommand, startM2fetch } from "../subprocess.ts";
 
 const LIMIT = 4096;
 const MiB = 1024 * 1024;
@@ -134,21 +134,8 @@ async function writePatternFile(
   return source.digest();
 }
 
-async function curl(
-  args: string[],
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  const output = await new Deno.Command("curl", {
-    args: ["-sS", "--max-time", "60", ...args],
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const decoder = new TextDecoder();
-  return {
-    code: output.code,
-    stdout: decoder.decode(output.stdout),
-    stderr: decoder.decode(output.stderr),
-  };
+function curl(args: string[]): Promise<CommandResult> {
+  return runCommand("curl", ["-sS", "--max-time", "60", ...args]);
 }
 
 for (const mode of MODES) {
