@@ -1,232 +1,31 @@
 /**
- * Helpers for the command-line tests: run `cli.ts` once or as a long-lived
- * subprocess, run mongrel2 from a `config.sqlite` made by `m2sh load`, and
- * poll for conditions.
+ * Helpers for the command-line tests: run mongrel2 from a `config.sqlite`
+ * made by `m2sh load`; running `cli.ts` (once or as a long-lived
+ * subprocess), temp dirs and polling come from `tests/subprocess.ts` and
+ * `tests/site.ts`, re-exported here.
  *
  * @module
  */
 
 import { findFreePort } from "../../runtime/mongrel2/mod.ts";
+import { delay, runCommand, waitFor } from "../subprocess.ts";
 
-/** The repository root (absolute, no trailing slash). */
-export const ROOT: string = new URL("../..", import.meta.url).pathname.replace(
-  /\/$/,
-  "",
-);
-
-/** The repository's `cli.ts`. */
-export const CLI = `${ROOT}/cli.ts`;
+export { tempDir } from "../site.ts";
+export {
+  CLI,
+  delay,
+  ROOT,
+  runCli,
+  runCommand,
+  spawnCli,
+  spawnDeno,
+  type Subprocess,
+  waitFor,
+  whenReady,
+} from "../subprocess.ts";
+export { findFreePort };
 
 const decoder = new TextDecoder();
-
-/**
- * Resolves after `ms` milliseconds.
- *
- * @param ms The delay.
- * @returns A promise.
- *
- * @example
- * ```ts
- * import { delay } from "./helpers.ts";
- * await delay(1);
- * ```
- */
-export function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-/**
- * Polls `condition` every 20 ms until it holds or `timeoutMs` passes.
- *
- * @param condition What to wait for.
- * @param timeoutMs The longest wait.
- * @returns Whether it held in time.
- *
- * @example
- * ```ts
- * import { waitFor } from "./helpers.ts";
- * console.assert(await waitFor(() => true, 10));
- * ```
- */
-export async function waitFor(
-  condition: () => boolean | Promise<boolean>,
-  timeoutMs: number,
-): Promise<boolean> {
-  const deadline = performance.now() + timeoutMs;
-  while (!(await condition())) {
-    if (performance.now() > deadline) return false;
-    await delay(20);
-  }
-  return true;
-}
-
-/**
- * Runs `deno run -A cli.ts ARGS` to completion.
- *
- * @param args The arguments.
- * @param cwd The working directory. Default: the repository root.
- * @returns Exit code and output.
- *
- * @example
- * ```ts ignore
- * import { runCli } from "./helpers.ts";
- * const { code, stdout } = await runCli(["--version"]);
- * ```
- */
-export async function runCli(
-  args: string[],
-  cwd = ROOT,
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  const output = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", CLI, ...args],
-    cwd,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-    env: { NO_COLOR: "1" },
-  }).output();
-  return {
-    code: output.code,
-    stdout: decoder.decode(output.stdout),
-    stderr: decoder.decode(output.stderr),
-  };
-}
-
-/**
- * A long-running `cli.ts` subprocess.
- *
- * @example
- * ```ts ignore
- * import { spawnCli } from "./helpers.ts";
- * await using cli = await spawnCli(["examples/hello.ts"], " serving ");
- * console.log(cli.output());
- * ```
- */
-export interface CliProcess extends AsyncDisposable {
-  /** The child process. */
-  readonly child: Deno.ChildProcess;
-  /** stdout and stderr so far. */
-  output(): string;
-  /** Waits until the output contains `text` (or throws with the output). */
-  waitForOutput(text: string | RegExp, timeoutMs?: number): Promise<void>;
-  /** SIGTERM (SIGKILL after 15 s); resolves with the exit status. */
-  stop(): Promise<Deno.CommandStatus>;
-}
-
-/**
- * Starts `deno run ARGS` (permissions included in `runArgs`) and resolves
- * once its output contains `ready`.
- *
- * @param runArgs Arguments after `deno run`.
- * @param ready Text that shows the process is serving.
- * @param cwd The working directory. Default: the repository root.
- * @returns The running process.
- *
- * @example
- * ```ts ignore
- * import { CLI, spawnDeno } from "./helpers.ts";
- * await using cli = await spawnDeno(["-A", CLI, "app.ts"], " serving ");
- * ```
- */
-export async function spawnDeno(
-  runArgs: string[],
-  ready: string | RegExp,
-  cwd = ROOT,
-): Promise<CliProcess> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", ...runArgs],
-    cwd,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-    env: { NO_COLOR: "1" },
-  }).spawn();
-  let text = "";
-  const pump = async (stream: ReadableStream<Uint8Array>) => {
-    const streamDecoder = new TextDecoder();
-    for await (const chunk of stream) {
-      text += streamDecoder.decode(chunk, { stream: true });
-      if (Deno.env.get("M2FETCH_TEST_LOG") === "1") {
-        Deno.stderr.writeSync(chunk);
-      }
-    }
-  };
-  const pumped = Promise.all([pump(child.stdout), pump(child.stderr)]);
-  let exited: Deno.CommandStatus | null = null;
-  const status = child.status.then((result) => exited = result);
-  let stopping: Promise<Deno.CommandStatus> | undefined;
-  const stop = () =>
-    stopping ??= (async () => {
-      if (exited === null) {
-        try {
-          child.kill("SIGTERM");
-        } catch {
-          // Exited meanwhile.
-        }
-        const done = await Promise.race([
-          status,
-          delay(15_000).then(() => null),
-        ]);
-        if (done === null) child.kill("SIGKILL");
-      }
-      const result = await status;
-      await pumped;
-      return result;
-    })();
-  const matches = (pattern: string | RegExp) =>
-    typeof pattern === "string" ? text.includes(pattern) : pattern.test(text);
-  const waitForOutput = async (
-    pattern: string | RegExp,
-    timeoutMs = 30_000,
-  ) => {
-    const ok = await waitFor(
-      () => matches(pattern) || exited !== null,
-      timeoutMs,
-    );
-    if (!ok || !matches(pattern)) {
-      throw new Error(
-        `Expected ${pattern} in the output of deno run ${runArgs.join(" ")}${
-          exited !== null ? ` (it exited with ${exited.code})` : ""
-        }:\n${text}`,
-      );
-    }
-  };
-  try {
-    await waitForOutput(ready);
-  } catch (error) {
-    await stop();
-    throw error;
-  }
-  return {
-    child,
-    output: () => text,
-    waitForOutput,
-    stop,
-    [Symbol.asyncDispose]: async () => void await stop(),
-  };
-}
-
-/**
- * Starts `deno run -A cli.ts ARGS` and resolves once it logs that it serves.
- *
- * @param args The CLI arguments.
- * @param ready Text that shows it is serving. Default `" serving "`.
- * @param cwd The working directory. Default: the repository root.
- * @returns The running process.
- *
- * @example
- * ```ts ignore
- * import { spawnCli } from "./helpers.ts";
- * await using cli = await spawnCli(["--app-path", "/srv/app"]);
- * ```
- */
-export function spawnCli(
-  args: string[],
-  ready: string | RegExp = " serving ",
-  cwd = ROOT,
-): Promise<CliProcess> {
-  return spawnDeno(["-A", CLI, ...args], ready, cwd);
-}
 
 /**
  * A mongrel2 started from a database, as `m2sh start` would.
@@ -335,42 +134,14 @@ export async function runMongrel2(
  * ```
  */
 export async function m2shLoad(dir: string): Promise<string> {
-  const output = await new Deno.Command("m2sh", {
-    args: ["load", "-config", "mongrel2.conf", "-db", "config.sqlite"],
-    cwd: dir,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-    env: { LOGNAME: Deno.env.get("LOGNAME") ?? "root" },
-  }).output();
-  const text = decoder.decode(output.stdout) + decoder.decode(output.stderr);
-  if (!output.success) throw new Error(`m2sh load failed in ${dir}:\n${text}`);
+  const result = await runCommand(
+    "m2sh",
+    ["load", "-config", "mongrel2.conf", "-db", "config.sqlite"],
+    { cwd: dir, env: { LOGNAME: Deno.env.get("LOGNAME") ?? "root" } },
+  );
+  const text = result.stdout + result.stderr;
+  if (result.code !== 0) {
+    throw new Error(`m2sh load failed in ${dir}:\n${text}`);
+  }
   return text;
 }
-
-/**
- * A fresh temp dir with a short name (ipc paths must fit in 107 bytes),
- * removed on dispose.
- *
- * @param prefix The name prefix.
- * @returns The directory (symlinks resolved) and its disposer.
- *
- * @example
- * ```ts ignore
- * import { tempDir } from "./helpers.ts";
- * await using tmp = await tempDir("m2t-");
- * console.log(tmp.path);
- * ```
- */
-export async function tempDir(
-  prefix: string,
-): Promise<{ path: string } & AsyncDisposable> {
-  const path = await Deno.realPath(await Deno.makeTempDir({ prefix }));
-  return {
-    path,
-    [Symbol.asyncDispose]: () =>
-      Deno.remove(path, { recursive: true }).catch(() => {}),
-  };
-}
-
-export { findFreePort };

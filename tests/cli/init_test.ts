@@ -81,7 +81,9 @@ Deno.test("cli init: the created app runs behind mongrel2 the way its README say
       }, 10_000),
       "mongrel2 did not start",
     );
-    await using cli = await spawnCli(["--app-path", "."], " serving ", dir);
+    await using cli = await spawnCli(["--app-path", "."], " serving ", {
+      cwd: dir,
+    });
     const response = await fetch(`http://127.0.0.1:${port}/there`);
     assert.equal(await response.text(), "Hello from m2fetch at /there\n");
     assert.equal((await cli.stop()).code, 0, cli.output());

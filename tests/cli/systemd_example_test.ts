@@ -7,6 +7,7 @@ import {
   runMongrel2,
   spawnDeno,
   tempDir,
+  whenReady,
 } from "./helpers.ts";
 
 const isRoot = Deno.uid() === 0;
@@ -85,10 +86,11 @@ Deno.test({
       .replaceAll("/srv/mongrel2", site)
       .split(/\s+/);
     assert.deepEqual(words.slice(0, 2), ["/usr/local/bin/deno", "run"]);
-    await using m2fetch = await spawnDeno(
-      words.slice(2),
+    await using m2fetch = await whenReady(
+      spawnDeno(words.slice(2), {
+        cwd: unit.get("WorkingDirectory")!.replace("/srv/app", app),
+      }),
       " serving ",
-      unit.get("WorkingDirectory")!.replace("/srv/app", app),
     );
     const url = `http://127.0.0.1:${port}`;
     assert.equal(await (await fetch(`${url}/hi`)).text(), "/hi 0\n");

@@ -36,21 +36,24 @@ import {
   type ServeMongrel2Options,
 } from "../../runtime/server.ts";
 import { ZmqTransport } from "../../runtime/transport/zmq.ts";
-import {
-  type HandlerProtocol,
-  type Mongrel2Process,
-  type Mongrel2SettingValue,
-  startMongrel2,
+import type {
+  HandlerProtocol,
+  Mongrel2Process,
+  Mongrel2SettingValue,
 } from "../../runtime/mongrel2/mod.ts";
 
-/** The repository root (absolute, no trailing slash). */
-export const ROOT: string = new URL("../..", import.meta.url).pathname.replace(
-  /\/$/,
-  "",
-);
+import { type Site, startSite } from "../site.ts";
+import {
+  delay,
+  DENO,
+  isRunning,
+  ROOT,
+  startM2fetch,
+  type Subprocess,
+  waitFor,
+} from "../subprocess.ts";
 
-/** The `deno` executable running these tests. */
-export const DENO: string = Deno.execPath();
+export { delay, DENO, isRunning, ROOT, waitFor };
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -72,8 +75,21 @@ export interface HarnessOptions {
   route?: string;
   /** mongrel2 settings merged over the generated defaults. */
   settings?: Record<string, Mongrel2SettingValue>;
-  /** Extra `serveMongrel2` options (timeouts, `onError`), in-process only. */
-  serve?: Partial<Omit<ServeMongrel2Options, "handler" | "transport">>;
+  /** Run mongrel2 chrooted into its dir (root only). */
+  chroot?: boolean;
+  /**
+   * Extra `serveMongrel2` options (timeouts, `onError`, uploads), or a
+   * function that makes them from the started mongrel2 (for options that
+   * depend on its settings); in-process only.
+   */
+  serve?:
+    | ServeOptions
+    | ((mongrel2: Mongrel2Process) => ServeOptions);
+  /**
+   * Runs in `close()` once the clients left and before m2fetch and mongrel2
+   * stop (the temp dir still exists); in-process only.
+   */
+  beforeShutdown?: () => Promise<void>;
   /** Echo m2fetch's log lines to stderr (also when `M2FETCH_E2E_LOG=1`). */
   echoLog?: boolean;
   /**
@@ -82,6 +98,11 @@ export interface HarnessOptions {
    */
   graceMs?: number;
 }
+
+/** `serveMongrel2` options a harness passes through. */
+export type ServeOptions = Partial<
+  Omit<ServeMongrel2Options, "handler" | "transport">
+>;
 
 /**
  * A real mongrel2 with an in-process m2fetch server in front of a handler.
@@ -124,71 +145,14 @@ function wantsEcho(options: HarnessOptions): boolean {
     Deno.env.get("M2FETCH_E2E_LOG") === "1";
 }
 
-async function removeDir(dir: string): Promise<void> {
-  await Deno.remove(dir, { recursive: true }).catch(() => {});
-}
-
-/**
- * Polls `condition` every 20 ms until it holds or `timeoutMs` passes.
- *
- * @param condition What to wait for.
- * @param timeoutMs The longest wait.
- * @returns Whether the condition held in time.
- *
- * @example
- * ```ts
- * import { waitFor } from "./harness.ts";
- * console.assert(await waitFor(() => true, 100));
- * ```
- */
-export async function waitFor(
-  condition: () => boolean,
-  timeoutMs: number,
-): Promise<boolean> {
-  const deadline = performance.now() + timeoutMs;
-  while (!condition()) {
-    if (performance.now() > deadline) return false;
-    await delay(20);
-  }
-  return true;
-}
-
-/**
- * Resolves after `ms` milliseconds.
- *
- * @param ms The delay.
- * @returns A promise.
- *
- * @example
- * ```ts
- * import { delay } from "./harness.ts";
- * await delay(1);
- * ```
- */
-export function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-async function startMongrel2In(
-  prefix: string,
-  options: HarnessOptions,
-): Promise<{ dir: string; mongrel2: Mongrel2Process }> {
-  // A short prefix: ipc socket paths must fit in 107 bytes.
-  const dir = await Deno.makeTempDir({ prefix });
-  try {
-    const mongrel2 = await startMongrel2({
-      dir,
-      handlers: [{
-        route: options.route ?? "/",
-        protocol: options.protocol ?? "tnetstring",
-      }],
-      settings: options.settings,
-    });
-    return { dir, mongrel2 };
-  } catch (error) {
-    await removeDir(dir);
-    throw error;
-  }
+function startSiteFor(prefix: string, options: HarnessOptions): Promise<Site> {
+  return startSite({
+    prefix,
+    route: options.route,
+    protocol: options.protocol,
+    settings: options.settings,
+    chroot: options.chroot,
+  });
 }
 
 /**
@@ -219,7 +183,8 @@ export async function startHarness(
       app.startsWith("/") ? app : `${ROOT}/${app}`,
     )).fetch
     : app;
-  const { dir, mongrel2 } = await startMongrel2In("m2e-", options);
+  const site = await startSiteFor("m2e-", options);
+  const { mongrel2 } = site;
   const logs: string[] = [];
   const echo = wantsEcho(options);
   const logger = createLogger({
@@ -228,15 +193,16 @@ export async function startHarness(
       if (echo) console.error(line);
     },
   });
-  const [route] = mongrel2.handlers;
   const transport = new ZmqTransport({
-    sendSpec: route.sendSpec,
-    recvSpec: route.recvSpec,
+    sendSpec: site.sendSpec,
+    recvSpec: site.recvSpec,
     onError: (error) => logger.error("ZeroMQ transport error", error),
   });
   const server = serveMongrel2({
     logger,
-    ...options.serve,
+    ...(typeof options.serve === "function"
+      ? options.serve(mongrel2)
+      : options.serve),
     handler,
     transport,
   });
@@ -254,13 +220,10 @@ export async function startHarness(
     );
     const left = { connections: server.connections, inFlight: server.inFlight };
     try {
+      await options.beforeShutdown?.();
       await server.shutdown(2000);
     } finally {
-      try {
-        await mongrel2.stop();
-      } finally {
-        await removeDir(dir);
-      }
+      await site.close();
     }
     assert.ok(
       drained,
@@ -346,123 +309,51 @@ export async function startCliHarness(
   app: string,
   options: HarnessOptions & { args?: string[] } = {},
 ): Promise<CliHarness> {
-  const { dir, mongrel2 } = await startMongrel2In("m2c-", options);
-  const [route] = mongrel2.handlers;
-  const child = new Deno.Command(DENO, {
-    args: [
-      "run",
-      "-A",
-      `${ROOT}/cli.ts`,
-      "--send-spec",
-      route.sendSpec,
-      "--recv-spec",
-      route.recvSpec,
-      ...(options.args ?? []),
-      app,
-    ],
-    cwd: ROOT,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  let text = "";
-  const echo = wantsEcho(options);
-  const pump = async (stream: ReadableStream<Uint8Array>) => {
-    const textDecoder = new TextDecoder();
-    for await (const chunk of stream) {
-      const piece = textDecoder.decode(chunk, { stream: true });
-      text += piece;
-      if (echo) Deno.stderr.writeSync(chunk);
-    }
-  };
-  const pumped = Promise.all([pump(child.stdout), pump(child.stderr)]);
-  let exit: Deno.CommandStatus | null = null;
-  const status = child.status.then((s) => exit = s);
-  const stop = async (signal: Deno.Signal = "SIGTERM") => {
-    if (exit === null) {
-      try {
-        child.kill(signal);
-      } catch {
-        // Exited meanwhile.
-      }
-    }
-    const result = await status;
-    await pumped;
-    return result;
-  };
+  const site = await startSiteFor("m2c-", options);
+  let m2fetch: Subprocess;
+  try {
+    m2fetch = await startM2fetch(site, app, {
+      args: options.args,
+      echo: wantsEcho(options) || undefined,
+    });
+  } catch (error) {
+    await site.close();
+    throw error;
+  }
   let closed = false;
   const close = async () => {
     if (closed) return;
     closed = true;
-    const alreadyExited = exit !== null;
+    const alreadyExited = m2fetch.exited();
     let result: Deno.CommandStatus;
     try {
-      result = await Promise.race([
-        stop("SIGTERM"),
-        delay(15_000).then(() => null),
-      ]) ?? await stop("SIGKILL");
+      result = await m2fetch.stop();
     } finally {
-      try {
-        await mongrel2.stop();
-      } finally {
-        await removeDir(dir);
-      }
+      await site.close();
     }
     if (!alreadyExited) {
       assert.equal(
         result.code,
         0,
-        `m2fetch exited with ${result.code} (signal ${result.signal})\n${text}`,
+        `m2fetch exited with ${result.code} (signal ${result.signal})\n${m2fetch.output()}`,
       );
     }
     assert.ok(
-      !isRunning(child.pid),
-      `m2fetch (pid ${child.pid}) is still running`,
+      !isRunning(m2fetch.process.pid),
+      `m2fetch (pid ${m2fetch.process.pid}) is still running`,
     );
   };
-  const started = await Promise.race([
-    (async () => {
-      while (exit === null && !text.includes(" serving ")) await delay(20);
-      return exit === null;
-    })(),
-    delay(30_000).then(() => false),
-  ]);
-  if (!started) {
-    await close().catch(() => {});
-    throw new Error(`m2fetch did not start:\n${text}`);
-  }
   return {
-    url: mongrel2.url,
-    port: mongrel2.port,
-    mongrel2,
-    process: child,
-    output: () => text,
-    raw: () => RawClient.connect(mongrel2.port),
-    stop,
+    url: site.url,
+    port: site.port,
+    mongrel2: site.mongrel2,
+    process: m2fetch.process,
+    output: m2fetch.output,
+    raw: () => RawClient.connect(site.port),
+    stop: m2fetch.stop,
     close,
     [Symbol.asyncDispose]: close,
   };
-}
-
-/**
- * Whether a process is alive (a zombie counts as gone).
- *
- * @param pid The process id.
- * @returns Whether it runs.
- *
- * @example
- * ```ts
- * import { isRunning } from "./harness.ts";
- * console.assert(isRunning(Deno.pid));
- * ```
- */
-export function isRunning(pid: number): boolean {
-  try {
-    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
-    return !/^\d+ \(.*\) [ZX]/.test(stat);
-  } catch {
-    return false;
-  }
 }
 
 /**
@@ -817,31 +708,8 @@ export class RawClient implements AsyncDisposable {
     ) {
       return response;
     }
-    const [length] = headerValues(response, "content-length");
-    const [coding] = headerValues(response, "transfer-encoding");
-    if (coding?.toLowerCase() === "chunked") {
-      const parts: Uint8Array[] = [];
-      while (true) {
-        const line = latin1(await this.#readUntil(encoder.encode("\r\n")));
-        const size = parseInt(line.split(";")[0], 16);
-        if (!Number.isFinite(size)) throw new Error(`Bad chunk size ${line}`);
-        if (size === 0) {
-          await this.#readUntil(encoder.encode("\r\n"));
-          break;
-        }
-        parts.push(await this.#readExactly(size));
-        await this.#readExactly(2);
-      }
-      response.body = concat(parts);
-    } else if (length !== undefined) {
-      response.body = await this.#readExactly(Number(length));
-    } else {
-      while ((await this.fill()) !== null) {
-        // Close-delimited: read to EOF.
-      }
-      response.body = this.#buffer.slice();
-      this.#buffer = new Uint8Array(0);
-    }
+    // The same de-framing as streamed bodies, collected.
+    response.body = concat(await Array.fromAsync(this.readBody(response)));
     return response;
   }
 

@@ -17,8 +17,10 @@ import assert from "node:assert/strict";
 import {
   delay,
   Load,
-  spawnM2fetch,
+  type Site,
+  startM2fetch,
   startSite,
+  type Subprocess,
   waitFor,
   writeFiles,
 } from "./helpers.ts";
@@ -53,64 +55,81 @@ function since(load: Load): () => Map<string, number> {
     );
 }
 
-async function reloadUnderLoad(
+/**
+ * Runs `body` against m2fetch serving v1 of the app (and h1 of its import)
+ * behind a fresh mongrel2, then asserts that m2fetch exits cleanly.
+ */
+async function serveV1(
   workers: number,
-  expectedAfter: string,
+  body: (site: Site, m2fetch: Subprocess) => Promise<void>,
 ): Promise<void> {
   await using site = await startSite();
   await writeFiles(site.dir, {
     "app.ts": appSource("v1"),
     "helper.ts": helperSource("h1"),
   });
-  await using m2fetch = await spawnM2fetch(site, `${site.dir}/app.ts`, [
-    "--workers",
-    String(workers),
-  ]);
-  const load = new Load(site.url, {
-    check: (_n, status, body) =>
-      status !== 200
-        ? `status ${status}`
-        : BODY.test(body)
-        ? null
-        : `unexpected body ${body}`,
+  await using m2fetch = await startM2fetch(site, `${site.dir}/app.ts`, {
+    args: ["--workers", String(workers)],
   });
-  load.start();
-  try {
-    assert.ok(
-      await waitFor(() => load.completed >= 200, 20_000),
-      load.summary(),
-    );
-    assert.deepEqual([...load.bodies.keys()], ["v1 h1"]);
-    await writeFiles(site.dir, {
-      "app.ts": appSource("v2"),
-      "helper.ts": helperSource("h2"),
-    });
-    m2fetch.signal("SIGHUP");
-    await m2fetch.waitForOutput(/Reloaded .*app\.ts/, 20_000);
-    // Requests already running on the old code finish on it.
-    await delay(200);
-    const after = since(load);
-    assert.ok(
-      await waitFor(() => load.completed >= 200 + 400, 20_000),
-      load.summary(),
-    );
-    await delay(300);
-    const seen = after();
-    assert.deepEqual(
-      [...seen.keys()],
-      [expectedAfter],
-      `after the reload every response should be "${expectedAfter}": ${
-        JSON.stringify(Object.fromEntries(seen))
-      }`,
-    );
-    assert.ok(await load.finish(10_000), load.summary());
-    assert.equal(load.failed, 0, load.summary());
-    assert.equal(load.completed, load.sent, load.summary());
-  } finally {
-    await load.finish(0);
-  }
+  await body(site, m2fetch);
   const status = await m2fetch.stop("SIGTERM");
   assert.equal(status.code, 0, m2fetch.output());
+}
+
+/** Stops the load and asserts that every request it sent succeeded. */
+async function assertEveryRequestAnswered(load: Load): Promise<void> {
+  assert.ok(await load.finish(10_000), load.summary());
+  assert.equal(load.failed, 0, load.summary());
+  assert.equal(load.completed, load.sent, load.summary());
+}
+
+async function reloadUnderLoad(
+  workers: number,
+  expectedAfter: string,
+): Promise<void> {
+  await serveV1(workers, async (site, m2fetch) => {
+    const load = new Load(site.url, {
+      check: (_n, status, body) =>
+        status !== 200
+          ? `status ${status}`
+          : BODY.test(body)
+          ? null
+          : `unexpected body ${body}`,
+    });
+    load.start();
+    try {
+      assert.ok(
+        await waitFor(() => load.completed >= 200, 20_000),
+        load.summary(),
+      );
+      assert.deepEqual([...load.bodies.keys()], ["v1 h1"]);
+      await writeFiles(site.dir, {
+        "app.ts": appSource("v2"),
+        "helper.ts": helperSource("h2"),
+      });
+      m2fetch.signal("SIGHUP");
+      await m2fetch.waitForOutput(/Reloaded .*app\.ts/, 20_000);
+      // Requests already running on the old code finish on it.
+      await delay(200);
+      const after = since(load);
+      assert.ok(
+        await waitFor(() => load.completed >= 200 + 400, 20_000),
+        load.summary(),
+      );
+      await delay(300);
+      const seen = after();
+      assert.deepEqual(
+        [...seen.keys()],
+        [expectedAfter],
+        `after the reload every response should be "${expectedAfter}": ${
+          JSON.stringify(Object.fromEntries(seen))
+        }`,
+      );
+      await assertEveryRequestAnswered(load);
+    } finally {
+      await load.finish(0);
+    }
+  });
 }
 
 Deno.test("SIGHUP with --workers 2 under load: no failures, new code and its edited import serve", async () => {
@@ -124,46 +143,35 @@ Deno.test("SIGHUP with --workers 0 under load: no failures, the module reloads b
 });
 
 async function brokenReload(workers: number): Promise<void> {
-  await using site = await startSite();
-  await writeFiles(site.dir, {
-    "app.ts": appSource("v1"),
-    "helper.ts": helperSource("h1"),
-  });
-  await using m2fetch = await spawnM2fetch(site, `${site.dir}/app.ts`, [
-    "--workers",
-    String(workers),
-  ]);
-  const load = new Load(site.url, {
-    check: (_n, status, body) =>
-      status === 200 && body === "v1 h1"
-        ? null
-        : `status ${status}, body ${body}`,
-  });
-  load.start();
-  try {
-    assert.ok(
-      await waitFor(() => load.completed >= 100, 20_000),
-      load.summary(),
-    );
-    await writeFiles(site.dir, {
-      "app.ts": "export default { fetch( {\n",
+  await serveV1(workers, async (site, m2fetch) => {
+    const load = new Load(site.url, {
+      check: (_n, status, body) =>
+        status === 200 && body === "v1 h1"
+          ? null
+          : `status ${status}, body ${body}`,
     });
-    m2fetch.signal("SIGHUP");
-    await m2fetch.waitForOutput(/Reload of .*app\.ts failed/, 20_000);
-    assert.match(m2fetch.output(), /the old code keeps serving/);
-    const count = load.completed;
-    assert.ok(
-      await waitFor(() => load.completed >= count + 200, 20_000),
-      load.summary(),
-    );
-    assert.ok(await load.finish(10_000), load.summary());
-    assert.equal(load.failed, 0, load.summary());
-    assert.equal(load.completed, load.sent, load.summary());
-  } finally {
-    await load.finish(0);
-  }
-  const status = await m2fetch.stop("SIGTERM");
-  assert.equal(status.code, 0, m2fetch.output());
+    load.start();
+    try {
+      assert.ok(
+        await waitFor(() => load.completed >= 100, 20_000),
+        load.summary(),
+      );
+      await writeFiles(site.dir, {
+        "app.ts": "export default { fetch( {\n",
+      });
+      m2fetch.signal("SIGHUP");
+      await m2fetch.waitForOutput(/Reload of .*app\.ts failed/, 20_000);
+      assert.match(m2fetch.output(), /the old code keeps serving/);
+      const count = load.completed;
+      assert.ok(
+        await waitFor(() => load.completed >= count + 200, 20_000),
+        load.summary(),
+      );
+      await assertEveryRequestAnswered(load);
+    } finally {
+      await load.finish(0);
+    }
+  });
 }
 
 Deno.test("SIGHUP with a syntax error (--workers 2): logged, the old code keeps serving, nothing fails", async () => {

@@ -14,7 +14,7 @@ import assert from "node:assert/strict";
 import {
   delay,
   Load,
-  spawnM2fetch,
+  startM2fetch,
   startSite,
   waitFor,
   writeFiles,
@@ -51,7 +51,7 @@ async function shutdownUnderLoad(signal: "SIGTERM" | "SIGINT") {
   });
   try {
     {
-      await using first = await spawnM2fetch(site, app, args);
+      await using first = await startM2fetch(site, app, { args });
       load.start();
       assert.ok(
         await waitFor(() => load.completed >= 300, 20_000),
@@ -81,7 +81,7 @@ async function shutdownUnderLoad(signal: "SIGTERM" | "SIGINT") {
       waiting > 0 && waiting <= 16,
       `expected 1-16 requests waiting in mongrel2: ${load.summary()}`,
     );
-    await using second = await spawnM2fetch(site, app, args);
+    await using second = await startM2fetch(site, app, { args });
     const answered = await waitFor(
       () => load.completed > atExit.completed,
       10_000,

@@ -15,7 +15,13 @@
 
 import assert from "node:assert/strict";
 import { RawClient, startHarness } from "../e2e/harness.ts";
-import { spawnM2fetch, startSite, waitFor, writeFiles } from "./helpers.ts";
+import {
+  spawnM2fetch,
+  startM2fetch,
+  startSite,
+  waitFor,
+  writeFiles,
+} from "./helpers.ts";
 
 const APP = `
 const me = crypto.randomUUID();
@@ -82,12 +88,9 @@ async function text(client: RawClient, path: string): Promise<string> {
 async function faultWithRequestsInFlight(fault: "/crash" | "/hang") {
   await using site = await startSite();
   await writeFiles(site.dir, { "app.ts": APP });
-  await using m2fetch = await spawnM2fetch(site, `${site.dir}/app.ts`, [
-    "--workers",
-    "2",
-    "--worker-timeout",
-    "500ms",
-  ]);
+  await using m2fetch = await startM2fetch(site, `${site.dir}/app.ts`, {
+    args: ["--workers", "2", "--worker-timeout", "500ms"],
+  });
   const port = Number(new URL(site.url).port);
   const clients: RawClient[] = [];
   try {
@@ -169,12 +172,9 @@ for (const workers of [0, 2]) {
       "app.ts": `throw new Error("cannot start: no database");\n`,
     });
     const started = performance.now();
-    await using m2fetch = await spawnM2fetch(
-      site,
-      `${site.dir}/app.ts`,
-      ["--workers", String(workers)],
-      { ready: false },
-    );
+    await using m2fetch = spawnM2fetch(site, `${site.dir}/app.ts`, {
+      args: ["--workers", String(workers)],
+    });
     const status = await Promise.race([
       m2fetch.status,
       new Promise<null>((resolve) => setTimeout(() => resolve(null), 20_000)),
@@ -214,12 +214,9 @@ Deno.test("--timeout 500ms: 504 and request.signal aborted with TimeoutError (in
 Deno.test("--timeout 500ms through the CLI with --workers 1: 504, TimeoutError in the worker", async () => {
   await using site = await startSite();
   await writeFiles(site.dir, { "app.ts": APP });
-  await using m2fetch = await spawnM2fetch(site, `${site.dir}/app.ts`, [
-    "--workers",
-    "1",
-    "--timeout",
-    "500ms",
-  ]);
+  await using m2fetch = await startM2fetch(site, `${site.dir}/app.ts`, {
+    args: ["--workers", "1", "--timeout", "500ms"],
+  });
   const client = Deno.createHttpClient({});
   try {
     const started = performance.now();

@@ -9,7 +9,7 @@
  */
 
 import assert from "node:assert/strict";
-import { ROOT } from "../e2e/harness.ts";
+import { type RawResponse, ROOT } from "../e2e/harness.ts";
 import { rawRequest, type Site, spawnM2fetch, startSite } from "./site.ts";
 
 const APP_DIR = `${ROOT}/tests/reliability`;
@@ -54,6 +54,16 @@ export function leastPrivilege(grants: Grants): string[] {
   return flags;
 }
 
+/** POSTs `size` bytes of "u" to /echo on a new connection. */
+function postUpload(port: number, size: number): Promise<RawResponse> {
+  return rawRequest(
+    port,
+    `POST /echo HTTP/1.1\r\nHost: localhost\r\nContent-Length: ${size}\r\n\r\n${
+      "u".repeat(size)
+    }`,
+  );
+}
+
 async function coreScenarios(site: Site, uploadDir: string): Promise<void> {
   const get = await rawRequest(site.port, "/hello");
   assert.equal(get.status, 200);
@@ -68,12 +78,7 @@ async function coreScenarios(site: Site, uploadDir: string): Promise<void> {
 
   // Over limits.content_length (20 KiB): mongrel2 spools it to a temp file.
   const size = 300 * 1024;
-  const upload = await rawRequest(
-    site.port,
-    `POST /echo HTTP/1.1\r\nHost: localhost\r\nContent-Length: ${size}\r\n\r\n${
-      "u".repeat(size)
-    }`,
-  );
+  const upload = await postUpload(site.port, size);
   assert.equal(upload.status, 200);
   assert.equal(upload.body.length, size);
   assert.ok(upload.body.every((byte) => byte === 0x75));
@@ -149,7 +154,7 @@ Deno.test("each grant of the least-privilege set is needed", async () => {
     ] as const
   ) {
     await using m2fetch = spawnM2fetch(site, APP, { permissions, args });
-    await m2fetch.exited;
+    await m2fetch.status;
     const output = m2fetch.output();
     assert.doesNotMatch(output, / serving /, `started without ${what}`);
     assert.match(output, expected, `without ${what}`);
@@ -163,12 +168,7 @@ Deno.test("each grant of the least-privilege set is needed", async () => {
   });
   assert.ok(await m2fetch.waitForOutput(/ serving /), m2fetch.output());
   const size = 64 * 1024;
-  const upload = await rawRequest(
-    site.port,
-    `POST /echo HTTP/1.1\r\nHost: localhost\r\nContent-Length: ${size}\r\n\r\n${
-      "u".repeat(size)
-    }`,
-  );
+  const upload = await postUpload(site.port, size);
   assert.equal(upload.status, 200);
   assert.ok(
     await m2fetch.waitForOutput(/Cannot delete the upload file/, 5000),

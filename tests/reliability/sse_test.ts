@@ -13,12 +13,12 @@
 import assert from "node:assert/strict";
 import { delay, RawClient } from "../e2e/harness.ts";
 import {
-  type M2fetch,
   rawRequest,
   type Site,
   spawnM2fetch,
   startSite,
   statusOf,
+  type Subprocess,
 } from "./site.ts";
 
 const APP = "tests/reliability/stream_app.ts";
@@ -70,7 +70,7 @@ async function sseState(site: Site) {
   };
 }
 
-async function start(keepAlive: string): Promise<[Site, M2fetch]> {
+async function start(keepAlive: string): Promise<[Site, Subprocess]> {
   const site = await startSite({ settings: REAPER });
   const m2fetch = spawnM2fetch(site, APP, {
     args: ["--keep-alive-interval", keepAlive, "--idle-timeout", "1s"],

@@ -11,39 +11,13 @@
 
 import assert from "node:assert/strict";
 import { startMongrel2 } from "../../runtime/mongrel2/mod.ts";
-import { PatternSource, RawConn, ROOT, waitFor } from "./rig.ts";
-
-const decoder = new TextDecoder();
-
-interface CliResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs `deno run -A cli.ts ARGS` to completion. */
-async function cli(args: string[]): Promise<CliResult> {
-  const output = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", `${ROOT}/cli.ts`, ...args],
-    cwd: ROOT,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  return {
-    code: output.code,
-    stdout: decoder.decode(output.stdout),
-    stderr: decoder.decode(output.stderr),
-  };
-}
+import { tempDir } from "../site.ts";
+import { type CommandResult, runCli as cli, spawnCli } from "../subprocess.ts";
+import { PatternSource, RawConn, waitDirEmpty } from "./rig.ts";
 
 async function withAppDir(fn: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await Deno.realPath(await Deno.makeTempDir({ prefix: "m2c-" }));
-  try {
-    await fn(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  await using tmp = await tempDir("m2c-");
+  await fn(tmp.path);
 }
 
 async function readJson(path: string): Promise<Record<string, unknown>> {
@@ -52,7 +26,7 @@ async function readJson(path: string): Promise<Record<string, unknown>> {
 
 /** Asserts a failed run printed exactly one `m2fetch: …` line. */
 function assertOneLineError(
-  result: CliResult,
+  result: CommandResult,
   code: number,
   pattern: RegExp,
 ): void {
@@ -244,47 +218,6 @@ Deno.test("command-line mistakes are usage errors: one line, exit code 2", async
   });
 });
 
-/** A running `cli.ts` serve process. */
-interface Served {
-  output(): string;
-  stop(): Promise<Deno.CommandStatus>;
-}
-
-async function serveCli(args: string[]): Promise<Served> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", `${ROOT}/cli.ts`, ...args],
-    cwd: ROOT,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  let text = "";
-  const pump = async (stream: ReadableStream<Uint8Array>) => {
-    const streamDecoder = new TextDecoder();
-    for await (const chunk of stream) {
-      text += streamDecoder.decode(chunk, { stream: true });
-    }
-  };
-  const pumped = Promise.all([pump(child.stdout), pump(child.stderr)]);
-  let exited = false;
-  const status = child.status.finally(() => exited = true);
-  const stop = async () => {
-    if (!exited) child.kill("SIGTERM");
-    const result = await status;
-    await pumped;
-    return result;
-  };
-  const started = await waitFor(
-    () => exited || text.includes(" serving "),
-    30_000,
-  );
-  if (!started || exited) {
-    await stop();
-    throw new Error(`m2fetch did not start:\n${text}`);
-  }
-  return { output: () => text, stop };
-}
-
 /** POSTs `size` pattern bytes over raw TCP; returns status and body. */
 async function upload(
   port: number,
@@ -354,7 +287,7 @@ export default {
     );
 
     // The file's 8 KiB limit (the default is no limit at all).
-    const fromFile = await serveCli(["--app-path", dir]);
+    const fromFile = await spawnCli(["--app-path", dir]);
     try {
       assert.match(fromFile.output(), /Read options from .*m2fetch\.json/);
       const fits = await upload(mongrel2.port, 6000);
@@ -366,7 +299,7 @@ export default {
     }
 
     // The flag wins over the file.
-    const fromFlag = await serveCli([
+    const fromFlag = await spawnCli([
       "--app-path",
       dir,
       "--max-body-size",
@@ -385,7 +318,7 @@ export default {
     const file = await readJson(`${dir}/m2fetch.json`);
     delete file["max-body-size"];
     await Deno.writeTextFile(`${dir}/m2fetch.json`, JSON.stringify(file));
-    const fromDefault = await serveCli(["--app-path", dir]);
+    const fromDefault = await spawnCli(["--app-path", dir]);
     try {
       const big = await upload(mongrel2.port, 3 * 1024 * 1024);
       assert.equal(big.status, 200, big.body);
@@ -396,11 +329,9 @@ export default {
     const store = mongrel2.resolvePath(
       template.slice(0, template.lastIndexOf("/")),
     );
-    assert.ok(
-      await waitFor(async () => {
-        for await (const _ of Deno.readDir(store)) return false;
-        return true;
-      }, 3000),
+    assert.deepEqual(
+      await waitDirEmpty(store, 3000),
+      [],
       "files left in the temp store",
     );
   });

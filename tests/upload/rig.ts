@@ -9,29 +9,28 @@
 
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { createLogger } from "../../runtime/log.ts";
 import { mongrel2Info } from "../../runtime/info.ts";
-import {
-  type FetchHandler,
-  type Mongrel2Server,
-  serveMongrel2,
-} from "../../runtime/server.ts";
-import { ZmqTransport } from "../../runtime/transport/zmq.ts";
-import {
-  type Mongrel2Process,
-  type Mongrel2SettingValue,
-  startMongrel2,
-} from "../../runtime/mongrel2/mod.ts";
+import type { FetchHandler } from "../../runtime/server.ts";
+import type { Mongrel2SettingValue } from "../../runtime/mongrel2/mod.ts";
+import { type Harness, startHarness, waitFor } from "../e2e/harness.ts";
 
-/** The repository root (absolute, no trailing slash). */
-export const ROOT: string = new URL("../..", import.meta.url).pathname.replace(
-  /\/$/,
-  "",
-);
+export { delay, ROOT, waitFor } from "../e2e/harness.ts";
 
 const encoder = new TextEncoder();
 
-/** Options for {@linkcode startRig}. */
+/**
+ * Options for {@linkcode startRig}.
+ *
+ * @example
+ * ```ts
+ * import type { RigOptions } from "./rig.ts";
+ * const options: RigOptions = {
+ *   handler: () => new Response("ok"),
+ *   contentLength: 0,
+ * };
+ * console.assert(options.contentLength === 0);
+ * ```
+ */
 export interface RigOptions {
   /** The handler. */
   handler: FetchHandler;
@@ -54,24 +53,22 @@ export interface RigOptions {
   echoLog?: boolean;
 }
 
-/** A running mongrel2 + m2fetch pair taking uploads. */
-export interface Rig extends AsyncDisposable {
-  /** mongrel2's base URL. */
-  readonly url: string;
-  /** mongrel2's HTTP port. */
-  readonly port: number;
-  /** The running mongrel2. */
-  readonly mongrel2: Mongrel2Process;
-  /** The m2fetch server. */
-  readonly server: Mongrel2Server;
+/**
+ * The e2e {@linkcode Harness} with its m2fetch taking uploads into
+ * mongrel2's temp store.
+ *
+ * @example
+ * ```ts ignore
+ * import { startRig } from "./rig.ts";
+ * await using rig = await startRig({ handler: () => new Response("ok") });
+ * console.log(rig.template, await rig.listStore());
+ * ```
+ */
+export interface Rig extends Harness {
   /** The temp store template as mongrel2 sees it. */
   readonly template: string;
   /** The temp store directory on the real file system. */
   readonly storeDir: string;
-  /** m2fetch's log lines. */
-  readonly logs: string[];
-  /** `fetch` through mongrel2 with the rig's own (closable) client. */
-  fetch(path: string, init?: RequestInit): Promise<Response>;
   /** Names of the files in the temp store directory now. */
   listStore(): Promise<string[]>;
   /** Waits until the temp store is empty; returns what is left. */
@@ -84,151 +81,112 @@ export interface Rig extends AsyncDisposable {
 }
 
 /**
- * Polls `condition` until it holds or `timeoutMs` passes.
+ * Lists a directory's entry names, sorted.
  *
- * @param condition What to wait for.
- * @param timeoutMs The longest wait.
- * @returns Whether it held in time.
+ * @param dir The directory.
+ * @returns The names.
+ *
+ * @example
+ * ```ts ignore
+ * import { listDir } from "./rig.ts";
+ * console.log(await listDir("/tmp"));
+ * ```
  */
-export async function waitFor(
-  condition: () => boolean | Promise<boolean>,
-  timeoutMs: number,
-): Promise<boolean> {
-  const deadline = performance.now() + timeoutMs;
-  while (!await condition()) {
-    if (performance.now() > deadline) return false;
-    await delay(20);
-  }
-  return true;
+export async function listDir(dir: string): Promise<string[]> {
+  const names: string[] = [];
+  for await (const entry of Deno.readDir(dir)) names.push(entry.name);
+  return names.sort();
 }
 
 /**
- * Resolves after `ms`.
+ * Waits until a directory is empty (an upload store, after its uploads are
+ * gone).
  *
- * @param ms Milliseconds.
- * @returns A promise.
+ * @param dir The directory.
+ * @param timeoutMs The longest wait. Default 5000.
+ * @returns The names still there (empty when it emptied in time).
+ *
+ * @example
+ * ```ts ignore
+ * import { waitDirEmpty } from "./rig.ts";
+ * assert.deepEqual(await waitDirEmpty("/srv/site/tmp"), []);
+ * ```
  */
-export function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
+export async function waitDirEmpty(
+  dir: string,
+  timeoutMs = 5000,
+): Promise<string[]> {
+  let left: string[] = [];
+  await waitFor(
+    async () => (left = await listDir(dir)).length === 0,
+    timeoutMs,
+  );
+  return left;
 }
 
 /**
- * Starts mongrel2 and an in-process m2fetch server for `options.handler`.
+ * Starts mongrel2 (with a small `limits.content_length`) and an in-process
+ * m2fetch server for `options.handler`, wired to mongrel2's temp store the
+ * way `cli.ts dev` wires it.
  *
  * @param options See {@linkcode RigOptions}.
  * @returns The rig; close it (or `await using`).
+ *
+ * @example
+ * ```ts ignore
+ * import { startRig } from "./rig.ts";
+ * await using rig = await startRig({ handler: () => new Response("ok") });
+ * await rig.fetch("/", { method: "POST", body: new Uint8Array(4096) });
+ * ```
  */
 export async function startRig(options: RigOptions): Promise<Rig> {
-  // A short prefix: ipc socket paths must fit in 107 bytes.
-  const dir = await Deno.makeTempDir({ prefix: "m2u-" });
-  let mongrel2: Mongrel2Process;
-  try {
-    mongrel2 = await startMongrel2({
-      dir,
-      chroot: options.chroot ?? false,
-      handlers: [{ route: "/", protocol: "tnetstring" }],
-      settings: {
-        "limits.content_length": options.contentLength ?? 1024,
-        ...options.settings,
-      },
-    });
-  } catch (error) {
-    await Deno.remove(dir, { recursive: true }).catch(() => {});
-    throw error;
-  }
-  const template = String(mongrel2.settings["upload.temp_store"]);
-  const storeDir = mongrel2.resolvePath(
-    template.slice(0, template.lastIndexOf("/")),
-  );
-  const logs: string[] = [];
-  const echo = options.echoLog === true ||
-    Deno.env.get("M2FETCH_E2E_LOG") === "1";
-  const logger = createLogger({
-    write: (line) => {
-      logs.push(line);
-      if (echo) console.error(line);
+  let template = "";
+  let storeDir = "";
+  let left: string[] = [];
+  const harness = await startHarness(options.handler, {
+    chroot: options.chroot ?? false,
+    settings: {
+      "limits.content_length": options.contentLength ?? 1024,
+      ...options.settings,
     },
-  });
-  const [route] = mongrel2.handlers;
-  const transport = new ZmqTransport({
-    sendSpec: route.sendSpec,
-    recvSpec: route.recvSpec,
-    onError: (error) => logger.error("ZeroMQ transport error", error),
-  });
-  const server = serveMongrel2({
-    handler: options.handler,
-    transport,
-    logger,
-    maxBodySize: options.maxBodySize,
-    uploads: {
-      store: {
-        template,
-        chroot: mongrel2.chroot && options.passChroot !== false
-          ? mongrel2.dir
-          : undefined,
-      },
-      invokeAt: options.invokeAt ?? "start",
+    echoLog: options.echoLog,
+    graceMs: 5000,
+    serve: (mongrel2) => {
+      template = String(mongrel2.settings["upload.temp_store"]);
+      storeDir = mongrel2.resolvePath(
+        template.slice(0, template.lastIndexOf("/")),
+      );
+      return {
+        maxBodySize: options.maxBodySize,
+        uploads: {
+          store: {
+            template,
+            chroot: mongrel2.chroot && options.passChroot !== false
+              ? mongrel2.dir
+              : undefined,
+          },
+          invokeAt: options.invokeAt ?? "start",
+        },
+      };
     },
+    // The store is inside the temp dir: check it before that is removed.
+    beforeShutdown: async () =>
+      void (left = await waitDirEmpty(storeDir, 3000)),
   });
-  const client = Deno.createHttpClient({});
-  const listStore = async () => {
-    const names: string[] = [];
-    for await (const entry of Deno.readDir(storeDir)) names.push(entry.name);
-    return names.sort();
-  };
-  const waitStoreEmpty = async (timeoutMs = 5000) => {
-    let left: string[] = [];
-    await waitFor(
-      async () => (left = await listStore()).length === 0,
-      timeoutMs,
-    );
-    return left;
-  };
-  let closed = false;
   const close = async () => {
-    if (closed) return;
-    closed = true;
-    client.close();
-    const drained = await waitFor(
-      () => server.connections === 0 && server.inFlight === 0,
-      5000,
+    await harness.close();
+    assert.deepEqual(
+      left,
+      [],
+      `files left in the temp store\n${harness.logs.slice(-15).join("\n")}`,
     );
-    const held = { connections: server.connections, inFlight: server.inFlight };
-    let left: string[] = [];
-    try {
-      left = await waitStoreEmpty(3000);
-      await server.shutdown(2000);
-    } finally {
-      try {
-        await mongrel2.stop();
-      } finally {
-        await Deno.remove(dir, { recursive: true }).catch(() => {});
-      }
-    }
-    const tail = logs.slice(-15).join("\n");
-    assert.ok(
-      drained,
-      `m2fetch still held ${held.connections} connection(s) and ${held.inFlight} request(s) after every client left\n${tail}`,
-    );
-    assert.deepEqual(left, [], `files left in the temp store\n${tail}`);
   };
-  const ready = await waitFor(() => transport.ready, 10_000);
-  if (!ready) {
-    await close().catch(() => {});
-    throw new Error("m2fetch's PUB socket never reached mongrel2");
-  }
   return {
-    url: mongrel2.url,
-    port: mongrel2.port,
-    mongrel2,
-    server,
+    ...harness,
     template,
     storeDir,
-    logs,
-    fetch: (path, init) =>
-      fetch(new URL(path, mongrel2.url), { ...init, client }),
-    listStore,
-    waitStoreEmpty,
+    listStore: () => listDir(storeDir),
+    waitStoreEmpty: (timeoutMs) => waitDirEmpty(storeDir, timeoutMs),
     close,
     [Symbol.asyncDispose]: close,
   };

@@ -17,15 +17,12 @@ import {
   UploadRejectedError,
   verifyUploadFile,
 } from "../../runtime/upload/store.ts";
+import { tempDir } from "../site.ts";
 
 /** A temp dir (symlinks resolved) removed after `fn`. */
 async function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await Deno.realPath(await Deno.makeTempDir({ prefix: "m2s-" }));
-  try {
-    await fn(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  await using tmp = await tempDir("m2s-");
+  await fn(tmp.path);
 }
 
 async function assertRejected(

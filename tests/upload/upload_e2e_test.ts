@@ -33,6 +33,8 @@ import {
   uploadPathOf,
   waitFor,
 } from "./rig.ts";
+import { tempDir } from "../site.ts";
+import { type CommandResult, runCommand, startM2fetch } from "../subprocess.ts";
 
 const LIMIT = 4096;
 const MiB = 1024 * 1024;
@@ -93,12 +95,8 @@ function sha256(bytes: Uint8Array): string {
 }
 
 async function withTempDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
-  const dir = await Deno.realPath(await Deno.makeTempDir({ prefix: "m2x-" }));
-  try {
-    return await fn(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  await using tmp = await tempDir("m2x-");
+  return await fn(tmp.path);
 }
 
 /** Checks a genuine upload as the handler saw it. */
@@ -136,21 +134,8 @@ async function writePatternFile(
   return source.digest();
 }
 
-async function curl(
-  args: string[],
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  const output = await new Deno.Command("curl", {
-    args: ["-sS", "--max-time", "60", ...args],
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const decoder = new TextDecoder();
-  return {
-    code: output.code,
-    stdout: decoder.decode(output.stdout),
-    stderr: decoder.decode(output.stderr),
-  };
+function curl(args: string[]): Promise<CommandResult> {
+  return runCommand("curl", ["-sS", "--max-time", "60", ...args]);
 }
 
 for (const mode of MODES) {
@@ -777,40 +762,24 @@ Deno.test("cli.ts --sweep-uploads deletes stale files matching the template and 
       if (name !== "fresh") await Deno.utime(path, old, old);
     }
     const run = async (sweep: boolean) => {
-      const child = new Deno.Command(Deno.execPath(), {
-        args: [
-          "run",
-          "-A",
-          `${ROOT}/cli.ts`,
-          "--send-spec",
-          `ipc://${dir}/send`,
-          "--recv-spec",
-          `ipc://${dir}/recv`,
-          "--upload-temp-store",
-          `${dir}/store/upload.XXXXXX`,
-          ...(sweep ? ["--sweep-uploads"] : []),
-          `${ROOT}/examples/hello.ts`,
-        ],
-        cwd: ROOT,
-        stdin: "null",
-        stdout: "piped",
-        stderr: "piped",
-      }).spawn();
-      let text = "";
-      const decoder = new TextDecoder();
-      const pump = async (stream: ReadableStream<Uint8Array>) => {
-        for await (const chunk of stream) {
-          text += decoder.decode(chunk, { stream: true });
-        }
+      const specs = {
+        sendSpec: `ipc://${dir}/send`,
+        recvSpec: `ipc://${dir}/recv`,
       };
-      const pumped = Promise.all([pump(child.stdout), pump(child.stderr)]);
-      const started = await waitFor(() => text.includes(" serving "), 30_000);
-      child.kill("SIGTERM");
-      const status = await child.status;
-      await pumped;
-      assert.ok(started, text);
-      assert.equal(status.code, 0, text);
-      return text;
+      await using m2fetch = await startM2fetch(
+        specs,
+        `${ROOT}/examples/hello.ts`,
+        {
+          args: [
+            "--upload-temp-store",
+            `${dir}/store/upload.XXXXXX`,
+            ...(sweep ? ["--sweep-uploads"] : []),
+          ],
+        },
+      );
+      const status = await m2fetch.stop();
+      assert.equal(status.code, 0, m2fetch.output());
+      return m2fetch.output();
     };
     const exists = (path: string) =>
       Deno.lstat(path).then(() => true, () => false);
