@@ -16,7 +16,16 @@ export interface UploadBodyOptions {
   maxPollMs?: number;
   /** Called once when the body grows past `maxBytes`. */
   onLimit?: () => void;
+  /**
+   * Longest time (ms, default 4) the body reads synchronously, the reader's
+   * own work between reads included, before one asynchronous read lets the
+   * event loop take a turn; 0 reads asynchronously only.
+   */
+  syncSliceMs?: number;
 }
+
+/** Largest synchronous read: from the page cache, about 0.1 ms. */
+const SYNC_READ_BYTES = 1024 * 1024;
 
 /** The body stream and the controls the server keeps. */
 export interface UploadBody {
@@ -62,11 +71,14 @@ export async function openUploadBody(
   const chunkBytes = options.chunkBytes ?? 256 * 1024;
   const maxPollMs = options.maxPollMs ?? 50;
   const maxBytes = options.maxBytes ?? Infinity;
+  const syncSliceMs = options.syncSliceMs ?? 4;
   let finalSize: number | null = null;
   let failure: unknown = null;
   let wake: (() => void) | null = null;
   let closed = false;
   let bytesRead = 0;
+  // When the event loop last took a turn (an asynchronous read or a poll).
+  let turnedAt = performance.now();
 
   const closeFile = () => {
     if (closed) return;
@@ -86,7 +98,7 @@ export async function openUploadBody(
   const stream = new ReadableStream({
     // A byte stream: default readers get chunks of `chunkBytes`, BYOB
     // readers (`getReader({ mode: "byob" })`) read into their own buffer and
-    // can reuse it, which is twice as fast and leaves no garbage.
+    // can reuse it, which is several times as fast and leaves no garbage.
     type: "bytes",
     autoAllocateChunkSize: chunkBytes,
     async pull(controller) {
@@ -115,7 +127,20 @@ export async function openUploadBody(
             : Math.min(view.byteLength, finalSize - bytesRead),
         );
         const sizeKnown = finalSize !== null;
-        const read = await file.read(target);
+        // Most reads are synchronous: an asynchronous one goes through a
+        // blocking thread and costs about twice as much (a BYOB reader got
+        // 0.6 × the speed of `cat`). mongrel2 has just written these bytes,
+        // so a synchronous read copies at most SYNC_READ_BYTES from the page
+        // cache, and past the end of a file still being written it returns
+        // at once. Every `syncSliceMs` an asynchronous read lets other
+        // requests' I/O and timers run.
+        let read: number | null;
+        if (performance.now() - turnedAt < syncSliceMs) {
+          read = file.readSync(target.subarray(0, SYNC_READ_BYTES));
+        } else {
+          read = await file.read(target);
+          turnedAt = performance.now();
+        }
         if (read !== null && read > 0) {
           bytesRead += read;
           if (bytesRead > maxBytes) {
@@ -144,6 +169,7 @@ export async function openUploadBody(
           wake = resolve;
           setTimeout(nudge, pause);
         });
+        turnedAt = performance.now();
         waited += pause;
         pause = Math.min(maxPollMs, pause * 2);
         if (waited >= 500 && finalSize === null && failure === null) {
