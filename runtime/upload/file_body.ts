@@ -17,9 +17,10 @@ export interface UploadBodyOptions {
   /** Called once when the body grows past `maxBytes`. */
   onLimit?: () => void;
   /**
-   * Longest time (ms, default 4) the body reads synchronously, the reader's
-   * own work between reads included, before one asynchronous read lets the
-   * event loop take a turn; 0 reads asynchronously only.
+   * Longest time (ms, default 4) the body reads into a BYOB reader's buffer
+   * synchronously, the reader's own work between reads included, before one
+   * asynchronous read lets the event loop take a turn; 0 reads
+   * asynchronously only. Default readers always read asynchronously.
    */
   syncSliceMs?: number;
 }
@@ -96,12 +97,12 @@ export async function openUploadBody(
   };
 
   const stream = new ReadableStream({
-    // A byte stream: default readers get chunks of `chunkBytes`, BYOB
+    // A byte stream: default readers get fresh chunks of `chunkBytes`, BYOB
     // readers (`getReader({ mode: "byob" })`) read into their own buffer and
     // can reuse it, which is several times as fast and leaves no garbage.
     type: "bytes",
-    autoAllocateChunkSize: chunkBytes,
     async pull(controller) {
+      let chunk: Uint8Array | null = null;
       let pause = 1;
       let waited = 0;
       while (true) {
@@ -116,9 +117,11 @@ export async function openUploadBody(
           controller.byobRequest?.respond(0);
           return;
         }
-        // The reader's buffer; while the file has not grown, the same one
-        // is tried again (no allocation per poll).
-        const view = controller.byobRequest!.view!;
+        // The BYOB reader's buffer or a default reader's chunk; while the
+        // file has not grown, the same one is tried again (no allocation per
+        // poll).
+        const request = controller.byobRequest;
+        const view = request?.view ?? (chunk ??= new Uint8Array(chunkBytes));
         const target = new Uint8Array(
           view.buffer,
           view.byteOffset,
@@ -127,15 +130,18 @@ export async function openUploadBody(
             : Math.min(view.byteLength, finalSize - bytesRead),
         );
         const sizeKnown = finalSize !== null;
-        // Most reads are synchronous: an asynchronous one goes through a
-        // blocking thread and costs about twice as much (a BYOB reader got
-        // 0.6 × the speed of `cat`). mongrel2 has just written these bytes,
-        // so a synchronous read copies at most SYNC_READ_BYTES from the page
-        // cache, and past the end of a file still being written it returns
-        // at once. Every `syncSliceMs` an asynchronous read lets other
-        // requests' I/O and timers run.
+        // A BYOB reader's buffer is filled synchronously: an asynchronous
+        // read goes through a blocking thread and costs about twice as much
+        // (such a reader got 0.6 × the speed of `cat`). mongrel2 has just
+        // written these bytes, so a synchronous read copies at most
+        // SYNC_READ_BYTES from the page cache, and past the end of a file
+        // still being written it returns at once. Every `syncSliceMs` an
+        // asynchronous read lets other requests' I/O and timers run.
+        // Default readers get a fresh chunk per read; read synchronously,
+        // they left V8 too little idle time to free the chunks and RSS
+        // spiked past 90 MiB, so their reads stay asynchronous.
         let read: number | null;
-        if (performance.now() - turnedAt < syncSliceMs) {
+        if (request !== null && performance.now() - turnedAt < syncSliceMs) {
           read = file.readSync(target.subarray(0, SYNC_READ_BYTES));
         } else {
           read = await file.read(target);
@@ -150,7 +156,8 @@ export async function openUploadBody(
             options.onLimit?.();
             continue;
           }
-          controller.byobRequest!.respond(read);
+          if (request === null) controller.enqueue(target.subarray(0, read));
+          else request.respond(read);
           return;
         }
         if (finalSize !== null) {

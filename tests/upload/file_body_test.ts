@@ -69,37 +69,63 @@ function concat(parts: Uint8Array[]): Uint8Array {
   return bytes;
 }
 
-/** Reads a stream to the end, recording chunk sizes. */
+/**
+ * Reads chunks with a default reader, or with a BYOB reader that reuses one
+ * buffer of `byobBytes` (each chunk returned is a copy).
+ */
+function readerOf(
+  stream: ReadableStream<Uint8Array>,
+  byobBytes?: number,
+): () => Promise<ReadableStreamReadResult<Uint8Array>> {
+  if (byobBytes === undefined) {
+    const reader = stream.getReader();
+    return () => reader.read();
+  }
+  const reader = stream.getReader({ mode: "byob" });
+  let buffer = new Uint8Array(byobBytes);
+  return async () => {
+    const { value, done } = await reader.read(buffer);
+    if (done) return { done, value: undefined };
+    buffer = new Uint8Array(value.buffer);
+    return { done, value: value.slice() };
+  };
+}
+
+/** Reads a stream to the end (see {@linkcode readerOf}), recording chunk sizes. */
 async function drain(
   stream: ReadableStream<Uint8Array>,
+  byobBytes?: number,
 ): Promise<{ bytes: Uint8Array; chunks: number[] }> {
+  const read = readerOf(stream, byobBytes);
   const parts: Uint8Array[] = [];
-  const chunks: number[] = [];
-  for await (const chunk of stream) {
-    parts.push(chunk);
-    chunks.push(chunk.length);
+  while (true) {
+    const { value, done } = await read();
+    if (done) break;
+    parts.push(value);
   }
-  return { bytes: concat(parts), chunks };
+  return { bytes: concat(parts), chunks: parts.map((part) => part.length) };
 }
 
 /**
- * The body reads synchronously between turns of the event loop (the
- * default); with `syncSliceMs: 0` it reads asynchronously only. Both must
+ * The ways a handler may read the body: a default reader's chunks are read
+ * asynchronously, a BYOB reader's buffer synchronously between turns of the
+ * event loop (or asynchronously only, with `syncSliceMs: 0`). All must
  * behave the same.
  */
 const READ_MODES = [
-  { mode: "synchronous reads", syncSliceMs: undefined },
-  { mode: "asynchronous reads", syncSliceMs: 0 },
+  { mode: "default reader", byob: false, syncSliceMs: undefined },
+  { mode: "BYOB reader", byob: true, syncSliceMs: undefined },
+  { mode: "BYOB reader, asynchronous reads", byob: true, syncSliceMs: 0 },
 ];
 
-for (const { mode, syncSliceMs } of READ_MODES) {
+for (const { mode, byob, syncSliceMs } of READ_MODES) {
   Deno.test(`openUploadBody follows a file that grows in steps and ends at the done size (${mode})`, async () => {
     await withFile(async (path, file) => {
       const body = await openUploadBody(path, {
         chunkBytes: 4096,
         syncSliceMs,
       });
-      const reading = drain(body.stream);
+      const reading = drain(body.stream, byob ? 4096 : undefined);
       const steps = [1, 4095, 4096, 10_000, 0, 3, 65_536];
       let size = 0;
       for (const step of steps) {
@@ -125,7 +151,10 @@ for (const { mode, syncSliceMs } of READ_MODES) {
       const body = await openUploadBody(path, { chunkBytes: 300, syncSliceMs });
       await body.done();
       await writeAll(file, pattern(500, 1000));
-      const { bytes, chunks } = await drain(body.stream);
+      const { bytes, chunks } = await drain(
+        body.stream,
+        byob ? 300 : undefined,
+      );
       assert.deepEqual(bytes, pattern(1000));
       assert.deepEqual(chunks, [300, 300, 300, 100]);
       body.release();
@@ -139,7 +168,7 @@ for (const { mode, syncSliceMs } of READ_MODES) {
       await body.done();
       await file.truncate(40);
       await assert.rejects(
-        () => drain(body.stream),
+        () => drain(body.stream, byob ? 4096 : undefined),
         /ended at 40 of 100 bytes/,
       );
       body.release();
@@ -156,10 +185,10 @@ for (const { mode, syncSliceMs } of READ_MODES) {
           chunkBytes: 4096,
           syncSliceMs,
         });
-        const reader = body.stream.getReader();
-        assert.equal((await reader.read()).value?.length, 1000);
+        const read = readerOf(body.stream, byob ? 4096 : undefined);
+        assert.equal((await read()).value?.length, 1000);
         // The next pull reads EOF; done() races it.
-        const next = reader.read();
+        const next = read();
         await Promise.all([body.done(), Promise.resolve()]);
         const result = await next;
         assert.equal(result.done, true, `round ${round}`);
@@ -167,7 +196,10 @@ for (const { mode, syncSliceMs } of READ_MODES) {
       }
     });
   });
+}
 
+for (const syncSliceMs of [undefined, 0]) {
+  const mode = syncSliceMs === 0 ? "asynchronous reads" : "synchronous reads";
   Deno.test(`openUploadBody: a BYOB reader reuses its own buffer while the file grows (${mode})`, async () => {
     await withFile(async (path, file) => {
       const body = await openUploadBody(path, { maxPollMs: 10, syncSliceMs });
@@ -414,10 +446,7 @@ Deno.test("openUploadBody: synchronous reads follow a growing file, 1 MiB at mos
 Deno.test("openUploadBody: a long read lets the event loop take a turn every syncSliceMs", async () => {
   await withFile(async (path, file) => {
     await writeAll(file, pattern(4 * MiB));
-    const { body, counts } = await openCounting(path, {
-      chunkBytes: 16 * 1024,
-      syncSliceMs: 5,
-    });
+    const { body, counts } = await openCounting(path, { syncSliceMs: 5 });
     await body.done();
     // A timer that fires as often as the event loop lets it.
     let last = performance.now();
@@ -434,9 +463,14 @@ Deno.test("openUploadBody: a long read lets the event loop take a turn every syn
     timer = setTimeout(tick, 1);
     // 256 chunks at 1 ms of work each: about 256 ms without a turn if the
     // body never yielded.
+    const reader = body.stream.getReader({ mode: "byob" });
+    let buffer = new Uint8Array(16 * 1024);
     let bytes = 0;
-    for await (const chunk of body.stream) {
-      bytes += chunk.length;
+    while (true) {
+      const { value, done } = await reader.read(buffer);
+      if (done) break;
+      bytes += value.length;
+      buffer = new Uint8Array(value.buffer);
       const until = performance.now() + 1;
       while (performance.now() < until) {
         // the handler's work
@@ -449,6 +483,26 @@ Deno.test("openUploadBody: a long read lets the event loop take a turn every syn
     assert.ok(ticks >= 5, `${ticks} ticks`);
     assert.ok(counts.async >= 10, `${counts.async} asynchronous reads`);
     assert.ok(counts.sync > counts.async, `${counts.sync} synchronous reads`);
+    body.release();
+  });
+});
+
+Deno.test("openUploadBody: default readers read asynchronously, into a fresh chunk each", async () => {
+  await withFile(async (path, file) => {
+    await writeAll(file, pattern(100_000));
+    const { body, counts } = await openCounting(path, { chunkBytes: 30_000 });
+    await body.done();
+    const parts: Uint8Array[] = [];
+    for await (const chunk of body.stream) parts.push(chunk);
+    assert.deepEqual(parts.map((part) => part.length), [
+      30_000,
+      30_000,
+      30_000,
+      10_000,
+    ]);
+    assert.equal(new Set(parts.map((part) => part.buffer)).size, 4);
+    assert.deepEqual(concat(parts), pattern(100_000));
+    assert.equal(counts.sync, 0);
     body.release();
   });
 });
