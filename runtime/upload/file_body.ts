@@ -17,10 +17,11 @@ export interface UploadBodyOptions {
   /** Called once when the body grows past `maxBytes`. */
   onLimit?: () => void;
   /**
-   * Longest time (ms, default 4) the body reads into a BYOB reader's buffer
-   * synchronously, the reader's own work between reads included, before one
-   * asynchronous read lets the event loop take a turn; 0 reads
-   * asynchronously only. Default readers always read asynchronously.
+   * Longest time (ms, default 4) the body reads a complete upload into a BYOB
+   * reader's buffer synchronously, the reader's own work between reads
+   * included, before one asynchronous read lets the event loop take a turn;
+   * 0 reads asynchronously only. Reads while mongrel2 still writes, and
+   * reads for default readers, are always asynchronous.
    */
   syncSliceMs?: number;
 }
@@ -130,18 +131,22 @@ export async function openUploadBody(
             : Math.min(view.byteLength, finalSize - bytesRead),
         );
         const sizeKnown = finalSize !== null;
-        // A BYOB reader's buffer is filled synchronously: an asynchronous
-        // read goes through a blocking thread and costs about twice as much
-        // (such a reader got 0.6 × the speed of `cat`). mongrel2 has just
-        // written these bytes, so a synchronous read copies at most
-        // SYNC_READ_BYTES from the page cache, and past the end of a file
-        // still being written it returns at once. Every `syncSliceMs` an
-        // asynchronous read lets other requests' I/O and timers run.
-        // Default readers get a fresh chunk per read; read synchronously,
-        // they left V8 too little idle time to free the chunks and RSS
-        // spiked past 90 MiB, so their reads stay asynchronous.
+        // Once the upload is complete, a BYOB reader's buffer is filled
+        // synchronously: an asynchronous read goes through a blocking thread
+        // and costs about twice as much (such a reader got 0.6 × the speed
+        // of `cat`). mongrel2 has just written the bytes, so a read copies
+        // at most SYNC_READ_BYTES from the page cache; every `syncSliceMs`
+        // an asynchronous read lets other requests' I/O and timers run.
+        // While mongrel2 still writes, reading is no faster than mongrel2,
+        // and a synchronous read sharing the CPU with it blocked for up to
+        // 8 ms. Default readers get a fresh chunk per read; read
+        // synchronously, they left V8 too little idle time to free the
+        // chunks and RSS spiked past 90 MiB. Both read asynchronously.
         let read: number | null;
-        if (request !== null && performance.now() - turnedAt < syncSliceMs) {
+        if (
+          request !== null && sizeKnown &&
+          performance.now() - turnedAt < syncSliceMs
+        ) {
           read = file.readSync(target.subarray(0, SYNC_READ_BYTES));
         } else {
           read = await file.read(target);
