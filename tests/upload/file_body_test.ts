@@ -8,7 +8,12 @@
  */
 
 import assert from "node:assert/strict";
-import { openUploadBody } from "../../runtime/upload/file_body.ts";
+import {
+  openUploadBody,
+  type UploadBodyOptions,
+} from "../../runtime/upload/file_body.ts";
+
+const MiB = 1024 * 1024;
 
 function delay(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
@@ -54,60 +59,199 @@ function failureOf(promise: Promise<unknown>): Promise<unknown> {
   return promise.then(() => null, (error) => error);
 }
 
-/** Reads a stream to the end, recording chunk sizes. */
-async function drain(
-  stream: ReadableStream<Uint8Array>,
-): Promise<{ bytes: Uint8Array; chunks: number[] }> {
-  const parts: Uint8Array[] = [];
-  const chunks: number[] = [];
-  for await (const chunk of stream) {
-    parts.push(chunk);
-    chunks.push(chunk.length);
-  }
-  const bytes = new Uint8Array(chunks.reduce((a, b) => a + b, 0));
+function concat(parts: Uint8Array[]): Uint8Array {
+  const bytes = new Uint8Array(parts.reduce((n, part) => n + part.length, 0));
   let at = 0;
   for (const part of parts) {
     bytes.set(part, at);
     at += part.length;
   }
-  return { bytes, chunks };
+  return bytes;
 }
 
-Deno.test("openUploadBody follows a file that grows in steps and ends at the done size", async () => {
-  await withFile(async (path, file) => {
-    const body = await openUploadBody(path, { chunkBytes: 4096 });
-    const reading = drain(body.stream);
-    const steps = [1, 4095, 4096, 10_000, 0, 3, 65_536];
-    let size = 0;
-    for (const step of steps) {
-      await writeAll(file, pattern(step, size));
-      size += step;
-      await delay(15);
-      // The reader keeps up, but never passes what is on disk.
-      assert.ok(body.bytesRead <= size);
-    }
-    await body.done();
-    const { bytes, chunks } = await reading;
-    assert.equal(bytes.length, size);
-    assert.deepEqual(bytes, pattern(size));
-    assert.ok(chunks.every((n) => n > 0 && n <= 4096), String(chunks));
-    assert.equal(body.bytesRead, size);
-    body.release();
-  });
-});
+/**
+ * Reads chunks with a default reader, or with a BYOB reader that reuses one
+ * buffer of `byobBytes` (each chunk returned is a copy).
+ */
+function readerOf(
+  stream: ReadableStream<Uint8Array>,
+  byobBytes?: number,
+): () => Promise<ReadableStreamReadResult<Uint8Array>> {
+  if (byobBytes === undefined) {
+    const reader = stream.getReader();
+    return () => reader.read();
+  }
+  const reader = stream.getReader({ mode: "byob" });
+  let buffer = new Uint8Array(byobBytes);
+  return async () => {
+    const { value, done } = await reader.read(buffer);
+    if (done) return { done, value: undefined };
+    buffer = new Uint8Array(value.buffer);
+    return { done, value: value.slice() };
+  };
+}
 
-Deno.test("openUploadBody stops at the done size even if the file grows afterwards", async () => {
-  await withFile(async (path, file) => {
-    await writeAll(file, pattern(1000));
-    const body = await openUploadBody(path, { chunkBytes: 300 });
-    await body.done();
-    await writeAll(file, pattern(500, 1000));
-    const { bytes, chunks } = await drain(body.stream);
-    assert.deepEqual(bytes, pattern(1000));
-    assert.deepEqual(chunks, [300, 300, 300, 100]);
-    body.release();
+/** Reads a stream to the end (see {@linkcode readerOf}), recording chunk sizes. */
+async function drain(
+  stream: ReadableStream<Uint8Array>,
+  byobBytes?: number,
+): Promise<{ bytes: Uint8Array; chunks: number[] }> {
+  const read = readerOf(stream, byobBytes);
+  const parts: Uint8Array[] = [];
+  while (true) {
+    const { value, done } = await read();
+    if (done) break;
+    parts.push(value);
+  }
+  return { bytes: concat(parts), chunks: parts.map((part) => part.length) };
+}
+
+/**
+ * The ways a handler may read the body: a default reader's chunks are read
+ * asynchronously; a BYOB reader's buffer too while the file grows, then
+ * synchronously between turns of the event loop (or still asynchronously,
+ * with `syncSliceMs: 0`). All must behave the same.
+ */
+const READ_MODES = [
+  { mode: "default reader", byob: false, syncSliceMs: undefined },
+  { mode: "BYOB reader", byob: true, syncSliceMs: undefined },
+  { mode: "BYOB reader, asynchronous reads", byob: true, syncSliceMs: 0 },
+];
+
+for (const { mode, byob, syncSliceMs } of READ_MODES) {
+  Deno.test(`openUploadBody follows a file that grows in steps and ends at the done size (${mode})`, async () => {
+    await withFile(async (path, file) => {
+      const body = await openUploadBody(path, {
+        chunkBytes: 4096,
+        syncSliceMs,
+      });
+      const reading = drain(body.stream, byob ? 4096 : undefined);
+      const steps = [1, 4095, 4096, 10_000, 0, 3, 65_536];
+      let size = 0;
+      for (const step of steps) {
+        await writeAll(file, pattern(step, size));
+        size += step;
+        await delay(15);
+        // The reader keeps up, but never passes what is on disk.
+        assert.ok(body.bytesRead <= size);
+      }
+      await body.done();
+      const { bytes, chunks } = await reading;
+      assert.equal(bytes.length, size);
+      assert.deepEqual(bytes, pattern(size));
+      assert.ok(chunks.every((n) => n > 0 && n <= 4096), String(chunks));
+      assert.equal(body.bytesRead, size);
+      body.release();
+    });
   });
-});
+
+  Deno.test(`openUploadBody stops at the done size even if the file grows afterwards (${mode})`, async () => {
+    await withFile(async (path, file) => {
+      await writeAll(file, pattern(1000));
+      const body = await openUploadBody(path, { chunkBytes: 300, syncSliceMs });
+      await body.done();
+      await writeAll(file, pattern(500, 1000));
+      const { bytes, chunks } = await drain(
+        body.stream,
+        byob ? 300 : undefined,
+      );
+      assert.deepEqual(bytes, pattern(1000));
+      assert.deepEqual(chunks, [300, 300, 300, 100]);
+      body.release();
+    });
+  });
+
+  Deno.test(`openUploadBody errors when the file is shorter than the done size (${mode})`, async () => {
+    await withFile(async (path, file) => {
+      await writeAll(file, pattern(100));
+      const body = await openUploadBody(path, { syncSliceMs });
+      await body.done();
+      await file.truncate(40);
+      await assert.rejects(
+        () => drain(body.stream, byob ? 4096 : undefined),
+        /ended at 40 of 100 bytes/,
+      );
+      body.release();
+    });
+  });
+
+  Deno.test(`openUploadBody: upload-done arriving while a read at the end of the file is pending ends the body cleanly (${mode})`, async () => {
+    // Regression: done() fixed the size while file.read() was returning EOF,
+    // and the body failed with "the upload file ended at N of N bytes".
+    await withFile(async (path, file) => {
+      await writeAll(file, pattern(1000));
+      for (let round = 0; round < 300; round++) {
+        const body = await openUploadBody(path, {
+          chunkBytes: 4096,
+          syncSliceMs,
+        });
+        const read = readerOf(body.stream, byob ? 4096 : undefined);
+        assert.equal((await read()).value?.length, 1000);
+        // The next pull reads EOF; done() races it.
+        const next = read();
+        await Promise.all([body.done(), Promise.resolve()]);
+        const result = await next;
+        assert.equal(result.done, true, `round ${round}`);
+        body.release();
+      }
+    });
+  });
+}
+
+for (const syncSliceMs of [undefined, 0]) {
+  const mode = syncSliceMs === 0 ? "asynchronous reads" : "synchronous reads";
+  Deno.test(`openUploadBody: a BYOB reader reuses its own buffer while the file grows (${mode})`, async () => {
+    await withFile(async (path, file) => {
+      const body = await openUploadBody(path, { maxPollMs: 10, syncSliceMs });
+      const reader = body.stream.getReader({ mode: "byob" });
+      const received = new Uint8Array(30_000);
+      let at = 0;
+      let buffer = new Uint8Array(4096);
+      const reading = (async () => {
+        while (true) {
+          const { value, done } = await reader.read(buffer);
+          if (done) break;
+          received.set(value, at);
+          at += value.length;
+          assert.ok(value.length <= 4096);
+          // The same memory comes back each time (transferred, not copied).
+          buffer = new Uint8Array(value.buffer);
+        }
+      })();
+      let size = 0;
+      for (const step of [100, 5000, 0, 9000, 15_900]) {
+        await writeAll(file, pattern(step, size));
+        size += step;
+        await delay(15);
+      }
+      await body.done();
+      await reading;
+      assert.equal(at, size);
+      assert.deepEqual(received.subarray(0, at), pattern(size));
+      body.release();
+    });
+  });
+
+  Deno.test(`openUploadBody: BYOB reads stop exactly at the done size (${mode})`, async () => {
+    await withFile(async (path, file) => {
+      await writeAll(file, pattern(10_000));
+      const body = await openUploadBody(path, { syncSliceMs });
+      await body.done();
+      await writeAll(file, pattern(100, 10_000));
+      const reader = body.stream.getReader({ mode: "byob" });
+      const sizes: number[] = [];
+      let buffer = new Uint8Array(3000);
+      while (true) {
+        const { value, done } = await reader.read(buffer);
+        if (done) break;
+        sizes.push(value.length);
+        buffer = new Uint8Array(value.buffer);
+      }
+      assert.deepEqual(sizes, [3000, 3000, 3000, 1000]);
+      body.release();
+    });
+  });
+}
 
 Deno.test("openUploadBody: done before the reader starts, and an empty upload", async () => {
   await withFile(async (path, file) => {
@@ -137,17 +281,6 @@ Deno.test("openUploadBody: the reader waits without spinning while the file does
     assert.deepEqual(value, pattern(10));
     await body.done();
     assert.equal((await reader.read()).done, true);
-    body.release();
-  });
-});
-
-Deno.test("openUploadBody errors when the file is shorter than the done size", async () => {
-  await withFile(async (path, file) => {
-    await writeAll(file, pattern(100));
-    const body = await openUploadBody(path);
-    await body.done();
-    await file.truncate(40);
-    await assert.rejects(() => drain(body.stream), /ended at 40 of 100 bytes/);
     body.release();
   });
 });
@@ -243,73 +376,129 @@ Deno.test("openUploadBody: a missing file is NotFound", async () => {
   );
 });
 
-Deno.test("openUploadBody: upload-done arriving while a read at the end of the file is pending ends the body cleanly", async () => {
-  // Regression: done() fixed the size while file.read() was returning EOF,
-  // and the body failed with "the upload file ended at N of N bytes".
-  await withFile(async (path, file) => {
-    await writeAll(file, pattern(1000));
-    for (let round = 0; round < 300; round++) {
-      const body = await openUploadBody(path, { chunkBytes: 4096 });
-      const reader = body.stream.getReader();
-      assert.equal((await reader.read()).value?.length, 1000);
-      // The next pull reads EOF; done() races it.
-      const next = reader.read();
-      await Promise.all([body.done(), Promise.resolve()]);
-      const result = await next;
-      assert.equal(result.done, true, `round ${round}`);
-      body.release();
-    }
-  });
-});
+/**
+ * openUploadBody over the real file at `path`, counting its synchronous and
+ * asynchronous reads.
+ */
+async function openCounting(path: string, options: UploadBodyOptions) {
+  const counts = { sync: 0, async: 0 };
+  const file = await Deno.open(path, { read: true });
+  const counting = {
+    read(buffer: Uint8Array) {
+      counts.async++;
+      return file.read(buffer);
+    },
+    readSync(buffer: Uint8Array) {
+      counts.sync++;
+      return file.readSync(buffer);
+    },
+    stat: () => file.stat(),
+    close: () => file.close(),
+  };
+  const open = Deno.open;
+  // deno-lint-ignore no-explicit-any
+  (Deno as any).open = () => Promise.resolve(counting);
+  try {
+    return { body: await openUploadBody(path, options), counts };
+  } finally {
+    Deno.open = open;
+  }
+}
 
-Deno.test("openUploadBody: a BYOB reader reuses its own buffer while the file grows", async () => {
+Deno.test("openUploadBody: a BYOB reader reads a growing file asynchronously, then the complete upload synchronously, 1 MiB at most each and never past the done size", async () => {
   await withFile(async (path, file) => {
-    const body = await openUploadBody(path, { maxPollMs: 10 });
+    await writeAll(file, pattern(100));
+    const { body, counts } = await openCounting(path, {
+      syncSliceMs: 60_000, // no turns of the event loop needed
+    });
     const reader = body.stream.getReader({ mode: "byob" });
-    const received = new Uint8Array(30_000);
-    let at = 0;
-    let buffer = new Uint8Array(4096);
-    const reading = (async () => {
-      while (true) {
-        const { value, done } = await reader.read(buffer);
-        if (done) break;
-        received.set(value, at);
-        at += value.length;
-        assert.ok(value.length <= 4096);
-        // The same memory comes back each time (transferred, not copied).
-        buffer = new Uint8Array(value.buffer);
-      }
-    })();
-    let size = 0;
-    for (const step of [100, 5000, 0, 9000, 15_900]) {
-      await writeAll(file, pattern(step, size));
-      size += step;
-      await delay(15);
-    }
+    let buffer = new Uint8Array(3 * MiB);
+    const sizes: number[] = [];
+    const received: Uint8Array[] = [];
+    const read = async () => {
+      const { value, done } = await reader.read(buffer);
+      if (done) return false;
+      sizes.push(value.length);
+      received.push(value.slice());
+      buffer = new Uint8Array(value.buffer);
+      return true;
+    };
+    assert.ok(await read());
+    assert.deepEqual(counts, { sync: 0, async: 1 });
+    // mongrel2 finishes the upload (and the file then grows past it).
+    const size = 100 + 2.5 * MiB;
+    await writeAll(file, pattern(size - 100, 100));
     await body.done();
-    await reading;
-    assert.equal(at, size);
-    assert.deepEqual(received.subarray(0, at), pattern(size));
+    await writeAll(file, pattern(MiB, size));
+    while (await read());
+    assert.deepEqual(sizes, [100, MiB, MiB, 0.5 * MiB]);
+    assert.deepEqual(concat(received), pattern(size));
+    assert.equal(body.bytesRead, size);
+    assert.deepEqual(counts, { sync: 3, async: 1 });
     body.release();
   });
 });
 
-Deno.test("openUploadBody: BYOB reads stop exactly at the done size", async () => {
+Deno.test("openUploadBody: a long read lets the event loop take a turn every syncSliceMs", async () => {
   await withFile(async (path, file) => {
-    await writeAll(file, pattern(10_000));
-    const body = await openUploadBody(path);
+    await writeAll(file, pattern(4 * MiB));
+    const { body, counts } = await openCounting(path, { syncSliceMs: 5 });
     await body.done();
-    await writeAll(file, pattern(100, 10_000));
+    // A timer that fires as often as the event loop lets it.
+    let last = performance.now();
+    let longestGap = 0;
+    let ticks = 0;
+    let timer: ReturnType<typeof setTimeout>;
+    const tick = () => {
+      const now = performance.now();
+      longestGap = Math.max(longestGap, now - last);
+      last = now;
+      ticks++;
+      timer = setTimeout(tick, 1);
+    };
+    timer = setTimeout(tick, 1);
+    // 256 chunks at 1 ms of work each: about 256 ms without a turn if the
+    // body never yielded.
     const reader = body.stream.getReader({ mode: "byob" });
-    const sizes: number[] = [];
-    let buffer = new Uint8Array(3000);
+    let buffer = new Uint8Array(16 * 1024);
+    let bytes = 0;
     while (true) {
       const { value, done } = await reader.read(buffer);
       if (done) break;
-      sizes.push(value.length);
+      bytes += value.length;
       buffer = new Uint8Array(value.buffer);
+      const until = performance.now() + 1;
+      while (performance.now() < until) {
+        // the handler's work
+      }
     }
-    assert.deepEqual(sizes, [3000, 3000, 3000, 1000]);
+    clearTimeout(timer);
+    longestGap = Math.max(longestGap, performance.now() - last);
+    assert.equal(bytes, 4 * MiB);
+    assert.ok(longestGap < 100, `longest gap ${longestGap.toFixed(1)} ms`);
+    assert.ok(ticks >= 5, `${ticks} ticks`);
+    assert.ok(counts.async >= 10, `${counts.async} asynchronous reads`);
+    assert.ok(counts.sync > counts.async, `${counts.sync} synchronous reads`);
+    body.release();
+  });
+});
+
+Deno.test("openUploadBody: default readers read asynchronously, into a fresh chunk each", async () => {
+  await withFile(async (path, file) => {
+    await writeAll(file, pattern(100_000));
+    const { body, counts } = await openCounting(path, { chunkBytes: 30_000 });
+    await body.done();
+    const parts: Uint8Array[] = [];
+    for await (const chunk of body.stream) parts.push(chunk);
+    assert.deepEqual(parts.map((part) => part.length), [
+      30_000,
+      30_000,
+      30_000,
+      10_000,
+    ]);
+    assert.equal(new Set(parts.map((part) => part.buffer)).size, 4);
+    assert.deepEqual(concat(parts), pattern(100_000));
+    assert.equal(counts.sync, 0);
     body.release();
   });
 });
@@ -349,13 +538,16 @@ class SteppedFile {
   close(): void {}
 }
 
-/** openUploadBody over a {@linkcode SteppedFile}. */
+/**
+ * openUploadBody over a {@linkcode SteppedFile}, reading asynchronously only
+ * (a synchronous read cannot interleave with upload-done).
+ */
 async function openStepped(file: SteppedFile) {
   const open = Deno.open;
   // deno-lint-ignore no-explicit-any
   (Deno as any).open = () => Promise.resolve(file);
   try {
-    return await openUploadBody("/stepped/upload.aB3dE6");
+    return await openUploadBody("/stepped/upload.aB3dE6", { syncSliceMs: 0 });
   } finally {
     Deno.open = open;
   }
