@@ -10,7 +10,11 @@
 export interface UploadBodyOptions {
   /** Largest body accepted; reading past it errors the stream. */
   maxBytes?: number;
-  /** Bytes per chunk for default readers (default 256 KiB); BYOB readers choose their own. */
+  /**
+   * Bytes per chunk for default readers (default 64 KiB: V8 frees small
+   * chunks sooner, which keeps RSS well below larger ones'); BYOB readers
+   * choose their own.
+   */
   chunkBytes?: number;
   /** Longest pause between polls of a file that has not grown (ms, default 50). */
   maxPollMs?: number;
@@ -70,7 +74,7 @@ export async function openUploadBody(
   options: UploadBodyOptions = {},
 ): Promise<UploadBody> {
   const file = await Deno.open(path, { read: true });
-  const chunkBytes = options.chunkBytes ?? 256 * 1024;
+  const chunkBytes = options.chunkBytes ?? 64 * 1024;
   const maxPollMs = options.maxPollMs ?? 50;
   const maxBytes = options.maxBytes ?? Infinity;
   const syncSliceMs = options.syncSliceMs ?? 4;
