@@ -107,6 +107,8 @@ export class ZmqTransport implements Transport {
   /** Messages taken since the last flush of the outbox. */
   #batch = 0;
   #outbox: Uint8Array[] = [];
+  /** Settles when the receive loop has ended (at once if none runs). */
+  #loopEnded: Promise<void> = Promise.resolve();
   #closing: Promise<void> | null = null;
 
   /**
@@ -127,8 +129,6 @@ export class ZmqTransport implements Transport {
     this.#peers = recvSpecs.map((spec) =>
       new ReplyPeer(this.#context, spec, maxHeld, this.#onError, this.#onStatus)
     );
-    // Requests mongrel2 has pushed are not thrown away on close: the
-    // shutdown path reads what has arrived before it closes.
     this.#pull = this.#context.socket("pull", { linger: 0 });
     for (const spec of sendSpecs) this.#pull.connect(spec);
     this.#waitingTimer = setTimeout(() => {
@@ -158,6 +158,8 @@ export class ZmqTransport implements Transport {
    * wait for more runs on a blocking thread.
    */
   async *messages(): AsyncIterable<Uint8Array> {
+    const { promise, resolve } = Promise.withResolvers<void>();
+    this.#loopEnded = promise;
     try {
       while (this.#receiving) {
         let message: Uint8Array | null;
@@ -178,8 +180,17 @@ export class ZmqTransport implements Transport {
         this.#batch++;
         yield message;
       }
+      // Stopping: what mongrel2 has already pushed into the socket's queue
+      // is taken too (it would be lost with the socket), up to a bound for
+      // a mongrel2 that keeps pushing.
+      for (let taken = 0; taken < FINAL_DRAIN_MESSAGES; taken++) {
+        const message = this.#pull.receive();
+        if (message === null) break;
+        yield message;
+      }
     } finally {
       this.#flush();
+      resolve();
     }
   }
 
@@ -211,11 +222,14 @@ export class ZmqTransport implements Transport {
     return Math.max(0, ...this.#peers.map((peer) => peer.queued));
   }
 
-  /** Stops receiving; see {@linkcode Transport.stopReceiving}. */
+  /**
+   * Stops receiving; see {@linkcode Transport.stopReceiving}. Resolves once
+   * the messages already queued in the socket have been yielded (the loop
+   * notices within one poll slice) and the socket is closed.
+   */
   async stopReceiving(): Promise<void> {
-    if (!this.#receiving) return await this.#pull.closed();
     this.#receiving = false;
-    // The loop ends within one poll slice; the socket closes after it.
+    await this.#loopEnded;
     this.#pull.close();
     await this.#pull.closed();
   }
@@ -239,6 +253,8 @@ export class ZmqTransport implements Transport {
 
 /** The longest wait on a blocking thread before the loop checks for stop. */
 const POLL_SLICE_MS = 100;
+/** Most messages taken from the queue once receiving stops. */
+const FINAL_DRAIN_MESSAGES = 1024;
 /** Most messages taken before the replies they caused are sent. */
 const BATCH_MESSAGES = 64;
 

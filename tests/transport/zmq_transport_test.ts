@@ -1,0 +1,57 @@
+import assert from "node:assert/strict";
+import { ZmqContext } from "../../runtime/transport/libzmq.ts";
+import { ZmqTransport } from "../../runtime/transport/zmq.ts";
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+Deno.test("ZmqTransport.stopReceiving() yields what mongrel2 already pushed before it closes", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "m2zt-" });
+  // Stand-in for mongrel2's request socket: a bound PUSH.
+  const context = new ZmqContext();
+  const push = context.socket("push", { linger: 1000 });
+  push.bind(`ipc://${dir}/send`);
+  const transport = new ZmqTransport({
+    sendSpec: `ipc://${dir}/send`,
+    recvSpec: `ipc://${dir}/recv`,
+  });
+  try {
+    const messages = transport.messages()[Symbol.asyncIterator]();
+    // A PUSH refuses a message until the PULL has connected.
+    while (!push.send(encoder.encode("first"))) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    const first = await messages.next();
+    assert.equal(decoder.decode(first.value), "first");
+    for (const text of ["a", "b", "c"]) {
+      assert.ok(push.send(encoder.encode(text)));
+    }
+    // Let them reach the PULL socket's queue, unread.
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const stopped = transport.stopReceiving();
+    const rest: string[] = [];
+    while (true) {
+      const next = await messages.next();
+      if (next.done) break;
+      rest.push(decoder.decode(next.value));
+    }
+    await stopped;
+    assert.deepEqual(rest, ["a", "b", "c"]);
+  } finally {
+    await transport.close();
+    push.close();
+    await context.terminate();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("ZmqTransport.stopReceiving() returns when nobody reads messages()", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "m2zt-" });
+  const transport = new ZmqTransport({
+    sendSpec: `ipc://${dir}/send`,
+    recvSpec: `ipc://${dir}/recv`,
+  });
+  await transport.stopReceiving();
+  await transport.close();
+  await Deno.remove(dir, { recursive: true });
+});
