@@ -55,7 +55,7 @@ export const SERVE_OPTIONS = {
     default: "tcp://127.0.0.1:9996",
     multiple: true,
     description:
-      "mongrel2's recv_spec; m2fetch connects a PUB socket there to send replies (repeat for several mongrel2 servers)",
+      "mongrel2's recv_spec; m2fetch connects an XPUB socket there to send replies (repeat for several mongrel2 servers)",
   },
   workers: {
     type: "integer",

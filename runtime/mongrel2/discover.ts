@@ -132,7 +132,7 @@ export interface DiscoveredHandler {
   configRecvSpec: string;
   /** Where m2fetch's PULL socket connects. */
   sendSpec: string;
-  /** Where m2fetch's PUB socket connects. */
+  /** Where m2fetch's XPUB socket connects. */
   recvSpec: string;
   /** The routes that lead to this handler. */
   routes: DiscoveredRoute[];

@@ -28,7 +28,7 @@ export interface ZmqTransportOptions {
   sendSpec: string | readonly string[];
   /**
    * mongrel2's `recv_spec`, or one per mongrel2 server (m2fetch connects a
-   * PUB socket to each).
+   * XPUB socket to each).
    */
   recvSpec: string | readonly string[];
   /**

@@ -234,7 +234,7 @@ export async function startHarness(
   };
   try {
     const ready = await waitFor(() => transport.ready, 10_000);
-    assert.ok(ready, "m2fetch's PUB socket never reached mongrel2");
+    assert.ok(ready, "mongrel2 never subscribed to m2fetch's replies");
   } catch (error) {
     await close().catch(() => {});
     throw error;

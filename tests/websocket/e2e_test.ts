@@ -22,7 +22,7 @@ Deno.test("WebSockets through mongrel2 and m2fetch", async (t) => {
     get: m2fetch.get,
     multiIdReplies: () => m2fetch.multiIdReplies,
   };
-  // The slow joiner: let mongrel2's subscription reach the PUB socket.
+  // One request first: mongrel2 has subscribed once it is answered.
   await target.get("/room/size");
   for (const item of WS_CASES) {
     await t.step(item.name, () => item.run(target));
