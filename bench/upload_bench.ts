@@ -28,6 +28,12 @@
 
 import { createHash } from "node:crypto";
 import { startMongrel2 } from "../runtime/mongrel2/mod.ts";
+import {
+  delay,
+  readMemory,
+  type ServerProcess,
+  spawnDeno,
+} from "./processes.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 const MiB = 1024 * 1024;
@@ -110,19 +116,6 @@ interface HandlerReport {
   catMs: number[];
 }
 
-function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-/** VmRSS and VmHWM of a process, in bytes. */
-async function memoryOf(pid: number): Promise<{ rss: number; hwm: number }> {
-  const status = await Deno.readTextFile(`/proc/${pid}/status`);
-  const field = (name: string) =>
-    Number(new RegExp(`^${name}:\\s+(\\d+) kB`, "m").exec(status)?.[1] ?? 0) *
-    1024;
-  return { rss: field("VmRSS"), hwm: field("VmHWM") };
-}
-
 /** Samples a process's VmRSS until stopped; returns the peak. */
 function sampleRss(pid: number): { stop(): Promise<number> } {
   let peak = 0;
@@ -130,7 +123,7 @@ function sampleRss(pid: number): { stop(): Promise<number> } {
   const loop = (async () => {
     while (running) {
       try {
-        peak = Math.max(peak, (await memoryOf(pid)).rss);
+        peak = Math.max(peak, readMemory(pid).rss);
       } catch {
         return;
       }
@@ -146,51 +139,30 @@ function sampleRss(pid: number): { stop(): Promise<number> } {
   };
 }
 
-/** `deno run -A cli.ts` serving the bench app; resolves once it serves. */
-async function startM2fetch(args: string[]) {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", `${ROOT}/cli.ts`, "--quiet", ...args],
-    cwd: ROOT,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  let text = "";
-  const pump = async (stream: ReadableStream<Uint8Array>) => {
-    const decoder = new TextDecoder();
-    for await (const chunk of stream) {
-      text += decoder.decode(chunk, { stream: true });
-    }
-  };
-  const pumped = Promise.all([pump(child.stdout), pump(child.stderr)]);
-  const stop = async () => {
-    try {
-      child.kill("SIGTERM");
-    } catch {
-      // exited
-    }
-    await child.status;
-    await pumped;
-  };
-  // --quiet hides the "serving" line: wait until the process settles.
+/** `deno run -A cli.ts` serving the bench app; resolves once it settles. */
+async function startM2fetch(args: string[]): Promise<ServerProcess> {
+  const m2fetch = spawnDeno(["run", "-A", "cli.ts", "--quiet", ...args]);
+  // --quiet hides the "serving" line: wait until its memory settles.
   const deadline = performance.now() + 30_000;
   let last = -1;
   let stableFor = 0;
   while (stableFor < 1000) {
     if (performance.now() > deadline) {
-      await stop();
-      throw new Error(`m2fetch did not start:\n${text}`);
+      await m2fetch.stop();
+      throw new Error(`m2fetch did not start:\n${m2fetch.stderrTail()}`);
     }
-    const { rss } = await memoryOf(child.pid).catch(() => ({ rss: 0 }));
-    if (rss === 0) {
-      await stop();
-      throw new Error(`m2fetch exited:\n${text}`);
+    let rss: number;
+    try {
+      rss = readMemory(m2fetch.pid).rss;
+    } catch {
+      await m2fetch.stop();
+      throw new Error(`m2fetch exited:\n${m2fetch.stderrTail()}`);
     }
     stableFor = Math.abs(rss - last) < 512 * 1024 ? stableFor + 100 : 0;
     last = rss;
     await delay(100);
   }
-  return { pid: child.pid, output: () => text, stop };
+  return m2fetch;
 }
 
 /**
@@ -327,7 +299,7 @@ async function main(): Promise<number> {
         const query = run.path.includes("?") ? "&" : "?";
         await upload(mongrel2.port, `${run.path}${query}buffer=4096`, 8 * MiB);
         await delay(500);
-        const idle = (await memoryOf(m2fetch.pid)).rss;
+        const idle = readMemory(m2fetch.pid).rss;
         const sampler = sampleRss(m2fetch.pid);
         const { report, sha256, ms } = await upload(
           mongrel2.port,
@@ -335,7 +307,7 @@ async function main(): Promise<number> {
           SIZE,
         );
         const peak = await sampler.stop();
-        const { hwm } = await memoryOf(m2fetch.pid);
+        const { hwm } = readMemory(m2fetch.pid);
         const above = (peak - idle) / MiB;
         const rssOk = above <= RSS_TARGET_MIB;
         const hashOk = report.bytes === SIZE &&
