@@ -288,7 +288,7 @@ class ReplyPeer {
   readonly #onStatus: (message: string) => void;
   /** Subscribed prefixes (mongrel2's `recv_ident`), as latin1 keys. */
   readonly #topics = new Set<string>();
-  readonly #timer: ReturnType<typeof setInterval>;
+  #timer: ReturnType<typeof setTimeout> | undefined;
   #queue: Uint8Array[] = [];
   #head = 0;
   #joinedBefore = false;
@@ -314,9 +314,21 @@ class ReplyPeer {
       immediate: true,
     });
     this.#socket.connect(endpoint);
-    // Subscriptions are read on the JavaScript thread (sends use the same
-    // socket), often while nobody listens and rarely once they do.
-    this.#timer = setInterval(() => this.#follow(), SUBSCRIPTION_CHECK_MS);
+    this.#check();
+  }
+
+  /**
+   * Subscriptions are read on the JavaScript thread (sends use the same
+   * socket): often while nobody listens, so held replies go out soon after
+   * mongrel2 subscribes, and rarely once it does, to notice it leaving.
+   */
+  #check(): void {
+    this.#follow();
+    if (this.#closed) return;
+    this.#timer = setTimeout(
+      () => this.#check(),
+      this.ready ? LEAVE_CHECK_MS : JOIN_CHECK_MS,
+    );
     Deno.unrefTimer(this.#timer as unknown as number);
   }
 
@@ -417,12 +429,14 @@ class ReplyPeer {
     this.#follow();
     this.#flush();
     this.#closed = true;
-    clearInterval(this.#timer);
+    clearTimeout(this.#timer);
     this.#socket.close();
   }
 }
 
-/** How often held replies check for their mongrel2's subscription. */
-const SUBSCRIPTION_CHECK_MS = 5;
+/** How often a reply socket looks for its mongrel2's subscription. */
+const JOIN_CHECK_MS = 5;
+/** How often a subscribed reply socket looks for its mongrel2 leaving. */
+const LEAVE_CHECK_MS = 100;
 
 const EMPTY = new Uint8Array(0);
