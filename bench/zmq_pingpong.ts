@@ -28,11 +28,9 @@ push.connect(endpoint);
 const message = new Uint8Array(200).fill(0x61);
 
 async function receive(): Promise<Uint8Array> {
-  while (true) {
-    const received = pull.receive();
-    if (received !== null) return received;
-    await pull.waitReadable(1000);
-  }
+  const message = await pull.receiveWithin(5000);
+  if (message === null) throw new Error("No message within 5 s");
+  return message;
 }
 
 function cpuMicros(): number {

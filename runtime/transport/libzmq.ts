@@ -552,7 +552,10 @@ export class ZmqSocket {
     if (this.#waiting === null) this.#closeNow();
   }
 
-  /** Resolves once the socket is really closed. */
+  /**
+   * Closes the socket, like {@linkcode close}, and resolves once it really
+   * is (after a wait in progress has returned).
+   */
   closed(): Promise<void> {
     this.close();
     return this.#closedPromise;
