@@ -16,6 +16,7 @@
  * @module
  */
 
+import { setImmediate } from "node:timers";
 import { ZmqContext, type ZmqSocket } from "./libzmq.ts";
 import type { Transport } from "./transport.ts";
 
@@ -107,6 +108,7 @@ export class ZmqTransport implements Transport {
   /** Messages taken since the last flush of the outbox. */
   #batch = 0;
   #outbox: Uint8Array[] = [];
+  #flushScheduled = false;
   /** Settles when the receive loop has ended (at once if none runs). */
   #loopEnded: Promise<void> = Promise.resolve();
   #closing: Promise<void> | null = null;
@@ -198,17 +200,31 @@ export class ZmqTransport implements Transport {
    * Queues a reply for every `recv_spec`; see {@linkcode Transport.send}.
    * Each mongrel2 keeps only the replies that start with its `recv_ident`.
    *
-   * Replies made while a batch of requests is being handled go out
-   * together when the batch ends: libzmq wakes its I/O thread (a system
-   * call) only for the first message of a burst.
+   * Replies go out together: those made while a batch of requests is
+   * being handled when the batch ends, others (from workers, streams and
+   * sockets) once the event loop has run the callbacks that are ready.
+   * libzmq wakes its I/O thread (a system call, and often a context
+   * switch) only for the first message of a burst.
    */
   send(message: Uint8Array): void {
-    if (this.#batch > 0) this.#outbox.push(message);
-    else for (const peer of this.#peers) peer.send(message);
+    this.#outbox.push(message);
+    if (this.#batch === 0 && !this.#flushScheduled) {
+      this.#flushScheduled = true;
+      setImmediate(this.#scheduledFlush);
+    }
   }
+
+  readonly #scheduledFlush = () => {
+    this.#flushScheduled = false;
+    this.#sendOutbox();
+  };
 
   #flush(): void {
     this.#batch = 0;
+    this.#sendOutbox();
+  }
+
+  #sendOutbox(): void {
     const outbox = this.#outbox;
     if (outbox.length === 0) return;
     this.#outbox = [];
@@ -246,6 +262,7 @@ export class ZmqTransport implements Transport {
   async #close(): Promise<void> {
     await this.stopReceiving();
     clearTimeout(this.#waitingTimer);
+    this.#sendOutbox();
     for (const peer of this.#peers) peer.close();
     await this.#context.terminate();
   }
