@@ -14,7 +14,7 @@ import { ActiveUpload } from "./upload/active_upload.ts";
 import { readUploadMarker, type UploadStore } from "./upload/policy.ts";
 import { UploadRejectedError } from "./upload/store.ts";
 import { httpDate, requestKeepsAlive } from "./http/response.ts";
-import { requestMethod, toRequest } from "./http/request.ts";
+import { clientAddress, requestMethod, toRequest } from "./http/request.ts";
 import { Connection, MAX_CREDITS } from "./connection/connection.ts";
 import { Exchange } from "./connection/exchange.ts";
 import {
@@ -546,7 +546,7 @@ class Server implements Mongrel2Server {
     const info: Deno.ServeHandlerInfo<Deno.NetAddr> = {
       remoteAddr: {
         transport: "tcp",
-        hostname: firstHeader(message.headers, "REMOTE_ADDR") ?? "",
+        hostname: clientAddress(message.headers),
         port: 0,
       },
       completed: exchange.completed,

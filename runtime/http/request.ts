@@ -4,7 +4,11 @@
  * @module
  */
 
-import { firstHeader, type Mongrel2Message } from "../protocol/message.ts";
+import {
+  firstHeader,
+  type Mongrel2Headers,
+  type Mongrel2Message,
+} from "../protocol/message.ts";
 
 /** Options for {@linkcode toRequest}. */
 export interface ToRequestOptions {
@@ -86,6 +90,23 @@ function isUsableHost(host: string): boolean {
   // a port above 65535 or the IPv4 address 1.2.3.256.
   return host.length > 0 && host.length <= 255 && HOST.test(host) &&
     URL.canParse(`http://${host}/`);
+}
+
+/**
+ * Returns the client's address as mongrel2 saw it (`REMOTE_ADDR`), or an
+ * empty string when the message has none.
+ *
+ * @param headers The message's headers.
+ * @returns The address, e.g. `127.0.0.1`.
+ *
+ * @example Usage
+ * ```ts
+ * import { clientAddress } from "./request.ts";
+ * console.assert(clientAddress({ REMOTE_ADDR: "::1" }) === "::1");
+ * ```
+ */
+export function clientAddress(headers: Mongrel2Headers): string {
+  return firstHeader(headers, "REMOTE_ADDR") ?? "";
 }
 
 /**

@@ -14,34 +14,55 @@
 
 import type { Mongrel2RequestInfo } from "../info.ts";
 
-/** A request for the worker's handler. */
-export interface WorkerRequest {
-  /** Message kind. */
-  type: "request";
-  /** Unique per worker. */
-  id: number;
+/**
+ * A request that did not come from mongrel2 (the pool called directly):
+ * what `new Request` needs.
+ */
+export interface PlainRequest {
   /** Absolute URL. */
   url: string;
   /** Method. */
   method: string;
   /** Header pairs, duplicates as separate pairs. */
   headers: [string, string][];
-  /** The body: transferred, or small and complete as bytes. */
-  body: ReadableStream<Uint8Array> | Uint8Array<ArrayBuffer> | null;
   /** The client address. */
   hostname: string;
-  /** mongrel2 facts for `mongrel2Info(request)`. */
-  info: Mongrel2RequestInfo | undefined;
+}
+
+/** A request for the worker's handler. */
+export interface WorkerRequest {
+  /** Message kind. */
+  type: "request";
+  /** Unique per worker. */
+  id: number;
+  /**
+   * What the worker builds the `Request` from: mongrel2's facts, which hold
+   * every header once (the worker rebuilds the request as the main thread
+   * did), or a plain request's parts.
+   */
+  source: Mongrel2RequestInfo | PlainRequest;
+  /** The body: transferred, or small and complete as bytes. */
+  body: ReadableStream<Uint8Array> | Uint8Array<ArrayBuffer> | null;
   /** For a WebSocket handshake: the accept key mongrel2 computed. */
   handshake: string | undefined;
+  /** Earlier requests whose responses ended ({@linkcode Completions}). */
+  completed: Completions;
 }
+
+/**
+ * Requests whose responses ended, told to the worker in batches: the id
+ * when the response was sent, its negation when it failed. Riding on the
+ * next request spares each request a message of its own; a timer sends
+ * them when no request comes.
+ */
+export type Completions = number[];
 
 /** Messages the main thread sends a worker. */
 export type ToWorker =
   | { type: "load"; module: string }
   | WorkerRequest
   | { type: "abort"; id: number; reason: string; name?: string }
-  | { type: "completed"; id: number; ok: boolean }
+  | { type: "completed"; completed: Completions }
   | { type: "ping"; seq: number }
   | { type: "ws-attach"; id: number }
   | { type: "ws-frame"; id: number; flags: string; payload: Uint8Array }

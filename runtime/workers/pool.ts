@@ -23,6 +23,7 @@ import {
   upgradeResponse,
 } from "../websocket/upgrade.ts";
 import {
+  type Completions,
   type FromWorker,
   SMALL_BODY_BYTES,
   type ToWorker,
@@ -50,6 +51,13 @@ interface Pending {
 
 const BAD_GATEWAY = new TextEncoder().encode("Bad Gateway");
 
+/**
+ * Longest a worker waits to hear that a response ended when no request
+ * comes to carry the news (`info.completed` settles this much later at
+ * worst).
+ */
+const COMPLETIONS_FLUSH_MS = 10;
+
 /** A worker failed to load the handler module. */
 export class WorkerLoadError extends Error {
   /**
@@ -72,6 +80,8 @@ class HandlerWorker {
   draining = false;
   dead = false;
   #nextId = 1;
+  #completions: Completions = [];
+  #completionsTimer: ReturnType<typeof setTimeout> | undefined;
   #ready: Promise<string>;
   #onDeath: (worker: HandlerWorker, why: string) => void;
   #logger: Logger;
@@ -265,10 +275,28 @@ class HandlerWorker {
       request.signal.removeEventListener("abort", onAbort);
       this.pending.delete(id);
       await posted;
-      this.send({ type: "completed", id, ok });
+      this.#complete(ok ? id : -id);
     };
     info.completed.then(() => finish(true), () => finish(false));
     return promise;
+  }
+
+  #complete(completion: number): void {
+    this.#completions.push(completion);
+    if (this.#completionsTimer !== undefined) return;
+    const timer = setTimeout(() => {
+      this.#completionsTimer = undefined;
+      if (this.#completions.length === 0) return;
+      this.send({ type: "completed", completed: this.#takeCompletions() });
+    }, COMPLETIONS_FLUSH_MS);
+    Deno.unrefTimer(timer);
+    this.#completionsTimer = timer;
+  }
+
+  #takeCompletions(): Completions {
+    const taken = this.#completions;
+    this.#completions = [];
+    return taken;
   }
 
   async #post(
@@ -284,13 +312,15 @@ class HandlerWorker {
     this.send({
       type: "request",
       id,
-      url: request.url,
-      method: request.method,
-      headers: [...request.headers],
+      source: mongrel2Info(request) ?? {
+        url: request.url,
+        method: request.method,
+        headers: [...request.headers],
+        hostname: info.remoteAddr.hostname,
+      },
       body,
-      hostname: info.remoteAddr.hostname,
-      info: mongrel2Info(request),
       handshake,
+      completed: this.#takeCompletions(),
     }, body instanceof ReadableStream ? [body] : []);
   }
 
@@ -313,6 +343,7 @@ class HandlerWorker {
 
   terminate(): void {
     this.dead = true;
+    clearTimeout(this.#completionsTimer);
     this.worker.terminate();
   }
 }

@@ -14,12 +14,16 @@ import type { SocketControl } from "../websocket/socket.ts";
 import { markHandshake, upgradeOf } from "../websocket/upgrade.ts";
 import type { FetchHandler } from "../server.ts";
 import { settleBody } from "../http/ready_body.ts";
+import { clientAddress, toRequest } from "../http/request.ts";
 import {
+  type Completions,
   type FromWorker,
   SMALL_BODY_BYTES,
   type ToWorker,
   type WorkerRequest,
 } from "./messages.ts";
+
+const NO_BYTES = new Uint8Array();
 
 let handler: FetchHandler | null = null;
 const controllers = new Map<number, AbortController>();
@@ -51,6 +55,22 @@ self.addEventListener("unhandledrejection", (event) => {
   });
 });
 
+function complete(completed: Completions): void {
+  for (const completion of completed) {
+    const id = Math.abs(completion);
+    const settle = completions.get(id);
+    if (completion > 0) settle?.resolve();
+    else {
+      settle?.reject(
+        new Deno.errors.Interrupted("HTTP response was not sent successfully"),
+      );
+    }
+    completions.delete(id);
+    controllers.delete(id);
+    sockets.delete(id);
+  }
+}
+
 async function handle(message: WorkerRequest): Promise<void> {
   const controller = new AbortController();
   controllers.set(message.id, controller);
@@ -59,18 +79,32 @@ async function handle(message: WorkerRequest): Promise<void> {
   );
   completed.catch(() => {});
   try {
-    const request = new Request(message.url, {
-      method: message.method,
-      headers: message.headers,
-      body: message.body,
-      signal: controller.signal,
-    });
-    if (message.info !== undefined) setMongrel2Info(request, message.info);
+    const { source } = message;
+    const fromMongrel2 = "connectionId" in source;
+    const request = fromMongrel2
+      ? toRequest({
+        ...source,
+        body: NO_BYTES,
+        headerFormat: "json",
+      }, { signal: controller.signal, body: message.body })
+      : new Request(source.url, {
+        method: source.method,
+        headers: source.headers,
+        body: message.body,
+        signal: controller.signal,
+      });
+    if (fromMongrel2) setMongrel2Info(request, source);
     if (message.handshake !== undefined) {
       markHandshake(request, message.handshake);
     }
     const response = await handler!(request, {
-      remoteAddr: { transport: "tcp", hostname: message.hostname, port: 0 },
+      remoteAddr: {
+        transport: "tcp",
+        hostname: fromMongrel2
+          ? clientAddress(source.headers)
+          : source.hostname,
+        port: 0,
+      },
       completed,
     });
     if (!(response instanceof Response)) {
@@ -117,6 +151,7 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
       }
       break;
     case "request":
+      complete(message.completed);
       handle(message);
       break;
     case "abort":
@@ -124,21 +159,9 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
         new DOMException(message.reason, message.name ?? "AbortError"),
       );
       break;
-    case "completed": {
-      const completion = completions.get(message.id);
-      if (message.ok) completion?.resolve();
-      else {
-        completion?.reject(
-          new Deno.errors.Interrupted(
-            "HTTP response was not sent successfully",
-          ),
-        );
-      }
-      completions.delete(message.id);
-      controllers.delete(message.id);
-      sockets.delete(message.id);
+    case "completed":
+      complete(message.completed);
       break;
-    }
     case "ws-attach":
       // Frames reach mongrel2 through the main thread's connection writer,
       // so broadcast() from a worker queues per socket: no route offers

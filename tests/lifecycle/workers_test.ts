@@ -4,6 +4,9 @@
  * that cannot load stops start-up with one line; --timeout answers 504 and
  * aborts `request.signal` with a `TimeoutError`.
  *
+ * `info.completed` in a worker settles as on the main thread, even when
+ * no later request carries the news.
+ *
  * The crash and hang tests, start-up failure and --timeout run the real
  * CLI; the in-process --timeout test checks the connection table ends
  * empty. Requests go over raw connections because the pool picks a
@@ -16,6 +19,7 @@
 import assert from "node:assert/strict";
 import { RawClient, startHarness } from "../e2e/harness.ts";
 import {
+  delay,
   spawnM2fetch,
   startM2fetch,
   startSite,
@@ -26,10 +30,29 @@ import {
 const APP = `
 const me = crypto.randomUUID();
 let aborted = "none";
+let tracked = "none";
+function track(info) {
+  tracked = "pending";
+  info.completed.then(() => tracked = "resolved", () => tracked = "rejected");
+}
 export default {
-  async fetch(request) {
+  async fetch(request, info) {
     const path = new URL(request.url).pathname;
     if (path === "/whoami") return new Response(me);
+    if (path === "/track") {
+      track(info);
+      return new Response("tracking");
+    }
+    if (path === "/track-forever") {
+      track(info);
+      return new Response(new ReadableStream({
+        async pull(controller) {
+          await new Promise((resolve) => setTimeout(resolve, 20));
+          controller.enqueue(new TextEncoder().encode("tick\\n"));
+        },
+      }));
+    }
+    if (path === "/tracked") return new Response(tracked);
     if (path === "/slow") {
       await new Promise((resolve) => setTimeout(resolve, 1500));
       return new Response("slow done");
@@ -233,6 +256,43 @@ Deno.test("--timeout 500ms through the CLI with --workers 1: 504, TimeoutError i
       }
     }
     assert.equal(seen, "TimeoutError");
+  } finally {
+    client.close();
+  }
+  const status = await m2fetch.stop("SIGTERM");
+  assert.equal(status.code, 0, m2fetch.output());
+});
+
+Deno.test("info.completed in a worker resolves when the response is sent and rejects when the client leaves", async () => {
+  await using site = await startSite();
+  await writeFiles(site.dir, { "app.ts": APP });
+  await using m2fetch = await startM2fetch(site, `${site.dir}/app.ts`, {
+    args: ["--workers", "1"],
+  });
+  const client = Deno.createHttpClient({});
+  const tracked = async () =>
+    await (await fetch(`${site.url}/tracked`, { client })).text();
+  try {
+    const response = await fetch(`${site.url}/track`, { client });
+    assert.equal(await response.text(), "tracking");
+    // No request follows for a while: the news must still reach the
+    // worker, so the next request reads the settled state at once.
+    await delay(300);
+    assert.equal(await tracked(), "resolved");
+
+    const raw = await RawClient.connect(Number(new URL(site.url).port));
+    await raw.write("GET /track-forever HTTP/1.1\r\nHost: x\r\n\r\n");
+    await raw.readHead();
+    await raw.readSome();
+    raw.close();
+    let state = "";
+    assert.ok(
+      await waitFor(
+        async () => (state = await tracked()) === "rejected",
+        10_000,
+      ),
+      `info.completed of an abandoned stream: ${state}`,
+    );
   } finally {
     client.close();
   }
