@@ -57,11 +57,20 @@ class Parser {
   at: number;
   readonly #bytes: Uint8Array;
   readonly #end: number;
+  /** The input decoded once; strings are slices of it. */
+  readonly #text: string;
+  readonly #start: number;
 
   constructor(bytes: Uint8Array, start: number, end: number) {
     this.#bytes = bytes;
     this.at = start;
     this.#end = end;
+    this.#start = start;
+    this.#text = decodeByteString(bytes, start, end);
+  }
+
+  #slice(from: number, to: number): string {
+    return this.#text.slice(from - this.#start, to - this.#start);
   }
 
   skipSpace(): void {
@@ -122,7 +131,7 @@ class Parser {
         break;
       }
     }
-    const text = decodeByteString(this.#bytes, start, this.at);
+    const text = this.#slice(start, this.at);
     if (!/^-?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?$/.test(text)) {
       this.at = start;
       this.fail("unexpected byte where a value is due");
@@ -138,9 +147,9 @@ class Parser {
     while (i < this.#end && bytes[i] !== QUOTE && bytes[i] !== BACKSLASH) i++;
     if (i < this.#end && bytes[i] === QUOTE) {
       this.at = i + 1;
-      return decodeByteString(bytes, start, i);
+      return this.#slice(start, i);
     }
-    let out = decodeByteString(bytes, start, i);
+    let out = this.#slice(start, i);
     while (i < this.#end) {
       const byte = bytes[i];
       if (byte === QUOTE) {
@@ -177,7 +186,7 @@ class Parser {
             out += "\t";
             break;
           case 0x75: {
-            const hex = decodeByteString(bytes, i, Math.min(i + 4, this.#end));
+            const hex = this.#slice(i, Math.min(i + 4, this.#end));
             if (!/^[0-9a-fA-F]{4}$/.test(hex)) {
               this.at = i;
               this.fail("bad \\u escape");
@@ -196,7 +205,7 @@ class Parser {
       while (
         run < this.#end && bytes[run] !== QUOTE && bytes[run] !== BACKSLASH
       ) run++;
-      out += decodeByteString(bytes, i, run);
+      out += this.#slice(i, run);
       i = run;
     }
     this.at = this.#end;

@@ -93,24 +93,29 @@ export function parseMessage(bytes: Uint8Array): Mongrel2Message {
     );
   }
   const headerFrame = readFrame(bytes, thirdSpace + 1);
-  let headers: TNetValue;
+  let headers: Mongrel2Headers;
   let headerFormat: Mongrel2Message["headerFormat"];
-  let bodyOffset: number;
+  // One decode for the prefix (and tnetstring headers), then slices of it:
+  // a byte string has one code unit per byte, so offsets carry over.
+  let text: string;
   if (headerFrame.tag === 0x7d) {
     headerFormat = "tnetstring";
-    headers = parseHeaderDict(bytes, headerFrame.start, headerFrame.end);
-    bodyOffset = headerFrame.end + 1;
+    text = decodeByteString(bytes, 0, headerFrame.end);
+    headers = parseHeaderDict(bytes, text, headerFrame.start, headerFrame.end);
   } else if (headerFrame.tag === 0x2c) {
     headerFormat = "json";
-    headers = parseJsonBytes(bytes, headerFrame.start, headerFrame.end);
-    bodyOffset = headerFrame.end + 1;
+    text = decodeByteString(bytes, 0, thirdSpace);
+    headers = checkHeaders(
+      parseJsonBytes(bytes, headerFrame.start, headerFrame.end),
+      thirdSpace + 1,
+    );
   } else {
     throw new ProtocolError(
       "Cannot parse message: headers are neither a JSON netstring nor a tnetstring dict",
       thirdSpace + 1,
     );
   }
-  const bodyFrame = readFrame(bytes, bodyOffset);
+  const bodyFrame = readFrame(bytes, headerFrame.end + 1);
   if (bodyFrame.tag !== 0x2c) {
     throw new ProtocolError(
       "Cannot parse message: body netstring does not end with ','",
@@ -124,10 +129,10 @@ export function parseMessage(bytes: Uint8Array): Mongrel2Message {
     );
   }
   return {
-    sender: decodeByteString(bytes, 0, firstSpace),
-    connectionId: decodeByteString(bytes, firstSpace + 1, secondSpace),
-    path: decodeByteString(bytes, secondSpace + 1, thirdSpace),
-    headers: checkHeaders(headers, thirdSpace + 1),
+    sender: text.slice(0, firstSpace),
+    connectionId: text.slice(firstSpace + 1, secondSpace),
+    path: text.slice(secondSpace + 1, thirdSpace),
+    headers,
     body: bytes.subarray(bodyFrame.start, bodyFrame.end),
     headerFormat,
   };
@@ -136,6 +141,7 @@ export function parseMessage(bytes: Uint8Array): Mongrel2Message {
 /** Parses a tnetstring dict body whose values are strings or lists of strings. */
 function parseHeaderDict(
   bytes: Uint8Array,
+  text: string,
   start: number,
   end: number,
 ): Mongrel2Headers {
@@ -151,7 +157,7 @@ function parseHeaderDict(
         at,
       );
     }
-    const name = decodeByteString(bytes, key.start, key.end);
+    const name = text.slice(key.start, key.end);
     const value = readFrame(bytes, key.end + 1);
     if (value.end >= end) {
       throw new ProtocolError(
@@ -160,11 +166,7 @@ function parseHeaderDict(
       );
     }
     if (value.tag === 0x2c) {
-      defineEntry(
-        headers,
-        name,
-        decodeByteString(bytes, value.start, value.end),
-      );
+      defineEntry(headers, name, text.slice(value.start, value.end));
     } else if (value.tag === 0x5d) {
       const list: string[] = [];
       let item = value.start;
@@ -176,7 +178,7 @@ function parseHeaderDict(
             item,
           );
         }
-        list.push(decodeByteString(bytes, entry.start, entry.end));
+        list.push(text.slice(entry.start, entry.end));
         item = entry.end + 1;
       }
       defineEntry(headers, name, list);
