@@ -1,7 +1,8 @@
 /**
  * Tests of the pure parts of the end-to-end benchmark: reading wrk's
- * report, the SVG chart, the CPU profile summary, the floor handler's reply
- * and the streaming handler. No servers are started.
+ * report, the SVG chart, the CPU profile summary, the floor handler's
+ * replies (hello and a stream within mongrel2's credits) and the streaming
+ * handler. No servers are started.
  *
  * @module
  */
@@ -11,7 +12,8 @@ import { compactNumber, niceScale, renderLineChart } from "./chart.ts";
 import { areaOf, summarizeProfile } from "./cpuprofile.ts";
 import streamApp, { CHUNK_BYTES, patternStream } from "./stream_app.ts";
 import { parseLatency, parseWrk, wrkArgs } from "./wrk.ts";
-import { floorReply } from "./zmq_floor.ts";
+import { FloorHandler, floorReply } from "./zmq_floor.ts";
+import { buildNotice, buildRequestMessage, parseReply } from "../testing.ts";
 
 // Captured from wrk 4.1.0 (Debian) against mongrel2.
 const WRK_REPORT = `Running 5s test @ http://127.0.0.1:46673/
@@ -171,6 +173,39 @@ Deno.test("floorReply() answers requests and skips notices", () => {
     floorReply(encoder.encode('5f0e-ab 7 @* 2:{},18:{"type":"credits"},')),
     null,
   );
+});
+
+Deno.test("FloorHandler streams within the credits mongrel2 grants, then forgets the stream", async () => {
+  const floor = new FloorHandler();
+  const bytes = 250_000;
+  const sent = (replies: Uint8Array[]) =>
+    replies.map((reply) => parseReply(reply).body.length)
+      .reduce((a, b) => a + b, 0);
+  const credits = (n: number) =>
+    floor.handle(buildNotice("credits", { connectionId: 3, credits: n }));
+  const first = floor.handle(
+    await buildRequestMessage(`/floor/stream/${bytes}`, {
+      connectionId: 3,
+      downloadCredits: 102400,
+    }),
+  );
+  const head = new TextDecoder().decode(parseReply(first[0]).body);
+  assert.equal(head, `HTTP/1.1 200 OK\r\ncontent-length: ${bytes}\r\n\r\n`);
+  // The head and the first bytes spend the whole window, no more.
+  assert.equal(sent(first), 102400);
+  // Credits for another connection move nothing.
+  assert.deepEqual(
+    floor.handle(buildNotice("credits", { connectionId: 4, credits: 5000 })),
+    [],
+  );
+  assert.equal(sent(credits(40_000)), 40_000);
+  let body = 102400 - head.length + 40_000;
+  body += sent(credits(200_000));
+  assert.equal(body, bytes);
+  assert.deepEqual(credits(1000), []);
+  // Other paths still get hello.
+  const hello = floor.handle(await buildRequestMessage("/floor/"));
+  assert.match(new TextDecoder().decode(parseReply(hello[0]).body), /Hello/);
 });
 
 Deno.test("patternStream() yields exactly the bytes asked for", async () => {

@@ -13,7 +13,9 @@
  *   handler doing no HTTP work over m2fetch's transport, which splits the
  *   gap to Dir into what the handler protocol costs and what m2fetch adds;
  * - a 1 GiB response streamed to curl (bench/stream_app.ts vs the same
- *   bytes as a file behind the Dir route), and m2fetch's peak RSS above idle;
+ *   bytes as a file behind the Dir route, and the floor streaming
+ *   pre-built bytes as fast as mongrel2's credits allow), and m2fetch's
+ *   peak RSS above idle;
  * - start-up: from spawning m2fetch to the first request served;
  * - the `deno bench` micro-benchmarks of the codecs, when present.
  *
@@ -52,7 +54,6 @@ import {
   chart,
   HELLO_APP,
   HELLO_BODY,
-  HELLO_SERVERS,
   type HelloPoint,
   type HelloRun,
   type Machine,
@@ -248,7 +249,7 @@ async function measureHello(
   }
   const points: HelloPoint[] = [];
   for (const connections of settings.connections) {
-    for (const server of HELLO_SERVERS) {
+    for (const server of SERVERS) {
       points.push(
         combine(
           runs.filter((r) =>
@@ -270,7 +271,7 @@ async function measureHelloPoint(
   turn: number,
 ): Promise<HelloRun[]> {
   const runs: HelloRun[] = [];
-  for (const server of rotate(HELLO_SERVERS, turn)) {
+  for (const server of rotate(SERVERS, turn)) {
     const { url, cpu } = targets[server];
     log(
       `hello: ${server}, ${connections} connection(s), round ${
@@ -328,7 +329,7 @@ async function measureStartup(
 
 async function measureStream(
   settings: Settings,
-  targets: Record<Exclude<ServerName, "zmq floor">, Target>,
+  targets: Record<ServerName, Target>,
   m2fetchPid: number,
 ): Promise<StreamResult> {
   // Settle, then take the idle footprint after one small warm-up stream.
@@ -554,20 +555,25 @@ async function run(settings: Settings): Promise<Results> {
       return { m2fetch, serve, serveUrl };
     };
 
+    const startFloor = async () => {
+      const floor = spawnDeno([
+        "run",
+        "-A",
+        "bench/zmq_floor.ts",
+        floorHandler.sendSpec,
+        floorHandler.recvSpec,
+      ]);
+      running.push(floor);
+      await waitForOk(`${mongrel2.url}/floor/`, { process: floor });
+      return floor;
+    };
+
     // Hello world: one of each server, kept for all points.
     const { m2fetch: helloApp, serve, serveUrl } = await startApp(
       HELLO_APP,
       "/",
     );
-    const floor = spawnDeno([
-      "run",
-      "-A",
-      "bench/zmq_floor.ts",
-      floorHandler.sendSpec,
-      floorHandler.recvSpec,
-    ]);
-    running.push(floor);
-    await waitForOk(`${mongrel2.url}/floor/`, { process: floor });
+    const floor = await startFloor();
     for (
       const url of [
         `${mongrel2.url}/`,
@@ -602,6 +608,7 @@ async function run(settings: Settings): Promise<Results> {
       serve: streamServe,
       serveUrl: streamServeUrl,
     } = await startApp(STREAM_APP, `/stream/${MIB}`);
+    const streamFloor = await startFloor();
     const stream = await measureStream(settings, {
       "m2fetch": {
         url: `${mongrel2.url}/stream/${settings.streamBytes}`,
@@ -614,6 +621,10 @@ async function run(settings: Settings): Promise<Results> {
       "deno serve": {
         url: `${streamServeUrl}/stream/${settings.streamBytes}`,
         cpu: { "deno serve": streamServe.pid },
+      },
+      "zmq floor": {
+        url: `${mongrel2.url}/floor/stream/${settings.streamBytes}`,
+        cpu: { "zmq floor": streamFloor.pid, mongrel2: mongrel2.pid },
       },
     }, streamApp.pid);
     await stopAll();
