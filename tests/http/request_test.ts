@@ -222,6 +222,23 @@ Deno.test("toRequest() appends duplicate headers in arrival order", () => {
   }
 });
 
+Deno.test("toRequest() keeps each value of a repeated set-cookie and a header named __proto__", () => {
+  const headers: Mongrel2Headers = { host: "x", "set-cookie": ["a=1", "b=2"] };
+  Object.defineProperty(headers, "__proto__", {
+    value: "not a prototype",
+    enumerable: true,
+  });
+  const request = toRequest(synthetic(headers));
+  assert.deepEqual(request.headers.getSetCookie(), ["a=1", "b=2"]);
+  assert.equal(request.headers.get("__proto__"), "not a prototype");
+  const single = { host: "x" } as Mongrel2Headers;
+  Object.defineProperty(single, "__proto__", { value: "p", enumerable: true });
+  assert.deepEqual(headerKeys(toRequest(synthetic(single))), [
+    "__proto__",
+    "host",
+  ]);
+});
+
 Deno.test("toRequest() keeps raw header bytes as byte strings", () => {
   for (const mode of MODES) {
     assert.equal(
