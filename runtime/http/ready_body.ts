@@ -10,28 +10,38 @@
 
 import { concatBytes } from "../protocol/bytes.ts";
 
-/** What {@linkcode soon} resolves with. */
+/** What {@linkcode readyOrPending} resolves with for a promise still pending. */
 export const PENDING: unique symbol = Symbol("pending");
 
+/** Microtask turns a ready value may take to arrive. */
+const TURNS = 8;
+
 /**
- * Resolves with {@linkcode PENDING} after a few microtask turns: long
+ * Settles like `promise` if it settles within a few microtask turns: long
  * enough for a body built from a string, bytes or a Blob to deliver its
  * data, short enough never to wait on a stream that is really producing
- * later.
+ * later. Otherwise resolves with {@linkcode PENDING}, and `promise` is
+ * left to the caller.
  *
- * @returns The promise to race a read against.
+ * @param promise What to wait for, briefly.
+ * @returns Its value, or `PENDING`.
  *
  * @example Usage
  * ```ts
- * import { PENDING, soon } from "./ready_body.ts";
- * const never = new Promise<never>(() => {});
- * console.assert(await Promise.race([never, soon()]) === PENDING);
+ * import { PENDING, readyOrPending } from "./ready_body.ts";
+ * console.assert(await readyOrPending(new Promise(() => {})) === PENDING);
+ * console.assert(await readyOrPending(Promise.resolve(1)) === 1);
  * ```
  */
-export function soon(): Promise<typeof PENDING> {
-  let promise: Promise<unknown> = Promise.resolve();
-  for (let i = 0; i < 8; i++) promise = promise.then();
-  return promise.then(() => PENDING);
+export function readyOrPending<T>(
+  promise: Promise<T>,
+): Promise<T | typeof PENDING> {
+  return new Promise((resolve, reject) => {
+    promise.then(resolve, reject);
+    let turn: Promise<unknown> = Promise.resolve();
+    for (let i = 1; i < TURNS; i++) turn = turn.then();
+    turn.then(() => resolve(PENDING));
+  });
 }
 
 /**
@@ -59,7 +69,7 @@ export async function settleBody(
   let pending: Promise<ReadableStreamReadResult<Uint8Array>> | null = null;
   while (bytes <= maxBytes) {
     const read = reader.read();
-    const result = await Promise.race([read, soon()]);
+    const result = await readyOrPending(read);
     if (result === PENDING) {
       // Nobody may ever read on (a handler that answers without reading
       // its request body): a failure must not be an unhandled rejection.

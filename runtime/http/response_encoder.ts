@@ -13,7 +13,7 @@ import {
   encodeResponseHead,
   lastChunk,
 } from "./response.ts";
-import { PENDING, soon } from "./ready_body.ts";
+import { PENDING, readyOrPending } from "./ready_body.ts";
 
 /** Facts about the request that shape the response bytes. */
 export interface ResponseContext {
@@ -186,7 +186,7 @@ export class ResponseEncoder {
       if (wait && raw.length === 0) {
         result = await read;
       } else {
-        const first = await Promise.race([read, soon()]);
+        const first = await readyOrPending(read);
         if (first === PENDING) {
           this.#pendingRead = read;
           break;
