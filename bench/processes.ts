@@ -241,6 +241,30 @@ export function readCpuSeconds(
 }
 
 /**
+ * Returns the CPU seconds the whole machine has spent busy (every state
+ * but idle and I/O wait, summed over all CPUs) since boot, from
+ * `/proc/stat`: the difference between two readings is what every
+ * process, the load generator and the kernel used in between.
+ *
+ * @returns Busy CPU seconds.
+ *
+ * @example Usage
+ * ```ts ignore
+ * import { readMachineBusySeconds } from "./processes.ts";
+ * const before = readMachineBusySeconds();
+ * // ... load ...
+ * console.log(`${(readMachineBusySeconds() - before).toFixed(2)} CPU s`);
+ * ```
+ */
+export function readMachineBusySeconds(): number {
+  const line = Deno.readTextFileSync("/proc/stat").split("\n")[0];
+  // cpu user nice system idle iowait irq softirq steal ...
+  const ticks = line.trim().split(/\s+/).slice(1, 9).map(Number);
+  const [user, nice, system, , , irq, softirq, steal] = ticks;
+  return (user + nice + system + irq + softirq + steal) / CLOCK_TICKS;
+}
+
+/**
  * Returns the CPU time of each live thread of a process, summed by thread
  * name (`main` for the process's own thread; numbered names such as
  * `ZMQbg/IO/0` lose their number). Threads that already exited are not

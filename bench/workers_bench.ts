@@ -26,6 +26,7 @@ import { startMongrel2 } from "../runtime/mongrel2/mod.ts";
 import {
   delay,
   readCpuSeconds,
+  readMachineBusySeconds,
   readThreadCpuSeconds,
   REPO_ROOT,
   type ServerProcess,
@@ -61,6 +62,8 @@ interface Run {
   cpu: number;
   /** mongrel2's CPU seconds over the same window. */
   mongrel2Cpu: number;
+  /** The whole machine's busy CPU seconds (wrk and the kernel included). */
+  machineCpu: number;
   threads: Record<string, number>;
 }
 
@@ -102,6 +105,7 @@ async function measure(
     const cpuBefore = readCpuSeconds(m2fetch.pid);
     const mongrel2Before = readCpuSeconds(mongrel2.pid);
     const threadsBefore = readThreadCpuSeconds(m2fetch.pid);
+    const machineBefore = readMachineBusySeconds();
     const wrk = await runWrk({
       url: `${mongrel2.url}/`,
       connections: 16,
@@ -109,6 +113,7 @@ async function measure(
     });
     const cpu = readCpuSeconds(m2fetch.pid) - cpuBefore;
     const mongrel2Cpu = readCpuSeconds(mongrel2.pid) - mongrel2Before;
+    const machineCpu = readMachineBusySeconds() - machineBefore;
     const threads = threadDelta(
       threadsBefore,
       readThreadCpuSeconds(m2fetch.pid),
@@ -118,7 +123,7 @@ async function measure(
         `${label}: ${wrk.socketErrors} socket errors, ${wrk.non2xx} non-2xx`,
       );
     }
-    return { label, wrk, cpu, mongrel2Cpu, threads };
+    return { label, wrk, cpu, mongrel2Cpu, machineCpu, threads };
   } finally {
     await m2fetch.stop();
   }
@@ -138,6 +143,38 @@ function describe(run: Run, seconds: number): string {
   } µs/request): ${threads}; mongrel2 ${
     (run.mongrel2Cpu / seconds * 100).toFixed(0)
   }%`;
+}
+
+/**
+ * Where the machine's CPU went per request in a --workers 2 run, and what
+ * that means for the 2-vs-1 ratio: the handler workers can only use what
+ * the main thread, mongrel2, wrk and the kernel leave of the cores.
+ */
+function breakdown(run: Run, oneWorkerRate: number, seconds: number): string {
+  const cores = navigator.hardwareConcurrency;
+  const per = (cpuSeconds: number) => cpuSeconds / run.wrk.requests * 1e6;
+  const workers = per(run.threads["worker-"] ?? 0);
+  const machine = per(run.machineCpu);
+  const m2fetchRest = per(run.cpu) - workers;
+  const mongrel2 = per(run.mongrel2Cpu);
+  const rest = machine - per(run.cpu) - mongrel2;
+  // With every core busy, the rate is cores / (CPU per request).
+  const ceiling = cores * 1e6 / (machine - m2fetchRest) / oneWorkerRate;
+  const allowed = cores * 1e6 / (1.7 * oneWorkerRate) - workers;
+  return [
+    `machine CPU per request with --workers 2: ${machine.toFixed(0)} µs (${
+      (run.machineCpu / seconds / cores * 100).toFixed(0)
+    }% of ${cores} cores busy): handler workers ${
+      workers.toFixed(0)
+    } µs, the rest of m2fetch ${m2fetchRest.toFixed(0)} µs, mongrel2 ${
+      mongrel2.toFixed(0)
+    } µs, wrk and the kernel ${rest.toFixed(0)} µs`,
+    `1.7x leaves ${
+      allowed.toFixed(0)
+    } µs per request for everything but the handler workers; with the rest of m2fetch at zero the ratio could reach ${
+      ceiling.toFixed(2)
+    }x`,
+  ].join("\n");
 }
 
 async function main(): Promise<void> {
@@ -193,6 +230,11 @@ async function main(): Promise<void> {
       ratio.toFixed(2)
     }x (target >= 1.7 on 2 cores)`,
   );
+  console.log(breakdown(
+    runs.find((run) => run.label === "cpu 1 ms, --workers 2")!,
+    rate("cpu 1 ms, --workers 1"),
+    seconds,
+  ));
   console.log(
     `hello, --workers 1 / --workers 0: ${
       (rate("hello, --workers 1") / rate("hello, --workers 0")).toFixed(2)
