@@ -362,11 +362,40 @@ function track(child: Deno.ChildProcess): void {
   });
 }
 
+/**
+ * A second start in the same directory would lock the first one's config
+ * database and delete its sockets under it: refuse while the mongrel2 of
+ * the pid file still runs from there.
+ */
+async function refuseIfRunning(config: ResolvedMongrel2Config): Promise<void> {
+  let pid: number;
+  try {
+    pid = Number((await Deno.readTextFile(config.paths.pidFile.real)).trim());
+  } catch (error) {
+    ignoreNotFound(error);
+    return;
+  }
+  if (!Number.isSafeInteger(pid) || pid <= 0) return;
+  let command: string;
+  let cwd: string;
+  try {
+    command = (await Deno.readTextFile(`/proc/${pid}/comm`)).trim();
+    cwd = await Deno.readLink(`/proc/${pid}/cwd`);
+  } catch {
+    return; // Gone, or not a process this user may look at.
+  }
+  if (command !== "mongrel2" || cwd !== config.dir) return;
+  throw new Mongrel2Error(
+    `Cannot start mongrel2 in ${config.dir}: the mongrel2 started there before is still running (pid ${pid}); stop it first, or use another directory (for dev, --state-dir)`,
+  );
+}
+
 async function launch(
   config: ResolvedMongrel2Config,
   options: Mongrel2Options,
 ): Promise<Mongrel2Process> {
   const { dir } = config;
+  await refuseIfRunning(config);
   const configPath = `${dir}/mongrel2.conf`;
   await Deno.writeTextFile(configPath, renderMongrel2Config(config));
   const databasePath = await loadMongrel2Config(dir, {

@@ -240,6 +240,40 @@ Deno.test("startMongrel2() explains an early exit with mongrel2's output", async
   });
 });
 
+Deno.test("startMongrel2() refuses a dir whose mongrel2 still runs, and leaves that one serving", async () => {
+  await withTempDir(async (dir) => {
+    await writeStaticFile(dir);
+    const options: Mongrel2Options = {
+      dir,
+      handlers: [{ route: "/app/" }],
+      dirs: [{ route: "/static/", base: "static/" }],
+    };
+    await using first = await startMongrel2(options);
+    await assert.rejects(
+      startMongrel2(options),
+      (error: unknown) => {
+        assert.ok(error instanceof Mongrel2Error);
+        assert.match(
+          error.message,
+          new RegExp(`still running \\(pid ${first.pid}\\).*--state-dir`),
+        );
+        return true;
+      },
+    );
+    // Its sockets and config are untouched: both routes still work.
+    await checkHandlerRoute(first);
+    const file = await fetch(`${first.url}/static/file.txt`);
+    assert.equal(await file.text(), "hello from disk\n");
+    await first.stop();
+    // Once it has stopped, the dir can be used again.
+    await using second = await startMongrel2(options);
+    assert.equal(
+      await (await fetch(`${second.url}/static/file.txt`)).text(),
+      "hello from disk\n",
+    );
+  });
+});
+
 Deno.test("startMongrel2() rejects a state dir too long for unix sockets", async () => {
   await withTempDir(async (base) => {
     const dir = `${base}/${"d".repeat(100)}`;
