@@ -1,7 +1,7 @@
 import { encodeResponseHead } from "../runtime/http/response.ts";
 import { ResponseEncoder } from "../runtime/http/response_encoder.ts";
 import { parseMessage } from "../runtime/protocol/message.ts";
-import { parseNotice } from "../runtime/protocol/notice.ts";
+import { parseNotice, readCreditsNotice } from "../runtime/protocol/notice.ts";
 import { encodeReply } from "../runtime/protocol/reply.ts";
 
 // tests/fixtures/{tnet,json}/get_query.bin and tnet/credits.bin, byte for
@@ -13,9 +13,10 @@ const tnetGet = encoder.encode(
 const jsonGet = encoder.encode(
   '34f9ceee-cd52-4b7f-b197-88bf2f0ec378 2 /json/a%20b/c 279:{"PATH":"/json/a%20b/c","x-forwarded-for":"127.0.0.1","DOWNLOAD_CREDITS":"102400","host":"localhost","METHOD":"GET","VERSION":"HTTP/1.1","URI":"/json/a%20b/c?x=1&y=%22q%22","QUERY":"x=1&y=%22q%22","FRAGMENT":"frag","PATTERN":"/json","URL_SCHEME":"http","REMOTE_ADDR":"127.0.0.1"},0:,',
 );
-const credits = parseMessage(encoder.encode(
+const creditsBytes = encoder.encode(
   '53f9f1d1-1116-4751-b6ff-4fbe3e43d142 22 @* 41:16:DOWNLOAD_CREDITS,2:66,6:METHOD,4:JSON,}18:{"type":"credits"},',
-));
+);
+const credits = parseMessage(creditsBytes);
 const sender = "34f9ceee-cd52-4b7f-b197-88bf2f0ec378";
 const smallResponse = encoder.encode(
   "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 5\r\n\r\nhello",
@@ -36,8 +37,21 @@ Deno.bench("parseMessage JSON GET", { group: "parse" }, () => {
   parseMessage(jsonGet);
 });
 
-Deno.bench("parseNotice credits", () => {
+Deno.bench("parseNotice credits (after parseMessage)", () => {
   parseNotice(credits);
+});
+
+Deno.bench("credits notice, generic: parseMessage + parseNotice", {
+  group: "credits",
+  baseline: true,
+}, () => {
+  parseNotice(parseMessage(creditsBytes));
+});
+
+Deno.bench("credits notice, fast path: readCreditsNotice", {
+  group: "credits",
+}, () => {
+  readCreditsNotice(creditsBytes);
 });
 
 Deno.bench("encodeReply small response", () => {

@@ -22,7 +22,7 @@ import {
   type Mongrel2Message,
   parseMessage,
 } from "./protocol/message.ts";
-import { parseNotice } from "./protocol/notice.ts";
+import { parseNotice, readCreditsNotice } from "./protocol/notice.ts";
 import { encodeCtl } from "./protocol/reply.ts";
 import { createLogger, type Logger } from "./log.ts";
 import type { Transport } from "./transport/transport.ts";
@@ -246,6 +246,14 @@ class Server implements Mongrel2Server {
   }
 
   #dispatch(bytes: Uint8Array): void {
+    const credits = readCreditsNotice(bytes);
+    if (credits !== null) {
+      this.#credit(
+        `${credits.sender} ${credits.connectionId}`,
+        credits.credits,
+      );
+      return;
+    }
     let message: Mongrel2Message;
     try {
       message = parseMessage(bytes);
@@ -261,13 +269,10 @@ class Server implements Mongrel2Server {
     try {
       const notice = parseNotice(message);
       if (notice !== null) {
-        const connection = this.#connections.get(key);
         if (notice.type === "credits") {
-          // Credits notices exist only with download.flow_control.
-          this.#flowControl ??= true;
-          connection?.addCredits(notice.credits);
-        } else if (connection !== undefined) {
-          connection.lost(
+          this.#credit(key, notice.credits);
+        } else {
+          this.#connections.get(key)?.lost(
             new DOMException("The client disconnected", "AbortError"),
           );
         }
@@ -301,6 +306,12 @@ class Server implements Mongrel2Server {
       return;
     }
     this.#request(key, message);
+  }
+
+  #credit(key: string, credits: number): void {
+    // Credits notices exist only with download.flow_control.
+    this.#flowControl ??= true;
+    this.#connections.get(key)?.addCredits(credits);
   }
 
   /** A WebSocket message from a client: to the socket of its connection. */

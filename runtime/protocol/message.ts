@@ -40,24 +40,31 @@ for (const [from, to] of [[0x30, 0x39], [0x41, 0x5a], [0x61, 0x7a]]) {
 }
 SENDER_BYTE[0x2d] = 1;
 
+/** Where the three space-separated fields of a message end. */
+export interface Envelope {
+  /** The space after the sender. */
+  senderEnd: number;
+  /** The space after the connection id. */
+  idEnd: number;
+  /** The space after the path. */
+  pathEnd: number;
+}
+
 /**
- * Parses one mongrel2 message from its bytes.
+ * Checks the `SENDER ID PATH ` start of a message and finds its spaces.
  *
- * @param bytes One ZeroMQ frame received from mongrel2.
- * @returns The parsed message.
- * @throws {ProtocolError} When the bytes do not follow the grammar.
+ * @param bytes The message.
+ * @returns The offsets of the three spaces.
+ * @throws {ProtocolError} When the sender or connection id is malformed or a space is missing.
  *
  * @example Usage
  * ```ts
- * import { parseMessage } from "./message.ts";
- * const bytes = new TextEncoder().encode(
- *   'abc 7 / 48:{"PATH":"/","METHOD":"GET","host":"localhost"},0:,',
- * );
- * const message = parseMessage(bytes);
- * console.assert(message.connectionId === "7" && message.headers.METHOD === "GET");
+ * import { readEnvelope } from "./message.ts";
+ * const ends = readEnvelope(new TextEncoder().encode("abc 7 @* 2:{},0:,"));
+ * console.assert(ends.senderEnd === 3 && ends.idEnd === 5 && ends.pathEnd === 8);
  * ```
  */
-export function parseMessage(bytes: Uint8Array): Mongrel2Message {
+export function readEnvelope(bytes: Uint8Array): Envelope {
   const firstSpace = bytes.indexOf(SPACE);
   if (firstSpace <= 0 || firstSpace > MAX_SENDER_LENGTH) {
     throw new ProtocolError(
@@ -92,6 +99,29 @@ export function parseMessage(bytes: Uint8Array): Mongrel2Message {
       secondSpace + 1,
     );
   }
+  return { senderEnd: firstSpace, idEnd: secondSpace, pathEnd: thirdSpace };
+}
+
+/**
+ * Parses one mongrel2 message from its bytes.
+ *
+ * @param bytes One ZeroMQ frame received from mongrel2.
+ * @returns The parsed message.
+ * @throws {ProtocolError} When the bytes do not follow the grammar.
+ *
+ * @example Usage
+ * ```ts
+ * import { parseMessage } from "./message.ts";
+ * const bytes = new TextEncoder().encode(
+ *   'abc 7 / 48:{"PATH":"/","METHOD":"GET","host":"localhost"},0:,',
+ * );
+ * const message = parseMessage(bytes);
+ * console.assert(message.connectionId === "7" && message.headers.METHOD === "GET");
+ * ```
+ */
+export function parseMessage(bytes: Uint8Array): Mongrel2Message {
+  const { senderEnd: firstSpace, idEnd: secondSpace, pathEnd: thirdSpace } =
+    readEnvelope(bytes);
   const headerFrame = readFrame(bytes, thirdSpace + 1);
   let headers: Mongrel2Headers;
   let headerFormat: Mongrel2Message["headerFormat"];

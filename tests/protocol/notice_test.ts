@@ -1,6 +1,9 @@
 import assert from "node:assert/strict";
 import { parseMessage } from "../../runtime/protocol/message.ts";
-import { parseNotice } from "../../runtime/protocol/notice.ts";
+import {
+  parseNotice,
+  readCreditsNotice,
+} from "../../runtime/protocol/notice.ts";
 import {
   assertProtocolError,
   bytes,
@@ -139,4 +142,39 @@ Deno.test("parseNotice() throws ProtocolError for a missing or bad DOWNLOAD_CRED
     () => notice('{"METHOD":"JSON"}', '{"type":"credits"}'),
     /DOWNLOAD_CREDITS "" is not a byte count/,
   );
+});
+
+Deno.test("readCreditsNotice() reads mongrel2's credits notices and nothing else", () => {
+  for (const mode of MODES) {
+    const bytes = fixture(mode, "credits");
+    const message = parseMessage(bytes);
+    assert.deepEqual(readCreditsNotice(bytes), {
+      sender: SENDERS[mode],
+      connectionId: message.connectionId,
+      credits: 66,
+    });
+    assert.equal(readCreditsNotice(fixture(mode, "disconnect")), null);
+    assert.equal(readCreditsNotice(fixture(mode, "get_query")), null);
+  }
+  // Valid for the generic parsers, but not mongrel2's shape: left to them.
+  const reordered = bytes(
+    'abc 9 @* 41:6:METHOD,4:JSON,16:DOWNLOAD_CREDITS,2:78,}18:{"type":"credits"},',
+  );
+  assert.equal(readCreditsNotice(reordered), null);
+  assert.deepEqual(parseNotice(parseMessage(reordered)), {
+    type: "credits",
+    credits: 78,
+  });
+  for (
+    const broken of [
+      'abc 9 @* 41:16:DOWNLOAD_CREDITS,2:7x,6:METHOD,4:JSON,}18:{"type":"credits"},',
+      'abc 9 @* 41:16:DOWNLOAD_CREDITS,2:78,6:METHOD,4:JSON,}18:{"type":"credits"},,',
+      'abc 9 @* 40:16:DOWNLOAD_CREDITS,2:78,6:METHOD,4:JSON,}18:{"type":"credits"},',
+      'a_c 9 @* 41:16:DOWNLOAD_CREDITS,2:78,6:METHOD,4:JSON,}18:{"type":"credits"},',
+      'abc 9 @* 41:{"METHOD":"JSON","DOWNLOAD_CREDITS":""},18:{"type":"credits"},',
+      'abc 9 /@* 41:16:DOWNLOAD_CREDITS,2:78,6:METHOD,4:JSON,}18:{"type":"credits"},',
+    ]
+  ) {
+    assert.equal(readCreditsNotice(bytes(broken)), null, broken);
+  }
 });

@@ -19,7 +19,10 @@ import { concatBytes, encodeByteString } from "../../runtime/protocol/bytes.ts";
 import { ProtocolError } from "../../runtime/protocol/errors.ts";
 import { parseJsonBytes } from "../../runtime/protocol/json_bytes.ts";
 import { firstHeader, parseMessage } from "../../runtime/protocol/message.ts";
-import { parseNotice } from "../../runtime/protocol/notice.ts";
+import {
+  parseNotice,
+  readCreditsNotice,
+} from "../../runtime/protocol/notice.ts";
 import {
   encodeTNetstring,
   parseTNetstring,
@@ -392,6 +395,58 @@ Deno.test("mutated fixtures: parseMessage/parseNotice throw only ProtocolError, 
       parseBoth(bytes);
     }),
     params("mutated fixtures", 40_000),
+  );
+});
+
+/**
+ * The credits fast path answers only where the generic parsers agree with
+ * it, exactly: same sender, connection id and credits.
+ */
+function checkCreditsFastPath(bytes: Uint8Array): void {
+  const fast = readCreditsNotice(bytes);
+  if (fast === null) return;
+  const message = parseMessage(bytes);
+  assert.equal(message.sender, fast.sender);
+  assert.equal(message.connectionId, fast.connectionId);
+  assert.deepEqual(parseNotice(message), {
+    type: "credits",
+    credits: fast.credits,
+  });
+}
+
+const creditsNotice = fc.tuple(
+  fc.stringMatching(/^[A-Za-z0-9-]{1,40}$/),
+  fc.integer({ min: 0, max: 4294967295 }),
+  fc.oneof(fc.nat({ max: 200_000 }), fc.nat({ max: 999_999_999_999 })),
+  fc.constantFrom("json" as const, "tnetstring" as const),
+).map(([sender, connectionId, credits, format]) =>
+  buildNotice("credits", { sender, connectionId, credits, format })
+);
+
+Deno.test("credits notices: the fast path reads every one mongrel2's way, and agrees with the generic parsers on mutated ones", () => {
+  fc.assert(
+    fc.property(creditsNotice, (bytes) => {
+      assert.ok(
+        readCreditsNotice(bytes) !== null,
+        new TextDecoder().decode(bytes),
+      );
+      checkCreditsFastPath(bytes);
+    }),
+    params("credits notices", 5_000),
+  );
+  fc.assert(
+    fc.property(
+      fc.tuple(
+        fc.oneof(creditsNotice, fixtureArb),
+        fc.array(mutation, { minLength: 1, maxLength: 3 }),
+      ),
+      ([bytes, mutations]) => {
+        checkCreditsFastPath(
+          mutations.reduce((b: Uint8Array, m) => m(b), bytes),
+        );
+      },
+    ),
+    params("mutated credits notices", 20_000),
   );
 });
 
