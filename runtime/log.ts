@@ -4,6 +4,8 @@
  * @module
  */
 
+import { setImmediate } from "node:timers";
+
 /** One finished request, for the access log. */
 export interface AccessEntry {
   /** Request method. */
@@ -38,11 +40,44 @@ export interface LoggerOptions {
   format?: "text" | "json";
   /** Leave out info and access lines. */
   quiet?: boolean;
-  /** Where lines go (default: stderr). */
+  /** Where lines go (default: stderr, see {@linkcode createLogger}). */
   write?: (line: string) => void;
 }
 
 const encoder = new TextEncoder();
+/** Buffered log text that is written at once, without waiting for the turn to end. */
+const FLUSH_CHARS = 64 * 1024;
+
+/**
+ * Writes lines to stderr, gathered: those of one event-loop turn go out in
+ * one write when the turn's callbacks have run (or sooner past 64 KiB), so
+ * an access line per request does not cost a system call per request.
+ */
+function stderrLines(): { write(line: string): void; flush(): void } {
+  let pending = "";
+  let scheduled = false;
+  const flush = () => {
+    scheduled = false;
+    if (pending === "") return;
+    const bytes = encoder.encode(pending);
+    pending = "";
+    for (let at = 0; at < bytes.length;) {
+      at += Deno.stderr.writeSync(bytes.subarray(at));
+    }
+  };
+  globalThis.addEventListener("unload", flush);
+  return {
+    write(line) {
+      pending += line + "\n";
+      if (pending.length >= FLUSH_CHARS) flush();
+      else if (!scheduled) {
+        scheduled = true;
+        setImmediate(flush);
+      }
+    },
+    flush,
+  };
+}
 
 function describe(error: unknown): string {
   if (error instanceof Error) {
@@ -52,7 +87,10 @@ function describe(error: unknown): string {
 }
 
 /**
- * Creates a logger writing one line per event.
+ * Creates a logger writing one line per event. On stderr (the default),
+ * errors and warnings are written at once; info and access lines are
+ * gathered and written when the event-loop turn's callbacks have run, and
+ * at exit.
  *
  * @param options Format, verbosity and destination.
  * @returns The logger.
@@ -67,20 +105,27 @@ function describe(error: unknown): string {
  * ```
  */
 export function createLogger(options: LoggerOptions = {}): Logger {
-  const write = options.write ??
-    ((line: string) => Deno.stderr.writeSync(encoder.encode(line + "\n")));
+  const lines = options.write === undefined
+    ? stderrLines()
+    : { write: options.write, flush() {} };
   const json = options.format === "json";
   const quiet = options.quiet ?? false;
+  // Lines of the same millisecond share one timestamp string.
+  let stampedAt = NaN;
+  let stamp = "";
+  const now = () => {
+    const time = Date.now();
+    if (time !== stampedAt) {
+      stampedAt = time;
+      stamp = new Date(time).toISOString();
+    }
+    return stamp;
+  };
   const emit = (level: string, message: string, extra?: object) => {
     if (json) {
-      write(JSON.stringify({
-        time: new Date().toISOString(),
-        level,
-        message,
-        ...extra,
-      }));
+      lines.write(JSON.stringify({ time: now(), level, message, ...extra }));
     } else {
-      write(`${new Date().toISOString()} ${level} ${message}`);
+      lines.write(`${now()} ${level} ${message}`);
     }
   };
   return {
@@ -88,9 +133,12 @@ export function createLogger(options: LoggerOptions = {}): Logger {
       if (error === undefined) emit("error", message);
       else if (json) emit("error", message, { error: describe(error) });
       else emit("error", `${message}\n${describe(error)}`);
+      // What led to a crash must be out before the crash.
+      lines.flush();
     },
     warn(message) {
       emit("warn", message);
+      lines.flush();
     },
     info(message) {
       if (!quiet) emit("info", message);
