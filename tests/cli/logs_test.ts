@@ -45,7 +45,10 @@ Deno.test("text logs: an access line per request and an error with its stack", a
   );
   assert.match(access[1], / access GET \/abc 200 4 /);
   assert.match(access[2], / access GET \/boom 500 /);
-  assert.match(m2fetch.output(), / error .*\n.*Error: the handler broke\n\s+at /);
+  assert.match(
+    m2fetch.output(),
+    / error .*\n.*Error: the handler broke\n\s+at /,
+  );
   // Lines logged during the shutdown are out before the exit.
   assert.match(m2fetch.output(), / info Shutting down: /);
 });
