@@ -22,7 +22,12 @@ export interface Mongrel2RequestInfo {
   headers: Readonly<Mongrel2Headers>;
 }
 
-const infos = new WeakMap<Request, Mongrel2RequestInfo>();
+// A property rather than a WeakMap entry: the young generation's
+// collections then have no ephemeron table to walk for every request.
+// Symbol.for, so another copy of this module reads it too.
+const INFO = Symbol.for("m2fetch.mongrel2Info");
+
+type Marked = Request & { [INFO]?: Mongrel2RequestInfo };
 
 /**
  * Records the mongrel2 facts of a request (done by the server).
@@ -42,7 +47,7 @@ export function setMongrel2Info(
   request: Request,
   info: Mongrel2RequestInfo,
 ): void {
-  infos.set(request, info);
+  (request as Marked)[INFO] = info;
 }
 
 /**
@@ -66,5 +71,5 @@ export function setMongrel2Info(
 export function mongrel2Info(
   request: Request,
 ): Mongrel2RequestInfo | undefined {
-  return infos.get(request);
+  return (request as Marked)[INFO];
 }
