@@ -22,7 +22,9 @@
  * @module
  */
 
+import { bytesAt } from "../runtime/protocol/bytes.ts";
 import { parseMessage } from "../runtime/protocol/message.ts";
+import { readCreditsNotice } from "../runtime/protocol/notice.ts";
 import { ZmqTransport } from "../runtime/transport/zmq.ts";
 
 const encoder = new TextEncoder();
@@ -110,19 +112,13 @@ export class FloorHandler {
     const first = message.indexOf(SPACE);
     const second = message.indexOf(SPACE, first + 1);
     const notice = message[second + 1] === AT;
-    if (notice && this.#streams.size === 0) return [];
-    if (!notice && !startsWith(message, second + 1, STREAM_PREFIX)) {
+    if (notice) return this.#credit(message);
+    if (!bytesAt(message, second + 1, STREAM_PREFIX)) {
       const reply = floorReply(message);
       return reply === null ? [] : [reply];
     }
     const parsed = parseMessage(message);
     const credits = Number(parsed.headers.DOWNLOAD_CREDITS ?? 0);
-    if (notice) {
-      const stream = this.#streams.get(parsed.connectionId);
-      if (stream === undefined) return [];
-      stream.credits += credits;
-      return this.#pump(parsed.connectionId, stream);
-    }
     const match = STREAM_PATH.exec(parsed.path);
     if (match === null) return [floorReply(message)!];
     const id = parsed.connectionId;
@@ -140,6 +136,16 @@ export class FloorHandler {
     return [withPrefix(prefix, head), ...this.#pump(id, stream)];
   }
 
+  /** A credits notice: more of the stream on that connection, if any. */
+  #credit(message: Uint8Array): Uint8Array[] {
+    const notice = this.#streams.size === 0 ? null : readCreditsNotice(message);
+    if (notice === null) return [];
+    const stream = this.#streams.get(notice.connectionId);
+    if (stream === undefined) return [];
+    stream.credits += notice.credits;
+    return this.#pump(notice.connectionId, stream);
+  }
+
   #pump(id: string, stream: FloorStream): Uint8Array[] {
     const replies: Uint8Array[] = [];
     while (stream.left > 0 && stream.credits > 0) {
@@ -151,18 +157,6 @@ export class FloorHandler {
     if (stream.left === 0) this.#streams.delete(id);
     return replies;
   }
-}
-
-function startsWith(
-  bytes: Uint8Array,
-  at: number,
-  prefix: Uint8Array,
-): boolean {
-  if (at + prefix.length > bytes.length) return false;
-  for (let i = 0; i < prefix.length; i++) {
-    if (bytes[at + i] !== prefix[i]) return false;
-  }
-  return true;
 }
 
 function withPrefix(prefix: Uint8Array, data: Uint8Array): Uint8Array {

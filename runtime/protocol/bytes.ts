@@ -64,6 +64,33 @@ function isAscii(bytes: Uint8Array, start: number, end: number): boolean {
 }
 
 /**
+ * Tells whether `expected` appears in `bytes` at offset `at`.
+ *
+ * @param bytes The input.
+ * @param at Where to look.
+ * @param expected The bytes that must be there.
+ * @returns Whether they are (false when they would run past the end).
+ *
+ * @example Usage
+ * ```ts
+ * import { bytesAt } from "./bytes.ts";
+ * const bytes = new TextEncoder().encode("abc @* 2:{},");
+ * console.assert(bytesAt(bytes, 4, new TextEncoder().encode("@*")));
+ * ```
+ */
+export function bytesAt(
+  bytes: Uint8Array,
+  at: number,
+  expected: Uint8Array,
+): boolean {
+  if (at < 0 || at + expected.length > bytes.length) return false;
+  for (let i = 0; i < expected.length; i++) {
+    if (bytes[at + i] !== expected[i]) return false;
+  }
+  return true;
+}
+
+/**
  * Encodes a byte string (every code unit at most 0xFF) to bytes.
  *
  * @param text The byte string.
