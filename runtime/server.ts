@@ -438,6 +438,18 @@ class Server implements Mongrel2Server {
       this.#startUpload(connection, exchange, message, context, marker.path);
       return;
     }
+    if (message.headers.UPLOAD_STREAM !== undefined) {
+      // mongrel2 would pass the rest of the body in continuation pieces
+      // after upload credits m2fetch never grants: refused, not served
+      // with a truncated body. Closing makes mongrel2 drop the upload.
+      this.#reject(
+        exchange,
+        context,
+        501,
+        "Refused a streamed upload: mongrel2 runs with upload.stream=1, which m2fetch does not take (set upload.stream=0 and upload.temp_store)",
+      );
+      return;
+    }
     if (message.body.length > this.#maxBodySize) {
       this.#reject(
         exchange,

@@ -476,6 +476,11 @@ function discoverIn(
   const contentLength = Number(
     settings.get("limits.content_length") ?? DEFAULT_CONTENT_LENGTH,
   );
+  if (settings.get("upload.stream") === "1") {
+    warnings.push(
+      `upload.stream is 1: m2fetch does not take streamed uploads and answers 501 to bodies over ${contentLength} bytes and to chunked requests (set upload.stream = 0 and upload.temp_store)`,
+    );
+  }
   const template = settings.get("upload.temp_store");
   let uploads: DiscoveredHandler["uploads"];
   if (template !== undefined && template !== "") {

@@ -142,6 +142,24 @@ Deno.test("discoverHandler() reads handlers, routes, chroot and settings from an
   assert.deepEqual(names, ["config.sqlite", "mongrel2.conf"]);
 });
 
+Deno.test("discoverHandler() warns that upload.stream=1 uploads are refused", async () => {
+  await using tmp = await tempDir("m2d-");
+  await Deno.writeTextFile(
+    `${tmp.path}/mongrel2.conf`,
+    TWO_HANDLERS.replace(
+      '"download.flow_control": 1,',
+      '"download.flow_control": 1, "upload.stream": 1,',
+    ),
+  );
+  await m2shLoad(tmp.path);
+  const web = discoverHandler(`${tmp.path}/config.sqlite`, {
+    handler: "web-ident",
+  });
+  assert.deepEqual(web.warnings, [
+    "upload.stream is 1: m2fetch does not take streamed uploads and answers 501 to bodies over 1000 bytes and to chunked requests (set upload.stream = 0 and upload.temp_store)",
+  ]);
+});
+
 Deno.test("discoverHandler() explains a missing file, a non-database and an empty database", async () => {
   await using tmp = await tempDir("m2d-");
   throwsDiscovery(

@@ -532,6 +532,47 @@ Deno.test("--max-body-size: a chunked upload growing past the limit gets 413", a
   assert.deepEqual(await rig.waitStoreEmpty(), []);
 });
 
+Deno.test("upload.stream=1: bodies mongrel2 would stream get 501, never a truncated body", async () => {
+  const seen: string[] = [];
+  await using rig = await startRig({
+    contentLength: LIMIT,
+    settings: { "upload.stream": 1 },
+    handler: async (request) => {
+      const body = await request.text();
+      seen.push(`${new URL(request.url).pathname} ${body.length}`);
+      return new Response(`got ${body.length}`);
+    },
+  });
+  const chunked = await RawConn.open(rig.port);
+  try {
+    await chunked.write(
+      "POST /chunked HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    );
+    const response = await chunked.response();
+    assert.ok(response !== null, chunked.text);
+    assert.equal(response.status, 501);
+    assert.ok(await chunked.closed(5000));
+  } finally {
+    await chunked.close();
+  }
+  const big = new PatternSource(4 * LIMIT).next()!;
+  const refused = await rig.fetch("/big", { method: "POST", body: big });
+  assert.equal(refused.status, 501);
+  await refused.body?.cancel();
+  // A body within limits.content_length comes inline, as without streaming.
+  const small = await rig.fetch("/small", { method: "POST", body: "hello" });
+  assert.equal(await small.text(), "got 5");
+  assert.deepEqual(seen, ["/small 5"]);
+  assert.equal(
+    rig.logs.filter((line) =>
+      /Refused a streamed upload.*upload\.stream=1/.test(line)
+    )
+      .length,
+    2,
+    rig.logs.join("\n"),
+  );
+});
+
 function parseStatus(text: string): number | null {
   for (const match of text.matchAll(/HTTP\/1\.[01] (\d{3})/g)) {
     const status = Number(match[1]);
