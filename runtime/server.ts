@@ -685,7 +685,12 @@ class Server implements Mongrel2Server {
         )
       );
     }
-    if (error !== undefined && encoder !== null) {
+    if (encoder?.bodyFailure) {
+      this.#logger.error(
+        `Response body for ${exchange.method} ${exchange.path} failed before its first byte; answered 500`,
+        encoder.bodyFailure.error,
+      );
+    } else if (error !== undefined && encoder !== null) {
       this.#logger.error(
         `Response body for ${exchange.method} ${exchange.path} failed after the head was sent; closed connection ${connection.id}`,
         error,

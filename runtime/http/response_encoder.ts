@@ -27,6 +27,8 @@ export interface ResponseContext {
   date: string;
 }
 
+const FAILURE_BODY = new TextEncoder().encode("Internal Server Error");
+
 /** Bytes gathered into one segment when the body has them ready. */
 const SEGMENT_BYTES = 256 * 1024;
 /**
@@ -55,6 +57,7 @@ export class ResponseEncoder {
   #declaredLength = 0;
   #sent = 0;
   #status: number;
+  #bodyFailure: { error: unknown } | null = null;
 
   /**
    * Creates an encoder; nothing is read until {@linkcode next}.
@@ -79,6 +82,14 @@ export class ResponseEncoder {
     return this.#status;
   }
 
+  /**
+   * Set when the body failed before anything was sent: the encoder then
+   * answered `500 Internal Server Error` (and closes) in its place.
+   */
+  get bodyFailure(): { error: unknown } | null {
+    return this.#bodyFailure;
+  }
+
   /** Body bytes produced so far (without framing). */
   get bodyBytes(): number {
     return this.#sent;
@@ -93,7 +104,13 @@ export class ResponseEncoder {
    */
   async next(): Promise<Uint8Array[] | null> {
     if (this.#finished) return null;
-    if (!this.#started) return await this.#start();
+    if (!this.#started) {
+      try {
+        return await this.#start();
+      } catch (error) {
+        return this.#answerFailure(error);
+      }
+    }
     if (this.#reader === null) {
       this.#finished = true;
       return null;
@@ -166,6 +183,28 @@ export class ResponseEncoder {
     this.#frame(buffered, pieces);
     if (done && head.framing === "chunked") pieces.push(lastChunk());
     return pieces;
+  }
+
+  /** A 500 in place of a response whose body failed before its head went out. */
+  #answerFailure(error: unknown): Uint8Array[] {
+    this.#bodyFailure = { error };
+    this.#finished = true;
+    this.#keepAlive = false;
+    this.#status = 500;
+    this.#reader?.cancel(error).catch(() => {});
+    this.#reader = null;
+    this.#pendingRead = null;
+    const body = FAILURE_BODY;
+    const head = encodeResponseHead(
+      new Response(null, {
+        status: 500,
+        headers: { "content-type": "text/plain;charset=UTF-8" },
+      }),
+      { ...this.#context, keepAlive: false, bodyLength: body.length },
+    );
+    if (this.#context.method === "HEAD") return [head.head];
+    this.#sent = body.length;
+    return [head.head, body];
   }
 
   /**

@@ -444,34 +444,80 @@ Deno.test("ResponseEncoder rejects next() when the stream errors mid-way", async
   assert.doesNotMatch(received.join(""), /0\r\n\r\n$/);
 });
 
-Deno.test("ResponseEncoder rejects the first next() when the stream errors at once", async () => {
+Deno.test("ResponseEncoder answers 500 in place of a body that errors before anything was sent", async () => {
   const failure = new Error("no body");
-  const stream = new ReadableStream<Uint8Array>({
-    start(controller) {
-      controller.error(failure);
-    },
-  });
-  await assertRejects(
-    encoderFor(new Response(stream)).next(),
-    (error) => assert.equal(error, failure),
-  );
-});
-
-Deno.test("ResponseEncoder rejects next() with TypeError for a chunk that is not a Uint8Array", async () => {
-  const stream = new ReadableStream({
-    start(controller) {
-      controller.enqueue("text");
-      controller.close();
-    },
-  });
-  await assertRejects(
-    encoderFor(new Response(stream as ReadableStream<Uint8Array>)).next(),
-    (error) => {
+  let cancelled: unknown = null;
+  const cases: [string, ReadableStream<Uint8Array>, string][] = [
+    [
+      "errors at once",
+      new ReadableStream<Uint8Array>({
+        start(controller) {
+          controller.error(failure);
+        },
+      }),
+      "GET",
+    ],
+    [
+      "ready chunks, then an error",
+      new ReadableStream<Uint8Array>({
+        start(controller) {
+          controller.enqueue(new TextEncoder().encode("part\n"));
+          controller.error(failure);
+        },
+      }),
+      "GET",
+    ],
+    [
+      "a chunk that is not a Uint8Array",
+      new ReadableStream<string>({
+        start(controller) {
+          controller.enqueue("text");
+        },
+        cancel(reason) {
+          cancelled = reason;
+        },
+      }) as unknown as ReadableStream<Uint8Array>,
+      "GET",
+    ],
+    [
+      "errors at once, to HEAD",
+      new ReadableStream<Uint8Array>({
+        start(controller) {
+          controller.error(failure);
+        },
+      }),
+      "HEAD",
+    ],
+  ];
+  for (const [label, stream, method] of cases) {
+    const encoder = encoderFor(
+      new Response(stream, { headers: { "x-kept": "no" } }),
+      { method },
+    );
+    const text = (await encoder.next())!.map(latin1).join("");
+    assert.equal(await encoder.next(), null, label);
+    const body = method === "HEAD" ? "" : "Internal Server Error";
+    assert.equal(
+      text,
+      "HTTP/1.1 500 Internal Server Error\r\n" +
+        "content-type: text/plain;charset=UTF-8\r\n" +
+        `date: ${DATE}\r\n` +
+        "content-length: 21\r\nconnection: close\r\n\r\n" + body,
+      label,
+    );
+    assert.equal(encoder.status, 500, label);
+    assert.equal(encoder.keepAlive, false, label);
+    assert.ok(encoder.bodyFailure !== null, label);
+    if (label.startsWith("a chunk")) {
+      const error = encoder.bodyFailure.error;
       assert.ok(error instanceof TypeError, String(error));
       assertSentence(error.message);
       assert.match(error.message, /not a Uint8Array/);
-    },
-  );
+      assert.equal(cancelled, error, "the stream was not cancelled");
+    } else {
+      assert.equal(encoder.bodyFailure.error, failure, label);
+    }
+  }
 });
 
 Deno.test("ResponseEncoder splits a large ready body into segments", async () => {
