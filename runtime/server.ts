@@ -485,8 +485,9 @@ class Server implements Mongrel2Server {
     context: ResponseContext,
     status: number,
     why: string,
+    level: "warn" | "error" = "warn",
   ): void {
-    this.#logger.warn(
+    this.#logger[level](
       `${why}; answered ${status} (${exchange.method} ${exchange.path})`,
     );
     exchange.respond(
@@ -507,8 +508,12 @@ class Server implements Mongrel2Server {
     const uploads = this.#uploads!;
     const upload = new ActiveUpload(path, exchange, uploads.store);
     connection.upload = upload;
-    const declared = Number(firstHeader(message.headers, "content-length"));
-    if (declared > this.#maxBodySize) {
+    const lengthHeader = firstHeader(message.headers, "content-length");
+    const declared =
+      lengthHeader !== undefined && /^\d{1,15}$/.test(lengthHeader)
+        ? Number(lengthHeader)
+        : undefined;
+    if (declared !== undefined && declared > this.#maxBodySize) {
       this.#reject(
         exchange,
         context,
@@ -528,10 +533,36 @@ class Server implements Mongrel2Server {
             413,
             `Refused an upload that grew past the ${this.#maxBodySize}-byte limit`,
           ),
+        length: declared,
+        onOverrun: (extra) => {
+          // mongrel2 wrote what followed the body (a pipelined request)
+          // into the file and will not parse it: the client waits for an
+          // answer that cannot come, so the connection closes instead.
+          exchange.closeAfterResponse = true;
+          this.#logger.warn(
+            `mongrel2 wrote ${extra} bytes past the ${declared}-byte Content-Length of ${exchange.method} ${exchange.path} into its upload file (a request pipelined behind the upload?); the body ends at its Content-Length and the connection closes after the response`,
+          );
+        },
       });
     } catch (error) {
+      if (exchange.settled) return;
       if (error instanceof UploadRejectedError) {
         this.#reject(exchange, context, 400, error.message);
+      } else {
+        const hint = error instanceof Deno.errors.NotCapable
+          ? " (grant m2fetch --allow-read and --allow-write on the temp store directory)"
+          : error instanceof Deno.errors.PermissionDenied
+          ? ` (mongrel2 creates it with upload.temp_store_mode, "0600" unless set: use "0644" when m2fetch runs as another user)`
+          : "";
+        this.#reject(
+          exchange,
+          context,
+          500,
+          `Cannot open the upload file "${path}": ${
+            (error as Error).message
+          }${hint}`,
+          "error",
+        );
       }
       return;
     }

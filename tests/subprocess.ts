@@ -197,6 +197,11 @@ export interface SpawnOptions {
    * characters (long runs).
    */
   keepOutput?: boolean;
+  /**
+   * A command that runs deno, like `["setpriv", …]`: deno's path and
+   * arguments are appended to it.
+   */
+  wrapper?: string[];
 }
 
 /**
@@ -258,8 +263,9 @@ export function spawnDeno(
   runArgs: string[],
   options: SpawnOptions = {},
 ): Subprocess {
-  const child = new Deno.Command(DENO, {
-    args: ["run", ...runArgs],
+  const [command, ...wrapperArgs] = [...options.wrapper ?? [], DENO];
+  const child = new Deno.Command(command, {
+    args: [...wrapperArgs, "run", ...runArgs],
     cwd: options.cwd ?? ROOT,
     stdin: "null",
     stdout: "piped",

@@ -17,6 +17,10 @@ export interface OpenUploadOptions {
   maxBytes?: number;
   /** Called once when the body grows past `maxBytes`. */
   onLimit?: () => void;
+  /** The request's Content-Length, where the body ends (none when chunked). */
+  length?: number;
+  /** Called with the extra bytes when the complete file is longer than `length`. */
+  onOverrun?: (extraBytes: number) => void;
 }
 
 /**

@@ -21,6 +21,14 @@ export interface UploadBodyOptions {
   /** Called once when the body grows past `maxBytes`. */
   onLimit?: () => void;
   /**
+   * The request's Content-Length, when it has one: the body ends there even
+   * if mongrel2 wrote more into the file (the start of a request pipelined
+   * behind the upload).
+   */
+  length?: number;
+  /** Called with the extra bytes when the complete file is longer than `length`. */
+  onOverrun?: (extraBytes: number) => void;
+  /**
    * Longest time (ms, default 4) the body reads a complete upload into a BYOB
    * reader's buffer synchronously, the reader's own work between reads
    * included, before one asynchronous read lets the event loop take a turn;
@@ -78,6 +86,7 @@ export async function openUploadBody(
   const maxPollMs = options.maxPollMs ?? 50;
   const maxBytes = options.maxBytes ?? Infinity;
   const syncSliceMs = options.syncSliceMs ?? 4;
+  const length = options.length ?? Infinity;
   let finalSize: number | null = null;
   let failure: unknown = null;
   let wake: (() => void) | null = null;
@@ -130,9 +139,7 @@ export async function openUploadBody(
         const target = new Uint8Array(
           view.buffer,
           view.byteOffset,
-          finalSize === null
-            ? view.byteLength
-            : Math.min(view.byteLength, finalSize - bytesRead),
+          Math.min(view.byteLength, (finalSize ?? length) - bytesRead),
         );
         const sizeKnown = finalSize !== null;
         // Once the upload is complete, a BYOB reader's buffer is filled
@@ -211,7 +218,10 @@ export async function openUploadBody(
     },
     async done() {
       if (finalSize !== null || closed) return;
-      finalSize = (await file.stat()).size;
+      const size = (await file.stat()).size;
+      // Shorter than its Content-Length, the body fails at the file's end.
+      finalSize = Number.isFinite(length) ? length : size;
+      if (size > length) options.onOverrun?.(size - length);
       nudge();
     },
     fail(reason) {

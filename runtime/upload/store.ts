@@ -96,6 +96,11 @@ export async function verifyUploadFile(
     info = await Deno.lstat(real);
     resolved = await Deno.realPath(real);
   } catch (error) {
+    // Not allowed to look: m2fetch's set-up, not the request, is at fault.
+    if (
+      error instanceof Deno.errors.PermissionDenied ||
+      error instanceof Deno.errors.NotCapable
+    ) throw error;
     throw new UploadRejectedError(
       `Rejected upload path "${path}": ${real} cannot be read (${
         (error as Error).message

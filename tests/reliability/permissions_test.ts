@@ -9,7 +9,7 @@
  */
 
 import assert from "node:assert/strict";
-import { type RawResponse, ROOT } from "../e2e/harness.ts";
+import { type RawResponse, ROOT, waitFor } from "../e2e/harness.ts";
 import { rawRequest, type Site, spawnM2fetch, startSite } from "./site.ts";
 
 const APP_DIR = `${ROOT}/tests/reliability`;
@@ -177,4 +177,36 @@ Deno.test("each grant of the least-privilege set is needed", async () => {
   for (const entry of Deno.readDirSync(uploadDir)) {
     await Deno.remove(`${uploadDir}/${entry.name}`);
   }
+});
+
+Deno.test("an upload file m2fetch may not open gets 500 at once, with the temp_store_mode hint", async () => {
+  // mongrel2 writes through the descriptor mkstemp gave it; the mode is
+  // what other processes get. Root would open the file anyway, so as root
+  // m2fetch runs without the capabilities that override file modes.
+  await using site = await startSite({
+    // Write only: mongrel2 rejects "0000".
+    settings: { "upload.temp_store_mode": "0200" },
+  });
+  const uploadDir = `${site.dir}/tmp`;
+  const caps = "-dac_override,-dac_read_search";
+  await using m2fetch = spawnM2fetch(site, APP, {
+    args: ["--upload-temp-store", `${uploadDir}/upload.XXXXXX`],
+    wrapper: Deno.uid() === 0
+      ? ["setpriv", "--inh-caps", caps, "--bounding-set", caps]
+      : [],
+  });
+  assert.ok(await m2fetch.waitForOutput(/ serving /), m2fetch.output());
+  const upload = await postUpload(site.port, 64 * 1024);
+  assert.equal(upload.status, 500);
+  assert.equal(decoder.decode(upload.body), "Internal Server Error");
+  assert.match(
+    m2fetch.output(),
+    /error Cannot open the upload file "[^"]+": Permission denied.*use "0644" when m2fetch runs as another user\); answered 500 \(POST \/echo\)/,
+  );
+  // The file is still deleted (deleting needs the directory, not the file).
+  assert.ok(
+    await waitFor(() => [...Deno.readDirSync(uploadDir)].length === 0, 5000),
+    [...Deno.readDirSync(uploadDir)].map((entry) => entry.name).join(", "),
+  );
+  assert.equal((await m2fetch.stop()).code, 0, m2fetch.output());
 });

@@ -161,6 +161,44 @@ for (const { mode, byob, syncSliceMs } of READ_MODES) {
     });
   });
 
+  Deno.test(`openUploadBody ends at the Content-Length when mongrel2 wrote more (${mode})`, async () => {
+    await withFile(async (path, file) => {
+      const overruns: number[] = [];
+      const body = await openUploadBody(path, {
+        chunkBytes: 300,
+        syncSliceMs,
+        length: 1000,
+        onOverrun: (extra) => overruns.push(extra),
+      });
+      const reading = drain(body.stream, byob ? 300 : undefined);
+      await writeAll(file, pattern(700));
+      await delay(15);
+      // Bytes past the length are never read, even before done.
+      await writeAll(file, pattern(340, 700));
+      await delay(15);
+      assert.equal(body.bytesRead, 1000);
+      assert.deepEqual(overruns, []);
+      await body.done();
+      const { bytes } = await reading;
+      assert.deepEqual(bytes, pattern(1000));
+      assert.deepEqual(overruns, [40]);
+      body.release();
+    });
+  });
+
+  Deno.test(`openUploadBody errors when the file is shorter than the Content-Length (${mode})`, async () => {
+    await withFile(async (path, file) => {
+      await writeAll(file, pattern(100));
+      const body = await openUploadBody(path, { syncSliceMs, length: 160 });
+      await body.done();
+      await assert.rejects(
+        () => drain(body.stream, byob ? 4096 : undefined),
+        /ended at 100 of 160 bytes/,
+      );
+      body.release();
+    });
+  });
+
   Deno.test(`openUploadBody errors when the file is shorter than the done size (${mode})`, async () => {
     await withFile(async (path, file) => {
       await writeAll(file, pattern(100));
@@ -269,13 +307,16 @@ Deno.test("openUploadBody: done before the reader starts, and an empty upload", 
 
 Deno.test("openUploadBody: the reader waits without spinning while the file does not grow", async () => {
   await withFile(async (path, file) => {
-    const body = await openUploadBody(path, { maxPollMs: 20 });
+    const { body, counts } = await openCounting(path, { maxPollMs: 20 });
     const reader = body.stream.getReader();
     const first = reader.read();
     let settled = false;
     first.then(() => settled = true);
     await delay(120);
     assert.equal(settled, false, "read resolved with nothing written");
+    // Polls back off from 1 ms to maxPollMs: about 9 reads in 120 ms (fewer
+    // on a busy machine); a loop that spins reads every turn.
+    assert.ok(counts.async <= 15, `${counts.async} reads in 120 ms`);
     await writeAll(file, pattern(10));
     const { value } = await first;
     assert.deepEqual(value, pattern(10));

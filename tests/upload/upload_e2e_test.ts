@@ -34,6 +34,7 @@ import {
   waitFor,
 } from "./rig.ts";
 import { tempDir } from "../site.ts";
+import { concatBytes } from "../../runtime/protocol/bytes.ts";
 import { type CommandResult, runCommand, startM2fetch } from "../subprocess.ts";
 
 const LIMIT = 4096;
@@ -530,6 +531,56 @@ Deno.test("--max-body-size: a chunked upload growing past the limit gets 413", a
   assert.equal(calls, 1);
   assert.ok(bodyError instanceof RangeError, String(bodyError));
   assert.deepEqual(await rig.waitStoreEmpty(), []);
+});
+
+Deno.test("a request pipelined behind an upload does not leak into its body", async () => {
+  const seen: string[] = [];
+  await using rig = await startRig({
+    contentLength: LIMIT,
+    handler: async (request) => {
+      const digest = await hashRequestBody(request);
+      seen.push(`${new URL(request.url).pathname} ${digest.bytes}`);
+      return Response.json(digest);
+    },
+  });
+  const body = new PatternSource(LIMIT + 904).next()!;
+  const conn = await RawConn.open(rig.port);
+  try {
+    // One write: mongrel2 reads the next request into the upload's buffer
+    // and writes it into the temp file with the body.
+    await conn.write(
+      concatBytes([
+        new TextEncoder().encode(
+          `POST /upload HTTP/1.1\r\nHost: localhost\r\nContent-Length: ${body.length}\r\n\r\n`,
+        ),
+        body,
+        new TextEncoder().encode(
+          "GET /after HTTP/1.1\r\nHost: localhost\r\n\r\n",
+        ),
+      ]),
+    );
+    const response = await conn.response();
+    assert.ok(response !== null, conn.text);
+    assert.equal(response.status, 200);
+    assert.deepEqual(JSON.parse(response.body), {
+      sha256: sha256(body),
+      bytes: body.length,
+      chunks: 1,
+    });
+    // The pipelined request is in the file, where mongrel2 will not parse
+    // it: closing tells the client it will not be answered.
+    assert.ok(await conn.closed(5000), "the connection stayed open");
+  } finally {
+    await conn.close();
+  }
+  assert.deepEqual(seen, [`/upload ${body.length}`]);
+  assert.ok(
+    rig.logs.some((line) =>
+      /mongrel2 wrote 40 bytes past the 5000-byte Content-Length of POST \/upload/
+        .test(line)
+    ),
+    rig.logs.join("\n"),
+  );
 });
 
 Deno.test("upload.stream=1: bodies mongrel2 would stream get 501, never a truncated body", async () => {
