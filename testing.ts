@@ -29,6 +29,7 @@ import {
   parseResponses,
   toFetchResponse,
 } from "./runtime/http/parse_response.ts";
+import { headerList } from "./runtime/http/header_list.ts";
 import type { ParsedResponse } from "./runtime/http/parse_response.ts";
 import { createLogger, type Logger } from "./runtime/log.ts";
 import { concatBytes, encodeByteString } from "./runtime/protocol/bytes.ts";
@@ -829,7 +830,7 @@ async function fromRequest(request: Request): Promise<Target> {
     fragment: null,
     scheme: url.protocol === "https:" ? "https" : "http",
     host: url.host,
-    headers: [...request.headers],
+    headers: headerList(request.headers),
     body,
     contentType: null,
   };
@@ -912,7 +913,7 @@ function urlQuery(url: URL): string | null {
 
 function headerPairs(headers: HeaderFields | undefined): [string, string][] {
   if (headers === undefined) return [];
-  if (headers instanceof Headers) return [...headers];
+  if (headers instanceof Headers) return headerList(headers);
   if (Symbol.iterator in headers) {
     return [...(headers as Iterable<readonly [string, string]>)].map((
       [name, value],

@@ -127,17 +127,19 @@ export function encodeResponseHead(
   let head = `${version} ${status} ${STATUS_TEXT[status] ?? "Unknown"}\r\n`;
   let hasDate = false;
   let declaredLength: string | null = null;
-  for (const [name, value] of response.headers) {
+  // forEach, not for…of: Deno's Headers iterator is quadratic (see
+  // header_list.ts).
+  response.headers.forEach((value, name) => {
     // A 101 must still name the protocol it switches to (RFC 9110 §15.2.2).
     const switching = status === 101 &&
       (name === "upgrade" || name === "connection");
     if (HOP_BY_HOP.has(name) && !switching) {
       if (name === "content-length") declaredLength = value;
-      continue;
+      return;
     }
     if (name === "date") hasDate = true;
     head += `${name}: ${value}\r\n`;
-  }
+  });
   if (!hasDate) head += `date: ${options.date}\r\n`;
 
   let framing: BodyFraming;
@@ -149,7 +151,12 @@ export function encodeResponseHead(
   } else if (!bodyAllowed) {
     framing = "none";
   } else {
-    const length = options.bodyLength ?? parseLength(declaredLength);
+    // A HEAD response describes the GET's body: the handler's own
+    // Content-Length says more than the (empty) body it returned.
+    const declared = parseLength(declaredLength);
+    const length = options.method === "HEAD" && declared !== null
+      ? declared
+      : options.bodyLength ?? declared;
     if (length !== null) {
       contentLength = length;
       head += `content-length: ${length}\r\n`;

@@ -28,6 +28,7 @@ import {
   SMALL_BODY_BYTES,
   type ToWorker,
 } from "./messages.ts";
+import { headerList } from "../http/header_list.ts";
 import { settleBody } from "../http/ready_body.ts";
 
 /** Options for {@linkcode WorkerPool.start}. */
@@ -315,7 +316,7 @@ class HandlerWorker {
       source: mongrel2Info(request) ?? {
         url: request.url,
         method: request.method,
-        headers: [...request.headers],
+        headers: headerList(request.headers),
         hostname: info.remoteAddr.hostname,
       },
       body,

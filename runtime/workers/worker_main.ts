@@ -13,6 +13,7 @@ import { setMongrel2Info } from "../info.ts";
 import type { SocketControl } from "../websocket/socket.ts";
 import { markHandshake, upgradeOf } from "../websocket/upgrade.ts";
 import type { FetchHandler } from "../server.ts";
+import { headerList } from "../http/header_list.ts";
 import { settleBody } from "../http/ready_body.ts";
 import { clientAddress, toRequest } from "../http/request.ts";
 import {
@@ -126,7 +127,7 @@ async function handle(message: WorkerRequest): Promise<void> {
       id: message.id,
       status: response.status,
       statusText: response.statusText,
-      headers: [...response.headers],
+      headers: headerList(response.headers),
       body,
       upgrade: upgrade === undefined
         ? undefined

@@ -289,6 +289,16 @@ export default {
         return new Response(null, { status: 204, headers: { "x-a": "b" } });
       case "/not-modified":
         return new Response(null, { status: 304, headers: { etag: '"v1"' } });
+      case "/head-length":
+        // A handler that skips the body of a HEAD but says how long it is.
+        return new Response(request.method === "HEAD" ? null : "x".repeat(1234), {
+          headers: { "content-length": "1234" },
+        });
+      case "/many-headers": {
+        const headers = new Headers();
+        for (let i = 0; i < 150; i++) headers.append("x-h" + (i % 60), String(i));
+        return new Response("many", { headers });
+      }
       case "/length": {
         const body = new Uint8Array(await request.arrayBuffer());
         return Response.json({ method: request.method, length: body.length });
@@ -316,6 +326,8 @@ const EDGE_TABLE: Case[] = [
     "/redirect",
     "/no-content",
     "/not-modified",
+    "/head-length",
+    "/many-headers",
   ].flatMap((path): Case[] => [
     { name: `GET ${path}`, path },
     { name: `HEAD ${path}`, path, method: "HEAD" },

@@ -109,6 +109,13 @@ Deno.test("encodeResponseHead() keeps content-length on HEAD and sends no body",
     contentLength: 42,
     keepAlive: true,
   });
+  // Over the (empty) body the handler returned for the HEAD, too.
+  assert.deepEqual(head(declared, { method: "HEAD", bodyLength: 0 }), {
+    text: `HTTP/1.1 200 OK\r\ndate: ${DATE}\r\ncontent-length: 42\r\n\r\n`,
+    framing: "none",
+    contentLength: 42,
+    keepAlive: true,
+  });
   // Without any length a HEAD response has neither length nor chunking.
   assert.deepEqual(head(new Response(null), { method: "HEAD" }), {
     text: `HTTP/1.1 200 OK\r\ndate: ${DATE}\r\n\r\n`,
