@@ -215,6 +215,8 @@ export class Connection {
           this.#exchanges.shift();
           continue;
         }
+        // An upload still arriving ends with the connection.
+        if (exchange.closeAfterResponse) encoder.closeAfter();
         try {
           let segment: Uint8Array[] | null;
           while ((segment = await encoder.next()) !== null) {

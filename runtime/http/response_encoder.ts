@@ -77,6 +77,14 @@ export class ResponseEncoder {
     return this.#keepAlive;
   }
 
+  /**
+   * The connection will close after this response: the head, if not yet
+   * written, says `connection: close`.
+   */
+  closeAfter(): void {
+    if (!this.#started) this.#keepAlive = false;
+  }
+
   /** The response status. */
   get status(): number {
     return this.#status;
@@ -164,7 +172,7 @@ export class ResponseEncoder {
     const head = encodeResponseHead(response, {
       method: context.method,
       version: context.version,
-      keepAlive: context.keepAlive,
+      keepAlive: this.#keepAlive,
       bodyLength: length,
       date: context.date,
     });

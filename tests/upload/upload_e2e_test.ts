@@ -356,7 +356,7 @@ Deno.test("a 1 GiB upload streams through with a matching SHA-256 and bounded me
 for (const mode of MODES) {
   Deno.test({
     name:
-      `${mode.name}: a handler that answers 401 at upload-start stops the upload and its file is deleted`,
+      `${mode.name}: a handler that answers 401 at upload-start stops the upload (mongrel2 deletes the unfinished file)`,
     ignore: mode.ignore,
     fn: async () => {
       let calls = 0;
@@ -385,6 +385,8 @@ for (const mode of MODES) {
         assert.ok(response !== null, conn.text);
         assert.equal(response.status, 401);
         assert.equal(response.body, "no\n");
+        // The head says the connection ends (the upload is still coming).
+        assert.match(response.head, /\r\nconnection: close$/im);
         // Then the 0-length close: mongrel2 stops receiving.
         assert.ok(await conn.closed(5000), "the connection stayed open");
         // Keep writing: the connection is gone, so this fails soon.
