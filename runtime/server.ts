@@ -122,6 +122,8 @@ export interface Mongrel2Server {
 }
 
 const INTERNAL_SERVER_ERROR = new TextEncoder().encode("Internal Server Error");
+/** How long a request pipelined behind a closing one is still recognised. */
+const PIPELINED_AFTER_LAST_MS = 5000;
 
 function internalServerError(): Response {
   // Same as deno serve: status, body, no content-type.
@@ -172,6 +174,11 @@ class Server implements Mongrel2Server {
   readonly #maxBodySize: number;
   /** Upload paths whose requests ended lately: a late upload-done is expected. */
   readonly #recentUploads = new Map<string, number>();
+  /**
+   * Connections m2fetch closed after their last request, by key: a request
+   * pipelined behind it may still be on its way.
+   */
+  readonly #closedAfterLast = new Map<string, number>();
   readonly #connections = new Map<string, Connection>();
   readonly #sockets = new WeakMap<Connection, SocketControl>();
   #inFlight = 0;
@@ -352,6 +359,9 @@ class Server implements Mongrel2Server {
             if (this.#connections.get(key) === closed) {
               this.#connections.delete(key);
             }
+            if (closed.lastRequestTaken) {
+              this.#closedAfterLast.set(key, performance.now());
+            }
           },
           exchangeEnded: (conn, exchange, encoder, error) =>
             this.#exchangeEnded(conn, exchange, encoder, error),
@@ -388,6 +398,14 @@ class Server implements Mongrel2Server {
       this.#held.push(() => this.#request(key, message));
       return;
     }
+    if (this.#pipelinedAfterLast(key, message)) {
+      this.#logger.warn(
+        `Ignored ${
+          requestMethod(message)
+        } ${message.path}: the client pipelined it after a request that closes connection ${message.connectionId} (Connection: close), so it must send it again`,
+      );
+      return;
+    }
     const connection = this.#connection(key, message);
     const method = requestMethod(message);
     const version = firstHeader(message.headers, "VERSION") ?? "HTTP/1.1";
@@ -404,6 +422,9 @@ class Server implements Mongrel2Server {
         requestKeepsAlive(version, message.headers.connection),
       date: httpDate(),
     };
+    if (!context.keepAlive && !isHandshake(message)) {
+      connection.lastRequestTaken = true;
+    }
     if (marker.kind === "forged" || marker.kind === "done") {
       const reason = marker.kind === "forged"
         ? marker.reason
@@ -477,6 +498,27 @@ class Server implements Mongrel2Server {
       return;
     }
     this.#handle(exchange, message, context);
+  }
+
+  /**
+   * Whether a request came on a connection after one that closes it (the
+   * client pipelined it; HTTP says it is not to be served). mongrel2 may
+   * pass it after m2fetch has already closed the connection, so those are
+   * remembered a while. With flow control, a new TCP connection's first
+   * request carries DOWNLOAD_CREDITS: after a mongrel2 restart, whose ids
+   * start again at 1, that tells a new client from a pipelined request.
+   */
+  #pipelinedAfterLast(key: string, message: Mongrel2Message): boolean {
+    const current = this.#connections.get(key);
+    if (current !== undefined && !current.finished) {
+      return current.lastRequestTaken;
+    }
+    if (!this.#closedAfterLast.has(key)) return false;
+    if (message.headers.DOWNLOAD_CREDITS !== undefined) {
+      this.#closedAfterLast.delete(key);
+      return false;
+    }
+    return true;
   }
 
   /** Answers with a status of its own and closes the connection afterwards. */
@@ -744,6 +786,11 @@ class Server implements Mongrel2Server {
     if (keepAlive) this.#lastKeepAlive = now;
     for (const [path, ended] of this.#recentUploads) {
       if (now - ended > 60_000) this.#recentUploads.delete(path);
+    }
+    for (const [key, closed] of this.#closedAfterLast) {
+      if (now - closed > PIPELINED_AFTER_LAST_MS) {
+        this.#closedAfterLast.delete(key);
+      }
     }
     const pings = new Map<string, string[]>();
     for (const connection of this.#connections.values()) {

@@ -66,6 +66,11 @@ export class Connection {
   lastActivity: number = performance.now();
   /** The async upload in progress on this connection, if any. */
   upload: ActiveUpload | null = null;
+  /**
+   * A request that ends the connection (`Connection: close`, HTTP/1.0)
+   * was taken: requests pipelined behind it are not served.
+   */
+  lastRequestTaken = false;
   readonly #hooks: ConnectionHooks;
   readonly #prefix: Uint8Array;
   #credits: number | null;

@@ -543,6 +543,49 @@ withHarness(
   },
 );
 
+Deno.test("requests pipelined after one that closes the connection are not served", async () => {
+  const served: string[] = [];
+  await using h = await startHarness(async (request) => {
+    const path = new URL(request.url).pathname;
+    served.push(`${request.method} ${path}`);
+    if (path === "/slow") await delay(100);
+    return new Response(path);
+  });
+  // The closing request answered at once (its connection may be closed
+  // before the next message is read) and after a while.
+  for (
+    const [first, closing] of [
+      ["/fast", "GET /fast HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"],
+      ["/slow", "GET /slow HTTP/1.0\r\n\r\n"],
+    ]
+  ) {
+    served.length = 0;
+    const logged = h.logs.length;
+    await using client = await h.raw();
+    await client.write(
+      closing +
+        "POST /side-effect HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi" +
+        "GET /after HTTP/1.1\r\nHost: x\r\n\r\n",
+    );
+    const response = await client.readResponse();
+    assert.equal(decoder.decode(response.body), first);
+    assert.ok((await client.waitForClose(5000)) !== null, "still open");
+    assert.ok(
+      await waitForValue(
+        () =>
+          h.logs.slice(logged).filter((line) =>
+            /Ignored .* pipelined it after a request that closes connection/
+              .test(line)
+          ).length === 2,
+        2000,
+      ),
+      h.logs.slice(logged).join("\n"),
+    );
+    assert.deepEqual(served, [`GET ${first}`]);
+  }
+  assert.equal(h.server.inFlight, 0);
+});
+
 Deno.test("pipelined requests are answered in request order", async () => {
   const finished: string[] = [];
   await using h = await startHarness(async (request) => {
