@@ -279,8 +279,11 @@ class Server implements Mongrel2Server {
         if (notice.type === "credits") {
           this.#credit(key, notice.credits);
         } else {
-          this.#connections.get(key)?.lost(
+          const connection = this.#connections.get(key);
+          const socket = connection && this.#sockets.get(connection);
+          connection?.lost(
             new DOMException("The client disconnected", "AbortError"),
+            socket?.closedCleanly() ?? false,
           );
         }
         return;

@@ -32,7 +32,11 @@ export interface ConnectionHooks {
   send(message: Uint8Array): void;
   /** The connection is finished: closed by us or gone. Remove it. */
   closed(connection: Connection): void;
-  /** An exchange ended: its response was handed over in full, or it failed. */
+  /**
+   * An exchange ended: its response was handed over in full, or it was
+   * cut short. `encoder` is the response as far as it was written (null
+   * when nothing was); `error` is set when the response body failed.
+   */
   exchangeEnded(
     connection: Connection,
     exchange: Exchange,
@@ -172,10 +176,13 @@ export class Connection {
    * write nothing more.
    *
    * @param reason Becomes `request.signal.reason`.
+   * @param complete The response in writing had ended as far as the
+   *   client is concerned (a WebSocket after its closing handshake): it
+   *   completes instead of being aborted.
    */
-  lost(reason: unknown): void {
+  lost(reason: unknown, complete = false): void {
     if (this.#finished) return;
-    this.#finish(reason);
+    this.#finish(reason, complete);
   }
 
   /**
@@ -195,15 +202,17 @@ export class Connection {
     this.#finish(reason);
   }
 
-  #finish(reason: unknown): void {
+  #finish(reason: unknown, complete = false): void {
     this.#finished = true;
     const exchanges = this.#exchanges;
     this.#exchanges = [];
-    for (const exchange of exchanges) {
-      if (!exchange.settled) {
-        exchange.abort(reason);
-        this.#hooks.exchangeEnded(this, exchange, null, reason);
-      }
+    for (const [index, exchange] of exchanges.entries()) {
+      if (exchange.settled) continue;
+      // The access log shows what went out of a response cut short.
+      const started = exchange.response?.started ? exchange.response : null;
+      if (complete && index === 0 && started !== null) exchange.finish();
+      else exchange.abort(reason);
+      this.#hooks.exchangeEnded(this, exchange, started);
     }
     this.#creditWaiter?.();
     this.#hooks.closed(this);

@@ -83,6 +83,11 @@ export class Exchange {
     return this.#settled;
   }
 
+  /** The response handed over, if any. */
+  get response(): ResponseEncoder | null {
+    return this.#current;
+  }
+
   /** Whether a response was already handed over. */
   get responded(): boolean {
     return this.#current !== null;

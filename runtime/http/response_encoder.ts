@@ -85,6 +85,11 @@ export class ResponseEncoder {
     if (!this.#started) this.#keepAlive = false;
   }
 
+  /** Whether the head has been produced (writing has begun). */
+  get started(): boolean {
+    return this.#started;
+  }
+
   /** The response status. */
   get status(): number {
     return this.#status;

@@ -128,6 +128,11 @@ export interface SocketControl {
    * @param size Its payload size, for `bufferedAmount`.
    */
   queue(frame: Uint8Array, size: number): void;
+  /**
+   * Whether both close frames have passed (the closing handshake is done):
+   * the client leaving now ends the exchange as complete.
+   */
+  closedCleanly(): boolean;
 }
 
 /**
@@ -326,6 +331,7 @@ export class Mongrel2WebSocket extends EventTarget implements WebSocket {
       goAway: () => this.#fail(1001, "Server shutting down"),
       idleRoute: () => this.#idleRoute(),
       queue: (frame, size) => this.#push({ frame, size }),
+      closedCleanly: () => this.#ending?.wasClean === true,
     });
   }
 
@@ -661,7 +667,9 @@ export class Mongrel2WebSocket extends EventTarget implements WebSocket {
 
   /** The connection is gone (disconnect, timeout, shutdown) or never came. */
   #lost(): void {
-    this.#finish({ code: 1006, reason: "", wasClean: false });
+    // After the closing handshake the client may leave before the last
+    // frame was written: the close was still clean.
+    this.#finish(this.#ending ?? { code: 1006, reason: "", wasClean: false });
     this.#wake?.();
   }
 }

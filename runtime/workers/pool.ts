@@ -29,6 +29,7 @@ import {
   type ToWorker,
 } from "./messages.ts";
 import { headerList } from "../http/header_list.ts";
+import { OPCODE } from "../websocket/frame.ts";
 import { settleBody } from "../http/ready_body.ts";
 
 /** Options for {@linkcode WorkerPool.start}. */
@@ -195,10 +196,16 @@ class HandlerWorker {
    * in the worker.
    */
   #socketProxy(id: number, frames: ReadableStream<Uint8Array>): SocketControl {
+    // The client's close frame ends the closing handshake whoever began it
+    // (the socket in the worker answers one it did not start).
+    let clientClosed = false;
     return {
       frames,
       attach: () => this.send({ type: "ws-attach", id }),
       receive: (flags, payload) => {
+        if ((Number.parseInt(flags, 16) & 0x0f) === OPCODE.close) {
+          clientClosed = true;
+        }
         // A view into the whole ZeroMQ message: copy just the payload.
         const copy = payload.slice();
         this.send({ type: "ws-frame", id, flags, payload: copy }, [
@@ -207,6 +214,7 @@ class HandlerWorker {
       },
       goAway: () => this.send({ type: "ws-go-away", id }),
       idleRoute: () => null,
+      closedCleanly: () => clientClosed,
       queue: () => {
         throw new TypeError(
           "Cannot queue a frame on the main thread for a socket that lives in a worker",

@@ -699,6 +699,14 @@ Deno.test("a client leaving mid-stream aborts request.signal", async () => {
   // info.completed of the abandoned response rejects.
   await assert.rejects(abortedCompleted!);
   assert.equal(normal.signal?.aborted, false);
+  // The access log shows the status and bytes that went out, not 0 0.
+  assert.ok(
+    await waitForValue(
+      () => h.logs.some((line) => /access GET \/forever 200 [1-9]/.test(line)),
+      2000,
+    ),
+    h.logs.join("\n"),
+  );
 });
 
 async function waitForValue(

@@ -84,3 +84,45 @@ Deno.test("--workers 1 fires close on the worker's socket when the client vanish
   first.close();
   await done;
 });
+
+for (const workers of ["0", "1"]) {
+  Deno.test(`--workers ${workers}: a socket the server closes ends clean, completed and logged 101`, async () => {
+    await using harness = await startCliHarness(APP, {
+      args: ["--workers", workers],
+    });
+    const url = `${harness.url.replace("http", "ws")}/ws`;
+    // The client's TCP close races m2fetch's end of the stream: a few
+    // rounds give the race its chances.
+    const rounds = 5;
+    for (let i = 0; i < rounds; i++) {
+      const socket = new WebSocket(url);
+      await opened(socket);
+      const closed = new Promise<CloseEvent>((resolve) =>
+        socket.onclose = resolve
+      );
+      socket.send("bye");
+      const event = await closed;
+      assert.equal(event.code, 4000);
+      assert.equal(event.wasClean, true);
+    }
+    const probe = new WebSocket(url);
+    await opened(probe);
+    let ends: string[] = [];
+    for (let attempt = 0; attempt < 50 && ends.length < rounds; attempt++) {
+      const reply = nextMessage(probe);
+      probe.send("ends?");
+      ends = JSON.parse(String(await reply));
+      if (ends.length < rounds) await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.deepEqual(ends, Array(rounds).fill("4000 true completed"));
+    const done = new Promise((resolve) => probe.onclose = resolve);
+    probe.close();
+    await done;
+    const access = harness.output().match(/access GET \/ws \d+/g) ?? [];
+    assert.deepEqual(
+      access.slice(0, rounds),
+      Array(rounds).fill("access GET /ws 101"),
+      harness.output(),
+    );
+  });
+}

@@ -1,18 +1,36 @@
-/** A WebSocket app for the worker tests: echo, and two probe messages. */
+/**
+ * A WebSocket app for the worker tests: echo, and probe messages. "bye"
+ * makes the server close with 4000; "ends?" answers with how each socket
+ * closed by "bye" ended (close code, wasClean, and how `info.completed`
+ * settled).
+ */
 import { upgradeWebSocket } from "../../mod.ts";
 
 let closed = 0;
+const ends: string[] = [];
 const worker = crypto.randomUUID();
 
 export default {
-  fetch(request: Request): Response {
+  fetch(request: Request, info: Deno.ServeHandlerInfo): Response {
     const { socket, response } = upgradeWebSocket(request);
     socket.binaryType = "arraybuffer";
-    socket.onclose = () => closed++;
+    let byServer = false;
+    socket.onclose = (event) => {
+      closed++;
+      if (!byServer) return;
+      (info as { completed?: Promise<void> }).completed?.then(
+        () => ends.push(`${event.code} ${event.wasClean} completed`),
+        () => ends.push(`${event.code} ${event.wasClean} interrupted`),
+      );
+    };
     socket.onmessage = (event) => {
       if (event.data === "where") socket.send(`worker ${worker}`);
       else if (event.data === "closed?") socket.send(`closed ${closed}`);
-      else socket.send(event.data);
+      else if (event.data === "ends?") socket.send(JSON.stringify(ends));
+      else if (event.data === "bye") {
+        byServer = true;
+        socket.close(4000, "bye");
+      } else socket.send(event.data);
     };
     return response;
   },
