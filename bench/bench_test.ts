@@ -159,20 +159,26 @@ Deno.test("areaOf() names npm packages, Deno extensions and V8 frames", () => {
   assert.equal(areaOf("", "op_now"), "(native)");
 });
 
-Deno.test("floorReply() answers requests and skips notices", () => {
-  const encoder = new TextEncoder();
+Deno.test("floorReply() answers requests and skips notices", async () => {
   const decoder = new TextDecoder();
   const reply = floorReply(
-    encoder.encode("5f0e-ab 1234 /floor/ 2:{},0:,"),
+    await buildRequestMessage("http://localhost/floor/", {
+      sender: "5f0e-ab",
+      connectionId: 1234,
+    }),
   );
   assert.ok(reply !== null);
   const text = decoder.decode(reply);
   assert.ok(text.startsWith("5f0e-ab 4:1234, HTTP/1.1 200 OK\r\n"));
   assert.ok(text.endsWith("\r\n\r\nHello from m2fetch\n"));
-  assert.equal(
-    floorReply(encoder.encode('5f0e-ab 7 @* 2:{},18:{"type":"credits"},')),
-    null,
-  );
+  for (const type of ["credits", "disconnect"] as const) {
+    assert.equal(
+      floorReply(
+        buildNotice(type, { sender: "5f0e-ab", connectionId: 7, credits: 512 }),
+      ),
+      null,
+    );
+  }
 });
 
 Deno.test("FloorHandler streams within the credits mongrel2 grants, then forgets the stream", async () => {

@@ -121,9 +121,11 @@ export interface Site extends AsyncDisposable {
   readonly mongrel2: Mongrel2Process;
   /**
    * Stops mongrel2 and starts a new one on the same dir, port, server uuid
-   * and handler ident, after `downMs` (default 0) of downtime.
+   * and handler ident, after `downMs` (default 0) of downtime. With
+   * `crash`, mongrel2 is killed (SIGKILL) instead: it sends no disconnect
+   * notices for its clients.
    */
-  restart(options?: { downMs?: number }): Promise<void>;
+  restart(options?: { downMs?: number; crash?: boolean }): Promise<void>;
   /** Stops mongrel2 and removes the temp dir (idempotent). */
   close(): Promise<void>;
 }
@@ -190,7 +192,8 @@ export async function startSite(options: SiteOptions = {}): Promise<Site> {
     get mongrel2() {
       return mongrel2;
     },
-    async restart({ downMs = 0 } = {}) {
+    async restart({ downMs = 0, crash = false } = {}) {
+      if (crash) Deno.kill(mongrel2.pid, "SIGKILL");
       await mongrel2.stop();
       await delay(downMs);
       mongrel2 = await start(mongrel2.port);
