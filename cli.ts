@@ -344,6 +344,26 @@ interface ServeSetup {
   logger: Logger;
 }
 
+function checkEndpoints(
+  sendSpec: string | string[] | undefined,
+  recvSpec: string | string[] | undefined,
+): void {
+  for (
+    const [flag, specs] of [
+      ["--send-spec", sendSpec],
+      ["--recv-spec", recvSpec],
+    ] as const
+  ) {
+    for (const spec of [specs ?? []].flat()) {
+      try {
+        checkEndpoint(flag, spec);
+      } catch (error) {
+        throw new UsageError((error as Error).message);
+      }
+    }
+  }
+}
+
 function uploadOptions(values: OptionValues): UploadOptions | undefined {
   const template = values["upload-temp-store"] as string | undefined;
   const chroot = values["mongrel2-chroot"] as string | undefined;
@@ -413,20 +433,7 @@ async function startHandler(app: string, values: OptionValues, logger: Logger) {
 
 async function serve(setup: ServeSetup): Promise<Served> {
   const { app, sendSpec, recvSpec, values, logger } = setup;
-  for (
-    const [flag, specs] of [
-      ["--send-spec", sendSpec],
-      ["--recv-spec", recvSpec],
-    ] as const
-  ) {
-    for (const spec of [specs].flat()) {
-      try {
-        checkEndpoint(flag, spec);
-      } catch (error) {
-        throw new UsageError((error as Error).message);
-      }
-    }
-  }
+  checkEndpoints(sendSpec, recvSpec);
   const uploads = uploadOptions(values);
   const handler = await startHandler(app, values, logger);
   if (uploads !== undefined) {
@@ -656,6 +663,10 @@ async function runConfig(args: string[]): Promise<void> {
   const values: OptionValues = { ...parsed.flags };
   if (parsed.positionals[0] !== undefined) values.app = parsed.positionals[0];
   uploadOptions(withDefaults(SERVE_OPTIONS, values));
+  checkEndpoints(
+    values["send-spec"] as string[] | undefined,
+    values["recv-spec"] as string[] | undefined,
+  );
   const path = `${dir}/${CONFIG_FILE_NAME}`;
   const written = await writeConfigFile(path, values, SERVE_OPTIONS);
   console.log(`Wrote ${path}:\n${JSON.stringify(written, null, 2)}`);

@@ -31,6 +31,8 @@ export interface OptionSpec {
   choices?: readonly string[];
   /** Smallest allowed integer or duration. */
   min?: number;
+  /** Largest allowed integer. */
+  max?: number;
   /**
    * The option may be given several times (the flag repeated, or a JSON
    * array in m2fetch.json); its value is then always an array of strings,
@@ -62,6 +64,9 @@ export const SERVE_OPTIONS = {
     value: "N",
     default: 0,
     min: 0,
+    // Each worker is a V8 isolate of its own (tens of MiB); more than this
+    // is a typo, not a deployment.
+    max: 256,
     description:
       "run the handler module in N Web Workers (0: on the main thread); the main thread keeps the sockets and connection state",
   },
@@ -191,6 +196,9 @@ export type OptionValue = string | number | boolean | string[];
 /** Option values by flag name. */
 export type OptionValues = Record<string, OptionValue>;
 
+/** The longest duration a timer can wait (2^31 - 1 ms, about 24.8 days). */
+const MAX_DURATION_MS = 2 ** 31 - 1;
+
 /**
  * Parses a duration: a number of milliseconds, or a number with `ms`, `s`,
  * `m` or `h`.
@@ -296,6 +304,9 @@ export function coerceOption(
       if (spec.min !== undefined && value < spec.min) {
         return fail(`a whole number of at least ${spec.min}`);
       }
+      if (spec.max !== undefined && value > spec.max) {
+        return fail(`a whole number of at most ${spec.max}`);
+      }
       return value;
     }
     case "size": {
@@ -320,6 +331,10 @@ export function coerceOption(
       }
       if (spec.min !== undefined && value < spec.min) {
         return fail(`a duration of at least ${spec.min} ms`);
+      }
+      // Timers fire at once beyond 2^31 - 1 ms.
+      if (value > MAX_DURATION_MS) {
+        return fail(`a duration of at most ${MAX_DURATION_MS} ms (24 days)`);
       }
       return value;
     }

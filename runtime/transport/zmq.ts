@@ -72,10 +72,18 @@ export function checkEndpoint(name: string, spec: string): void {
       `Cannot use ${name} "${spec}": expected tcp://HOST:PORT, ipc://PATH or inproc://NAME`,
     );
   }
-  if (spec.startsWith("tcp://") && !/:\d+$/.test(spec)) {
-    throw new TypeError(
-      `Cannot use ${name} "${spec}": a tcp endpoint needs a port`,
-    );
+  if (spec.startsWith("tcp://")) {
+    const port = /:(\d+)$/.exec(spec)?.[1];
+    if (port === undefined) {
+      throw new TypeError(
+        `Cannot use ${name} "${spec}": a tcp endpoint needs a port`,
+      );
+    }
+    if (Number(port) < 1 || Number(port) > 65535) {
+      throw new TypeError(
+        `Cannot use ${name} "${spec}": expected a port from 1 to 65535`,
+      );
+    }
   }
 }
 

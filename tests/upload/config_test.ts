@@ -190,6 +190,18 @@ Deno.test("command-line mistakes are usage errors: one line, exit code 2", async
         ["config", "--app-path", dir, "--upload-invoke", "later"],
         /one of start, done/,
       ],
+      [
+        ["config", "--app-path", dir, "--timeout", "999h"],
+        /--timeout: expected a duration of at most 2147483647 ms/,
+      ],
+      [
+        ["config", "--app-path", dir, "--workers", "100000"],
+        /--workers: expected a whole number of at most 256/,
+      ],
+      [
+        ["config", "--app-path", dir, "--send-spec", "tcp://127.0.0.1:99999"],
+        /tcp:\/\/127\.0\.0\.1:99999.*port from 1 to 65535/,
+      ],
       [["config", "--app-path", dir, "--bogus"], /bogus/],
       [
         ["config", "--app-path", dir, "--mongrel2-chroot", "/srv/m2"],
