@@ -381,6 +381,12 @@ class Server implements Mongrel2Server {
       message.body,
       this.#uploads?.store,
     );
+    if (
+      marker.kind === "unconfigured" && this.#recentUploads.has(marker.path)
+    ) {
+      // The upload-done of an upload refused at its start.
+      return;
+    }
     if (marker.kind === "done") {
       const upload = this.#connections.get(key)?.upload ?? null;
       if (upload !== null && upload.path === marker.path) {
@@ -427,6 +433,20 @@ class Server implements Mongrel2Server {
     };
     if (!context.keepAlive && !isHandshake(message)) {
       connection.lastRequestTaken = true;
+    }
+    if (marker.kind === "unconfigured") {
+      this.#recentUploads.set(marker.path, performance.now());
+      // Answering at once makes mongrel2 stop receiving and delete the
+      // file; one it has already completed stays (m2fetch cannot check
+      // the path against a store it was not told about).
+      this.#reject(
+        exchange,
+        context,
+        500,
+        `mongrel2 spooled a request body to "${marker.path}" (its upload.temp_store), but m2fetch was started without --upload-temp-store: pass mongrel2's upload.temp_store with --upload-temp-store (or use --mongrel2-config), and delete the file if it is still there`,
+        "error",
+      );
+      return;
     }
     if (marker.kind === "forged" || marker.kind === "done") {
       const reason = marker.kind === "forged"

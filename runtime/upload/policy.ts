@@ -33,6 +33,12 @@ export type UploadMarker =
   | { kind: "none" }
   | { kind: "start"; path: string }
   | { kind: "done"; path: string }
+  /**
+   * mongrel2's own upload-start or upload-done (it has the shape), but
+   * m2fetch was given no temp store: the deployment is wrong, not the
+   * request.
+   */
+  | { kind: "unconfigured"; path: string }
   | {
     kind: "forged";
     reason: string;
@@ -169,14 +175,6 @@ export function readUploadMarker(
   if (body.length !== 0) {
     return forged("upload headers on a request with an inline body");
   }
-  if (store === undefined) {
-    return forged("upload headers, but no upload temp store is configured");
-  }
-  if (!templatePattern(store.template).test(start)) {
-    return forged(
-      `upload path "${start}" does not match the temp store template "${store.template}"`,
-    );
-  }
   const chunked = (firstHeader(headers, "transfer-encoding") ?? "")
     .toLowerCase()
     .includes("chunked");
@@ -186,6 +184,12 @@ export function readUploadMarker(
   if (!chunked && !announced) {
     return forged(
       "an upload-start without a Content-Length mongrel2 could have spooled or chunked coding",
+    );
+  }
+  if (store === undefined) return { kind: "unconfigured", path: start };
+  if (!templatePattern(store.template).test(start)) {
+    return forged(
+      `upload path "${start}" does not match the temp store template "${store.template}"`,
     );
   }
   if (done !== undefined) {

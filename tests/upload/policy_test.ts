@@ -206,10 +206,29 @@ Deno.test("readUploadMarker: forged shapes", () => {
       /does not match/,
     );
   }
-  // Uploads not configured: every marker is refused.
+  // Uploads not configured: mongrel2's own markers say so, forged ones
+  // are still forged.
+  assert.deepEqual(
+    marker({ [START]: path, "content-length": "5000" }, EMPTY, null),
+    { kind: "unconfigured", path },
+  );
+  assert.deepEqual(
+    marker(
+      { [START]: path, [DONE]: path, "transfer-encoding": "chunked" },
+      EMPTY,
+      null,
+    ),
+    { kind: "unconfigured", path },
+  );
   assertForged(
-    { [START]: path, "content-length": "5000" },
-    /no upload temp store/,
+    { [START]: path, "content-length": "2" },
+    /inline body/,
+    hi,
+    null,
+  );
+  assertForged(
+    { [START]: path },
+    /Content-Length mongrel2 could have spooled/,
     EMPTY,
     null,
   );

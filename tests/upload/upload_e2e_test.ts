@@ -31,8 +31,10 @@ import {
   ROOT,
   startRig,
   uploadPathOf,
+  waitDirEmpty,
   waitFor,
 } from "./rig.ts";
+import { startHarness } from "../e2e/harness.ts";
 import { tempDir } from "../site.ts";
 import { concatBytes } from "../../runtime/protocol/bytes.ts";
 import { type CommandResult, runCommand, startM2fetch } from "../subprocess.ts";
@@ -582,6 +584,46 @@ Deno.test("a request pipelined behind an upload does not leak into its body", as
         .test(line)
     ),
     rig.logs.join("\n"),
+  );
+});
+
+Deno.test("mongrel2 spooling uploads to an m2fetch without --upload-temp-store: 500 at once, one line that says what to pass", async () => {
+  let calls = 0;
+  // mongrel2 has upload.temp_store; the server is given no uploads.
+  await using h = await startHarness(() => {
+    calls++;
+    return new Response("ok");
+  }, { settings: { "limits.content_length": LIMIT } });
+  const conn = await RawConn.open(h.port);
+  try {
+    await conn.write(
+      `POST /up HTTP/1.1\r\nHost: localhost\r\nContent-Length: ${
+        64 * MiB
+      }\r\n\r\n`,
+    );
+    await conn.write(new PatternSource(MiB).next()!);
+    const response = await conn.response();
+    assert.ok(response !== null, conn.text);
+    assert.equal(response.status, 500);
+    assert.ok(await conn.closed(5000), "the connection stayed open");
+  } finally {
+    await conn.close();
+  }
+  assert.equal(calls, 0);
+  const errors = h.logs.filter((line) => / error /.test(line));
+  assert.equal(errors.length, 1, h.logs.join("\n"));
+  assert.match(
+    errors[0],
+    /mongrel2 spooled a request body to ".*" \(its upload\.temp_store\), but m2fetch was started without --upload-temp-store: pass mongrel2's upload\.temp_store with --upload-temp-store/,
+  );
+  // Refused before mongrel2 had it all: mongrel2 deleted the file.
+  const store = String(h.mongrel2.settings["upload.temp_store"]);
+  const dir = h.mongrel2.resolvePath(store.slice(0, store.lastIndexOf("/")));
+  assert.deepEqual(await waitDirEmpty(dir), []);
+  assert.equal(
+    h.logs.filter((line) => /access POST \/up /.test(line)).length,
+    1,
+    h.logs.join("\n"),
   );
 });
 
