@@ -591,6 +591,19 @@ function applyDiscovery(
   const taken = Object.keys(discovered).filter((name) =>
     explicit[name] === undefined
   );
+  for (const name of ["send-spec", "recv-spec"]) {
+    const given = [explicit[name] ?? []].flat();
+    const found = [discovered[name]].flat();
+    if (given.length > 0 && given.join(" ") !== found.join(" ")) {
+      logger.warn(
+        `Using --${name} ${
+          given.join(" ")
+        } (given by a flag or m2fetch.json) instead of ${
+          found.join(" ")
+        }, which ${database} gives for this handler: drop one of them if that is not meant (a spec nothing binds leaves m2fetch waiting)`,
+      );
+    }
+  }
   const routes = found.routes.map((route) => `${route.host}:${route.pattern}`);
   logger.info(
     `Read handler ${found.sendIdent} (route ${routes.join(" ")} of server ${

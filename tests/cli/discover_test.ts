@@ -278,5 +278,13 @@ Deno.test("cli: flags given explicitly win over what --mongrel2-config discovers
     ),
     log,
   );
+  // A spec that differs from the database's is said out loud.
+  assert.ok(
+    log.includes(
+      `warn Using --recv-spec tcp://127.0.0.1:9 (given by a flag or m2fetch.json) instead of ipc://${tmp.path}/run/web_recv, which ${tmp.path}/config.sqlite gives for this handler`,
+    ),
+    log,
+  );
+  assert.doesNotMatch(log, /Using --send-spec/);
   assert.equal((await cli.stop()).code, 0, cli.output());
 });
