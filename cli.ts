@@ -730,16 +730,36 @@ async function runDev(args: string[]): Promise<void> {
   const watcher = values.watch
     ? watchReload(served, app, values.workers as number, logger)
     : undefined;
+  let stopping = false;
+  const stopMongrel2 = () => {
+    stopping = true;
+    return mongrel2.stop();
+  };
   onSignals(async () => {
     try {
       await served.stop(values["shutdown-timeout"] as number);
     } finally {
-      await mongrel2.stop();
+      await stopMongrel2();
     }
+  });
+  // dev owns its mongrel2: without it nothing reaches the app, so dev
+  // ends too, and says why.
+  mongrel2.status.then(async (status) => {
+    if (stopping) return;
+    logger.error(
+      `mongrel2 (pid ${mongrel2.pid}) exited unexpectedly (${
+        status.signal !== null
+          ? `killed by ${status.signal}`
+          : `exit code ${status.code}`
+      }); its log is ${mongrel2.errorLogPath}. Stopping`,
+    );
+    watcher?.close();
+    await served.stop(0).catch(() => {});
+    Deno.exit(1);
   });
   await served.server.finished;
   watcher?.close();
-  await mongrel2.stop();
+  await stopMongrel2();
 }
 
 /**

@@ -99,3 +99,25 @@ Deno.test("cli dev --watch: an edit to an imported module warns on the main thre
     assert.equal((await cli.stop()).code, 0, cli.output());
   }
 });
+
+Deno.test("cli dev: when its mongrel2 dies, dev says so and exits 1", async () => {
+  await using tmp = await tempDir("m2w-");
+  await using cli = await spawnCli([
+    "dev",
+    "--port",
+    "0",
+    "--state-dir",
+    `${tmp.path}/state`,
+    "examples/hello.ts",
+  ], /is serving .* at http:\/\/\S+\//);
+  const pid = Number(/mongrel2 \(pid (\d+)/.exec(cli.output())![1]);
+  Deno.kill(pid, "SIGKILL");
+  const status = await cli.status;
+  assert.equal(status.code, 1, cli.output());
+  assert.match(
+    cli.output(),
+    new RegExp(
+      `error mongrel2 \\(pid ${pid}\\) exited unexpectedly \\(killed by SIGKILL\\); its log is \\S+error\\.log\\. Stopping`,
+    ),
+  );
+});
