@@ -146,7 +146,11 @@ export function createLogger(options: LoggerOptions = {}): Logger {
     access(entry) {
       if (quiet) return;
       if (json) {
-        emit("access", `${entry.method} ${entry.path}`, entry);
+        emit("access", `${entry.method} ${entry.path}`, {
+          ...entry,
+          // Microseconds are as precise as the clock is meaningful here.
+          durationMs: Math.round(entry.durationMs * 1000) / 1000,
+        });
       } else {
         emit(
           "access",

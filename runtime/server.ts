@@ -898,6 +898,11 @@ class Server implements Mongrel2Server {
         Math.max(started + timeoutMs - performance.now(), 1000),
       );
     }
+    if (this.#inFlight > 0) {
+      this.#logger.warn(
+        `Shutdown timeout of ${timeoutMs} ms reached: cutting off ${this.#inFlight} request(s) still in flight`,
+      );
+    }
     for (const connection of [...this.#connections.values()]) {
       if (connection.pending > 0) {
         connection.cancel(
@@ -909,6 +914,7 @@ class Server implements Mongrel2Server {
     }
     clearInterval(this.#sweepTimer);
     await this.#transport.close();
+    this.#logger.info("Stopped");
     this.#resolveFinished();
   }
 }
