@@ -499,14 +499,23 @@ function onReload(served: Served, app: string, logger: Logger): void {
       await served.reload();
       logger.info(`Reloaded ${app}: new requests use the new code`);
     } catch (error) {
+      // As at start-up: the module's problem, without m2fetch's frames.
       logger.error(
-        `Reload of ${app} failed; the old code keeps serving`,
-        error,
+        `Reload of ${app} failed; the old code keeps serving: ${
+          messageOf(error)
+        }`,
       );
     } finally {
       reloading = false;
     }
   });
+}
+
+function messageOf(error: unknown): string {
+  const message = error instanceof Error ? error.message : String(error);
+  // Deno colours some module errors; a log is no terminal.
+  // deno-lint-ignore no-control-regex
+  return message.replace(/\x1b\[[0-9;]*m/g, "");
 }
 
 function onSignals(stop: () => Promise<void>): void {
@@ -793,8 +802,9 @@ function watchReload(
       );
     } catch (error) {
       logger.error(
-        `Reload ${count} of ${app} failed (after edits to ${edited}); the old code keeps serving`,
-        error,
+        `Reload ${count} of ${app} failed (after edits to ${edited}); the old code keeps serving: ${
+          messageOf(error)
+        }`,
       );
     }
   }, {
@@ -930,8 +940,7 @@ export async function main(args: string[]): Promise<number> {
     else await runServe(args);
     return 0;
   } catch (error) {
-    const message = error instanceof Error ? error.message : String(error);
-    console.error(`m2fetch: ${message}`);
+    console.error(`m2fetch: ${messageOf(error)}`);
     return error instanceof UsageError ? 2 : 1;
   }
 }

@@ -44,6 +44,12 @@ Deno.test("cli dev --watch: an edit swaps the handler without restarting mongrel
 
   await Deno.writeTextFile(app, "export default {{ broken\n");
   await cli.waitForOutput(/Reload 2 of .*app\.ts failed/);
+  // What is wrong with the module, not where m2fetch noticed it.
+  assert.match(
+    cli.output(),
+    /Reload 2 of .*app\.ts failed \(after edits to app\.ts\); the old code keeps serving: .*app\.ts/,
+  );
+  assert.doesNotMatch(cli.output(), /at .*(cli\.ts|runtime\/)|ext:deno_/);
   assert.equal(await (await fetch(`${url}/`)).text(), "v2");
 
   await Deno.writeTextFile(app, appSource("v3"));
