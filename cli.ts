@@ -223,7 +223,7 @@ function parse(args: string[], schema: Record<string, OptionSpec>): ParsedArgs {
       strict: true,
     });
   } catch (error) {
-    throw new UsageError((error as Error).message);
+    throw new UsageError(argumentError(error as Error & { code?: string }));
   }
   const given = parsed.values as Record<string, unknown>;
   const flags: OptionValues = {};
@@ -242,6 +242,26 @@ function parse(args: string[], schema: Record<string, OptionSpec>): ParsedArgs {
     version: given.version === true,
     appPath: given["app-path"] as string | undefined,
   };
+}
+
+/** node:util's parseArgs messages, in m2fetch's words. */
+function argumentError(error: Error & { code?: string }): string {
+  const option = /'(-[^' ]*)[^']*'/.exec(error.message)?.[1];
+  if (option !== undefined) {
+    if (error.code === "ERR_PARSE_ARGS_UNKNOWN_OPTION") {
+      return `Unknown option ${option} (see --help for the options)`;
+    }
+    if (error.message.includes("argument is ambiguous")) {
+      return `Option ${option} needs a value; for one that starts with "-", write ${option}=VALUE`;
+    }
+    if (error.message.includes("argument missing")) {
+      return `Option ${option} needs a value`;
+    }
+    if (error.message.includes("does not take an argument")) {
+      return `Option ${option} takes no value`;
+    }
+  }
+  return error.message;
 }
 
 function withDefaults(

@@ -184,7 +184,7 @@ Deno.test("command-line mistakes are usage errors: one line, exit code 2", async
       ],
       [
         ["config", "--app-path", dir, "--sweep-uploads=false"],
-        /does not take an argument/,
+        /^m2fetch: Option --sweep-uploads takes no value$/,
       ],
       [
         ["config", "--app-path", dir, "--upload-invoke", "later"],
@@ -202,7 +202,18 @@ Deno.test("command-line mistakes are usage errors: one line, exit code 2", async
         ["config", "--app-path", dir, "--send-spec", "tcp://127.0.0.1:99999"],
         /tcp:\/\/127\.0\.0\.1:99999.*port from 1 to 65535/,
       ],
-      [["config", "--app-path", dir, "--bogus"], /bogus/],
+      [
+        ["config", "--app-path", dir, "--bogus"],
+        /^m2fetch: Unknown option --bogus \(see --help for the options\)$/,
+      ],
+      [
+        ["config", "--app-path", dir, "--workers", "-1"],
+        /^m2fetch: Option --workers needs a value; for one that starts with "-", write --workers=VALUE$/,
+      ],
+      [
+        ["config", "--app-path", dir, "--workers"],
+        /^m2fetch: Option --workers needs a value$/,
+      ],
       [
         ["config", "--app-path", dir, "--mongrel2-chroot", "/srv/m2"],
         /--mongrel2-chroot without --upload-temp-store/,
