@@ -56,6 +56,7 @@ const DEV_OPTIONS = {
     value: "PORT",
     default: 6767,
     min: 0,
+    max: 65535,
     description: "HTTP port for the private mongrel2 (0 picks a free one)",
   },
   host: {
@@ -86,6 +87,7 @@ const SITE_OPTIONS = {
     value: "PORT",
     default: 6767,
     min: 1,
+    max: 65535,
     description: "HTTP port mongrel2 listens on",
   },
   host: {
