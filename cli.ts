@@ -457,6 +457,11 @@ async function serve(setup: ServeSetup): Promise<Served> {
   const { app, sendSpec, recvSpec, values, logger } = setup;
   checkEndpoints(sendSpec, recvSpec);
   const uploads = uploadOptions(values);
+  if (uploads === undefined && values["sweep-uploads"] === true) {
+    throw new UsageError(
+      "Cannot use --sweep-uploads without --upload-temp-store (or --mongrel2-config): the template says which files are uploads",
+    );
+  }
   const handler = await startHandler(app, values, logger);
   if (uploads !== undefined) {
     await storeDirectory(uploads.store);

@@ -219,6 +219,10 @@ Deno.test("command-line mistakes are usage errors: one line, exit code 2", async
         /--mongrel2-chroot without --upload-temp-store/,
       ],
       [
+        ["--sweep-uploads", "examples/hello.ts"],
+        /--sweep-uploads without --upload-temp-store \(or --mongrel2-config\)/,
+      ],
+      [
         [
           "config",
           "--app-path",
