@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { delay, spawnCli, tempDir } from "./helpers.ts";
+import { statusOf } from "../reliability/site.ts";
 
 function appSource(version: string): string {
   return `export default {
@@ -34,7 +35,8 @@ Deno.test("cli dev --watch: an edit swaps the handler without restarting mongrel
   assert.equal(await (await fetch(`${url}/`)).text(), "v1");
 
   const slow = fetch(`${url}/slow`).then((response) => response.text());
-  await delay(300);
+  // The slow request is running on v1 before the edit.
+  while ((await statusOf(cli)).inFlight === 0) await delay(20);
   await Deno.writeTextFile(app, appSource("v2"));
   await cli.waitForOutput(
     /Reloaded .*app\.ts \(reload 1, after edits to app\.ts\)/,

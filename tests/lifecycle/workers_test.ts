@@ -18,6 +18,7 @@
 
 import assert from "node:assert/strict";
 import { RawClient, startHarness } from "../e2e/harness.ts";
+import { statusOf } from "../reliability/site.ts";
 import {
   delay,
   spawnM2fetch,
@@ -136,7 +137,10 @@ async function faultWithRequestsInFlight(fault: "/crash" | "/hang") {
       victim: onVictim.includes(client),
       result: get(client, "/slow"),
     }));
-    await new Promise((resolve) => setTimeout(resolve, 200));
+    // Every slow request has reached its worker before the fault.
+    while ((await statusOf(m2fetch)).inFlight < slow.length) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
     assert.equal(await text(faulty, fault), fault.slice(1) + "ing");
     for (const { victim: lost, result } of slow) {
       const outcome = await result;
