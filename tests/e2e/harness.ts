@@ -653,9 +653,26 @@ export class RawClient implements AsyncDisposable {
   /**
    * Reads the status line and headers of the next response.
    *
+   * @param timeoutMs The longest wait: a missing response fails the test
+   *   instead of hanging it.
    * @returns The head, without a body.
    */
-  async readHead(): Promise<RawResponse> {
+  async readHead(timeoutMs = 10_000): Promise<RawResponse> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new Error(`No response head within ${timeoutMs} ms`)),
+        timeoutMs,
+      );
+    });
+    try {
+      return await Promise.race([this.#readHead(), timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  async #readHead(): Promise<RawResponse> {
     const head = latin1(await this.#readUntil(encoder.encode("\r\n\r\n")));
     const [statusLine, ...lines] = head.split("\r\n");
     const match = /^(HTTP\/1\.[01]) (\d{3})/.exec(statusLine);
@@ -701,7 +718,7 @@ export class RawClient implements AsyncDisposable {
   }
 
   async #readResponse(options: ReadResponseOptions): Promise<RawResponse> {
-    const response = await this.readHead();
+    const response = await this.#readHead();
     const status = response.status;
     if (
       options.head || status < 200 || status === 204 || status === 304
