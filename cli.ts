@@ -11,6 +11,8 @@
  * @module
  */
 
+import { resolve } from "node:path";
+import { setImmediate } from "node:timers";
 import { parseArgs } from "node:util";
 import denoJson from "./deno.json" with { type: "json" };
 import { loadHandler } from "./runtime/handler.ts";
@@ -279,7 +281,7 @@ function withDefaults(
 }
 
 function absolute(path: string): string {
-  return path.startsWith("/") ? path : `${Deno.cwd()}/${path}`;
+  return resolve(path);
 }
 
 function dirname(path: string): string {
@@ -967,6 +969,8 @@ export async function main(args: string[]): Promise<number> {
     else await runServe(args);
     return 0;
   } catch (error) {
+    // Log lines of this turn (which file was read, say) come first.
+    await new Promise((resolve) => setImmediate(resolve));
     console.error(`m2fetch: ${messageOf(error)}`);
     return error instanceof UsageError ? 2 : 1;
   }
