@@ -373,13 +373,8 @@ for (const mode of MODES) {
           });
         },
       });
-      const conn = await RawConn.open(rig.port);
+      const conn = await openPost(rig.port, "/deny", 64 * MiB);
       try {
-        await conn.write(
-          `POST /deny HTTP/1.1\r\nHost: localhost\r\nContent-Length: ${
-            64 * MiB
-          }\r\n\r\n`,
-        );
         const source = new PatternSource(64 * MiB, 64 * 1024);
         // Send a little, then wait for the answer.
         for (let i = 0; i < 4; i++) await conn.write(source.next()!);
@@ -594,13 +589,8 @@ Deno.test("mongrel2 spooling uploads to an m2fetch without --upload-temp-store: 
     calls++;
     return new Response("ok");
   }, { settings: { "limits.content_length": LIMIT } });
-  const conn = await RawConn.open(h.port);
+  const conn = await openPost(h.port, "/up", 64 * MiB);
   try {
-    await conn.write(
-      `POST /up HTTP/1.1\r\nHost: localhost\r\nContent-Length: ${
-        64 * MiB
-      }\r\n\r\n`,
-    );
     await conn.write(new PatternSource(MiB).next()!);
     const response = await conn.response();
     assert.ok(response !== null, conn.text);
@@ -667,6 +657,19 @@ Deno.test("upload.stream=1: bodies mongrel2 would stream get 501, never a trunca
     rig.logs.join("\n"),
   );
 });
+
+/** Opens a raw connection and sends the head of a POST of `size` bytes. */
+async function openPost(
+  port: number,
+  path: string,
+  size: number,
+): Promise<RawConn> {
+  const conn = await RawConn.open(port);
+  await conn.write(
+    `POST ${path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: ${size}\r\n\r\n`,
+  );
+  return conn;
+}
 
 function parseStatus(text: string): number | null {
   for (const match of text.matchAll(/HTTP\/1\.[01] (\d{3})/g)) {
