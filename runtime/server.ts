@@ -123,7 +123,7 @@ export interface Mongrel2Server {
 
 const INTERNAL_SERVER_ERROR = new TextEncoder().encode("Internal Server Error");
 /** How long a request pipelined behind a closing one is still recognised. */
-const PIPELINED_AFTER_LAST_MS = 5000;
+const PIPELINED_AFTER_LAST_MS = 2000;
 
 function internalServerError(): Response {
   // Same as deno serve: status, body, no content-type.

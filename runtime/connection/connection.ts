@@ -210,8 +210,13 @@ export class Connection {
       if (exchange.settled) continue;
       // The access log shows what went out of a response cut short.
       const started = exchange.response?.started ? exchange.response : null;
-      if (complete && index === 0 && started !== null) exchange.finish();
-      else exchange.abort(reason);
+      if (complete && index === 0 && started !== null) {
+        exchange.finish();
+        // Nothing more can be written: release what the body still holds.
+        started.cancel(reason);
+      } else {
+        exchange.abort(reason);
+      }
       this.#hooks.exchangeEnded(this, exchange, started);
     }
     this.#creditWaiter?.();
