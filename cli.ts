@@ -157,13 +157,22 @@ APP is a module exporting \`default { fetch }\`, a default function, or a named
 \`fetch\`: the same module \`deno serve APP\` runs.
 `;
 
+/** 10000 → "10s", as the README writes durations. */
+function formatDuration(ms: number): string {
+  if (ms === 0) return "0";
+  if (ms % 1000 === 0) return `${ms / 1000}s`;
+  return `${ms}ms`;
+}
+
 function formatOptions(options: Record<string, OptionSpec>): string {
   const rows = Object.entries(options).map(([name, spec]) => {
     const flag = `--${name}${spec.value ? ` ${spec.value}` : ""}`;
     const fallback = spec.default === undefined || spec.type === "boolean"
       ? ""
       : ` (default: ${
-        spec.type === "duration" ? `${spec.default}ms` : spec.default
+        spec.type === "duration"
+          ? formatDuration(spec.default as number)
+          : spec.default
       })`;
     return `  ${flag.padEnd(30)} ${spec.description}${fallback}`;
   });
