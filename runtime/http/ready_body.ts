@@ -33,15 +33,28 @@ const TURNS = 8;
  * console.assert(await readyOrPending(Promise.resolve(1)) === 1);
  * ```
  */
-export function readyOrPending<T>(
+export async function readyOrPending<T>(
   promise: Promise<T>,
 ): Promise<T | typeof PENDING> {
-  return new Promise((resolve, reject) => {
-    promise.then(resolve, reject);
-    let turn: Promise<unknown> = Promise.resolve();
-    for (let i = 1; i < TURNS; i++) turn = turn.then();
-    turn.then(() => resolve(PENDING));
+  const settled: {
+    state: "pending" | "fulfilled" | "rejected";
+    outcome?: unknown;
+  } = { state: "pending" };
+  promise.then((value) => {
+    settled.state = "fulfilled";
+    settled.outcome = value;
+  }, (error) => {
+    settled.state = "rejected";
+    settled.outcome = error;
   });
+  // A read of a chunk already queued settles after one turn: waiting turn
+  // by turn (not a fixed chain of TURNS promises) leaves the least garbage.
+  for (let turn = 0; turn < TURNS && settled.state === "pending"; turn++) {
+    await undefined;
+  }
+  if (settled.state === "fulfilled") return settled.outcome as T;
+  if (settled.state === "rejected") throw settled.outcome;
+  return PENDING;
 }
 
 /**
