@@ -240,7 +240,8 @@ export class Connection {
           let segment: Uint8Array[] | null;
           while ((segment = await encoder.next()) !== null) {
             if (this.#finished) return;
-            await this.#write(segment);
+            const waiting = this.#write(segment);
+            if (waiting !== undefined) await waiting;
             if (this.#finished) return;
           }
         } catch (error) {
@@ -263,8 +264,12 @@ export class Connection {
     }
   }
 
-  /** Sends the pieces as replies, within the credit window. */
-  async #write(pieces: Uint8Array[]): Promise<void> {
+  /**
+   * Sends the pieces as replies, within the credit window: at once while
+   * credits last (returning nothing), else returns a promise that settles
+   * once the rest went out after mongrel2 granted more.
+   */
+  #write(pieces: Uint8Array[]): Promise<void> | undefined {
     let remaining = 0;
     for (const piece of pieces) remaining += piece.length;
     let index = 0;
@@ -272,11 +277,12 @@ export class Connection {
     while (remaining > 0) {
       let budget = remaining;
       if (this.#credits !== null) {
-        while (this.#credits <= 0) {
-          this.#waitingSince ??= performance.now();
-          await new Promise<void>((resolve) => this.#creditWaiter = resolve);
-          this.#creditWaiter = null;
-          if (this.#finished) return;
+        if (this.#credits <= 0) {
+          const rest = [
+            pieces[index].subarray(offset),
+            ...pieces.slice(index + 1),
+          ];
+          return this.#writeWithCredits(rest);
         }
         this.#waitingSince = null;
         budget = Math.min(budget, this.#credits);
@@ -306,5 +312,17 @@ export class Connection {
       if (this.#credits !== null) this.#credits -= budget;
       remaining -= budget;
     }
+    return undefined;
+  }
+
+  /** Waits for mongrel2 to grant credits, then writes on. */
+  async #writeWithCredits(pieces: Uint8Array[]): Promise<void> {
+    while (this.#credits !== null && this.#credits <= 0) {
+      this.#waitingSince ??= performance.now();
+      await new Promise<void>((resolve) => this.#creditWaiter = resolve);
+      this.#creditWaiter = null;
+      if (this.#finished) return;
+    }
+    await this.#write(pieces);
   }
 }
