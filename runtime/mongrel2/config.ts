@@ -450,10 +450,10 @@ export function resolveMongrel2Config(
         );
       }
       const send = handler.sendSpec !== undefined
-        ? givenSpec(handler.sendSpec, "sendSpec")
+        ? givenSpec(handler.sendSpec, "the send spec (--send-spec)")
         : ipc(`run/${name}_send`, `"${name}" send`);
       const recv = handler.recvSpec !== undefined
-        ? givenSpec(handler.recvSpec, "recvSpec")
+        ? givenSpec(handler.recvSpec, "the recv spec (--recv-spec)")
         : ipc(`run/${name}_recv`, `"${name}" recv`);
       return {
         route,
