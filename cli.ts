@@ -783,6 +783,7 @@ async function runDev(args: string[]): Promise<void> {
     return mongrel2.stop();
   };
   onSignals(async () => {
+    logger.info("Shutting down: finishing responses in flight");
     try {
       await served.stop(values["shutdown-timeout"] as number);
     } finally {
