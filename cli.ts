@@ -783,6 +783,9 @@ async function runDev(args: string[]): Promise<void> {
     return mongrel2.stop();
   };
   onSignals(async () => {
+    // A terminal's Ctrl-C reaches mongrel2 too (same process group): its
+    // exit from now on is expected.
+    stopping = true;
     logger.info("Shutting down: finishing responses in flight");
     try {
       await served.stop(values["shutdown-timeout"] as number);

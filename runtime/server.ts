@@ -12,7 +12,11 @@ import {
 import { STATUS_TEXT } from "./http/status_text.ts";
 import { ActiveUpload } from "./upload/active_upload.ts";
 import { readUploadMarker, type UploadStore } from "./upload/policy.ts";
-import { UploadRejectedError } from "./upload/store.ts";
+import {
+  removeUploadFile,
+  UploadRejectedError,
+  verifyUploadFile,
+} from "./upload/store.ts";
 import { httpDate, requestKeepsAlive } from "./http/response.ts";
 import { clientAddress, requestMethod, toRequest } from "./http/request.ts";
 import { Connection, MAX_CREDITS } from "./connection/connection.ts";
@@ -23,7 +27,7 @@ import {
   parseMessage,
 } from "./protocol/message.ts";
 import { parseNotice, readCreditsNotice } from "./protocol/notice.ts";
-import { encodeCtl } from "./protocol/reply.ts";
+import { encodeClose, encodeCtl } from "./protocol/reply.ts";
 import { createLogger, type Logger } from "./log.ts";
 import type { Transport } from "./transport/transport.ts";
 import { setMongrel2Info } from "./info.ts";
@@ -407,12 +411,9 @@ class Server implements Mongrel2Server {
       this.#held.push(() => this.#request(key, message));
       return;
     }
-    if (this.#pipelinedAfterLast(key, message)) {
-      this.#logger.warn(
-        `Ignored ${
-          requestMethod(message)
-        } ${message.path}: the client pipelined it after a request that closes connection ${message.connectionId} (Connection: close), so it must send it again`,
-      );
+    const behind = this.#pipelinedAfterLast(key, message);
+    if (behind !== "no") {
+      this.#ignorePipelined(message, marker, behind);
       return;
     }
     const connection = this.#connection(key, message);
@@ -510,8 +511,9 @@ class Server implements Mongrel2Server {
     ) {
       // mongrel2 forwards a Content-Length above 2^31-1, negative or not a
       // number with no body at all (§1.5): the header would lie to the
-      // handler, and the body bytes are already lost. (A handshake's body
-      // is mongrel2's accept key, not the client's.)
+      // handler, and mongrel2 reads the body bytes as further requests,
+      // which the refusal's close keeps from being served. (A handshake's
+      // body is mongrel2's accept key, not the client's.)
       this.#reject(
         exchange,
         context,
@@ -525,23 +527,68 @@ class Server implements Mongrel2Server {
 
   /**
    * Whether a request came on a connection after one that closes it (the
-   * client pipelined it; HTTP says it is not to be served). mongrel2 may
-   * pass it after m2fetch has already closed the connection, so those are
-   * remembered a while. With flow control, a new TCP connection's first
+   * client pipelined it; HTTP says it is not to be served): `"open"` while
+   * that connection's last response is still going out, `"closed"` when
+   * m2fetch closed it moments ago (mongrel2 may pass such a request after
+   * that), else `"no"`. With flow control, a new TCP connection's first
    * request carries DOWNLOAD_CREDITS: after a mongrel2 restart, whose ids
    * start again at 1, that tells a new client from a pipelined request.
    */
-  #pipelinedAfterLast(key: string, message: Mongrel2Message): boolean {
+  #pipelinedAfterLast(
+    key: string,
+    message: Mongrel2Message,
+  ): "no" | "open" | "closed" {
     const current = this.#connections.get(key);
     if (current !== undefined && !current.finished) {
-      return current.lastRequestTaken;
+      return current.closing ? "open" : "no";
     }
-    if (!this.#closedAfterLast.has(key)) return false;
-    if (message.headers.DOWNLOAD_CREDITS !== undefined) {
+    const closedAt = this.#closedAfterLast.get(key);
+    if (closedAt === undefined) return "no";
+    if (
+      message.headers.DOWNLOAD_CREDITS !== undefined ||
+      performance.now() - closedAt > PIPELINED_AFTER_LAST_MS
+    ) {
       this.#closedAfterLast.delete(key);
-      return false;
+      return "no";
     }
-    return true;
+    return "closed";
+  }
+
+  /**
+   * Drops a request pipelined after the last one of its connection, with
+   * the upload file mongrel2 may have spooled for it (it deletes only
+   * unfinished ones). On a connection already closed, mongrel2 is told to
+   * close the id again: were it a new client's after all, that client sees
+   * the connection end instead of waiting.
+   */
+  #ignorePipelined(
+    message: Mongrel2Message,
+    marker: ReturnType<typeof readUploadMarker>,
+    behind: "open" | "closed",
+  ): void {
+    this.#logger.warn(
+      `Ignored ${
+        requestMethod(message)
+      } ${message.path}: the client pipelined it after a request that closes connection ${message.connectionId}, so it must send it again`,
+    );
+    const store = this.#uploads?.store;
+    if (
+      store !== undefined &&
+      (marker.kind === "start" || marker.kind === "done") &&
+      !this.#recentUploads.has(marker.path)
+    ) {
+      const path = marker.path;
+      this.#recentUploads.set(path, performance.now());
+      verifyUploadFile(path, store).then(removeUploadFile).catch((error) =>
+        this.#logger.error(
+          `Cannot delete the upload file ${path} of an ignored request`,
+          error,
+        )
+      );
+    }
+    if (behind === "closed") {
+      this.#transport.send(encodeClose(message.sender, [message.connectionId]));
+    }
   }
 
   /** Answers with a status of its own and closes the connection afterwards. */
@@ -552,6 +599,8 @@ class Server implements Mongrel2Server {
     why: string,
     level: "warn" | "error" = "warn",
   ): void {
+    // Nothing pipelined behind a refused request is served.
+    exchange.closeAfterResponse = true;
     this.#logger[level](
       `${why}; answered ${status} (${exchange.method} ${exchange.path})`,
     );

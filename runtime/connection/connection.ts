@@ -72,7 +72,8 @@ export class Connection {
   upload: ActiveUpload | null = null;
   /**
    * A request that ends the connection (`Connection: close`, HTTP/1.0)
-   * was taken: requests pipelined behind it are not served.
+   * was taken, or m2fetch closed it: requests pipelined behind are not
+   * served.
    */
   lastRequestTaken = false;
   readonly #hooks: ConnectionHooks;
@@ -103,6 +104,15 @@ export class Connection {
     this.#credits = credits;
     this.#hooks = hooks;
     this.#prefix = encodeReplyPrefix(sender, [id]);
+  }
+
+  /**
+   * Whether the connection ends after what is queued: its last request was
+   * taken, or a queued response closes it (a refusal, an unfinished upload).
+   */
+  get closing(): boolean {
+    return this.lastRequestTaken ||
+      this.#exchanges.some((exchange) => exchange.closeAfterResponse);
   }
 
   /** Requests whose responses are not yet fully handed over. */
@@ -191,6 +201,7 @@ export class Connection {
    */
   close(): void {
     if (this.#finished) return;
+    this.lastRequestTaken = true;
     this.#hooks.send(encodeClose(this.sender, [this.id]));
     this.#finish(new DOMException("Connection closed", "AbortError"));
   }
@@ -245,6 +256,8 @@ export class Connection {
             if (this.#finished) return;
           }
         } catch (error) {
+          // Gone meanwhile (the client left, a cancel): #finish ended it.
+          if (this.#finished) return;
           // The body stream failed after the head went out: the framing is
           // broken, so the only honest signal left is closing.
           exchange.abort(error);

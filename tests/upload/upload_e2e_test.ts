@@ -617,6 +617,45 @@ Deno.test("mongrel2 spooling uploads to an m2fetch without --upload-temp-store: 
   );
 });
 
+Deno.test("an upload pipelined behind a request that closes the connection is not served, and its file is deleted", async () => {
+  const served: string[] = [];
+  await using rig = await startRig({
+    contentLength: LIMIT,
+    handler: async (request) => {
+      const path = new URL(request.url).pathname;
+      served.push(path);
+      if (path === "/slow") await delay(300);
+      return new Response("ok");
+    },
+  });
+  const body = new PatternSource(200_000).next()!;
+  const conn = await RawConn.open(rig.port);
+  try {
+    await conn.write(
+      concatBytes([
+        new TextEncoder().encode(
+          `GET /slow HTTP/1.0\r\n\r\nPOST /up HTTP/1.1\r\nHost: localhost\r\nContent-Length: ${body.length}\r\n\r\n`,
+        ),
+        body,
+      ]),
+    );
+    const response = await conn.response();
+    assert.equal(response?.status, 200, conn.text.slice(0, 300));
+    assert.ok(await conn.closed(5000), "the connection stayed open");
+  } finally {
+    await conn.close();
+  }
+  assert.deepEqual(served, ["/slow"]);
+  // mongrel2 deletes an unfinished upload itself, never a complete one.
+  assert.deepEqual(await rig.waitStoreEmpty(), []);
+  assert.ok(
+    rig.logs.some((line) =>
+      /Ignored POST \/up: the client pipelined it/.test(line)
+    ),
+    rig.logs.join("\n"),
+  );
+});
+
 Deno.test("upload.stream=1: bodies mongrel2 would stream get 501, never a truncated body", async () => {
   const seen: string[] = [];
   await using rig = await startRig({
