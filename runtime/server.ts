@@ -219,8 +219,37 @@ class Server implements Mongrel2Server {
     );
     this.#sweepTimer = setInterval(() => this.#sweep(), sweepEvery);
     Deno.unrefTimer(this.#sweepTimer as unknown as number);
+    this.#transport.onPeerLeft?.((idents) => this.#forgetClients(idents));
     this.finished = new Promise((resolve) => this.#resolveFinished = resolve);
     this.#receive();
+  }
+
+  /**
+   * A mongrel2 went away: its clients' connections are gone, and the ids of
+   * the next one's start at 1 again, so no state of theirs may outlive it
+   * (a new client would get what was meant for an old one).
+   */
+  #forgetClients(idents: readonly string[]): void {
+    const theirs = (sender: string) =>
+      idents.some((ident) => sender.startsWith(ident));
+    let forgotten = 0;
+    for (const connection of [...this.#connections.values()]) {
+      if (!theirs(connection.sender)) continue;
+      forgotten++;
+      connection.lost(
+        new DOMException("mongrel2 went away", "AbortError"),
+      );
+    }
+    for (const key of this.#closedAfterLast.keys()) {
+      if (theirs(key.slice(0, key.indexOf(" ")))) {
+        this.#closedAfterLast.delete(key);
+      }
+    }
+    if (forgotten > 0) {
+      this.#logger.warn(
+        `mongrel2 went away: dropped ${forgotten} connection(s) of its clients and their requests in flight`,
+      );
+    }
   }
 
   setHandler(handler: FetchHandler): void {
@@ -348,6 +377,16 @@ class Server implements Mongrel2Server {
     const offered = firstHeader(message.headers, "DOWNLOAD_CREDITS");
     let connection = this.#connections.get(key);
     if (offered !== undefined) this.#flowControl ??= true;
+    if (
+      offered !== undefined && connection !== undefined && !connection.finished
+    ) {
+      // Only a TCP connection's first request carries DOWNLOAD_CREDITS: the
+      // state held for this id is an old client's (mongrel2 restarted and
+      // numbers from 1 again).
+      connection.lost(
+        new DOMException("The connection id was reused", "AbortError"),
+      );
+    }
     if (connection === undefined || connection.finished) {
       // Only a connection's first request carries DOWNLOAD_CREDITS; state
       // dropped while idle had its whole window back, so MAX_CREDITS holds.
@@ -538,16 +577,18 @@ class Server implements Mongrel2Server {
     key: string,
     message: Mongrel2Message,
   ): "no" | "open" | "closed" {
+    if (message.headers.DOWNLOAD_CREDITS !== undefined) {
+      // A new TCP connection's first request, whatever the id held before.
+      this.#closedAfterLast.delete(key);
+      return "no";
+    }
     const current = this.#connections.get(key);
     if (current !== undefined && !current.finished) {
       return current.closing ? "open" : "no";
     }
     const closedAt = this.#closedAfterLast.get(key);
     if (closedAt === undefined) return "no";
-    if (
-      message.headers.DOWNLOAD_CREDITS !== undefined ||
-      performance.now() - closedAt > PIPELINED_AFTER_LAST_MS
-    ) {
+    if (performance.now() - closedAt > PIPELINED_AFTER_LAST_MS) {
       this.#closedAfterLast.delete(key);
       return "no";
     }

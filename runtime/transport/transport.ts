@@ -18,4 +18,11 @@ export interface Transport {
   stopReceiving(): Promise<void>;
   /** Waits for queued replies to be handed to ZeroMQ, then closes. */
   close(): Promise<void>;
+  /**
+   * Registers the listener for a mongrel2 that went away (stopped or
+   * restarted): its clients' connections are gone, and a new mongrel2
+   * numbers its connections from 1 again. `idents` are the reply prefixes
+   * (`recv_ident`) it had subscribed; `""` stands for every sender.
+   */
+  onPeerLeft?(listener: (idents: readonly string[]) => void): void;
 }

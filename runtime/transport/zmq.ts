@@ -120,6 +120,7 @@ export class ZmqTransport implements Transport {
   /** Settles when the receive loop has ended (at once if none runs). */
   #loopEnded: Promise<void> = Promise.resolve();
   #closing: Promise<void> | null = null;
+  #peerLeft: ((idents: readonly string[]) => void) | undefined;
 
   /**
    * Connects the sockets. Connection is asynchronous: ZeroMQ retries until
@@ -137,7 +138,14 @@ export class ZmqTransport implements Transport {
     const maxHeld = options.maxHeldReplies ?? 10_000;
     this.#context = new ZmqContext();
     this.#peers = recvSpecs.map((spec) =>
-      new ReplyPeer(this.#context, spec, maxHeld, this.#onError, this.#onStatus)
+      new ReplyPeer(
+        this.#context,
+        spec,
+        maxHeld,
+        this.#onError,
+        this.#onStatus,
+        (idents) => this.#peerLeft?.(idents),
+      )
     );
     this.#pull = this.#context.socket("pull", { linger: 0 });
     for (const spec of sendSpecs) this.#pull.connect(spec);
@@ -155,6 +163,11 @@ export class ZmqTransport implements Transport {
       );
     }, options.waitingNoticeMs ?? 1000);
     Deno.unrefTimer(this.#waitingTimer as unknown as number);
+  }
+
+  /** See {@linkcode Transport.onPeerLeft}. */
+  onPeerLeft(listener: (idents: readonly string[]) => void): void {
+    this.#peerLeft = listener;
   }
 
   /** Whether every configured mongrel2 is subscribed and replies flow. */
@@ -311,6 +324,7 @@ class ReplyPeer {
   readonly #maxHeld: number;
   readonly #onError: (error: Error) => void;
   readonly #onStatus: (message: string) => void;
+  readonly #onLeave: (idents: string[]) => void;
   /** Subscribed prefixes (mongrel2's `recv_ident`), as latin1 keys. */
   readonly #topics = new Set<string>();
   #timer: ReturnType<typeof setTimeout> | undefined;
@@ -326,11 +340,13 @@ class ReplyPeer {
     maxHeld: number,
     onError: (error: Error) => void,
     onStatus: (message: string) => void,
+    onLeave: (idents: string[]) => void,
   ) {
     this.endpoint = endpoint;
     this.#maxHeld = maxHeld;
     this.#onError = onError;
     this.#onStatus = onStatus;
+    this.#onLeave = onLeave;
     // immediate: a mongrel2 that disconnects drops its pipe, so its
     // unsubscription is reported and replies are held, not queued blind.
     this.#socket = context.socket("xpub", {
@@ -369,18 +385,24 @@ class ReplyPeer {
   #follow(): void {
     if (this.#closed) return;
     const wasReady = this.ready;
+    const left: string[] = [];
     try {
       let message: Uint8Array | null;
       while ((message = this.#socket.receive()) !== null) {
         if (message.length === 0) continue;
         const topic = String.fromCharCode(...message.subarray(1));
         if (message[0] === 1) this.#topics.add(topic);
-        else if (message[0] === 0) this.#topics.delete(topic);
+        else if (message[0] === 0 && this.#topics.delete(topic)) {
+          left.push(topic);
+        }
       }
     } catch (error) {
       this.#onError(error as Error);
       return;
     }
+    // Reported even when it subscribed again within the same batch (a
+    // fast restart): its clients are gone either way.
+    if (left.length > 0) this.#onLeave(left);
     if (this.ready && !wasReady) this.#joined();
     else if (!this.ready && wasReady) this.#left();
   }
@@ -401,8 +423,16 @@ class ReplyPeer {
   }
 
   #left(): void {
+    // Replies already held were for the clients of the mongrel2 that left;
+    // a new one numbers its connections from 1 again, so they must not
+    // reach it.
+    const dropped = this.queued;
+    this.#queue = [];
+    this.#head = 0;
     this.#onStatus(
-      `mongrel2 at ${this.endpoint} went away; holding replies for it until it subscribes again`,
+      `mongrel2 at ${this.endpoint} went away; holding new replies for it until it subscribes again${
+        dropped > 0 ? ` (dropped ${dropped} for its gone clients)` : ""
+      }`,
     );
   }
 

@@ -20,7 +20,6 @@ import {
 const APP = "tests/reliability/stream_app.ts";
 const decoder = new TextDecoder();
 const SERVING = / serving /;
-const IDLE_TIMEOUT = "1s";
 
 async function assertOk(port: number, path: string, label = path) {
   const response = await rawRequest(port, path);
@@ -30,16 +29,15 @@ async function assertOk(port: number, path: string, label = path) {
 
 Deno.test("mongrel2 restarted under a running m2fetch: m2fetch reconnects and serves again", async () => {
   await using site = await startSite();
-  await using m2fetch = spawnM2fetch(site, APP, {
-    args: ["--idle-timeout", IDLE_TIMEOUT],
-  });
+  // The default --idle-timeout (60 s) outlasts the test.
+  await using m2fetch = spawnM2fetch(site, APP);
   assert.ok(await m2fetch.waitForOutput(SERVING), m2fetch.output());
   // mongrel2 numbers connections from 1 again after a restart: these put
   // the held client's id above those of the requests made after restarts,
   // so none of them replaces its state.
   for (let i = 0; i < 15; i++) await assertOk(site.port, `/before-${i}`);
   // A keep-alive client the crash cuts: mongrel2 sends no disconnect
-  // notice for it, so only --idle-timeout lets m2fetch forget it.
+  // notice for it; m2fetch forgets it because its mongrel2 went away.
   await using held = await RawClient.connect(site.port);
   await held.write("GET /held HTTP/1.1\r\nHost: localhost\r\n\r\n");
   assert.equal((await held.readResponse()).status, 200);
@@ -52,7 +50,11 @@ Deno.test("mongrel2 restarted under a running m2fetch: m2fetch reconnects and se
       await assertOk(site.port, `/after-${downMs}-${i}`);
     }
   }
-  assert.match(m2fetch.output(), /went away; holding replies/);
+  assert.match(m2fetch.output(), /went away; holding new replies/);
+  assert.match(
+    m2fetch.output(),
+    /warn mongrel2 went away: dropped 1 connection\(s\) of its clients/,
+  );
   assert.match(m2fetch.output(), /subscribed again/);
   let status = await statusOf(m2fetch);
   assert.ok(
@@ -66,6 +68,49 @@ Deno.test("mongrel2 restarted under a running m2fetch: m2fetch reconnects and se
   const exit = await m2fetch.stop();
   assert.equal(exit.code, 0, m2fetch.output());
 });
+
+for (const flowControl of [1, 0]) {
+  Deno.test(`mongrel2 crashed with requests in flight (download.flow_control=${flowControl}): clients of the new one on reused ids get their own answers`, async () => {
+    await using site = await startSite({
+      settings: { "download.flow_control": flowControl },
+    });
+    await using m2fetch = spawnM2fetch(site, APP);
+    assert.ok(await m2fetch.waitForOutput(SERVING), m2fetch.output());
+    // Requests in flight on the first connection ids mongrel2 gave out.
+    const held: RawClient[] = [];
+    try {
+      for (let i = 0; i < 3; i++) {
+        const client = await RawClient.connect(site.port);
+        held.push(client);
+        await client.write(
+          "GET /late?ms=2500 HTTP/1.1\r\nHost: localhost\r\n\r\n",
+        );
+      }
+      assert.ok(
+        await waitFor(
+          async () => (await statusOf(m2fetch)).inFlight === 3,
+          5000,
+        ),
+        m2fetch.output(),
+      );
+      await site.restart({ crash: true });
+      // The new mongrel2 numbers its connections from 1 again.
+      for (let i = 0; i < 5; i++) await assertOk(site.port, `/new-${i}`);
+      assert.match(
+        m2fetch.output(),
+        /warn mongrel2 went away: dropped 3 connection\(s\) of its clients/,
+      );
+      // Past the moment the old answers were due: none went anywhere.
+      await delay(3000);
+      for (let i = 5; i < 8; i++) await assertOk(site.port, `/new-${i}`);
+      assert.doesNotMatch(m2fetch.output(), /access GET \/late 200/);
+    } finally {
+      for (const client of held) client.close();
+    }
+    const status = await m2fetch.stop();
+    assert.equal(status.code, 0, m2fetch.output());
+  });
+}
 
 Deno.test("m2fetch restarted under a running mongrel2: requests sent while it was down are served when it is back", async () => {
   await using site = await startSite();

@@ -83,6 +83,12 @@ export default {
         });
       case "/error":
         throw new Error("deliberate failure");
+      case "/late": {
+        // Answers after a while, whatever happens to the client meanwhile.
+        const ms = Number(url.searchParams.get("ms") ?? "2000");
+        await new Promise((resolve) => setTimeout(resolve, ms));
+        return new Response(`late ${url.pathname}\n`);
+      }
       case "/missing":
         return new Response("not found\n", { status: 404 });
       case "/state":
