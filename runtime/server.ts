@@ -561,6 +561,16 @@ class Server implements Mongrel2Server {
       );
       return;
     }
+    if (this.#stopping && isHandshake(message)) {
+      // A socket opened now would be cut when the drain ends.
+      this.#reject(
+        exchange,
+        context,
+        503,
+        "Refused a WebSocket upgrade: the server is shutting down",
+      );
+      return;
+    }
     this.#handle(exchange, message, context);
   }
 

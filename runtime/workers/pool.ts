@@ -81,6 +81,8 @@ class HandlerWorker {
   lastPong = performance.now();
   draining = false;
   dead = false;
+  /** The handler module has loaded: requests may go to this worker. */
+  loaded = false;
   #nextId = 1;
   #completions: Completions = [];
   #completionsTimer: ReturnType<typeof setTimeout> | undefined;
@@ -110,6 +112,7 @@ class HandlerWorker {
       const message = event.data;
       switch (message.type) {
         case "ready":
+          this.loaded = true;
           settleReady.resolve(message.source);
           break;
         case "load-error":
@@ -139,7 +142,9 @@ class HandlerWorker {
     this.worker.onerror = (event: ErrorEvent) => {
       // Not preventing it would take the whole process down.
       event.preventDefault();
-      const why = `uncaught ${event.message}`;
+      const why = `threw an uncaught error (${
+        event.message.replace(/^Uncaught /, "")
+      })`;
       settleReady.reject(new WorkerLoadError(why));
       this.#onDeath(this, why);
     };
@@ -453,7 +458,8 @@ export class WorkerPool {
     this.#stableTimer = setTimeout(() => this.#backoff = 100, 30_000);
     Deno.unrefTimer(this.#stableTimer as unknown as number);
     setTimeout(() => {
-      if (this.#closed) return;
+      // A reload meanwhile has put a fresh worker in the slot already.
+      if (this.#closed || this.#slots[slot] !== worker) return;
       const replacement = this.#spawn();
       this.#slots[slot] = replacement;
       replacement.ready().then(
@@ -490,9 +496,23 @@ export class WorkerPool {
     const index = connection === undefined
       ? this.#roundRobin++ % this.#slots.length
       : Number(connection) % this.#slots.length;
-    const worker = this.#slots[index];
+    let worker = this.#slots[index];
+    if (worker.dead || !worker.loaded) {
+      // Its worker crashed and its replacement is not up yet: another takes
+      // the request (nothing of this connection lives in the dead one).
+      worker = this.#slots.find((other) => !other.dead && other.loaded) ??
+        worker;
+    }
     if (worker.dead) {
       return new Response(BAD_GATEWAY, { status: 502 });
+    }
+    if (!worker.loaded) {
+      // Every worker is starting: wait for this one's module.
+      const starting = worker;
+      return starting.ready().then(
+        () => starting.fetch(request, info),
+        () => new Response(BAD_GATEWAY, { status: 502 }),
+      );
     }
     return worker.fetch(request, info);
   };

@@ -29,6 +29,12 @@ import {
 } from "./helpers.ts";
 
 const APP = `
+// Workers started once "slow-start" exists (the tests' replacements) take
+// three seconds to load, which holds their slot empty that long.
+try {
+  Deno.statSync(new URL("./slow-start", import.meta.url));
+  await new Promise((resolve) => setTimeout(resolve, 3000));
+} catch { /* a normal start */ }
 const me = crypto.randomUUID();
 let aborted = "none";
 let tracked = "none";
@@ -137,6 +143,8 @@ async function faultWithRequestsInFlight(fault: "/crash" | "/hang") {
       victim: onVictim.includes(client),
       result: get(client, "/slow"),
     }));
+    // Replacements from now on take three seconds to load.
+    await Deno.writeTextFile(`${site.dir}/slow-start`, "");
     // Every slow request has reached its worker before the fault.
     while ((await statusOf(m2fetch)).inFlight < slow.length) {
       await new Promise((resolve) => setTimeout(resolve, 20));
@@ -154,6 +162,14 @@ async function faultWithRequestsInFlight(fault: "/crash" | "/hang") {
         assert.deepEqual(outcome, { status: 200, body: "slow done" });
       }
     }
+    // Until the replacement has loaded, the other worker takes the failed
+    // slot's new requests: none fails.
+    for (let i = 0; i < 6; i++) {
+      const client = await RawClient.connect(port);
+      clients.push(client);
+      assert.equal(await text(client, "/"), "ok");
+    }
+    assert.doesNotMatch(m2fetch.output(), /replaced/, "too late to tell");
     assert.ok(
       await waitFor(() => m2fetch.output().includes("replaced"), 10_000),
       m2fetch.output(),

@@ -11,6 +11,7 @@ import { createLogger } from "../../runtime/log.ts";
 import { serveMongrel2 } from "../../runtime/server.ts";
 import type { Transport } from "../../runtime/transport/transport.ts";
 import { upgradeWebSocket } from "../../runtime/websocket/upgrade.ts";
+import { buildRequestMessage } from "../../testing.ts";
 
 const FIXTURES = new URL("../fixtures/", import.meta.url);
 const ACCEPT = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
@@ -235,4 +236,41 @@ Deno.test("shutdown sends 1001 to open sockets, then closes", async () => {
   assert.ok(close.endsWith(" 2:25, \x88\x16\x03\xe9Server shutting down"));
   assert.match(end, /^\S+ 2:25, $/);
   assert.deepEqual(events, ["1001 Server shutting down"]);
+});
+
+Deno.test("a WebSocket handshake that arrives while shutting down gets 503, not a socket to cut", async () => {
+  let upgrades = 0;
+  let release!: () => void;
+  const transport = new TestTransport();
+  const server = serveMongrel2({
+    handler(request) {
+      if (new URL(request.url).pathname === "/slow") {
+        // Keeps the drain going while the handshake arrives.
+        return new Promise((resolve) =>
+          release = () => resolve(new Response("late"))
+        );
+      }
+      upgrades++;
+      return upgradeWebSocket(request).response;
+    },
+    transport,
+    logger: createLogger({ quiet: true, write: () => {} }),
+  });
+  transport.deliver(
+    await buildRequestMessage("http://localhost/slow", { connectionId: 9 }),
+  );
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  const stopping = server.shutdown(2000);
+  // Held while the drain runs, then answered once receiving has stopped.
+  transport.deliver(await fixture("tnet", "websocket_handshake"));
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  release();
+  await stopping;
+  assert.equal(upgrades, 0);
+  const refused = transport.replies.find((reply) => reply.includes(" 503 "));
+  assert.ok(refused, transport.replies.join("\n"));
+  assert.match(
+    refused,
+    /HTTP\/1\.1 503 Service Unavailable\r\n[^]*connection: close\r\n/,
+  );
 });
