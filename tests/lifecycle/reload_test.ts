@@ -181,3 +181,54 @@ Deno.test("SIGHUP with a syntax error (--workers 2): logged, the old code keeps 
 Deno.test("SIGHUP with a syntax error (--workers 0): logged, the old code keeps serving, nothing fails", async () => {
   await brokenReload(0);
 });
+
+/** The Web Worker threads of a process (Deno names them `worker-N`). */
+function workerThreads(pid: number): number {
+  let count = 0;
+  for (const task of Deno.readDirSync(`/proc/${pid}/task`)) {
+    const name = Deno.readTextFileSync(`/proc/${pid}/task/${task.name}/comm`);
+    if (name.startsWith("worker-")) count++;
+  }
+  return count;
+}
+
+Deno.test("SIGHUP while a crashed worker waits for its replacement: no worker left behind", async () => {
+  await using site = await startSite();
+  await writeFiles(site.dir, {
+    "app.ts": `export default {
+  fetch(request) {
+    if (new URL(request.url).pathname === "/crash") {
+      setTimeout(() => { throw new Error("boom"); }, 10);
+    }
+    return new Response("ok");
+  },
+};
+`,
+  });
+  await using m2fetch = await startM2fetch(site, `${site.dir}/app.ts`, {
+    args: ["--workers", "2"],
+  });
+  const pid = m2fetch.process.pid;
+  assert.equal(workerThreads(pid), 2);
+  // Each crash doubles the wait before the next replacement (100, 200,
+  // 400 ms): the fourth waits 800 ms, longer than a reload takes.
+  for (let crash = 1; crash <= 4; crash++) {
+    await (await fetch(`${site.url}/crash`)).text();
+    await m2fetch.waitForOutput(
+      new RegExp(`(replacing it in \\d+ ms[^]*){${crash}}`),
+      10_000,
+    );
+    if (crash < 4) {
+      await m2fetch.waitForOutput(
+        new RegExp(`(Handler worker \\d replaced[^]*){${crash}}`),
+        10_000,
+      );
+    }
+  }
+  m2fetch.signal("SIGHUP");
+  await m2fetch.waitForOutput(/Reloaded /, 10_000);
+  // Past the replacement's delay and start: still two workers.
+  await delay(2000);
+  assert.equal(workerThreads(pid), 2, m2fetch.output());
+  assert.equal(await (await fetch(`${site.url}/`)).text(), "ok");
+});
