@@ -66,7 +66,8 @@ export type ToWorker =
   | { type: "ping"; seq: number }
   | { type: "ws-attach"; id: number }
   | { type: "ws-frame"; id: number; flags: string; payload: Uint8Array }
-  | { type: "ws-go-away"; id: number };
+  /** Close a socket (every socket of the worker without `id`) with 1001. */
+  | { type: "ws-go-away"; id?: number };
 
 /** Messages a worker sends the main thread. */
 export type FromWorker =

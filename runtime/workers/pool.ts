@@ -543,6 +543,9 @@ export class WorkerPool {
   async #retire(worker: HandlerWorker, drainMs: number): Promise<void> {
     worker.draining = true;
     this.#retired.add(worker);
+    // Its sockets would never finish on their own: they close with 1001
+    // (going away) and their clients reconnect to the new code.
+    worker.send({ type: "ws-go-away" });
     const deadline = performance.now() + drainMs;
     while (
       worker.pending.size > 0 && performance.now() < deadline && !worker.dead

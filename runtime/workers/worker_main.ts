@@ -183,7 +183,11 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
       sockets.get(message.id)?.receive(message.flags, message.payload);
       break;
     case "ws-go-away":
-      sockets.get(message.id)?.goAway();
+      if (message.id === undefined) {
+        for (const socket of sockets.values()) socket.goAway();
+      } else {
+        sockets.get(message.id)?.goAway();
+      }
       break;
     case "ping":
       post({ type: "pong", seq: message.seq });

@@ -126,3 +126,31 @@ for (const workers of ["0", "1"]) {
     );
   });
 }
+
+Deno.test("--workers 2: SIGHUP closes the old workers' sockets with 1001, and new sockets work", async () => {
+  await using harness = await startCliHarness(APP, {
+    args: ["--workers", "2", "--shutdown-timeout", "20s"],
+  });
+  const url = `${harness.url.replace("http", "ws")}/ws`;
+  const sockets = [new WebSocket(url), new WebSocket(url)];
+  await Promise.all(sockets.map(opened));
+  const closed = sockets.map((socket) =>
+    new Promise<CloseEvent>((resolve) => socket.onclose = resolve)
+  );
+  const started = performance.now();
+  harness.process.kill("SIGHUP");
+  for (const event of await Promise.all(closed)) {
+    assert.equal(event.code, 1001);
+    assert.equal(event.wasClean, true);
+  }
+  // Not cut at the end of the 20 s drain: told at once.
+  assert.ok(performance.now() - started < 10_000);
+  const fresh = new WebSocket(url);
+  await opened(fresh);
+  const reply = nextMessage(fresh);
+  fresh.send("after the reload");
+  assert.equal(await reply, "after the reload");
+  const done = new Promise((resolve) => fresh.onclose = resolve);
+  fresh.close();
+  await done;
+});
