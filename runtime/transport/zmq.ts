@@ -187,6 +187,11 @@ export class ZmqTransport implements Transport {
       while (this.#receiving) {
         let message: Uint8Array | null;
         try {
+          // A mongrel2 that left is noticed before any request of the one
+          // that replaced it is taken: those must not count as its.
+          if (this.#batch === 0) {
+            for (const peer of this.#peers) peer.follow();
+          }
           message = this.#batch < BATCH_MESSAGES ? this.#pull.receive() : null;
           if (message === null) {
             this.#flush();
@@ -364,7 +369,7 @@ class ReplyPeer {
    * mongrel2 subscribes, and rarely once it does, to notice it leaving.
    */
   #check(): void {
-    this.#follow();
+    this.follow();
     if (this.#closed) return;
     this.#timer = setTimeout(
       () => this.#check(),
@@ -382,7 +387,7 @@ class ReplyPeer {
   }
 
   /** Applies the (un)subscriptions that have arrived. */
-  #follow(): void {
+  follow(): void {
     if (this.#closed) return;
     const wasReady = this.ready;
     const left: string[] = [];
@@ -438,7 +443,7 @@ class ReplyPeer {
 
   send(message: Uint8Array): void {
     if (this.#closed) return;
-    if (!this.ready) this.#follow();
+    if (!this.ready) this.follow();
     if (this.ready && this.queued === 0) {
       this.#publish(message);
       return;
@@ -481,7 +486,7 @@ class ReplyPeer {
 
   close(): void {
     if (this.#closed) return;
-    this.#follow();
+    this.follow();
     this.#flush();
     this.#closed = true;
     clearTimeout(this.#timer);
