@@ -87,6 +87,7 @@ class HandlerWorker {
   #completions: Completions = [];
   #completionsTimer: ReturnType<typeof setTimeout> | undefined;
   #ready: Promise<string>;
+  #stopLoading: (why: string) => void;
   #onDeath: (worker: HandlerWorker, why: string) => void;
   #logger: Logger;
 
@@ -104,6 +105,7 @@ class HandlerWorker {
       resolve: (s: string) => void;
       reject: (e: Error) => void;
     };
+    this.#stopLoading = (why) => settleReady.reject(new WorkerLoadError(why));
     this.#ready = new Promise((resolve, reject) =>
       settleReady = { resolve, reject }
     );
@@ -358,6 +360,9 @@ class HandlerWorker {
   terminate(): void {
     this.dead = true;
     clearTimeout(this.#completionsTimer);
+    // Whoever waits for a worker stopped while loading learns it (a no-op
+    // once loaded).
+    this.#stopLoading("was stopped before its module loaded");
     this.worker.terminate();
   }
 }
