@@ -836,8 +836,7 @@ class Server implements Mongrel2Server {
       this.#checkResponse(result, handshake, key);
       response = result as Response;
     } catch (error) {
-      if (exchange.settled || exchange.responded) return;
-      response = await this.#errorResponse(error);
+      return await this.#answerError(exchange, error, context);
     } finally {
       clearTimeout(timer);
     }
