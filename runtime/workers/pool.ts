@@ -29,7 +29,7 @@ import {
   type ToWorker,
 } from "./messages.ts";
 import { headerList } from "../http/header_list.ts";
-import { OPCODE } from "../websocket/frame.ts";
+import { OPCODE, parseFlags } from "../websocket/frame.ts";
 import { settleBody } from "../http/ready_body.ts";
 
 /** Options for {@linkcode WorkerPool.start}. */
@@ -210,8 +210,10 @@ class HandlerWorker {
       frames,
       attach: () => this.send({ type: "ws-attach", id }),
       receive: (flags, payload) => {
-        if ((Number.parseInt(flags, 16) & 0x0f) === OPCODE.close) {
-          clientClosed = true;
+        try {
+          if (parseFlags(flags).opcode === OPCODE.close) clientClosed = true;
+        } catch {
+          // Malformed: the socket in the worker fails it with 1002.
         }
         // A view into the whole ZeroMQ message: copy just the payload.
         const copy = payload.slice();
