@@ -27,6 +27,7 @@ import {
 import {
   type Mongrel2Server,
   serveMongrel2,
+  type ServerSettings,
   type UploadOptions,
 } from "./runtime/server.ts";
 import {
@@ -151,7 +152,10 @@ Usage:
                                               README.md (never overwrites)
 
 Options given on the command line win over DIR/m2fetch.json (DIR is
---app-path, else the directory of APP), which wins over the defaults.
+--app-path, else the directory of APP), which wins over the defaults;
+--no-NAME turns off a switch the file turns on (--no-quiet). SIGHUP reads
+them again with the module: options marked [reloads] apply to new requests,
+the others when m2fetch restarts.
 
 APP is a module exporting \`default { fetch }\`, a default function, or a named
 \`fetch\`: the same module \`deno serve APP\` runs.
@@ -174,7 +178,8 @@ function formatOptions(options: Record<string, OptionSpec>): string {
           ? formatDuration(spec.default as number)
           : spec.default
       })`;
-    return `  ${flag.padEnd(30)} ${spec.description}${fallback}`;
+    const reloads = spec.reloads ? " [reloads]" : "";
+    return `  ${flag.padEnd(30)} ${spec.description}${fallback}${reloads}`;
   });
   return rows.join("\n");
 }
@@ -233,6 +238,8 @@ function parse(args: string[], schema: Record<string, OptionSpec>): ParsedArgs {
       args,
       options: parserOptions,
       allowPositionals: true,
+      // --no-quiet turns off a flag that m2fetch.json turns on.
+      allowNegative: true,
       strict: true,
     });
   } catch (error) {
@@ -418,13 +425,27 @@ function uploadOptions(values: OptionValues): UploadOptions | undefined {
   }
 }
 
+/** The handler module and the options it is served with. */
+interface Setup {
+  app: string;
+  values: OptionValues;
+}
+
 /** A server with the handler it runs, which a reload can replace. */
 interface Served {
   server: Mongrel2Server;
-  /** Loads the handler module afresh; requests in flight finish on the old code. */
-  reload(): Promise<void>;
-  /** Graceful shutdown, then the workers stop. */
-  stop(timeoutMs: number): Promise<void>;
+  /** What is served now; a reload replaces it. */
+  readonly current: Setup;
+  /**
+   * Loads the handler module afresh and applies the options that a reload
+   * can change (requests in flight finish on the old code and settings).
+   * Options that need a restart keep their values.
+   *
+   * @returns The options whose new values wait for a restart.
+   */
+  reload(next: Setup): Promise<string[]>;
+  /** Graceful shutdown (bounded by --shutdown-timeout), then the workers stop. */
+  stop(timeoutMs?: number): Promise<void>;
 }
 
 /**
@@ -445,8 +466,11 @@ async function startHandler(app: string, values: OptionValues, logger: Logger) {
     return {
       fetch: pool.fetch,
       description: `${workers} worker${workers === 1 ? "" : "s"}`,
-      reload: (_server: Mongrel2Server) =>
-        pool.reload(values["shutdown-timeout"] as number),
+      reload: (_server: Mongrel2Server, next: Setup) =>
+        pool.reload(next.values["shutdown-timeout"] as number, {
+          module: next.app,
+          workers: next.values.workers as number,
+        }),
       close: () => pool.close(),
     };
   }
@@ -455,12 +479,44 @@ async function startHandler(app: string, values: OptionValues, logger: Logger) {
   return {
     fetch: loaded.fetch,
     description: `export ${loaded.source}, main thread`,
-    reload: async (server: Mongrel2Server) => {
-      const url = new URL(app, `file://${Deno.cwd()}/`);
+    reload: async (server: Mongrel2Server, next: Setup) => {
+      const url = new URL(next.app, `file://${Deno.cwd()}/`);
       url.searchParams.set("m2fetch-reload", String(++generation));
       server.setHandler((await loadHandler(url.href)).fetch);
     },
     close: () => Promise.resolve(),
+  };
+}
+
+/**
+ * The options whose values differ between two setups and that a reload
+ * cannot apply: every option not marked `reloads` in the schema, and
+ * --workers between 0 (the main thread) and more.
+ */
+function restartOnlyChanges(
+  before: OptionValues,
+  after: OptionValues,
+): string[] {
+  const names = new Set([...Object.keys(before), ...Object.keys(after)]);
+  return [...names].filter((name) => {
+    if (JSON.stringify(before[name]) === JSON.stringify(after[name])) {
+      return false;
+    }
+    if (name === "workers") {
+      return (before.workers === 0) !== (after.workers === 0);
+    }
+    return !(SERVE_OPTIONS as Record<string, OptionSpec>)[name]?.reloads;
+  });
+}
+
+function serverSettings(values: OptionValues): ServerSettings {
+  return {
+    idleTimeout: values["idle-timeout"] as number,
+    writeTimeout: values["write-timeout"] as number,
+    keepAliveInterval: values["keep-alive-interval"] as number,
+    maxBodySize: values["max-body-size"] as number | undefined,
+    handlerTimeout: values.timeout as number,
+    invokeAt: values["upload-invoke"] as "start" | "done",
   };
 }
 
@@ -498,12 +554,8 @@ async function serve(setup: ServeSetup): Promise<Served> {
     handler: handler.fetch,
     transport,
     logger,
-    idleTimeout: values["idle-timeout"] as number,
-    writeTimeout: values["write-timeout"] as number,
-    keepAliveInterval: values["keep-alive-interval"] as number,
+    ...serverSettings(values),
     uploads,
-    maxBodySize: values["max-body-size"] as number | undefined,
-    handlerTimeout: values.timeout as number,
     flowControl: { on: true, off: false }[values["flow-control"] as string],
   });
   logger.info(
@@ -513,10 +565,22 @@ async function serve(setup: ServeSetup): Promise<Served> {
       uploads ? `, uploads from ${uploads.store.template}` : ""
     }`,
   );
+  let current: Setup = { app, values };
   return {
     server,
-    reload: () => handler.reload(server),
-    stop: async (timeoutMs) => {
+    get current() {
+      return current;
+    },
+    async reload(next) {
+      const waiting = restartOnlyChanges(current.values, next.values);
+      const values = { ...next.values };
+      for (const name of waiting) values[name] = current.values[name];
+      await handler.reload(server, { app: next.app, values });
+      server.reconfigure(serverSettings(values));
+      current = { app: next.app, values };
+      return waiting;
+    },
+    stop: async (timeoutMs = current.values["shutdown-timeout"] as number) => {
       try {
         await server.shutdown(timeoutMs);
       } finally {
@@ -526,27 +590,88 @@ async function serve(setup: ServeSetup): Promise<Served> {
   };
 }
 
-/** SIGHUP reloads the handler module; a module that fails to load leaves the old one serving. */
-function onReload(served: Served, app: string, logger: Logger): void {
-  let reloading = false;
-  Deno.addSignalListener("SIGHUP", async () => {
-    if (reloading) return;
-    reloading = true;
-    logger.info(`Reloading ${app}`);
+/**
+ * Reloads on SIGHUP: reads the options again (m2fetch.json, and mongrel2's
+ * config database with --mongrel2-config), loads the handler module afresh
+ * and applies the options a reload can change. A module or configuration
+ * that fails leaves the old code and options serving. A SIGHUP during
+ * start-up is not lost (nor fatal, its default action): the reload runs
+ * once serving.
+ */
+class Reloader {
+  #log: CliLog;
+  #reread: (() => Promise<Setup>) | undefined;
+  #served: Served | undefined;
+  #running: Promise<void> | undefined;
+  #again = false;
+
+  constructor(log: CliLog) {
+    this.#log = log;
+    Deno.addSignalListener("SIGHUP", () => void this.reload());
+  }
+
+  /** Starts reloading for real; a SIGHUP that came during start-up runs now. */
+  serving(served: Served, reread: () => Promise<Setup>): void {
+    this.#served = served;
+    this.#reread = reread;
+    if (this.#again) {
+      this.#again = false;
+      this.reload(" (SIGHUP during start-up)");
+    }
+  }
+
+  /**
+   * Reloads now, or once the reload under way has finished (they never
+   * overlap).
+   *
+   * @param context Said after the module's name in the log lines.
+   */
+  reload(context = ""): Promise<void> {
+    if (this.#served === undefined || this.#running !== undefined) {
+      this.#again = true;
+      return this.#running ?? Promise.resolve();
+    }
+    this.#running = this.#run(context).finally(() => {
+      this.#running = undefined;
+      if (this.#again) {
+        this.#again = false;
+        this.reload(" (asked for during the previous reload)");
+      }
+    });
+    return this.#running;
+  }
+
+  async #run(context: string): Promise<void> {
+    const served = this.#served!;
+    const logger = this.#log.logger;
+    let app = served.current.app;
+    logger.info(`Reloading ${app}${context}`);
     try {
-      await served.reload();
-      logger.info(`Reloaded ${app}: new requests use the new code`);
+      const next = await this.#reread!();
+      app = next.app;
+      const waiting = await served.reload(next);
+      if (waiting.length > 0) {
+        logger.warn(
+          `Reload kept ${
+            waiting.map((name) => `--${name}`).join(", ")
+          } as before: a new value takes effect when m2fetch restarts`,
+        );
+      }
+      logger.info(
+        `Reloaded ${app}${context}: new requests use the new code and options`,
+      );
+      // Last, so that a reload to --quiet still says it happened.
+      this.#log.use(served.current.values);
     } catch (error) {
-      // As at start-up: the module's problem, without m2fetch's frames.
+      // As at start-up: the module's or the file's problem, without
+      // m2fetch's frames.
       logger.error(
-        `Reload of ${app} failed; the old code keeps serving: ${
+        `Reload of ${app} failed${context}; the old code and options keep serving: ${
           messageOf(error)
         }`,
       );
-    } finally {
-      reloading = false;
     }
-  });
+  }
 }
 
 function messageOf(error: unknown): string {
@@ -571,22 +696,52 @@ function onSignals(stop: () => Promise<void>): void {
 }
 
 /**
- * SIGUSR2 logs one status line: connections held, requests in flight and
- * the process's resident memory (for soak runs and leak hunting).
+ * The command's log: a reload may change --quiet and --log-format, so the
+ * server, the workers and the CLI write through this one, whose target is
+ * replaced.
  */
-function onStatusSignal(server: Mongrel2Server, logger: Logger): void {
-  Deno.addSignalListener("SIGUSR2", () => {
-    logger.info(
-      `status: ${server.connections} connection(s), ${server.inFlight} request(s) in flight, rss ${Deno.memoryUsage().rss} bytes`,
-    );
-  });
-}
+class CliLog {
+  #current!: Logger;
+  /** Writes status lines, which were asked for, even with --quiet. */
+  #status!: Logger;
 
-function createCliLogger(values: OptionValues): Logger {
-  return createLogger({
-    format: values["log-format"] as "text" | "json",
-    quiet: values.quiet as boolean,
-  });
+  /** The logger to hand out; it follows {@linkcode CliLog.use}. */
+  readonly logger: Logger = {
+    error: (message, error) => this.#current.error(message, error),
+    warn: (message) => this.#current.warn(message),
+    info: (message) => this.#current.info(message),
+    access: (entry) => this.#current.access(entry),
+  };
+
+  #server: Mongrel2Server | undefined;
+
+  constructor(values: OptionValues) {
+    this.use(values);
+    // SIGUSR2 logs one status line: connections held, requests in flight
+    // and the process's resident memory (for soak runs and leak hunting).
+    // Listening from the start keeps the signal's default action (exit)
+    // away from a process that is still loading its handler.
+    Deno.addSignalListener("SIGUSR2", () => {
+      const server = this.#server;
+      this.#status.info(
+        server === undefined
+          ? "status: starting"
+          : `status: ${server.connections} connection(s), ${server.inFlight} request(s) in flight, rss ${Deno.memoryUsage().rss} bytes`,
+      );
+    });
+  }
+
+  /** Status lines report this server from now on. */
+  watch(server: Mongrel2Server): void {
+    this.#server = server;
+  }
+
+  /** Logs with these values of --quiet and --log-format from now on. */
+  use(values: OptionValues): void {
+    const format = values["log-format"] as "text" | "json";
+    this.#current = createLogger({ format, quiet: values.quiet as boolean });
+    this.#status = values.quiet ? createLogger({ format }) : this.#current;
+  }
 }
 
 /**
@@ -680,10 +835,19 @@ async function runServe(args: string[]): Promise<void> {
   if (parsed.help) return void console.log(helpText());
   if (parsed.version) return void console.log(`m2fetch ${denoJson.version}`);
   const setup = await resolveSetup(parsed, SERVE_OPTIONS);
-  const { app, configFile } = setup;
-  const logger = createCliLogger(setup.values);
-  if (configFile !== null) logger.info(`Read options from ${configFile}`);
-  const values = applyDiscovery(setup.values, setup.explicit, logger);
+  const log = new CliLog(setup.values);
+  const logger = log.logger;
+  const reloader = new Reloader(log);
+  const discovered = async (next: typeof setup) => {
+    if (next.configFile !== null) {
+      logger.info(`Read options from ${next.configFile}`);
+    }
+    return {
+      app: next.app,
+      values: applyDiscovery(next.values, next.explicit, logger),
+    };
+  };
+  const { app, values } = await discovered(setup);
   const served = await serve({
     app,
     sendSpec: values["send-spec"] as string[],
@@ -691,11 +855,14 @@ async function runServe(args: string[]): Promise<void> {
     values,
     logger,
   });
-  onReload(served, app, logger);
-  onStatusSignal(served.server, logger);
+  log.watch(served.server);
+  reloader.serving(
+    served,
+    async () => discovered(await resolveSetup(parsed, SERVE_OPTIONS)),
+  );
   onSignals(async () => {
     logger.info("Shutting down: finishing responses in flight");
-    await served.stop(values["shutdown-timeout"] as number);
+    await served.stop();
   });
   await served.server.finished;
 }
@@ -741,12 +908,23 @@ async function runDev(args: string[]): Promise<void> {
     schema,
     new URL("./examples/hello.ts", import.meta.url).pathname,
   );
-  const logger = createCliLogger(values);
+  const log = new CliLog(values);
+  const logger = log.logger;
+  const reloader = new Reloader(log);
   const mongrel2 = await startMongrel2({
     dir: absolute(values["state-dir"] as string),
     port: values.port as number,
     bindAddress: values.host as string,
     handlers: [{ route: "/", protocol: "tnetstring" }],
+  });
+  // What the private mongrel2 was set up with wins over flags and file.
+  const withMongrel2 = (values: OptionValues): OptionValues => ({
+    ...values,
+    "upload-temp-store": String(mongrel2.settings["upload.temp_store"]),
+    "flow-control": mongrel2.settings["download.flow_control"] === 1
+      ? "on"
+      : "off",
+    ...(mongrel2.chroot ? { "mongrel2-chroot": mongrel2.dir } : {}),
   });
   let served: Served;
   try {
@@ -755,14 +933,7 @@ async function runDev(args: string[]): Promise<void> {
       app,
       sendSpec: handler.sendSpec,
       recvSpec: handler.recvSpec,
-      values: {
-        ...values,
-        "upload-temp-store": String(mongrel2.settings["upload.temp_store"]),
-        "flow-control": mongrel2.settings["download.flow_control"] === 1
-          ? "on"
-          : "off",
-        ...(mongrel2.chroot ? { "mongrel2-chroot": mongrel2.dir } : {}),
-      },
+      values: withMongrel2(values),
       logger,
     });
   } catch (error) {
@@ -772,10 +943,13 @@ async function runDev(args: string[]): Promise<void> {
   console.log(
     `m2fetch dev: mongrel2 (pid ${mongrel2.pid}, state in ${mongrel2.dir}) is serving ${app} at ${mongrel2.url}/ — press Ctrl-C to stop`,
   );
-  onReload(served, app, logger);
-  onStatusSignal(served.server, logger);
+  log.watch(served.server);
+  reloader.serving(served, async () => {
+    const next = await resolveSetup(parsed, schema, app);
+    return { app: next.app, values: withMongrel2(next.values) };
+  });
   const watcher = values.watch
-    ? watchReload(served, app, values.workers as number, logger)
+    ? watchReload(reloader, app, values.workers as number, logger)
     : undefined;
   let stopping = false;
   const stopMongrel2 = () => {
@@ -788,7 +962,7 @@ async function runDev(args: string[]): Promise<void> {
     stopping = true;
     logger.info("Shutting down: finishing responses in flight");
     try {
-      await served.stop(values["shutdown-timeout"] as number);
+      await served.stop();
     } finally {
       await stopMongrel2();
     }
@@ -819,7 +993,7 @@ async function runDev(args: string[]): Promise<void> {
  * leaves the old code serving.
  */
 function watchReload(
-  served: Served,
+  reloader: Reloader,
   app: string,
   workers: number,
   logger: Logger,
@@ -837,18 +1011,7 @@ function watchReload(
         ? path.slice(watcher.directory.length + 1)
         : path
     ).join(", ");
-    try {
-      await served.reload();
-      logger.info(
-        `Reloaded ${app} (reload ${count}, after edits to ${edited}): new requests use the new code`,
-      );
-    } catch (error) {
-      logger.error(
-        `Reload ${count} of ${app} failed (after edits to ${edited}); the old code keeps serving: ${
-          messageOf(error)
-        }`,
-      );
-    }
+    await reloader.reload(` (reload ${count}, after edits to ${edited})`);
   }, {
     onError: (error) =>
       logger.error(`Watching for edits to ${app} failed`, error),

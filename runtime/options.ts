@@ -39,6 +39,11 @@ export interface OptionSpec {
    * `default` included. String options only.
    */
   multiple?: boolean;
+  /**
+   * A reload (SIGHUP) applies a new value of this option from m2fetch.json;
+   * a change to any other option waits for a restart.
+   */
+  reloads?: boolean;
 }
 
 /** Every option of the serve command, by flag name. */
@@ -60,6 +65,7 @@ export const SERVE_OPTIONS = {
       "mongrel2's recv_spec; m2fetch connects an XPUB socket there to send replies (repeat for several mongrel2 servers)",
   },
   workers: {
+    reloads: true,
     type: "integer",
     value: "N",
     default: 0,
@@ -71,6 +77,7 @@ export const SERVE_OPTIONS = {
       "run the handler module in N Web Workers (0: on the main thread); the main thread keeps the sockets and connection state",
   },
   timeout: {
+    reloads: true,
     type: "duration",
     value: "TIME",
     default: 0,
@@ -87,6 +94,7 @@ export const SERVE_OPTIONS = {
       "replace a worker that answers no ping for this long (its requests get 502)",
   },
   "idle-timeout": {
+    reloads: true,
     type: "duration",
     value: "TIME",
     default: 60_000,
@@ -95,6 +103,7 @@ export const SERVE_OPTIONS = {
       "forget a connection with no request and no traffic for this long (mongrel2 does not always report disconnects)",
   },
   "write-timeout": {
+    reloads: true,
     type: "duration",
     value: "TIME",
     default: 60_000,
@@ -103,6 +112,7 @@ export const SERVE_OPTIONS = {
       "cancel a connection whose client accepted no response bytes for this long",
   },
   "keep-alive-interval": {
+    reloads: true,
     type: "duration",
     value: "TIME",
     default: 30_000,
@@ -111,6 +121,7 @@ export const SERVE_OPTIONS = {
       "while a response is in progress, ping mongrel2's idle reaper this often",
   },
   "shutdown-timeout": {
+    reloads: true,
     type: "duration",
     value: "TIME",
     default: 10_000,
@@ -149,12 +160,14 @@ export const SERVE_OPTIONS = {
       "with --mongrel2-config: serve the handler behind this route, e.g. localhost:/",
   },
   "max-body-size": {
+    reloads: true,
     type: "size",
     value: "BYTES",
     description:
       "largest request body accepted (e.g. 10M); larger uploads get 413 before their bytes arrive",
   },
   "upload-invoke": {
+    reloads: true,
     type: "string",
     value: "WHEN",
     default: "start",
@@ -177,6 +190,7 @@ export const SERVE_OPTIONS = {
       "whether mongrel2 runs with download.flow_control = 1: on, off, or auto (learned from DOWNLOAD_CREDITS, which only a connection's first request carries; --mongrel2-config reads it from the config)",
   },
   "log-format": {
+    reloads: true,
     type: "string",
     value: "FORMAT",
     default: "text",
@@ -184,6 +198,7 @@ export const SERVE_OPTIONS = {
     description: "log line format: text or json",
   },
   quiet: {
+    reloads: true,
     type: "boolean",
     default: false,
     description: "log only warnings and errors (no access lines)",

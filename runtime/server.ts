@@ -94,6 +94,23 @@ export interface ServeMongrel2Options {
   flowControl?: boolean;
 }
 
+/**
+ * The settings a running server can take anew ({@linkcode Mongrel2Server.reconfigure}):
+ * each applies to requests that start afterwards, and the timeouts to the
+ * connections held too.
+ */
+export type ServerSettings = Pick<
+  ServeMongrel2Options,
+  | "idleTimeout"
+  | "writeTimeout"
+  | "keepAliveInterval"
+  | "handlerTimeout"
+  | "maxBodySize"
+> & {
+  /** When to call the handler for an upload; see {@linkcode UploadOptions.invokeAt}. */
+  invokeAt?: "start" | "done";
+};
+
 /** How m2fetch takes mongrel2's async uploads (`upload.temp_store`). */
 export interface UploadOptions {
   /** The temp store template and mongrel2's chroot. */
@@ -123,6 +140,11 @@ export interface Mongrel2Server {
    * the old one (used by reloads).
    */
   setHandler(handler: FetchHandler): void;
+  /**
+   * Takes new settings (used by reloads); a setting left out keeps its
+   * value.
+   */
+  reconfigure(settings: ServerSettings): void;
 }
 
 const INTERNAL_SERVER_ERROR = new TextEncoder().encode("Internal Server Error");
@@ -166,16 +188,16 @@ export function serveMongrel2(options: ServeMongrel2Options): Mongrel2Server {
 class Server implements Mongrel2Server {
   readonly finished: Promise<void>;
   #handler: FetchHandler;
-  readonly #handlerTimeout: number;
+  #handlerTimeout: number;
   readonly #transport: Transport;
   readonly #onError: (error: unknown) => Response | Promise<Response>;
   readonly #logger: Logger;
-  readonly #idleTimeout: number;
-  readonly #writeTimeout: number;
-  readonly #keepAliveInterval: number;
+  #idleTimeout: number;
+  #writeTimeout: number;
+  #keepAliveInterval: number;
   #flowControl: boolean | undefined;
-  readonly #uploads: UploadOptions | undefined;
-  readonly #maxBodySize: number;
+  #uploads: UploadOptions | undefined;
+  #maxBodySize: number;
   /** Upload paths whose requests ended lately: a late upload-done is expected. */
   readonly #recentUploads = new Map<string, number>();
   /**
@@ -186,7 +208,7 @@ class Server implements Mongrel2Server {
   readonly #connections = new Map<string, Connection>();
   readonly #sockets = new WeakMap<Connection, SocketControl>();
   #inFlight = 0;
-  #sweepTimer: ReturnType<typeof setInterval>;
+  #sweepTimer: ReturnType<typeof setInterval> | undefined;
   #lastKeepAlive = performance.now();
   #lastMessage = performance.now();
   #stopping = false;
@@ -213,12 +235,7 @@ class Server implements Mongrel2Server {
     this.#flowControl = options.flowControl;
     this.#uploads = options.uploads;
     this.#maxBodySize = options.maxBodySize ?? Infinity;
-    const sweepEvery = Math.max(
-      50,
-      Math.min(1000, this.#idleTimeout / 4, this.#writeTimeout / 4),
-    );
-    this.#sweepTimer = setInterval(() => this.#sweep(), sweepEvery);
-    Deno.unrefTimer(this.#sweepTimer as unknown as number);
+    this.#startSweeping();
     this.#transport.onPeerLeft?.((idents) => this.#forgetClients(idents));
     this.finished = new Promise((resolve) => this.#resolveFinished = resolve);
     this.#receive();
@@ -254,6 +271,32 @@ class Server implements Mongrel2Server {
 
   setHandler(handler: FetchHandler): void {
     this.#handler = handler;
+  }
+
+  reconfigure(settings: ServerSettings): void {
+    this.#handlerTimeout = settings.handlerTimeout ?? this.#handlerTimeout;
+    this.#idleTimeout = settings.idleTimeout ?? this.#idleTimeout;
+    this.#writeTimeout = settings.writeTimeout ?? this.#writeTimeout;
+    this.#keepAliveInterval = settings.keepAliveInterval ??
+      this.#keepAliveInterval;
+    if ("maxBodySize" in settings) {
+      this.#maxBodySize = settings.maxBodySize ?? Infinity;
+    }
+    if (this.#uploads !== undefined && settings.invokeAt !== undefined) {
+      this.#uploads = { ...this.#uploads, invokeAt: settings.invokeAt };
+    }
+    if (!this.#stopping) this.#startSweeping();
+  }
+
+  /** Checks timeouts often enough for the shortest of them. */
+  #startSweeping(): void {
+    clearInterval(this.#sweepTimer);
+    const sweepEvery = Math.max(
+      50,
+      Math.min(1000, this.#idleTimeout / 4, this.#writeTimeout / 4),
+    );
+    this.#sweepTimer = setInterval(() => this.#sweep(), sweepEvery);
+    Deno.unrefTimer(this.#sweepTimer as unknown as number);
   }
 
   get connections(): number {

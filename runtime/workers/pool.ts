@@ -387,7 +387,7 @@ class HandlerWorker {
  * ```
  */
 export class WorkerPool {
-  readonly #module: string;
+  #module: string;
   readonly #logger: Logger;
   readonly #unresponsiveTimeout: number;
   readonly #slots: HandlerWorker[] = [];
@@ -439,8 +439,8 @@ export class WorkerPool {
     return this.#slots.length;
   }
 
-  #spawn(): HandlerWorker {
-    const moduleUrl = new URL(this.#module, `file://${Deno.cwd()}/`).href;
+  #spawn(module = this.#module): HandlerWorker {
+    const moduleUrl = new URL(module, `file://${Deno.cwd()}/`).href;
     return new HandlerWorker(
       moduleUrl,
       this.#logger,
@@ -530,21 +530,36 @@ export class WorkerPool {
    * requests, and the old one finishes what it holds (up to `drainMs`).
    *
    * @param drainMs How long an old worker may take to finish its requests.
-   * @throws {WorkerLoadError} When the new module fails to load; the old workers keep serving.
+   * @param changes A new module path or worker count, from a re-read configuration.
+   * @throws {WorkerLoadError} When the new module fails to load; the workers not yet replaced keep serving.
    */
-  async reload(drainMs = 30_000): Promise<void> {
-    for (let slot = 0; slot < this.#slots.length; slot++) {
-      const fresh = this.#spawn();
+  async reload(
+    drainMs = 30_000,
+    changes: { module?: string; workers?: number } = {},
+  ): Promise<void> {
+    const workers = changes.workers ?? this.#slots.length;
+    if (!Number.isInteger(workers) || workers < 1) {
+      throw new RangeError(
+        `Cannot reload with ${workers} workers: expected a whole number of at least 1`,
+      );
+    }
+    const module = changes.module ?? this.#module;
+    for (let slot = 0; slot < workers; slot++) {
+      const fresh = this.#spawn(module);
       try {
         await fresh.ready();
       } catch (error) {
         fresh.terminate();
         throw error;
       }
+      // The first new worker has loaded: later replacements and restarts
+      // load the same module.
+      this.#module = module;
       const old = this.#slots[slot];
       this.#slots[slot] = fresh;
-      this.#retire(old, drainMs);
+      if (old !== undefined) this.#retire(old, drainMs);
     }
+    for (const old of this.#slots.splice(workers)) this.#retire(old, drainMs);
   }
 
   async #retire(worker: HandlerWorker, drainMs: number): Promise<void> {

@@ -45,11 +45,11 @@ Deno.test("cli dev --watch: an edit swaps the handler without restarting mongrel
   assert.equal(await slow, "v1 slow");
 
   await Deno.writeTextFile(app, "export default {{ broken\n");
-  await cli.waitForOutput(/Reload 2 of .*app\.ts failed/);
+  await cli.waitForOutput(/Reload of .*app\.ts failed \(reload 2/);
   // What is wrong with the module, not where m2fetch noticed it.
   assert.match(
     cli.output(),
-    /Reload 2 of .*app\.ts failed \(after edits to app\.ts\); the old code keeps serving: .*app\.ts/,
+    /Reload of .*app\.ts failed \(reload 2, after edits to app\.ts\); the old code and options keep serving: .*app\.ts/,
   );
   assert.doesNotMatch(cli.output(), /at .*(cli\.ts|runtime\/)|ext:deno_/);
   assert.equal(await (await fetch(`${url}/`)).text(), "v2");

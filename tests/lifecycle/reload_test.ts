@@ -161,7 +161,7 @@ async function brokenReload(workers: number): Promise<void> {
       });
       m2fetch.signal("SIGHUP");
       await m2fetch.waitForOutput(/Reload of .*app\.ts failed/, 20_000);
-      assert.match(m2fetch.output(), /the old code keeps serving/);
+      assert.match(m2fetch.output(), /the old code and options keep serving/);
       const count = load.completed;
       assert.ok(
         await waitFor(() => load.completed >= count + 200, 20_000),
