@@ -838,7 +838,7 @@ async function runServe(args: string[]): Promise<void> {
   const log = new CliLog(setup.values);
   const logger = log.logger;
   const reloader = new Reloader(log);
-  const discovered = async (next: typeof setup) => {
+  const discovered = (next: typeof setup): Setup => {
     if (next.configFile !== null) {
       logger.info(`Read options from ${next.configFile}`);
     }

@@ -99,17 +99,19 @@ export interface ServeMongrel2Options {
  * each applies to requests that start afterwards, and the timeouts to the
  * connections held too.
  */
-export type ServerSettings = Pick<
-  ServeMongrel2Options,
-  | "idleTimeout"
-  | "writeTimeout"
-  | "keepAliveInterval"
-  | "handlerTimeout"
-  | "maxBodySize"
-> & {
-  /** When to call the handler for an upload; see {@linkcode UploadOptions.invokeAt}. */
-  invokeAt?: "start" | "done";
-};
+export type ServerSettings =
+  & Pick<
+    ServeMongrel2Options,
+    | "idleTimeout"
+    | "writeTimeout"
+    | "keepAliveInterval"
+    | "handlerTimeout"
+    | "maxBodySize"
+  >
+  & {
+    /** When to call the handler for an upload; see {@linkcode UploadOptions.invokeAt}. */
+    invokeAt?: "start" | "done";
+  };
 
 /** How m2fetch takes mongrel2's async uploads (`upload.temp_store`). */
 export interface UploadOptions {
