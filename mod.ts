@@ -68,6 +68,7 @@ export {
   type Mongrel2Server,
   serveMongrel2,
   type ServeMongrel2Options,
+  type ServerSettings,
 } from "./runtime/server.ts";
 export type { Transport } from "./runtime/transport/transport.ts";
 export {
