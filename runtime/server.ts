@@ -198,6 +198,7 @@ class Server implements Mongrel2Server {
   #writeTimeout: number;
   #keepAliveInterval: number;
   #flowControl: boolean | undefined;
+  #warnedUnflowedSocket = false;
   #uploads: UploadOptions | undefined;
   #maxBodySize: number;
   /** Upload paths whose requests ended lately: a late upload-done is expected. */
@@ -935,6 +936,12 @@ class Server implements Mongrel2Server {
     const connection = this.#connections.get(key);
     if (connection === undefined) return;
     this.#sockets.set(connection, upgrade.control);
+    if (connection.credits === null && !this.#warnedUnflowedSocket) {
+      this.#warnedUnflowedSocket = true;
+      this.#logger.warn(
+        "A WebSocket opened without download.flow_control: mongrel2 then closes a client with more than 16 frames queued, so a burst of sends cuts it off; set download.flow_control = 1 in mongrel2's settings (and --flow-control on)",
+      );
+    }
     upgrade.control.attach({
       sender: connection.sender,
       id: connection.id,

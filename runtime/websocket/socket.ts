@@ -30,7 +30,6 @@ const CONNECTING = 0;
 const OPEN = 1;
 const CLOSING = 2;
 const CLOSED = 3;
-const STATE_NAMES = ["connecting", "open", "closing", "closed"];
 
 /**
  * How long a close started by the server waits for the client's close frame
@@ -306,6 +305,8 @@ export class Mongrel2WebSocket extends EventTarget implements WebSocket {
   /** Once set, the stream ends when the queue drains and `close` fires with it. */
   #ending: CloseEventInit | null = null;
   #closeQueued = false;
+  /** A pong still in the queue, which a newer ping's pong replaces. */
+  #queuedPong: Outgoing | null = null;
   #closeTimer: ReturnType<typeof setTimeout> | undefined;
   #idleTimer: ReturnType<typeof setTimeout> | undefined;
 
@@ -410,19 +411,22 @@ export class Mongrel2WebSocket extends EventTarget implements WebSocket {
    * Sends a message: a string as text, bytes or a Blob as binary. Messages
    * leave in call order, also when a Blob has to be read first.
    *
+   * Once the socket is closing or closed, a message is dropped, as the
+   * WebSocket standard (and Deno) does: a handler broadcasting to a room
+   * need not check each socket's state.
+   *
    * @param data The message.
-   * @throws {DOMException} `InvalidStateError` unless the socket is open
-   * (as Deno's socket does).
+   * @throws {DOMException} `InvalidStateError` while the socket is still
+   * connecting (as Deno's socket does).
    */
   send(data: string | ArrayBufferLike | Blob | ArrayBufferView): void {
-    if (this.#readyState !== OPEN) {
+    if (this.#readyState === CONNECTING) {
       throw new DOMException(
-        `Cannot send on a WebSocket that is ${
-          STATE_NAMES[this.#readyState]
-        }: wait for the open event, and stop at close`,
+        "Cannot send on a WebSocket that is still connecting: wait for the open event",
         "InvalidStateError",
       );
     }
+    if (this.#readyState !== OPEN) return;
     if (data instanceof Blob) {
       const frame = data.bytes().then((bytes) =>
         encodeFrame(OPCODE.binary, bytes)
@@ -439,7 +443,10 @@ export class Mongrel2WebSocket extends EventTarget implements WebSocket {
    * Starts the closing handshake: sends a close frame, then waits for the
    * client's (up to 5 s) before the connection closes and `close` fires.
    *
-   * @param code 1000 or 3000–4999; a reason without a code sends 1000.
+   * @param code A code a server may send: 1000–1003, 1007–1014 or
+   * 3000–4999 (Deno's server sockets take 1001 "going away" and 1011
+   * "internal error" too, unlike a browser's); a reason without a code
+   * sends 1000.
    * @param reason At most 123 bytes of UTF-8.
    * @throws {DOMException} `InvalidAccessError` for any other code,
    * `SyntaxError` for a longer reason.
@@ -447,9 +454,9 @@ export class Mongrel2WebSocket extends EventTarget implements WebSocket {
   close(code?: number, reason?: string): void {
     if (code !== undefined) {
       code = clampCode(code);
-      if (code !== 1000 && !(code >= 3000 && code <= 4999)) {
+      if (!isSendableCloseCode(code)) {
         throw new DOMException(
-          `Cannot close a WebSocket with code ${code}: use 1000 or a code from 3000 to 4999`,
+          `Cannot close a WebSocket with code ${code}: use 1000–1003, 1007–1014 or 3000–4999 (1004, 1005, 1006 and 1015 are never sent)`,
           "InvalidAccessError",
         );
       }
@@ -528,6 +535,7 @@ export class Mongrel2WebSocket extends EventTarget implements WebSocket {
       if (this.#readyState === CLOSED) return;
     }
     const next = this.#queue.shift()!;
+    if (next === this.#queuedPong) this.#queuedPong = null;
     this.#inFlight = next;
     let frame: Uint8Array;
     try {
@@ -587,7 +595,8 @@ export class Mongrel2WebSocket extends EventTarget implements WebSocket {
 
   #receive(flags: string, payload: Uint8Array): void {
     if (this.#readyState === CONNECTING || this.#ending !== null) return;
-    this.#armIdleTimer();
+    // Closing, the close timer alone bounds the wait: no more idle pings.
+    if (!this.#closeQueued) this.#armIdleTimer();
     let message;
     try {
       message = classifyMessage(flags, payload, this.#maxMessageSize);
@@ -614,11 +623,18 @@ export class Mongrel2WebSocket extends EventTarget implements WebSocket {
         break;
       }
       case "ping":
-        if (!this.#closeQueued) {
-          this.#push({
+        if (this.#closeQueued) break;
+        if (this.#queuedPong !== null) {
+          // A client that pings faster than it reads would otherwise grow
+          // the queue without bound; RFC 6455 lets a pong answer only the
+          // latest ping.
+          this.#queuedPong.frame = encodeFrame(OPCODE.pong, message.data);
+        } else {
+          this.#queuedPong = {
             frame: encodeFrame(OPCODE.pong, message.data),
             size: 0,
-          });
+          };
+          this.#push(this.#queuedPong);
         }
         break;
       case "pong":
@@ -672,6 +688,12 @@ export class Mongrel2WebSocket extends EventTarget implements WebSocket {
     this.#finish(this.#ending ?? { code: 1006, reason: "", wasClean: false });
     this.#wake?.();
   }
+}
+
+/** Close codes RFC 6455 lets an endpoint put in a close frame. */
+function isSendableCloseCode(code: number): boolean {
+  return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) ||
+    (code >= 3000 && code <= 4999);
 }
 
 /** WebIDL `[Clamp] unsigned short`: rounds half to even, clamps to 0–65535. */

@@ -180,9 +180,17 @@ class HandlerWorker {
           id,
           body as ReadableStream<Uint8Array>,
         );
-        pending.resolve(
-          upgradeResponse(pending.handshake, control, message.upgrade.protocol),
+        const response = upgradeResponse(
+          pending.handshake,
+          control,
+          message.upgrade.protocol,
         );
+        // What the handler added (cookies, say) goes out with the 101 too.
+        for (const [name, value] of message.headers) {
+          if (!response.headers.has(name)) response.headers.append(name, value);
+          else if (name === "set-cookie") response.headers.append(name, value);
+        }
+        pending.resolve(response);
         return;
       }
       pending.resolve(

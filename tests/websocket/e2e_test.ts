@@ -10,6 +10,7 @@
  */
 
 import assert from "node:assert/strict";
+import { upgradeWebSocket } from "../../mod.ts";
 import app from "./ws_app.ts";
 import { startDenoServe, startM2fetch } from "./servers.ts";
 import { WS_CASES } from "./ws_cases.ts";
@@ -77,4 +78,25 @@ Deno.test("a silent socket outlives mongrel2's idle reaper", async () => {
   assert.equal((echo as MessageEvent).data, "still here");
   ws.close();
   assert.equal((await closed).code, 1005);
+});
+
+Deno.test("a WebSocket without download.flow_control is warned about, once", async () => {
+  await using m2fetch = await startM2fetch((request) => {
+    const { socket, response } = upgradeWebSocket(request);
+    socket.onmessage = (event) => socket.send(event.data);
+    return response;
+  }, { settings: { "download.flow_control": 0 } });
+  for (let round = 0; round < 2; round++) {
+    const client = new WebSocket(`ws://127.0.0.1:${m2fetch.port}/ws`);
+    const echoed = new Promise((resolve) => client.onmessage = resolve);
+    client.onopen = () => client.send("hi");
+    assert.equal(((await echoed) as MessageEvent).data, "hi");
+    const closed = new Promise((resolve) => client.onclose = resolve);
+    client.close();
+    await closed;
+  }
+  const warnings = m2fetch.logs.filter((line) =>
+    line.includes("A WebSocket opened without download.flow_control")
+  );
+  assert.equal(warnings.length, 1, m2fetch.logs.join("\n"));
 });

@@ -259,9 +259,9 @@ Deno.test("close() sends a close frame and waits for the client's", async () => 
   h.socket.close(); // a no-op once closed
 });
 
-Deno.test("close() validates like the browser", async () => {
+Deno.test("close() takes the codes a server may send, and no others", async () => {
   const { h, next } = await opened();
-  for (const code of [0, 999, 1001, 1005, 2999, 5000]) {
+  for (const code of [0, 999, 1004, 1005, 1006, 1015, 2999, 5000]) {
     assert.throws(() => h.socket.close(code), { name: "InvalidAccessError" });
   }
   assert.throws(() => h.socket.close(1000, "x".repeat(124)), {
@@ -339,7 +339,36 @@ Deno.test("a lost connection fires close 1006 once", async () => {
   await h.cancel();
   assert.equal(h.socket.readyState, h.socket.CLOSED);
   assert.deepEqual(h.events, ["open", "close 1006  false"]);
-  assert.throws(() => h.socket.send("x"), { name: "InvalidStateError" });
+  // Dropped, as the standard says: a broadcast loop must not die of it.
+  h.socket.send("x");
+  assert.equal(h.socket.bufferedAmount, 0);
+});
+
+for (const code of [1001, 1008, 1011]) {
+  Deno.test(`close(${code}) sends it, as Deno's server sockets do`, async () => {
+    const { h, next } = await opened();
+    h.socket.close(code, "why");
+    assert.deepEqual(closePayload(await next), [code, "why"]);
+    // Closing: a send is dropped, not thrown.
+    h.socket.send("late");
+    h.control.receive("0x88", new Uint8Array([code >> 8, code & 0xff]));
+    assert.equal(await h.read(), null);
+    assert.deepEqual(h.events, ["open", `close ${code}  true`]);
+  });
+}
+
+Deno.test("pings from a client that does not read are answered by one pong, the latest", async () => {
+  const { h, next } = await opened();
+  for (let i = 0; i < 10_000; i++) {
+    h.control.receive("0x89", utf8.encode(`ping ${i}`));
+  }
+  const pong = await next;
+  assert.equal(pong?.opcode, 0xa);
+  assert.equal(new TextDecoder().decode(pong?.payload), "ping 9999");
+  h.socket.close(1000);
+  // Nothing queued between the pong and the close.
+  assert.deepEqual(closePayload(await h.read()), [1000, ""]);
+  await h.cancel();
 });
 
 Deno.test("goAway() closes with 1001 without waiting", async () => {
@@ -370,6 +399,18 @@ Deno.test("a silent client is pinged, then dropped with 1001", async () => {
     "error No response from ping frame",
     "close 1001 No response from ping frame false",
   ]);
+});
+
+Deno.test("once closing, a client's frames do not start idle pings", async () => {
+  const { h, next } = await opened({ idleTimeout: 0.1 });
+  h.socket.close(4000);
+  assert.deepEqual(closePayload(await next), [4000, ""]);
+  h.control.receive("0x81", utf8.encode("still talking"));
+  // Past the idle timeout: no ping was queued after the close frame.
+  await new Promise((resolve) => setTimeout(resolve, 150));
+  h.control.receive("0x88", new Uint8Array([0x0f, 0xa0]));
+  assert.equal(await h.read(), null);
+  assert.deepEqual(h.events, ["open", "close 4000  true"]);
 });
 
 function handshakeRequest(headers: Record<string, string> = {}): Request {

@@ -49,6 +49,36 @@ Deno.test("--workers 2 echoes WebSocket messages and closes with the client's co
   assert.equal(event.reason, "bye");
 });
 
+for (const workers of ["0", "2"]) {
+  Deno.test(`--workers ${workers}: headers the handler adds to the upgrade response reach the client`, async () => {
+    await using harness = await startCliHarness(APP, {
+      args: ["--workers", workers],
+    });
+    using conn = await Deno.connect({
+      port: harness.port,
+      hostname: "127.0.0.1",
+    });
+    await conn.write(new TextEncoder().encode(
+      `GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${
+        btoa("0123456789abcdef")
+      }\r\nSec-WebSocket-Version: 13\r\n\r\n`,
+    ));
+    let head = "";
+    const buffer = new Uint8Array(1024);
+    while (!head.includes("\r\n\r\n")) {
+      const n = await conn.read(buffer);
+      if (n === null) break;
+      head += new TextDecoder().decode(buffer.subarray(0, n));
+    }
+    assert.match(head, /^HTTP\/1\.1 101/);
+    const lines = head.toLowerCase().split("\r\n");
+    assert.ok(lines.includes("x-app: ws"), head);
+    assert.ok(lines.includes("set-cookie: a=1"), head);
+    assert.ok(lines.includes("set-cookie: b=2"), head);
+    assert.equal(lines.filter((line) => line.startsWith("upgrade:")).length, 1);
+  });
+}
+
 Deno.test("--workers 1 fires close on the worker's socket when the client vanishes", async () => {
   await using harness = await startCliHarness(APP, {
     args: ["--workers", "1"],

@@ -13,6 +13,10 @@ const worker = crypto.randomUUID();
 export default {
   fetch(request: Request, info: Deno.ServeHandlerInfo): Response {
     const { socket, response } = upgradeWebSocket(request);
+    // Headers a handler adds go out with the 101, as under deno serve.
+    response.headers.set("x-app", "ws");
+    response.headers.append("set-cookie", "a=1");
+    response.headers.append("set-cookie", "b=2");
     socket.binaryType = "arraybuffer";
     let byServer = false;
     socket.onclose = (event) => {
