@@ -747,9 +747,7 @@ class CliLog {
 /**
  * With --mongrel2-config: reads the handler's specs, chroot and upload store
  * from mongrel2's config database. They only replace defaults: an option set
- * by a flag or in m2fetch.json wins. An explicit --upload-temp-store also
- * keeps the discovered chroot out, since the chroot only locates that
- * store's files.
+ * by a flag or in m2fetch.json wins, with a warning when it differs.
  */
 function applyDiscovery(
   values: OptionValues,
@@ -782,10 +780,10 @@ function applyDiscovery(
     "recv-spec": [found.recvSpec],
     "flow-control": found.flowControl ? "on" : "off",
   };
-  if (
-    found.uploads !== undefined && explicit["upload-temp-store"] === undefined
-  ) {
+  if (found.uploads !== undefined) {
     discovered["upload-temp-store"] = found.uploads.template;
+    // The chroot locates the store's files whoever names the store: an
+    // explicit --upload-temp-store is still a path inside it.
     if (found.uploads.chroot !== undefined) {
       discovered["mongrel2-chroot"] = found.uploads.chroot;
     }
@@ -793,7 +791,15 @@ function applyDiscovery(
   const taken = Object.keys(discovered).filter((name) =>
     explicit[name] === undefined
   );
-  for (const name of ["send-spec", "recv-spec"]) {
+  for (
+    const name of [
+      "send-spec",
+      "recv-spec",
+      "upload-temp-store",
+      "mongrel2-chroot",
+    ]
+  ) {
+    if (discovered[name] === undefined) continue;
     const given = [explicit[name] ?? []].flat();
     const found = [discovered[name]].flat();
     if (given.length > 0 && given.join(" ") !== found.join(" ")) {
@@ -802,7 +808,11 @@ function applyDiscovery(
           given.join(" ")
         } (given by a flag or m2fetch.json) instead of ${
           found.join(" ")
-        }, which ${database} gives for this handler: drop one of them if that is not meant (a spec nothing binds leaves m2fetch waiting)`,
+        }, which ${database} gives for this handler: drop one of them if that is not meant (${
+          name.endsWith("-spec")
+            ? "a spec nothing binds leaves m2fetch waiting"
+            : "upload files are then looked for in the wrong place"
+        })`,
       );
     }
   }

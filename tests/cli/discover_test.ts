@@ -198,7 +198,10 @@ Deno.test("cli: --handler without --mongrel2-config, and a missing database, are
   );
 });
 
-async function serveThroughDiscovery(chroot: boolean): Promise<void> {
+async function serveThroughDiscovery(
+  chroot: boolean,
+  explicitStore = false,
+): Promise<void> {
   await using tmp = await tempDir(chroot ? "m2dc-" : "m2dn-");
   const app = `${tmp.path}/app.ts`;
   await Deno.writeTextFile(app, ECHO_APP);
@@ -210,6 +213,10 @@ async function serveThroughDiscovery(chroot: boolean): Promise<void> {
   await using cli = await spawnCli([
     "--mongrel2-config",
     m2.databasePath,
+    // As init's m2fetch.json has it: the store named, the chroot not.
+    ...(explicitStore
+      ? ["--upload-temp-store", String(m2.settings["upload.temp_store"])]
+      : []),
     app,
   ]);
   const log = cli.output();
@@ -247,6 +254,13 @@ Deno.test({
   fn: () => serveThroughDiscovery(true),
 });
 
+Deno.test({
+  name:
+    "cli: --mongrel2-config with the store given explicitly still takes the discovered chroot (as root)",
+  ignore: !isRoot,
+  fn: () => serveThroughDiscovery(true, true),
+});
+
 Deno.test("cli: --mongrel2-config alone wires an unchrooted mongrel2", () =>
   serveThroughDiscovery(false));
 
@@ -254,6 +268,8 @@ Deno.test("cli: flags given explicitly win over what --mongrel2-config discovers
   await using tmp = await tempDir("m2dx-");
   await Deno.writeTextFile(`${tmp.path}/mongrel2.conf`, TWO_HANDLERS);
   await m2shLoad(tmp.path);
+  // The explicit store is still a path inside the discovered chroot.
+  await Deno.mkdir(`${tmp.path}/var/tmp`, { recursive: true });
   await using cli = await spawnCli([
     "--mongrel2-config",
     `${tmp.path}/config.sqlite`,
@@ -269,7 +285,7 @@ Deno.test("cli: flags given explicitly win over what --mongrel2-config discovers
   assert.match(
     log,
     new RegExp(
-      `Read handler web-ident \\(route localhost:/ of server main, chroot ${tmp.path}\\) from ${tmp.path}/config\\.sqlite: --send-spec ipc://${tmp.path}/run/web_send, --flow-control on\\n`,
+      `Read handler web-ident \\(route localhost:/ of server main, chroot ${tmp.path}\\) from ${tmp.path}/config\\.sqlite: --send-spec ipc://${tmp.path}/run/web_send, --flow-control on, --mongrel2-chroot ${tmp.path}\\n`,
     ),
   );
   assert.ok(
@@ -282,6 +298,12 @@ Deno.test("cli: flags given explicitly win over what --mongrel2-config discovers
   assert.ok(
     log.includes(
       `warn Using --recv-spec tcp://127.0.0.1:9 (given by a flag or m2fetch.json) instead of ipc://${tmp.path}/run/web_recv, which ${tmp.path}/config.sqlite gives for this handler`,
+    ),
+    log,
+  );
+  assert.ok(
+    log.includes(
+      `warn Using --upload-temp-store /var/tmp/m2fetch-test.XXXXXX (given by a flag or m2fetch.json) instead of `,
     ),
     log,
   );
