@@ -11,7 +11,7 @@
  * @module
  */
 
-import { resolve } from "node:path";
+import { relative, resolve } from "node:path";
 import { setImmediate } from "node:timers";
 import { parseArgs } from "node:util";
 import denoJson from "./deno.json" with { type: "json" };
@@ -296,6 +296,12 @@ function withDefaults(
   return Object.assign(values, ...layers);
 }
 
+/**
+ * The m2fetch.json keys that name files on this machine (not as mongrel2
+ * sees them): relative to the file's directory.
+ */
+const FILE_PATHS = ["app", "mongrel2-config", "mongrel2-chroot"];
+
 function absolute(path: string): string {
   return resolve(path);
 }
@@ -354,11 +360,14 @@ async function resolveSetup(
       configFile = path;
     }
   }
-  const fromFile = typeof fileValues.app === "string"
-    ? (fileValues.app.startsWith("/")
-      ? fileValues.app
-      : `${appDir}/${fileValues.app}`)
-    : undefined;
+  // Paths in the file are relative to its directory, wherever m2fetch
+  // starts from.
+  for (const name of FILE_PATHS) {
+    if (typeof fileValues[name] === "string") {
+      fileValues[name] = resolve(appDir!, fileValues[name]);
+    }
+  }
+  const fromFile = fileValues.app as string | undefined;
   delete fileValues.app;
   const app = positional ?? fromFile ?? defaultApp;
   if (app === undefined) {
@@ -899,12 +908,21 @@ async function runConfig(args: string[]): Promise<void> {
   }
   const values: OptionValues = { ...parsed.flags };
   if (parsed.positionals[0] !== undefined) values.app = parsed.positionals[0];
-  uploadOptions(withDefaults(SERVE_OPTIONS, values));
+  // Given relative to the working directory, kept relative to the file's.
+  for (const name of FILE_PATHS) {
+    const path = values[name];
+    if (typeof path === "string" && !path.startsWith("/")) {
+      values[name] = relative(dir, resolve(path)) || ".";
+    }
+  }
+  const path = `${dir}/${CONFIG_FILE_NAME}`;
+  // Checked together with what the file already holds, as serving will.
+  const existing = await readConfigFile(path, SERVE_OPTIONS) ?? {};
+  uploadOptions(withDefaults(SERVE_OPTIONS, existing, values));
   checkEndpoints(
     values["send-spec"] as string[] | undefined,
     values["recv-spec"] as string[] | undefined,
   );
-  const path = `${dir}/${CONFIG_FILE_NAME}`;
   const written = await writeConfigFile(path, values, SERVE_OPTIONS);
   console.log(`Wrote ${path}:\n${JSON.stringify(written, null, 2)}`);
 }

@@ -58,7 +58,7 @@ Deno.test("config writes typed JSON: sizes in bytes, durations in ms, booleans",
       "--mongrel2-chroot",
       "/var/mongrel2",
       "app.ts",
-    ]);
+    ], dir);
     assert.equal(result.code, 0, result.stderr);
     const file = await readJson(`${dir}/m2fetch.json`);
     assert.deepEqual(file, {
@@ -109,7 +109,7 @@ Deno.test("config merges into an existing file and keeps what it does not set", 
       "--idle-timeout",
       "1500ms",
       "main.ts",
-    ]);
+    ], dir);
     assert.equal(second.code, 0, second.stderr);
     assert.deepEqual(await readJson(`${dir}/m2fetch.json`), {
       "app": "main.ts",
@@ -122,6 +122,59 @@ Deno.test("config merges into an existing file and keeps what it does not set", 
     const names = [];
     for await (const entry of Deno.readDir(dir)) names.push(entry.name);
     assert.deepEqual(names, ["m2fetch.json"]);
+  });
+});
+
+Deno.test("paths in m2fetch.json are relative to its directory; config writes them so from any working directory", async () => {
+  await withAppDir(async (base) => {
+    const dir = `${base}/app`;
+    await Deno.mkdir(dir);
+    const written = await cli([
+      "config",
+      "--app-path",
+      "app",
+      "--mongrel2-config",
+      "app/site/config.sqlite",
+      "--handler",
+      "web",
+      "app/app.ts",
+    ], base);
+    assert.equal(written.code, 0, written.stderr);
+    assert.deepEqual(await readJson(`${dir}/m2fetch.json`), {
+      "app": "app.ts",
+      "handler": "web",
+      "mongrel2-config": "site/config.sqlite",
+    });
+    // Served from elsewhere, the database is looked for next to the file.
+    const served = await cli(["--app-path", dir], "/");
+    assert.equal(served.code, 2, served.stderr);
+    assert.match(
+      served.stderr,
+      new RegExp(
+        `\\nm2fetch: Cannot read mongrel2 config ${dir}/site/config\\.sqlite: the file does not exist`,
+      ),
+    );
+  });
+});
+
+Deno.test("config checks what it adds together with what the file holds", async () => {
+  await withAppDir(async (dir) => {
+    await Deno.writeTextFile(
+      `${dir}/m2fetch.json`,
+      JSON.stringify({ "upload-temp-store": "/tmp/upload.XXXXXX" }),
+    );
+    const result = await cli([
+      "config",
+      "--app-path",
+      dir,
+      "--mongrel2-chroot",
+      "/srv/mongrel2",
+    ]);
+    assert.equal(result.code, 0, result.stderr);
+    assert.deepEqual(await readJson(`${dir}/m2fetch.json`), {
+      "mongrel2-chroot": "/srv/mongrel2",
+      "upload-temp-store": "/tmp/upload.XXXXXX",
+    });
   });
 });
 
@@ -306,7 +359,7 @@ export default {
       "--max-body-size",
       "8K",
       "app.ts",
-    ]);
+    ], dir);
     assert.equal(written.code, 0, written.stderr);
     assert.equal(
       (await readJson(`${dir}/m2fetch.json`))["max-body-size"],
