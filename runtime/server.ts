@@ -471,7 +471,8 @@ class Server implements Mongrel2Server {
       this.#uploads?.store,
     );
     if (
-      marker.kind === "unconfigured" && this.#recentUploads.has(marker.path)
+      (marker.kind === "unconfigured" || marker.kind === "mismatched") &&
+      this.#recentUploads.has(marker.path)
     ) {
       // The upload-done of an upload refused at its start.
       return;
@@ -530,6 +531,17 @@ class Server implements Mongrel2Server {
         context,
         500,
         `mongrel2 spooled a request body to "${marker.path}" (its upload.temp_store), but m2fetch was started without --upload-temp-store: pass mongrel2's upload.temp_store with --upload-temp-store (or use --mongrel2-config), and delete the file if it is still there`,
+        "error",
+      );
+      return;
+    }
+    if (marker.kind === "mismatched") {
+      this.#recentUploads.set(marker.path, performance.now());
+      this.#reject(
+        exchange,
+        context,
+        500,
+        `mongrel2 spooled a request body to "${marker.path}", but ${marker.reason}: --upload-temp-store must be mongrel2's upload.temp_store (--mongrel2-config reads it); the file is left alone`,
         "error",
       );
       return;
@@ -758,7 +770,28 @@ class Server implements Mongrel2Server {
     } catch (error) {
       if (exchange.settled) return;
       if (error instanceof UploadRejectedError) {
-        this.#reject(exchange, context, 400, error.message);
+        // An empty body under a Content-Length (or chunked) is how mongrel2
+        // itself announces an upload; a client forging the headers sends
+        // its small body along. mongrel2's own upload refused means
+        // m2fetch's settings do not match mongrel2's.
+        const chunked = /chunked/i.test(
+          firstHeader(message.headers, "transfer-encoding") ?? "",
+        );
+        const fromMongrel2 = message.body.length === 0 &&
+          (declared !== undefined ? declared > 0 : chunked);
+        if (fromMongrel2) {
+          this.#reject(
+            exchange,
+            context,
+            500,
+            `${error.message}, though mongrel2 wrote it: ${
+              uploads.store.chroot === undefined
+                ? "if mongrel2 runs chrooted, pass --mongrel2-chroot; "
+                : ""
+            }--upload-temp-store and --mongrel2-chroot must match mongrel2's upload.temp_store and chroot (--mongrel2-config reads both). The file stays where mongrel2 wrote it`,
+            "error",
+          );
+        } else this.#reject(exchange, context, 400, error.message);
       } else {
         const hint = error instanceof Deno.errors.NotCapable
           ? " (grant m2fetch --allow-read and --allow-write on the temp store directory)"

@@ -39,6 +39,13 @@ export type UploadMarker =
    * request.
    */
   | { kind: "unconfigured"; path: string }
+  /**
+   * mongrel2's own upload (it has the shape, and mongrel2 replaces a
+   * client's upload-start header with its own), at a path the template
+   * cannot produce: m2fetch's --upload-temp-store is not mongrel2's
+   * upload.temp_store. The file is left alone.
+   */
+  | { kind: "mismatched"; path: string; reason: string }
   | {
     kind: "forged";
     reason: string;
@@ -188,9 +195,12 @@ export function readUploadMarker(
   }
   if (store === undefined) return { kind: "unconfigured", path: start };
   if (!templatePattern(store.template).test(start)) {
-    return forged(
-      `upload path "${start}" does not match the temp store template "${store.template}"`,
-    );
+    return {
+      kind: "mismatched",
+      path: start,
+      reason:
+        `upload path "${start}" does not match the temp store template "${store.template}"`,
+    };
   }
   if (done !== undefined) {
     if (done === start) return { kind: "done", path: start };

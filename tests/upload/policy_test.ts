@@ -200,11 +200,17 @@ Deno.test("readUploadMarker: forged shapes", () => {
       "/tmp/upload.x",
     ]
   ) {
-    assertForged({ [START]: bad, "content-length": "5000" }, /does not match/);
-    assertForged(
+    // mongrel2's shape (it replaces a client's upload-start): m2fetch's
+    // template is not mongrel2's, and the file is not m2fetch's to touch.
+    const shapes: Record<string, string>[] = [
+      { [START]: bad, "content-length": "5000" },
       { [START]: bad, [DONE]: bad, "content-length": "5000" },
-      /does not match/,
-    );
+    ];
+    for (const headers of shapes) {
+      const result = marker(headers);
+      assert.equal(result.kind, "mismatched", bad);
+      assert.match((result as { reason: string }).reason, /does not match/);
+    }
   }
   // Uploads not configured: mongrel2's own markers say so, forged ones
   // are still forged.
@@ -249,7 +255,6 @@ Deno.test("readUploadMarker: forged markers carry no file to delete", () => {
       [{ [START]: path, [DONE]: path, "content-length": "0" }, EMPTY],
       [{ [START]: path, [DONE]: path }, EMPTY],
       [{ [DONE]: path, "content-length": "5000" }, EMPTY],
-      [{ [START]: "/etc/passwd", [DONE]: path, "content-length": "5" }, EMPTY],
     ] as const
   ) {
     const result = marker(headers, body);
@@ -260,6 +265,20 @@ Deno.test("readUploadMarker: forged markers carry no file to delete", () => {
       JSON.stringify(headers),
     );
   }
+  // mongrel2's shape at a path outside the template: a set-up mismatch,
+  // and still no file of m2fetch's to touch.
+  assert.deepEqual(
+    marker(
+      { [START]: "/etc/passwd", [DONE]: path, "content-length": "5" },
+      EMPTY,
+    ),
+    {
+      kind: "mismatched",
+      path: "/etc/passwd",
+      reason:
+        'upload path "/etc/passwd" does not match the temp store template "/tmp/upload.XXXXXX"',
+    },
+  );
 });
 
 Deno.test("readUploadMarker: a client's upload-done header on mongrel2's upload-start is refused, but names the real file", () => {

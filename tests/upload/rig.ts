@@ -41,6 +41,8 @@ export interface RigOptions {
    * for set-ups that make the reported paths valid outside the chroot.
    */
   passChroot?: boolean;
+  /** m2fetch's `--upload-temp-store`. Default: mongrel2's `upload.temp_store`. */
+  template?: string;
   /** mongrel2's `limits.content_length`. Default 1024. */
   contentLength?: number;
   /** m2fetch's `upload-invoke`. Default `"start"`. */
@@ -160,7 +162,7 @@ export async function startRig(options: RigOptions): Promise<Rig> {
         maxBodySize: options.maxBodySize,
         uploads: {
           store: {
-            template,
+            template: options.template ?? template,
             chroot: mongrel2.chroot && options.passChroot !== false
               ? mongrel2.dir
               : undefined,

@@ -28,6 +28,7 @@ import {
   PatternSource,
   RawConn,
   type Rig,
+  type RigOptions,
   ROOT,
   startRig,
   uploadPathOf,
@@ -615,6 +616,58 @@ Deno.test("mongrel2 spooling uploads to an m2fetch without --upload-temp-store: 
     1,
     h.logs.join("\n"),
   );
+});
+
+/**
+ * m2fetch's upload settings do not match mongrel2's: its uploads are
+ * answered 500 at once, with an error line that says which setting to fix;
+ * the handler is not called, and mongrel2 deletes the file it had not
+ * finished.
+ */
+async function mismatchedStore(
+  options: Partial<RigOptions>,
+  why: RegExp,
+): Promise<void> {
+  let calls = 0;
+  await using rig = await startRig({
+    contentLength: LIMIT,
+    handler: () => {
+      calls++;
+      return new Response("ok");
+    },
+    ...options,
+  });
+  const conn = await openPost(rig.port, "/up", 64 * MiB);
+  try {
+    await conn.write(new PatternSource(MiB).next()!);
+    const response = await conn.response();
+    assert.ok(response !== null, conn.text);
+    assert.equal(response.status, 500);
+    assert.ok(await conn.closed(5000), "the connection stayed open");
+  } finally {
+    await conn.close();
+  }
+  assert.equal(calls, 0);
+  const errors = rig.logs.filter((line) => / error /.test(line));
+  assert.equal(errors.length, 1, rig.logs.join("\n"));
+  assert.match(errors[0], why);
+}
+
+Deno.test("an --upload-temp-store that is not mongrel2's: 500, and an error naming the setting", () =>
+  mismatchedStore(
+    { template: "/tmp/elsewhere.XXXXXX" },
+    /mongrel2 spooled a request body to ".*", but upload path ".*" does not match the temp store template "\/tmp\/elsewhere\.XXXXXX": --upload-temp-store must be mongrel2's upload\.temp_store/,
+  ));
+
+Deno.test({
+  name:
+    "a chrooted mongrel2 without --mongrel2-chroot: 500, and an error that suggests it (as root)",
+  ignore: !isRoot,
+  fn: () =>
+    mismatchedStore(
+      { chroot: true, passChroot: false },
+      /cannot be read .*, though mongrel2 wrote it: if mongrel2 runs chrooted, pass --mongrel2-chroot/,
+    ),
 });
 
 Deno.test("an upload pipelined behind a request that closes the connection is not served, and its file is deleted", async () => {
