@@ -118,3 +118,40 @@ export async function loadHandler(specifier: string): Promise<LoadedHandler> {
   }
   return findHandler(module, specifier);
 }
+
+/**
+ * Checks what a handler returned, as `deno serve` does: a Response that
+ * can still be sent. Anything else is the handler's error (answered 500).
+ *
+ * @param result The handler's return value, awaited.
+ * @throws {TypeError} For a non-Response, a network error
+ * (`Response.error()`), or a Response whose body was read already (one
+ * kept and returned twice, say).
+ *
+ * @example Usage
+ * ```ts
+ * import { checkHandlerResult } from "./handler.ts";
+ * checkHandlerResult(new Response("ok"));
+ * ```
+ */
+export function checkHandlerResult(
+  result: unknown,
+): asserts result is Response {
+  if (!(result instanceof Response)) {
+    throw new TypeError(
+      `Return value from the handler must be a Response or a promise resolving to one, received ${
+        result === null ? "null" : typeof result
+      }`,
+    );
+  }
+  if (result.type === "error") {
+    throw new TypeError(
+      "Return value from the handler must not be a network error (Response.error()): there is no status to send",
+    );
+  }
+  if (result.bodyUsed) {
+    throw new TypeError(
+      "Return value from the handler must be a Response whose body was not read (a Response can be sent once)",
+    );
+  }
+}

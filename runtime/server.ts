@@ -31,6 +31,7 @@ import { encodeClose, encodeCtl } from "./protocol/reply.ts";
 import { createLogger, type Logger } from "./log.ts";
 import type { Transport } from "./transport/transport.ts";
 import { setMongrel2Info } from "./info.ts";
+import { checkHandlerResult } from "./handler.ts";
 import type { SocketControl } from "./websocket/socket.ts";
 import {
   type Handshake,
@@ -938,18 +939,7 @@ class Server implements Mongrel2Server {
     handshake: Handshake | undefined,
     key: string,
   ): asserts result is Response {
-    if (!(result instanceof Response)) {
-      throw new TypeError(
-        `Return value from the handler must be a Response or a promise resolving to one, received ${
-          result === null ? "null" : typeof result
-        }`,
-      );
-    }
-    if (result.bodyUsed) {
-      throw new TypeError(
-        "Return value from the handler must be a Response whose body was not read",
-      );
-    }
+    checkHandlerResult(result);
     if (result.status === 101) this.#accept(result, handshake, key);
   }
 

@@ -188,7 +188,7 @@ for (const format of ["json", "tnetstring"] as const) {
     );
     assert.deepEqual(await run.response.json(), {
       dup: "one, two, three",
-      cookie: "a=1, b=2",
+      cookie: "a=1; b=2",
       xff: "192.0.2.7",
     });
   });

@@ -7,6 +7,22 @@
 import type { ResponseEncoder } from "../http/response_encoder.ts";
 
 /**
+ * `request.signal.reason` once the response is out: the reason `deno serve`
+ * gives. One instance for every request: a DOMException records a stack
+ * when made, and this one says nothing a stack would add.
+ *
+ * @example Usage
+ * ```ts
+ * import { REQUEST_FINISHED } from "./exchange.ts";
+ * console.assert(REQUEST_FINISHED.name === "AbortError");
+ * ```
+ */
+export const REQUEST_FINISHED: DOMException = new DOMException(
+  "The request has been cancelled.",
+  "AbortError",
+);
+
+/**
  * The state of one request while its handler runs and its response is
  * written: the abort controller behind `request.signal`, the promise behind
  * `info.completed`, and the response encoder once the handler has answered.
@@ -109,11 +125,16 @@ export class Exchange {
     this.#resolveEncoder(encoder);
   }
 
-  /** Marks the response as fully handed to mongrel2. */
+  /**
+   * Marks the response as fully handed to mongrel2; `request.signal` then
+   * aborts, as under `deno serve`, so work tied to it stops with the
+   * request.
+   */
   finish(): void {
     if (this.#settled) return;
     this.#settled = true;
     this.#resolveCompleted();
+    this.#controller.abort(REQUEST_FINISHED);
   }
 
   /**

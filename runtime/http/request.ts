@@ -193,6 +193,10 @@ function headerPairs(headers: Mongrel2Headers): [string, string][] {
     if (isMongrel2Key(name)) continue;
     const value = headers[name];
     if (typeof value === "string") pairs.push([name, value]);
+    // Several Cookie lines (HTTP/2 proxies send one per cookie) are one
+    // cookie list: joined with "; ", as Deno's server does, not the ", "
+    // Headers puts between repeated values.
+    else if (name === "cookie") pairs.push([name, value.join("; ")]);
     else for (const item of value) pairs.push([name, item]);
   }
   return pairs;

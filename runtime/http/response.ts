@@ -124,7 +124,7 @@ export function encodeResponseHead(
   const status = response.status;
   const version = options.version === "HTTP/1.0" ? "HTTP/1.0" : "HTTP/1.1";
   let keepAlive = options.keepAlive;
-  let head = `${version} ${status} ${STATUS_TEXT[status] ?? "Unknown"}\r\n`;
+  let head = `${version} ${status} ${STATUS_TEXT[status] ?? ""}\r\n`;
   let hasDate = false;
   let declaredLength: string | null = null;
   // forEach, not for…of: Deno's Headers iterator is quadratic (see
@@ -135,6 +135,11 @@ export function encodeResponseHead(
       (name === "upgrade" || name === "connection");
     if (HOP_BY_HOP.has(name) && !switching) {
       if (name === "content-length") declaredLength = value;
+      // The handler asks to end the connection, as it may under deno
+      // serve: the head says so below, and m2fetch closes after the body.
+      if (name === "connection" && /(^|,)\s*close\s*(,|$)/i.test(value)) {
+        keepAlive = false;
+      }
       return;
     }
     if (name === "date") hasDate = true;

@@ -4,7 +4,11 @@
  * @module
  */
 
-/** Reason phrases by status code (RFC 9110 and common extensions). */
+/**
+ * Reason phrases by status code, as Deno's server (hyper) writes them; a
+ * code without one gets an empty phrase there, and here too.
+ * `tests/http/response_test.ts` checks every code against a capture.
+ */
 export const STATUS_TEXT: Readonly<Record<number, string>> = {
   100: "Continue",
   101: "Switching Protocols",
@@ -13,7 +17,7 @@ export const STATUS_TEXT: Readonly<Record<number, string>> = {
   200: "OK",
   201: "Created",
   202: "Accepted",
-  203: "Non-Authoritative Information",
+  203: "Non Authoritative Information",
   204: "No Content",
   205: "Reset Content",
   206: "Partial Content",
@@ -41,14 +45,14 @@ export const STATUS_TEXT: Readonly<Record<number, string>> = {
   410: "Gone",
   411: "Length Required",
   412: "Precondition Failed",
-  413: "Content Too Large",
+  413: "Payload Too Large",
   414: "URI Too Long",
   415: "Unsupported Media Type",
   416: "Range Not Satisfiable",
   417: "Expectation Failed",
   418: "I'm a teapot",
   421: "Misdirected Request",
-  422: "Unprocessable Content",
+  422: "Unprocessable Entity",
   423: "Locked",
   424: "Failed Dependency",
   425: "Too Early",

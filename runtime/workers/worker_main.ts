@@ -8,7 +8,8 @@
 
 /// <reference lib="deno.worker" />
 
-import { loadHandler } from "../handler.ts";
+import { checkHandlerResult, loadHandler } from "../handler.ts";
+import { REQUEST_FINISHED } from "../connection/exchange.ts";
 import { setMongrel2Info } from "../info.ts";
 import type { SocketControl } from "../websocket/socket.ts";
 import { markHandshake, upgradeOf } from "../websocket/upgrade.ts";
@@ -60,8 +61,11 @@ function complete(completed: Completions): void {
   for (const completion of completed) {
     const id = Math.abs(completion);
     const settle = completions.get(id);
-    if (completion > 0) settle?.resolve();
-    else {
+    if (completion > 0) {
+      settle?.resolve();
+      // As on the main thread (and under deno serve): the request is over.
+      controllers.get(id)?.abort(REQUEST_FINISHED);
+    } else {
       settle?.reject(
         new Deno.errors.Interrupted("HTTP response was not sent successfully"),
       );
@@ -108,13 +112,7 @@ async function handle(message: WorkerRequest): Promise<void> {
       },
       completed,
     });
-    if (!(response instanceof Response)) {
-      throw new TypeError(
-        `Return value from the handler must be a Response or a promise resolving to one, received ${
-          response === null ? "null" : typeof response
-        }`,
-      );
-    }
+    checkHandlerResult(response);
     const upgrade = upgradeOf(response);
     if (upgrade !== undefined) sockets.set(message.id, upgrade.control);
     // A WebSocket's frames must stay a stream; other bodies that are

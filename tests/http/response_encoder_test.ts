@@ -320,11 +320,11 @@ Deno.test("ResponseEncoder writes several set-cookie headers on separate lines",
   );
 });
 
-Deno.test("ResponseEncoder drops transfer-encoding and connection set by the handler", async () => {
+Deno.test("ResponseEncoder frames the body itself, but honours the handler's connection: close", async () => {
   const response = new Response("hi", {
     headers: {
       "transfer-encoding": "chunked",
-      connection: "close",
+      connection: "keep-alive",
       "content-type": "text/plain",
     },
   });
@@ -337,6 +337,17 @@ Deno.test("ResponseEncoder drops transfer-encoding and connection set by the han
       "content-length: 2\r\n\r\nhi",
   );
   assert.equal(encoder.keepAlive, true);
+  const closing = encoderFor(
+    new Response("hi", { headers: { connection: "close" } }),
+  );
+  assert.equal(
+    (await drain(closing)).join(""),
+    "HTTP/1.1 200 OK\r\n" +
+      "content-type: text/plain;charset=UTF-8\r\n" +
+      `date: ${DATE}\r\n` +
+      "content-length: 2\r\nconnection: close\r\n\r\nhi",
+  );
+  assert.equal(closing.keepAlive, false);
 });
 
 Deno.test("ResponseEncoder adds date unless the handler set it", async () => {

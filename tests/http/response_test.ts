@@ -75,7 +75,7 @@ Deno.test("encodeResponseHead() uses the canonical reason phrase", () => {
     [404, "Not Found"],
     [418, "I'm a teapot"],
     [500, "Internal Server Error"],
-    [599, "Unknown"],
+    [599, ""],
   ];
   for (const [status, reason] of cases) {
     const response = new Response(null, { status, statusText: "Custom" });
@@ -86,6 +86,39 @@ Deno.test("encodeResponseHead() uses the canonical reason phrase", () => {
       `${status}`,
     );
   }
+});
+
+Deno.test("encodeResponseHead() writes every status line as deno serve 2.9 does", async () => {
+  // Captured from `deno serve` answering `new Response(null, { status })`
+  // for each status from 200 to 599: the text after "HTTP/1.1 NNN ".
+  const captured: Record<string, string> = JSON.parse(
+    await Deno.readTextFile(
+      new URL("../fixtures/deno_serve_reasons.json", import.meta.url),
+    ),
+  );
+  for (let status = 200; status <= 599; status++) {
+    const text = head(new Response(null, { status }), { bodyLength: 0 }).text;
+    assert.equal(
+      text.slice(0, text.indexOf("\r\n")),
+      `HTTP/1.1 ${status} ${captured[status]}`,
+    );
+  }
+});
+
+Deno.test("encodeResponseHead() honours a handler's connection: close", () => {
+  const closing = new Response("bye", {
+    headers: { connection: "Keep-Alive, Close" },
+  });
+  assert.deepEqual(head(closing, { bodyLength: 3 }), {
+    text:
+      `HTTP/1.1 200 OK\r\ncontent-type: text/plain;charset=UTF-8\r\ndate: ${DATE}\r\ncontent-length: 3\r\nconnection: close\r\n\r\n`,
+    framing: "length",
+    contentLength: 3,
+    keepAlive: false,
+  });
+  // Other connection options stay m2fetch's business.
+  const other = new Response("x", { headers: { connection: "closer" } });
+  assert.equal(head(other, { bodyLength: 1 }).keepAlive, true);
 });
 
 Deno.test("encodeResponseHead() keeps content-length on HEAD and sends no body", () => {

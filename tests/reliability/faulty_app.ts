@@ -1,13 +1,15 @@
 /**
  * A handler with one fault per path, for tests/reliability: it throws,
- * rejects, returns nothing, breaks its body stream half-way or never
- * answers. `/state` reports how the last hanging request was aborted.
+ * rejects, returns nothing or a network error, returns one Response twice,
+ * breaks its body stream half-way or never answers. `/state` reports how the last hanging request was aborted.
  *
  * @module
  */
 
 const encoder = new TextEncoder();
 let lastAbort = "none";
+// A common mistake: one Response kept and returned for every request.
+const shared = new Response("shared body\n");
 
 function brokenStream(
   goodChunks: number,
@@ -39,6 +41,10 @@ export default {
         return undefined as unknown as Response;
       case "/not-a-response":
         return { status: 200 } as unknown as Response;
+      case "/network-error":
+        return Response.error();
+      case "/reused":
+        return shared;
       case "/stream-breaks":
         return new Response(brokenStream(8), {
           headers: { "content-type": "application/octet-stream" },

@@ -65,6 +65,10 @@ for (const workers of ["0", "1"]) {
         ["/reject", /handler rejected/],
         ["/undefined", /must be a Response.*received undefined/],
         ["/not-a-response", /must be a Response/],
+        [
+          "/network-error",
+          /must not be a network error \(Response\.error\(\)\)/,
+        ],
       ] as const
     ) {
       await t.step(`${path}: 500, logged`, async () => {
@@ -80,6 +84,22 @@ for (const workers of ["0", "1"]) {
         await nextSucceeds(harness, path);
       });
     }
+
+    await t.step(
+      "one Response returned twice: sent once, then 500, logged",
+      async () => {
+        await using client = await harness.raw();
+        await get(client, "/reused");
+        const first = await client.readResponse();
+        assert.equal(first.status, 200);
+        assert.equal(decoder.decode(first.body), "shared body\n");
+        await get(client, "/reused");
+        const second = await client.readResponse();
+        assert.equal(second.status, 500);
+        await logged(harness, /must be a Response whose body was not read/);
+        await nextSucceeds(harness, "/reused");
+      },
+    );
 
     await t.step(
       "a chunked body that errors half-way: truncated, then EOF; logged",
