@@ -36,7 +36,11 @@ import {
   writeConfigFile,
 } from "./runtime/config_file.ts";
 import { checkTemplate } from "./runtime/upload/policy.ts";
-import { storeDirectory, sweepStaleUploads } from "./runtime/upload/store.ts";
+import {
+  storeCannotDelete,
+  storeDirectory,
+  sweepStaleUploads,
+} from "./runtime/upload/store.ts";
 import { checkEndpoint, ZmqTransport } from "./runtime/transport/zmq.ts";
 import { startMongrel2 } from "./runtime/mongrel2/mod.ts";
 import {
@@ -540,7 +544,8 @@ async function serve(setup: ServeSetup): Promise<Served> {
   }
   const handler = await startHandler(app, values, logger);
   if (uploads !== undefined) {
-    await storeDirectory(uploads.store);
+    const why = await storeCannotDelete(await storeDirectory(uploads.store));
+    if (why !== null) logger.warn(why);
     if (values["sweep-uploads"]) {
       const removed = await sweepStaleUploads(
         uploads.store,
@@ -558,6 +563,7 @@ async function serve(setup: ServeSetup): Promise<Served> {
     recvSpec,
     onError: (error) => logger.error("ZeroMQ transport error", error),
     onStatus: (message) => logger.info(message),
+    onWarning: (message) => logger.warn(message),
   });
   const server = serveMongrel2({
     handler: handler.fetch,

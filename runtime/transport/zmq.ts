@@ -49,9 +49,47 @@ export interface ZmqTransportOptions {
    * is still awaited (replies for it are held meanwhile).
    */
   onStatus?: (message: string) => void;
+  /**
+   * Called once when a `recv_spec` is still unsubscribed after
+   * `stillWaitingMs` (default 10 000): something is likely wrong (mongrel2
+   * not running, another spec, a socket m2fetch may not write to).
+   */
+  onWarning?: (message: string) => void;
+  /** See {@linkcode ZmqTransportOptions.onWarning}. */
+  stillWaitingMs?: number;
 }
 
 const ENDPOINT = /^(tcp|ipc|inproc):\/\/.+/;
+
+/**
+ * For an `ipc://` endpoint: what its socket file says about why nothing
+ * connected (missing, or not writable by this process's user).
+ */
+function ipcSocketHint(endpoint: string): string {
+  if (!endpoint.startsWith("ipc://")) return "";
+  const path = endpoint.slice("ipc://".length);
+  let info: Deno.FileInfo;
+  try {
+    info = Deno.statSync(path);
+  } catch (error) {
+    return error instanceof Deno.errors.NotFound
+      ? ` (there is no socket file at ${path}: mongrel2 has not bound it)`
+      : "";
+  }
+  const uid = Deno.uid();
+  const mode = info.mode ?? 0;
+  const writable = uid === 0 ||
+    (info.uid === uid
+      ? (mode & 0o200) !== 0
+      : info.gid !== null && Deno.gid() === info.gid
+      ? (mode & 0o020) !== 0
+      : (mode & 0o002) !== 0);
+  return writable
+    ? ""
+    : ` (the socket ${path} is owned by uid ${info.uid} with mode ${
+      (mode & 0o777).toString(8)
+    }, and m2fetch runs as uid ${uid}: it needs write permission on it; run mongrel2 and m2fetch as the same user, or share a group)`;
+}
 
 /**
  * Checks that a ZeroMQ endpoint is one m2fetch can connect to.
@@ -112,6 +150,7 @@ export class ZmqTransport implements Transport {
   readonly #onError: (error: Error) => void;
   readonly #onStatus: (message: string) => void;
   readonly #waitingTimer: ReturnType<typeof setTimeout>;
+  readonly #stillWaitingTimer: ReturnType<typeof setTimeout>;
   #receiving = true;
   /** Messages taken since the last flush of the outbox. */
   #batch = 0;
@@ -163,6 +202,20 @@ export class ZmqTransport implements Transport {
       );
     }, options.waitingNoticeMs ?? 1000);
     Deno.unrefTimer(this.#waitingTimer as unknown as number);
+    const onWarning = options.onWarning ?? (() => {});
+    this.#stillWaitingTimer = setTimeout(() => {
+      for (const peer of this.#peers) {
+        if (peer.ready) continue;
+        onWarning(
+          `mongrel2 has not subscribed at ${peer.endpoint} after ${
+            (options.stillWaitingMs ?? 10_000) / 1000
+          } s, so no reply can reach it: check that mongrel2 is running and that its Handler's recv_spec is this endpoint${
+            ipcSocketHint(peer.endpoint)
+          }`,
+        );
+      }
+    }, options.stillWaitingMs ?? 10_000);
+    Deno.unrefTimer(this.#stillWaitingTimer as unknown as number);
   }
 
   /** See {@linkcode Transport.onPeerLeft}. */
@@ -288,6 +341,7 @@ export class ZmqTransport implements Transport {
   async #close(): Promise<void> {
     await this.stopReceiving();
     clearTimeout(this.#waitingTimer);
+    clearTimeout(this.#stillWaitingTimer);
     this.#sendOutbox();
     for (const peer of this.#peers) peer.close();
     await this.#context.terminate();

@@ -178,3 +178,39 @@ export async function sweepStaleUploads(
   }
   return removed;
 }
+
+/**
+ * Whether m2fetch can delete files in the store's directory (it removes
+ * each upload when its request ends; mongrel2 never removes a completed
+ * one): tried by creating and removing a file of its own there.
+ *
+ * @param directory The store's real directory ({@linkcode storeDirectory}).
+ * @returns Why m2fetch cannot, or `null` when it can.
+ *
+ * @example Usage
+ * ```ts ignore
+ * import { storeCannotDelete } from "./store.ts";
+ * const why = await storeCannotDelete("/srv/mongrel2/tmp");
+ * if (why !== null) console.warn(why);
+ * ```
+ */
+export async function storeCannotDelete(
+  directory: string,
+): Promise<string | null> {
+  try {
+    // Not a name the template can produce, so no sweep ever sees it.
+    const probe = await Deno.makeTempFile({
+      dir: directory,
+      prefix: ".m2fetch-write-check-",
+    });
+    await Deno.remove(probe);
+    return null;
+  } catch (error) {
+    const hint = error instanceof Deno.errors.NotCapable
+      ? "grant --allow-write on it"
+      : "make it writable by the user m2fetch runs as (the files themselves need only be readable)";
+    return `m2fetch cannot delete upload files in ${directory} (${
+      (error as Error).message
+    }): every upload would stay there; ${hint}`;
+  }
+}

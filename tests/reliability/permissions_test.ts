@@ -210,3 +210,27 @@ Deno.test("an upload file m2fetch may not open gets 500 at once, with the temp_s
   );
   assert.equal((await m2fetch.stop()).code, 0, m2fetch.output());
 });
+
+Deno.test({
+  name:
+    "an upload store m2fetch cannot delete from is a start-up warning (as root without DAC capabilities)",
+  ignore: Deno.uid() !== 0,
+  fn: async () => {
+    await using site = await startSite();
+    const uploadDir = `${site.dir}/tmp`;
+    await Deno.chmod(uploadDir, 0o555);
+    const caps = "-dac_override,-dac_read_search";
+    await using m2fetch = spawnM2fetch(site, APP, {
+      args: ["--upload-temp-store", `${uploadDir}/upload.XXXXXX`],
+      wrapper: ["setpriv", "--inh-caps", caps, "--bounding-set", caps],
+    });
+    assert.ok(await m2fetch.waitForOutput(/ serving /), m2fetch.output());
+    assert.match(
+      m2fetch.output(),
+      /warn m2fetch cannot delete upload files in .*\/tmp \(Permission denied.*\): every upload would stay there; make it writable by the user m2fetch runs as/,
+    );
+    assert.deepEqual([...Deno.readDirSync(uploadDir)], []);
+    await Deno.chmod(uploadDir, 0o755);
+    assert.equal((await m2fetch.stop()).code, 0, m2fetch.output());
+  },
+});

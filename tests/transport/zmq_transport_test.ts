@@ -55,3 +55,21 @@ Deno.test("ZmqTransport.stopReceiving() returns when nobody reads messages()", a
   await transport.close();
   await Deno.remove(dir, { recursive: true });
 });
+
+Deno.test("ZmqTransport warns once when a recv_spec stays unsubscribed, and says the socket file is missing", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "m2zt-" });
+  const warnings: string[] = [];
+  const transport = new ZmqTransport({
+    sendSpec: `ipc://${dir}/send`,
+    recvSpec: `ipc://${dir}/recv`,
+    stillWaitingMs: 100,
+    onWarning: (message) => warnings.push(message),
+  });
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  assert.deepEqual(warnings, [
+    `mongrel2 has not subscribed at ipc://${dir}/recv after 0.1 s, so no reply can reach it: check that mongrel2 is running and that its Handler's recv_spec is this endpoint (there is no socket file at ${dir}/recv: mongrel2 has not bound it)`,
+  ]);
+  await transport.stopReceiving();
+  await transport.close();
+  await Deno.remove(dir, { recursive: true });
+});
