@@ -274,17 +274,21 @@ export class ResponseEncoder {
 
   #frame(raw: Uint8Array[], pieces: Uint8Array[]): void {
     for (const chunk of raw) {
+      if (
+        this.#framing === "length" &&
+        this.#sent + chunk.length > this.#declaredLength
+      ) {
+        // Nothing of the chunk goes out (nor counts in the access log).
+        throw new RangeError(
+          `Cannot send response body: it is longer than its content-length of ${this.#declaredLength} bytes`,
+        );
+      }
       this.#sent += chunk.length;
       if (this.#framing === "chunked") {
         pieces.push(...chunkPieces(chunk));
       } else {
         pieces.push(chunk);
       }
-    }
-    if (this.#framing === "length" && this.#sent > this.#declaredLength) {
-      throw new RangeError(
-        `Cannot send response body: it is longer than its content-length of ${this.#declaredLength} bytes`,
-      );
     }
   }
 
