@@ -86,6 +86,8 @@ export type FromWorker =
   }
   | { type: "error"; id: number; message: string; stack: string | undefined }
   | { type: "pong"; seq: number }
+  /** The handler called `Deno.exit()`: the worker is ending. */
+  | { type: "exit"; code: number }
   | { type: "log"; level: "error" | "warn"; message: string };
 
 /** Largest complete body that crosses between threads as bytes. */

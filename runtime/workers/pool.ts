@@ -135,6 +135,12 @@ class HandlerWorker {
         case "pong":
           this.lastPong = performance.now();
           break;
+        case "exit": {
+          const why = `called Deno.exit(${message.code})`;
+          settleReady.reject(new WorkerLoadError(why));
+          this.#onDeath(this, why);
+          break;
+        }
         case "log":
           if (message.level === "error") this.#logger.error(message.message);
           else this.#logger.warn(message.message);

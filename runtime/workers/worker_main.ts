@@ -45,6 +45,18 @@ function describe(error: unknown): { message: string; stack?: string } {
     : { message: String(error) };
 }
 
+// Deno.exit() in a worker ends only the worker, silently: say so first,
+// so that the pool replaces it at once instead of after --worker-timeout.
+const exit = Deno.exit;
+Object.defineProperty(Deno, "exit", {
+  value: (code?: number): never => {
+    post({ type: "exit", code: code ?? 0 });
+    return exit(code);
+  },
+  configurable: true,
+  writable: true,
+});
+
 // A handler's stray rejection must not kill the worker and every request
 // it holds: log it and keep serving, as the main thread does.
 self.addEventListener("unhandledrejection", (event) => {

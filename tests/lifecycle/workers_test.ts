@@ -68,6 +68,10 @@ export default {
       setTimeout(() => { throw new Error("boom"); }, 50);
       return new Response("crashing");
     }
+    if (path === "/exit") {
+      setTimeout(() => Deno.exit(3), 50);
+      return new Response("exiting");
+    }
     if (path === "/hang") {
       setTimeout(() => { while (true) {} }, 50);
       return new Response("hanging");
@@ -110,12 +114,14 @@ async function text(client: RawClient, path: string): Promise<string> {
 }
 
 /**
- * A worker that crashes (`fault` "/crash") or hangs ("/hang") while slow
+ * A worker that crashes (`fault` "/crash"), exits ("/exit") or hangs ("/hang") while slow
  * requests are in flight on both workers. m2fetch runs as a real process:
  * its workers must not share the test runner's process, where a test
  * file's crashing worker thread can disturb the other test files.
  */
-async function faultWithRequestsInFlight(fault: "/crash" | "/hang") {
+async function faultWithRequestsInFlight(
+  fault: "/crash" | "/hang" | "/exit",
+) {
   await using site = await startSite();
   await writeFiles(site.dir, { "app.ts": APP });
   await using m2fetch = await startM2fetch(site, `${site.dir}/app.ts`, {
@@ -176,7 +182,11 @@ async function faultWithRequestsInFlight(fault: "/crash" | "/hang") {
     );
     assert.ok(
       m2fetch.output().includes(
-        fault === "/crash" ? "uncaught" : "answered no ping for 500 ms",
+        {
+          "/crash": "uncaught",
+          "/exit": "called Deno.exit(3)",
+          "/hang": "answered no ping for 500 ms",
+        }[fault],
       ),
       m2fetch.output(),
     );
@@ -202,6 +212,10 @@ async function faultWithRequestsInFlight(fault: "/crash" | "/hang") {
 
 Deno.test("a worker that crashes mid-run is replaced; only its requests fail", async () => {
   await faultWithRequestsInFlight("/crash");
+});
+
+Deno.test("a worker whose handler calls Deno.exit() is replaced at once; only its requests fail", async () => {
+  await faultWithRequestsInFlight("/exit");
 });
 
 Deno.test("a worker that hangs is caught by --worker-timeout and replaced; only its requests fail", async () => {
