@@ -94,6 +94,8 @@ export async function openUploadBody(
   let bytesRead = 0;
   // When the event loop last took a turn (an asynchronous read or a poll).
   let turnedAt = performance.now();
+  let streamController: ReadableByteStreamController | undefined;
+  let pulling = false;
 
   const closeFile = () => {
     if (closed) return;
@@ -115,94 +117,17 @@ export async function openUploadBody(
     // readers (`getReader({ mode: "byob" })`) read into their own buffer and
     // can reuse it, which is several times as fast and leaves no garbage.
     type: "bytes",
+    start(controller) {
+      streamController = controller;
+    },
     async pull(controller) {
-      let chunk: Uint8Array | null = null;
-      let pause = 1;
-      let waited = 0;
-      while (true) {
-        if (failure !== null) {
-          closeFile();
-          controller.error(failure);
-          return;
-        }
-        if (finalSize !== null && bytesRead >= finalSize) {
-          closeFile();
-          controller.close();
-          controller.byobRequest?.respond(0);
-          return;
-        }
-        // The BYOB reader's buffer or a default reader's chunk; while the
-        // file has not grown, the same one is tried again (no allocation per
-        // poll).
-        const request = controller.byobRequest;
-        const view = request?.view ?? (chunk ??= new Uint8Array(chunkBytes));
-        const target = new Uint8Array(
-          view.buffer,
-          view.byteOffset,
-          Math.min(view.byteLength, (finalSize ?? length) - bytesRead),
-        );
-        const sizeKnown = finalSize !== null;
-        // Once the upload is complete, a BYOB reader's buffer is filled
-        // synchronously: an asynchronous read goes through a blocking thread
-        // and costs about twice as much (such a reader got 0.6 × the speed
-        // of `cat`). mongrel2 has just written the bytes, so a read copies
-        // at most SYNC_READ_BYTES from the page cache; every `syncSliceMs`
-        // an asynchronous read lets other requests' I/O and timers run.
-        // While mongrel2 still writes, reading is no faster than mongrel2,
-        // and a synchronous read sharing the CPU with it blocked for up to
-        // 8 ms. Default readers get a fresh chunk per read; read
-        // synchronously, they left V8 too little idle time to free the
-        // chunks and RSS spiked past 90 MiB. Both read asynchronously.
-        let read: number | null;
-        if (
-          request !== null && sizeKnown &&
-          performance.now() - turnedAt < syncSliceMs
-        ) {
-          read = file.readSync(target.subarray(0, SYNC_READ_BYTES));
-        } else {
-          read = await file.read(target);
-          turnedAt = performance.now();
-        }
-        if (read !== null && read > 0) {
-          bytesRead += read;
-          if (bytesRead > maxBytes) {
-            failure = new RangeError(
-              `Cannot read request body: it is larger than the ${maxBytes}-byte limit`,
-            );
-            options.onLimit?.();
-            continue;
-          }
-          if (request === null) controller.enqueue(target.subarray(0, read));
-          else request.respond(read);
-          return;
-        }
-        if (finalSize !== null) {
-          // done() may have fixed the size while this read hit what was
-          // then the end of the file: read again before calling it short.
-          if (bytesRead >= finalSize || !sizeKnown) continue;
-          failure = new Error(
-            `Cannot read request body: the upload file ended at ${bytesRead} of ${finalSize} bytes`,
-          );
-          continue;
-        }
-        // mongrel2 is still writing: wait for more bytes or for done. When
-        // the client leaves mid-upload mongrel2 unlinks the file and may
-        // send no notice (mongrel2 issue #261), so check it still exists.
-        await new Promise<void>((resolve) => {
-          wake = resolve;
-          setTimeout(nudge, pause);
-        });
-        turnedAt = performance.now();
-        waited += pause;
-        pause = Math.min(maxPollMs, pause * 2);
-        if (waited >= 500 && finalSize === null && failure === null) {
-          waited = 0;
-          if (!await exists(path)) {
-            failure = new Error(
-              "Cannot read request body: mongrel2 removed the upload file before it was complete (the client probably left)",
-            );
-          }
-        }
+      pulling = true;
+      try {
+        await fill(controller);
+      } finally {
+        pulling = false;
+        // Released while this read was finishing: end the stream now.
+        if (closed && failure !== null) controller.error(failure);
       }
     },
     cancel() {
@@ -210,6 +135,97 @@ export async function openUploadBody(
       closeFile();
     },
   }, { highWaterMark: 0 });
+
+  async function fill(controller: ReadableByteStreamController) {
+    let chunk: Uint8Array | null = null;
+    let pause = 1;
+    let waited = 0;
+    while (true) {
+      if (failure !== null) {
+        closeFile();
+        controller.error(failure);
+        return;
+      }
+      if (finalSize !== null && bytesRead >= finalSize) {
+        closeFile();
+        controller.close();
+        controller.byobRequest?.respond(0);
+        return;
+      }
+      // The BYOB reader's buffer or a default reader's chunk; while the
+      // file has not grown, the same one is tried again (no allocation per
+      // poll).
+      const request = controller.byobRequest;
+      const view = request?.view ?? (chunk ??= new Uint8Array(chunkBytes));
+      const target = new Uint8Array(
+        view.buffer,
+        view.byteOffset,
+        Math.min(view.byteLength, (finalSize ?? length) - bytesRead),
+      );
+      const sizeKnown = finalSize !== null;
+      // Once the upload is complete, a BYOB reader's buffer is filled
+      // synchronously: an asynchronous read goes through a blocking thread
+      // and costs about twice as much (such a reader got 0.6 × the speed
+      // of `cat`). mongrel2 has just written the bytes, so a read copies
+      // at most SYNC_READ_BYTES from the page cache; every `syncSliceMs`
+      // an asynchronous read lets other requests' I/O and timers run.
+      // While mongrel2 still writes, reading is no faster than mongrel2,
+      // and a synchronous read sharing the CPU with it blocked for up to
+      // 8 ms. Default readers get a fresh chunk per read; read
+      // synchronously, they left V8 too little idle time to free the
+      // chunks and RSS spiked past 90 MiB. Both read asynchronously.
+      let read: number | null;
+      if (
+        request !== null && sizeKnown &&
+        performance.now() - turnedAt < syncSliceMs
+      ) {
+        read = file.readSync(target.subarray(0, SYNC_READ_BYTES));
+      } else {
+        read = await file.read(target);
+        turnedAt = performance.now();
+      }
+      if (read !== null && read > 0) {
+        bytesRead += read;
+        if (bytesRead > maxBytes) {
+          failure = new RangeError(
+            `Cannot read request body: it is larger than the ${maxBytes}-byte limit`,
+          );
+          options.onLimit?.();
+          continue;
+        }
+        if (request === null) controller.enqueue(target.subarray(0, read));
+        else request.respond(read);
+        return;
+      }
+      if (finalSize !== null) {
+        // done() may have fixed the size while this read hit what was
+        // then the end of the file: read again before calling it short.
+        if (bytesRead >= finalSize || !sizeKnown) continue;
+        failure = new Error(
+          `Cannot read request body: the upload file ended at ${bytesRead} of ${finalSize} bytes`,
+        );
+        continue;
+      }
+      // mongrel2 is still writing: wait for more bytes or for done. When
+      // the client leaves mid-upload mongrel2 unlinks the file and may
+      // send no notice (mongrel2 issue #261), so check it still exists.
+      await new Promise<void>((resolve) => {
+        wake = resolve;
+        setTimeout(nudge, pause);
+      });
+      turnedAt = performance.now();
+      waited += pause;
+      pause = Math.min(maxPollMs, pause * 2);
+      if (waited >= 500 && finalSize === null && failure === null) {
+        waited = 0;
+        if (!await exists(path)) {
+          failure = new Error(
+            "Cannot read request body: mongrel2 removed the upload file before it was complete (the client probably left)",
+          );
+        }
+      }
+    }
+  }
 
   return {
     stream,
@@ -232,6 +248,10 @@ export async function openUploadBody(
       failure ??= new Error("Cannot read request body: the request has ended");
       nudge();
       closeFile();
+      // With no read under way, nothing else would end the stream: a body
+      // nobody read (a handler that refused the upload) would keep its
+      // pipe to a worker, and the chunk queued there, for good.
+      if (!pulling) streamController?.error(failure);
     },
   };
 }

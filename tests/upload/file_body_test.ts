@@ -627,3 +627,29 @@ async function waitUntil(condition: () => boolean): Promise<void> {
   for (let i = 0; i < 100 && !condition(); i++) await delay(1);
   assert.ok(condition(), "timed out");
 }
+
+Deno.test("openUploadBody: release() ends a stream nobody is reading, so a pipe from it ends too", async () => {
+  await withFile(async (path, file) => {
+    await writeAll(file, pattern(200_000));
+    const body = await openUploadBody(path, { chunkBytes: 64 * 1024 });
+    await body.done();
+    // One chunk read, then the reader stops asking: no read is under way
+    // (a handler that refused the upload, a worker's pipe under
+    // back-pressure).
+    const reader = body.stream.getReader();
+    assert.equal((await reader.read()).value?.length, 64 * 1024);
+    const closed = reader.closed.then(
+      () => "closed",
+      (error) => `errored: ${error.message}`,
+    );
+    body.release();
+    const outcome = await Promise.race([
+      closed,
+      new Promise((resolve) => setTimeout(() => resolve("still open"), 1000)),
+    ]);
+    assert.equal(
+      outcome,
+      "errored: Cannot read request body: the request has ended",
+    );
+  });
+});
