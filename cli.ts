@@ -710,6 +710,12 @@ function onSignals(stop: () => Promise<void>): void {
   Deno.addSignalListener("SIGTERM", handle);
 }
 
+/** The process's resident memory and the main thread's V8 heap. */
+function memory(): string {
+  const { rss, heapUsed, external } = Deno.memoryUsage();
+  return `rss ${rss} bytes (main thread: heap ${heapUsed}, external ${external})`;
+}
+
 /**
  * The command's log: a reload may change --quiet and --log-format, so the
  * server, the workers and the CLI write through this one, whose target is
@@ -741,7 +747,7 @@ class CliLog {
       this.#status.info(
         server === undefined
           ? "status: starting"
-          : `status: ${server.connections} connection(s), ${server.inFlight} request(s) in flight, rss ${Deno.memoryUsage().rss} bytes`,
+          : `status: ${server.connections} connection(s), ${server.inFlight} request(s) in flight, ${memory()}`,
       );
     });
   }

@@ -31,6 +31,7 @@ import {
 import { headerList } from "../http/header_list.ts";
 import { OPCODE, parseFlags } from "../websocket/frame.ts";
 import { settleBody } from "../http/ready_body.ts";
+import { REQUEST_FINISHED } from "../connection/exchange.ts";
 
 /** Options for {@linkcode WorkerPool.start}. */
 export interface WorkerPoolOptions {
@@ -292,6 +293,8 @@ class HandlerWorker {
     );
     const onAbort = async () => {
       const reason = request.signal.reason;
+      // The request is over: the worker learns it with the completion.
+      if (reason === REQUEST_FINISHED) return;
       await posted;
       this.send({
         type: "abort",

@@ -30,6 +30,8 @@ const NO_BYTES = new Uint8Array();
 let handler: FetchHandler | null = null;
 const controllers = new Map<number, AbortController>();
 const sockets = new Map<number, SocketControl>();
+/** Request bodies that crossed as streams, until their request ends. */
+const requestBodies = new Map<number, ReadableStream<Uint8Array>>();
 const completions = new Map<
   number,
   { resolve: () => void; reject: (reason: unknown) => void }
@@ -85,6 +87,13 @@ function complete(completed: Completions): void {
     completions.delete(id);
     controllers.delete(id);
     sockets.delete(id);
+    // A body the handler left unread (an upload it refused) would keep its
+    // channel to the main thread, and the chunk queued in it, for good:
+    // erroring the main thread's side does not free a transferred stream,
+    // cancelling this side does.
+    const body = requestBodies.get(id);
+    requestBodies.delete(id);
+    if (body !== undefined && !body.locked) body.cancel().catch(() => {});
   }
 }
 
@@ -95,6 +104,9 @@ async function handle(message: WorkerRequest): Promise<void> {
     completions.set(message.id, { resolve, reject })
   );
   completed.catch(() => {});
+  if (message.body instanceof ReadableStream) {
+    requestBodies.set(message.id, message.body);
+  }
   try {
     const { source } = message;
     const fromMongrel2 = "connectionId" in source;

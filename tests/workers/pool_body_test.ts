@@ -1,0 +1,58 @@
+/**
+ * Request bodies that cross to a worker as streams: one the handler leaves
+ * unread (an upload it refused) must not outlive its request, or its
+ * channel and the chunk queued in it stay for good (a soak found 83 KB per
+ * refused upload). Erroring the main thread's side does not free a
+ * transferred stream in Deno; the worker cancels its side instead.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { createLogger } from "../../runtime/log.ts";
+import { WorkerPool } from "../../runtime/workers/pool.ts";
+import { waitFor } from "../subprocess.ts";
+
+Deno.test("a request body the worker's handler leaves unread is cancelled once the request ends", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "m2pb-" });
+  await Deno.writeTextFile(
+    `${dir}/app.ts`,
+    `export default { fetch: () => new Response("no", { status: 403 }) };\n`,
+  );
+  const pool = await WorkerPool.start({
+    module: `${dir}/app.ts`,
+    workers: 1,
+    logger: createLogger({ quiet: true }),
+  });
+  try {
+    let cancelled = false;
+    const body = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        controller.enqueue(new Uint8Array(64 * 1024));
+        return new Promise(() => {}); // more arrives later, or never
+      },
+      cancel() {
+        cancelled = true;
+      },
+    });
+    const completed = Promise.withResolvers<void>();
+    const response = await pool.fetch(
+      new Request("http://localhost/upload", { method: "POST", body }),
+      {
+        remoteAddr: { transport: "tcp", hostname: "127.0.0.1", port: 0 },
+        completed: completed.promise,
+      },
+    );
+    assert.equal(response.status, 403);
+    await response.body?.cancel();
+    assert.equal(cancelled, false, "cancelled before the request ended");
+    completed.resolve(); // the response went out in full
+    assert.ok(
+      await waitFor(() => cancelled, 5000),
+      "the unread body outlived its request",
+    );
+  } finally {
+    await pool.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
