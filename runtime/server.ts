@@ -780,7 +780,20 @@ class Server implements Mongrel2Server {
         );
         const fromMongrel2 = message.body.length === 0 &&
           (declared !== undefined ? declared > 0 : chunked);
-        if (fromMongrel2) {
+        if (fromMongrel2 && error.fileMissing) {
+          // Usually a client that left at once: mongrel2 removes an
+          // unfinished upload. Only if every upload fails so is it the set-up.
+          this.#reject(
+            exchange,
+            context,
+            500,
+            `mongrel2 reported the upload file "${path}", but it is not there: the client probably left and mongrel2 removed it; if every upload fails so, --upload-temp-store and --mongrel2-chroot do not match mongrel2's upload.temp_store and chroot${
+              uploads.store.chroot === undefined
+                ? " (if mongrel2 runs chrooted, pass --mongrel2-chroot)"
+                : ""
+            }`,
+          );
+        } else if (fromMongrel2) {
           this.#reject(
             exchange,
             context,
@@ -799,14 +812,17 @@ class Server implements Mongrel2Server {
           : error instanceof Deno.errors.PermissionDenied
           ? ` (mongrel2 creates it with upload.temp_store_mode, "0600" unless set: use "0644" when m2fetch runs as another user)`
           : "";
+        const gone = error instanceof Deno.errors.NotFound;
         this.#reject(
           exchange,
           context,
           500,
-          `Cannot open the upload file "${path}": ${
-            (error as Error).message
-          }${hint}`,
-          "error",
+          gone
+            ? `mongrel2 removed the upload file "${path}" before m2fetch opened it: the client probably left`
+            : `Cannot open the upload file "${path}": ${
+              (error as Error).message
+            }${hint}`,
+          gone ? "warn" : "error",
         );
       }
       return;

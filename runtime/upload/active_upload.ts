@@ -90,9 +90,15 @@ export class ActiveUpload {
       throw new DOMException("The request ended", "AbortError");
     }
     this.#realPath = realPath;
-    this.#body = await openUploadBody(realPath, options);
-    if (this.#done) await this.#body.done();
-    return this.#body.stream;
+    const body = await openUploadBody(realPath, options);
+    if (this.#ended) {
+      // Ended while the file was opening: end() found no body to release.
+      body.release();
+      throw new DOMException("The request ended", "AbortError");
+    }
+    this.#body = body;
+    if (this.#done) await body.done();
+    return body.stream;
   }
 
   /** mongrel2 sent upload-done: the file is complete. */

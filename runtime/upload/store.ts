@@ -13,8 +13,9 @@ export class UploadRejectedError extends Error {
    * Creates the error.
    *
    * @param message What failed and why.
+   * @param fileMissing The path passed every check but no file is there.
    */
-  constructor(message: string) {
+  constructor(message: string, readonly fileMissing = false) {
     super(message);
     this.name = "UploadRejectedError";
   }
@@ -105,6 +106,7 @@ export async function verifyUploadFile(
       `Rejected upload path "${path}": ${real} cannot be read (${
         (error as Error).message
       })`,
+      error instanceof Deno.errors.NotFound,
     );
   }
   if (!info.isFile || info.isSymlink) {
