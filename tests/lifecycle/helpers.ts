@@ -189,3 +189,24 @@ export class Load {
     }`;
   }
 }
+
+/**
+ * The Web Worker threads of a process (Deno names them `worker-N`).
+ *
+ * @param pid The process.
+ * @returns How many it has now.
+ *
+ * @example
+ * ```ts ignore
+ * import { workerThreads } from "./helpers.ts";
+ * console.log(workerThreads(Deno.pid));
+ * ```
+ */
+export function workerThreads(pid: number): number {
+  let count = 0;
+  for (const task of Deno.readDirSync(`/proc/${pid}/task`)) {
+    const name = Deno.readTextFileSync(`/proc/${pid}/task/${task.name}/comm`);
+    if (name.startsWith("worker-")) count++;
+  }
+  return count;
+}

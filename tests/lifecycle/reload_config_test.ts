@@ -12,7 +12,7 @@
 
 import assert from "node:assert/strict";
 import { CLI, spawnCli, spawnDeno } from "../subprocess.ts";
-import { startSite, waitFor, writeFiles } from "./helpers.ts";
+import { startSite, waitFor, workerThreads, writeFiles } from "./helpers.ts";
 
 function appSource(version: string): string {
   return `export default {
@@ -25,16 +25,6 @@ function appSource(version: string): string {
   },
 };
 `;
-}
-
-/** The Web Worker threads of a process (Deno names them `worker-N`). */
-function workerThreads(pid: number): number {
-  let count = 0;
-  for (const task of Deno.readDirSync(`/proc/${pid}/task`)) {
-    const name = Deno.readTextFileSync(`/proc/${pid}/task/${task.name}/comm`);
-    if (name.startsWith("worker-")) count++;
-  }
-  return count;
 }
 
 async function status(url: string, init?: RequestInit): Promise<string> {

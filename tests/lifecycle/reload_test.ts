@@ -22,6 +22,7 @@ import {
   startSite,
   type Subprocess,
   waitFor,
+  workerThreads,
   writeFiles,
 } from "./helpers.ts";
 
@@ -181,16 +182,6 @@ Deno.test("SIGHUP with a syntax error (--workers 2): logged, the old code keeps 
 Deno.test("SIGHUP with a syntax error (--workers 0): logged, the old code keeps serving, nothing fails", async () => {
   await brokenReload(0);
 });
-
-/** The Web Worker threads of a process (Deno names them `worker-N`). */
-function workerThreads(pid: number): number {
-  let count = 0;
-  for (const task of Deno.readDirSync(`/proc/${pid}/task`)) {
-    const name = Deno.readTextFileSync(`/proc/${pid}/task/${task.name}/comm`);
-    if (name.startsWith("worker-")) count++;
-  }
-  return count;
-}
 
 Deno.test("SIGHUP while a crashed worker waits for its replacement: no worker left behind", async () => {
   await using site = await startSite();
