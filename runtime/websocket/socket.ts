@@ -305,6 +305,8 @@ export class Mongrel2WebSocket extends EventTarget implements WebSocket {
   /** Once set, the stream ends when the queue drains and `close` fires with it. */
   #ending: CloseEventInit | null = null;
   #closeQueued = false;
+  /** Frames that came before the socket opened, delivered once it does. */
+  #early: [string, Uint8Array][] = [];
   /** A pong still in the queue, which a newer ping's pong replaces. */
   #queuedPong: Outgoing | null = null;
   #closeTimer: ReturnType<typeof setTimeout> | undefined;
@@ -555,6 +557,9 @@ export class Mongrel2WebSocket extends EventTarget implements WebSocket {
       this.#readyState = OPEN;
       this.#armIdleTimer();
       this.dispatchEvent(new Event("open"));
+      const early = this.#early;
+      this.#early = [];
+      for (const [flags, payload] of early) this.#receive(flags, payload);
     } else if (this.#pendingClose !== null && !this.#closeQueued) {
       this.#startClose(this.#pendingClose.code, this.#pendingClose.reason);
     }
@@ -594,7 +599,16 @@ export class Mongrel2WebSocket extends EventTarget implements WebSocket {
   }
 
   #receive(flags: string, payload: Uint8Array): void {
-    if (this.#readyState === CONNECTING || this.#ending !== null) return;
+    if (this.#readyState === CONNECTING) {
+      // Sent with the handshake, before the 101 went out: Deno delivers
+      // them after open, so they wait (a few; a client that must not, RFC
+      // 6455 §4.1, gets no more).
+      if (this.#early.length < MAX_EARLY_FRAMES) {
+        this.#early.push([flags, payload]);
+      }
+      return;
+    }
+    if (this.#ending !== null) return;
     // Closing, the close timer alone bounds the wait: no more idle pings.
     if (!this.#closeQueued) this.#armIdleTimer();
     let message;
@@ -689,6 +703,9 @@ export class Mongrel2WebSocket extends EventTarget implements WebSocket {
     this.#wake?.();
   }
 }
+
+/** Most frames held from before the socket opened. */
+const MAX_EARLY_FRAMES = 16;
 
 /** Close codes RFC 6455 lets an endpoint put in a close frame. */
 function isSendableCloseCode(code: number): boolean {

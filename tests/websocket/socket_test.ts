@@ -115,6 +115,27 @@ Deno.test("a socket opens at the first read, not before", async () => {
   await h.cancel();
 });
 
+Deno.test("frames that came with the handshake are delivered after open, as Deno does", async () => {
+  const h = harness();
+  h.control.receive("0x81", utf8.encode("sent with the handshake"));
+  h.control.receive("0x89", utf8.encode("p"));
+  assert.deepEqual(h.events, []);
+  const first = h.read();
+  await Promise.resolve();
+  assert.deepEqual(h.events, ["open", "text sent with the handshake"]);
+  // The early ping is answered too.
+  const pong = await first;
+  assert.equal(pong?.opcode, 0xa);
+  // A client that keeps sending before the 101 gets only so many through.
+  const late = harness();
+  for (let i = 0; i < 100; i++) late.control.receive("0x81", utf8.encode("x"));
+  late.read();
+  await Promise.resolve();
+  assert.equal(late.events.length, 1 + 16);
+  await h.cancel();
+  await late.cancel();
+});
+
 Deno.test("readyState constants match WebSocket's", () => {
   const { socket } = harness();
   assert.deepEqual(
