@@ -15,7 +15,7 @@ import { relative, resolve } from "node:path";
 import { setImmediate } from "node:timers";
 import { parseArgs } from "node:util";
 import denoJson from "./deno.json" with { type: "json" };
-import { loadHandler } from "./runtime/handler.ts";
+import { loadedWithin, loadHandler } from "./runtime/handler.ts";
 import { WorkerPool } from "./runtime/workers/pool.ts";
 import { createLogger, type Logger } from "./runtime/log.ts";
 import {
@@ -495,7 +495,7 @@ async function startHandler(app: string, values: OptionValues, logger: Logger) {
     reload: async (server: Mongrel2Server, next: Setup) => {
       const url = new URL(next.app, `file://${Deno.cwd()}/`);
       url.searchParams.set("m2fetch-reload", String(++generation));
-      server.setHandler((await loadHandler(url.href)).fetch);
+      server.setHandler((await loadedWithin(loadHandler(url.href))).fetch);
     },
     close: () => Promise.resolve(),
   };
@@ -735,6 +735,8 @@ class CliLog {
   };
 
   #server: Mongrel2Server | undefined;
+  #format: string | undefined;
+  #quiet: boolean | undefined;
 
   constructor(values: OptionValues) {
     this.use(values);
@@ -760,8 +762,13 @@ class CliLog {
   /** Logs with these values of --quiet and --log-format from now on. */
   use(values: OptionValues): void {
     const format = values["log-format"] as "text" | "json";
-    this.#current = createLogger({ format, quiet: values.quiet as boolean });
-    this.#status = values.quiet ? createLogger({ format }) : this.#current;
+    const quiet = values.quiet as boolean;
+    // A new logger only for a change: each holds a buffer and an exit hook.
+    if (format === this.#format && quiet === this.#quiet) return;
+    this.#format = format;
+    this.#quiet = quiet;
+    this.#current = createLogger({ format, quiet });
+    this.#status = quiet ? createLogger({ format }) : this.#current;
   }
 }
 

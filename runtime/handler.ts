@@ -155,3 +155,45 @@ export function checkHandlerResult(
     );
   }
 }
+
+/**
+ * Longest a reload waits for the handler module to load (a top-level
+ * `await` that never settles must not block every later reload).
+ */
+export const RELOAD_LOAD_TIMEOUT_MS = 30_000;
+
+/**
+ * Waits for a reload's module to load, at most `ms`.
+ *
+ * @param loading The load under way.
+ * @param ms The limit.
+ * @returns What the load gave.
+ * @throws {Error} When the limit passes first (the load may go on, but the
+ * reload gives up on it).
+ *
+ * @example Usage
+ * ```ts
+ * import { loadedWithin } from "./handler.ts";
+ * console.assert(await loadedWithin(Promise.resolve(7), 1000) === 7);
+ * ```
+ */
+export function loadedWithin<T>(
+  loading: Promise<T>,
+  ms: number = RELOAD_LOAD_TIMEOUT_MS,
+): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const limit = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () =>
+        reject(
+          new Error(
+            `The handler module did not finish loading within ${
+              ms / 1000
+            } s (a top-level await that never settles?)`,
+          ),
+        ),
+      ms,
+    );
+  });
+  return Promise.race([loading, limit]).finally(() => clearTimeout(timer));
+}

@@ -200,6 +200,7 @@ class Server implements Mongrel2Server {
   #keepAliveInterval: number;
   #flowControl: boolean | undefined;
   #warnedUnflowedSocket = false;
+  #warnedMissingUpload = false;
   #uploads: UploadOptions | undefined;
   #maxBodySize: number;
   /** Upload paths whose requests ended lately: a late upload-done is expected. */
@@ -707,7 +708,7 @@ class Server implements Mongrel2Server {
     context: ResponseContext,
     status: number,
     why: string,
-    level: "warn" | "error" = "warn",
+    level: "info" | "warn" | "error" = "warn",
   ): void {
     // Nothing pipelined behind a refused request is served.
     exchange.closeAfterResponse = true;
@@ -770,42 +771,29 @@ class Server implements Mongrel2Server {
       });
     } catch (error) {
       if (exchange.settled) return;
-      if (error instanceof UploadRejectedError) {
-        // An empty body under a Content-Length (or chunked) is how mongrel2
-        // itself announces an upload; a client forging the headers sends
-        // its small body along. mongrel2's own upload refused means
-        // m2fetch's settings do not match mongrel2's.
-        const chunked = /chunked/i.test(
-          firstHeader(message.headers, "transfer-encoding") ?? "",
-        );
-        const fromMongrel2 = message.body.length === 0 &&
-          (declared !== undefined ? declared > 0 : chunked);
-        if (fromMongrel2 && error.fileMissing) {
-          // Usually a client that left at once: mongrel2 removes an
-          // unfinished upload. Only if every upload fails so is it the set-up.
-          this.#reject(
-            exchange,
-            context,
-            500,
-            `mongrel2 reported the upload file "${path}", but it is not there: the client probably left and mongrel2 removed it; if every upload fails so, --upload-temp-store and --mongrel2-chroot do not match mongrel2's upload.temp_store and chroot${
+      if (error instanceof UploadRejectedError && error.fileMissing) {
+        // Usually a client that left at once: mongrel2 removes an
+        // unfinished upload. If every upload fails so, it is the set-up,
+        // which the first such line says; later ones say less, and quietly.
+        const first = !this.#warnedMissingUpload;
+        this.#warnedMissingUpload = true;
+        this.#reject(
+          exchange,
+          context,
+          500,
+          first
+            ? `mongrel2 reported the upload file "${path}", but it is not there: the client probably left and mongrel2 removed it; if every upload fails so, --upload-temp-store and --mongrel2-chroot do not match mongrel2's upload.temp_store and chroot${
               uploads.store.chroot === undefined
                 ? " (if mongrel2 runs chrooted, pass --mongrel2-chroot)"
                 : ""
-            }`,
-          );
-        } else if (fromMongrel2) {
-          this.#reject(
-            exchange,
-            context,
-            500,
-            `${error.message}, though mongrel2 wrote it: ${
-              uploads.store.chroot === undefined
-                ? "if mongrel2 runs chrooted, pass --mongrel2-chroot; "
-                : ""
-            }--upload-temp-store and --mongrel2-chroot must match mongrel2's upload.temp_store and chroot (--mongrel2-config reads both). The file stays where mongrel2 wrote it`,
-            "error",
-          );
-        } else this.#reject(exchange, context, 400, error.message);
+            }`
+            : `The upload file "${path}" was gone (the client probably left)`,
+          first ? "warn" : "info",
+        );
+      } else if (error instanceof UploadRejectedError) {
+        // Not a plain file directly in the store (a link, a directory):
+        // someone tampered with the store, not a client with its headers.
+        this.#reject(exchange, context, 400, error.message);
       } else {
         const hint = error instanceof Deno.errors.NotCapable
           ? " (grant m2fetch --allow-read and --allow-write on the temp store directory)"

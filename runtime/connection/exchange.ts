@@ -76,7 +76,7 @@ export class Exchange {
     this.#encoder = new Promise((resolve) => this.#resolveEncoder = resolve);
   }
 
-  /** Aborts when the client goes away (never after a normal response). */
+  /** Aborts when the client goes away, on a timeout, and once the response is out (as under `deno serve`). */
   get signal(): AbortSignal {
     return this.#controller.signal;
   }

@@ -273,16 +273,17 @@ export class ResponseEncoder {
   }
 
   #frame(raw: Uint8Array[], pieces: Uint8Array[]): void {
-    for (const chunk of raw) {
-      if (
-        this.#framing === "length" &&
-        this.#sent + chunk.length > this.#declaredLength
-      ) {
-        // Nothing of the chunk goes out (nor counts in the access log).
+    if (this.#framing === "length") {
+      let total = this.#sent;
+      for (const chunk of raw) total += chunk.length;
+      if (total > this.#declaredLength) {
+        // Nothing of this segment goes out (nor counts in the access log).
         throw new RangeError(
           `Cannot send response body: it is longer than its content-length of ${this.#declaredLength} bytes`,
         );
       }
+    }
+    for (const chunk of raw) {
       this.#sent += chunk.length;
       if (this.#framing === "chunked") {
         pieces.push(...chunkPieces(chunk));

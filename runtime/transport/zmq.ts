@@ -63,32 +63,23 @@ const ENDPOINT = /^(tcp|ipc|inproc):\/\/.+/;
 
 /**
  * For an `ipc://` endpoint: what its socket file says about why nothing
- * connected (missing, or not writable by this process's user).
+ * connected (missing, or whose it is).
  */
 function ipcSocketHint(endpoint: string): string {
   if (!endpoint.startsWith("ipc://")) return "";
   const path = endpoint.slice("ipc://".length);
-  let info: Deno.FileInfo;
   try {
-    info = Deno.statSync(path);
+    const info = Deno.statSync(path);
+    // Whose the socket is, not whether m2fetch may write to it: knowing
+    // its own uid would take --allow-sys, which m2fetch runs without.
+    return ` (the socket ${path} is owned by uid ${info.uid}, gid ${info.gid}, mode ${
+      ((info.mode ?? 0) & 0o777).toString(8)
+    }: m2fetch's user needs write permission on it; run mongrel2 and m2fetch as the same user, or share a group)`;
   } catch (error) {
     return error instanceof Deno.errors.NotFound
       ? ` (there is no socket file at ${path}: mongrel2 has not bound it)`
       : "";
   }
-  const uid = Deno.uid();
-  const mode = info.mode ?? 0;
-  const writable = uid === 0 ||
-    (info.uid === uid
-      ? (mode & 0o200) !== 0
-      : info.gid !== null && Deno.gid() === info.gid
-      ? (mode & 0o020) !== 0
-      : (mode & 0o002) !== 0);
-  return writable
-    ? ""
-    : ` (the socket ${path} is owned by uid ${info.uid} with mode ${
-      (mode & 0o777).toString(8)
-    }, and m2fetch runs as uid ${uid}: it needs write permission on it; run mongrel2 and m2fetch as the same user, or share a group)`;
 }
 
 /**

@@ -14,6 +14,7 @@
  */
 
 import { mongrel2Info } from "../info.ts";
+import { loadedWithin, RELOAD_LOAD_TIMEOUT_MS } from "../handler.ts";
 import type { Logger } from "../log.ts";
 import type { FetchHandler } from "../server.ts";
 import type { SocketControl } from "../websocket/socket.ts";
@@ -542,17 +543,21 @@ export class WorkerPool {
   };
 
   /**
-   * Replaces the workers one by one with workers that load the module
-   * afresh: each new worker must load before the old one stops taking
-   * requests, and the old one finishes what it holds (up to `drainMs`).
+   * Replaces the workers with workers that load the module afresh: all of
+   * them must load before any old one stops taking requests (so a module
+   * that fails leaves only the old code serving), and each old one then
+   * finishes what it holds (up to `drainMs`).
    *
    * @param drainMs How long an old worker may take to finish its requests.
-   * @param changes A new module path or worker count, from a re-read configuration.
-   * @throws {WorkerLoadError} When the new module fails to load; the workers not yet replaced keep serving.
+   * @param changes A new module path or worker count, from a re-read
+   * configuration, and how long the new module may take to load.
+   * @throws {WorkerLoadError} When the new module fails to load; the old workers keep serving.
+   * @throws {Error} When it has not loaded within `loadTimeoutMs`
+   * (default {@linkcode RELOAD_LOAD_TIMEOUT_MS}).
    */
   async reload(
     drainMs = 30_000,
-    changes: { module?: string; workers?: number } = {},
+    changes: { module?: string; workers?: number; loadTimeoutMs?: number } = {},
   ): Promise<void> {
     const workers = changes.workers ?? this.#slots.length;
     if (!Number.isInteger(workers) || workers < 1) {
@@ -561,22 +566,19 @@ export class WorkerPool {
       );
     }
     const module = changes.module ?? this.#module;
-    for (let slot = 0; slot < workers; slot++) {
-      const fresh = this.#spawn(module);
-      try {
-        await fresh.ready();
-      } catch (error) {
-        fresh.terminate();
-        throw error;
-      }
-      // The first new worker has loaded: later replacements and restarts
-      // load the same module.
-      this.#module = module;
-      const old = this.#slots[slot];
-      this.#slots[slot] = fresh;
-      if (old !== undefined) this.#retire(old, drainMs);
+    const fresh = Array.from({ length: workers }, () => this.#spawn(module));
+    try {
+      await loadedWithin(
+        Promise.all(fresh.map((worker) => worker.ready())),
+        changes.loadTimeoutMs,
+      );
+    } catch (error) {
+      for (const worker of fresh) worker.terminate();
+      throw error;
     }
-    for (const old of this.#slots.splice(workers)) this.#retire(old, drainMs);
+    this.#module = module;
+    const old = this.#slots.splice(0, this.#slots.length, ...fresh);
+    for (const worker of old) this.#retire(worker, drainMs);
   }
 
   async #retire(worker: HandlerWorker, drainMs: number): Promise<void> {

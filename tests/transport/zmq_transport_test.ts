@@ -73,3 +73,39 @@ Deno.test("ZmqTransport warns once when a recv_spec stays unsubscribed, and says
   await transport.close();
   await Deno.remove(dir, { recursive: true });
 });
+
+Deno.test({
+  name:
+    "ZmqTransport's warning about a socket file nobody subscribes through needs no --allow-sys",
+  permissions: {
+    read: true,
+    write: true,
+    ffi: true,
+    env: true,
+    net: true,
+    sys: false,
+  },
+  fn: async () => {
+    const dir = await Deno.makeTempDir({ prefix: "m2zt-" });
+    // A socket file that is there, with nothing speaking ZeroMQ behind it
+    // (a crashed mongrel2's, or one m2fetch may not write to).
+    const listener = Deno.listen({ transport: "unix", path: `${dir}/recv` });
+    const warnings: string[] = [];
+    const transport = new ZmqTransport({
+      sendSpec: `ipc://${dir}/send`,
+      recvSpec: `ipc://${dir}/recv`,
+      stillWaitingMs: 100,
+      onWarning: (message) => warnings.push(message),
+    });
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    assert.equal(warnings.length, 1);
+    assert.match(
+      warnings[0],
+      /\(the socket .*\/recv is owned by uid \d+, gid \d+, mode \d+: m2fetch's user needs write permission on it/,
+    );
+    await transport.stopReceiving();
+    await transport.close();
+    listener.close();
+    await Deno.remove(dir, { recursive: true });
+  },
+});

@@ -56,3 +56,59 @@ Deno.test("a request body the worker's handler leaves unread is cancelled once t
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("a reload whose module hangs or loads in only some workers leaves the old code serving, and the next reload works", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "m2pr-" });
+  const app = (body: string) =>
+    `export default { fetch: () => new Response("${body}") };\n`;
+  await Deno.writeTextFile(`${dir}/v1.ts`, app("v1"));
+  await Deno.writeTextFile(
+    `${dir}/hangs.ts`,
+    `await new Promise(() => {});\n${app("hangs")}`,
+  );
+  // Loads once: the second worker to load it throws.
+  await Deno.writeTextFile(
+    `${dir}/once.ts`,
+    `Deno.openSync("${dir}/lock", { createNew: true, write: true });\n${
+      app("once")
+    }`,
+  );
+  await Deno.writeTextFile(`${dir}/v2.ts`, app("v2"));
+  const pool = await WorkerPool.start({
+    module: `${dir}/v1.ts`,
+    workers: 2,
+    logger: createLogger({ quiet: true }),
+  });
+  const bodies = async () => {
+    const seen = new Set<string>();
+    for (let id = 1; id <= 6; id++) {
+      const request = new Request(`http://localhost/${id}`);
+      // Settles once the response is out, as the server's does.
+      const completed = Promise.withResolvers<void>();
+      const response = await pool.fetch(request, {
+        remoteAddr: { transport: "tcp", hostname: "127.0.0.1", port: 0 },
+        completed: completed.promise,
+      });
+      seen.add(await response.text());
+      completed.resolve();
+    }
+    return [...seen];
+  };
+  try {
+    await assert.rejects(
+      pool.reload(1000, { module: `${dir}/hangs.ts`, loadTimeoutMs: 300 }),
+      /did not finish loading within 0\.3 s/,
+    );
+    assert.deepEqual(await bodies(), ["v1"]);
+    await assert.rejects(
+      pool.reload(1000, { module: `${dir}/once.ts` }),
+      /AlreadyExists|exists/,
+    );
+    assert.deepEqual(await bodies(), ["v1"]);
+    await pool.reload(1000, { module: `${dir}/v2.ts` });
+    assert.deepEqual(await bodies(), ["v2"]);
+  } finally {
+    await pool.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
