@@ -151,6 +151,8 @@ export interface Mongrel2Server {
 }
 
 const INTERNAL_SERVER_ERROR = new TextEncoder().encode("Internal Server Error");
+/** Most WebSocket frames held while a handshake is being answered. */
+const MAX_EARLY_FRAMES = 16;
 /** How long a request pipelined behind a closing one is still recognised. */
 const PIPELINED_AFTER_LAST_MS = 2000;
 
@@ -212,6 +214,8 @@ class Server implements Mongrel2Server {
   readonly #closedAfterLast = new Map<string, number>();
   readonly #connections = new Map<string, Connection>();
   readonly #sockets = new WeakMap<Connection, SocketControl>();
+  /** Frames that came before the handshake was answered. */
+  readonly #earlyFrames = new WeakMap<Connection, [string, Uint8Array][]>();
   #inFlight = 0;
   #sweepTimer: ReturnType<typeof setInterval> | undefined;
   #lastKeepAlive = performance.now();
@@ -412,13 +416,22 @@ class Server implements Mongrel2Server {
     // client's answer to a close frame, say); they have nowhere to go.
     if (connection === undefined) return;
     const socket = this.#sockets.get(connection);
+    const flags = firstHeader(message.headers, "FLAGS") ?? "";
     if (socket === undefined) {
+      // Sent with the handshake while the handler (or its worker) is still
+      // answering it: held for the socket, as Deno does, a few at most.
+      const early = this.#earlyFrames.get(connection) ?? [];
+      if (connection.pending > 0 && early.length < MAX_EARLY_FRAMES) {
+        early.push([flags, message.body]);
+        this.#earlyFrames.set(connection, early);
+        return;
+      }
       this.#logger.warn(
         `Ignored a WebSocket frame on connection ${message.connectionId}: no socket is open there`,
       );
       return;
     }
-    socket.receive(firstHeader(message.headers, "FLAGS") ?? "", message.body);
+    socket.receive(flags, message.body);
   }
 
   #connection(key: string, message: Mongrel2Message): Connection {
@@ -975,6 +988,10 @@ class Server implements Mongrel2Server {
       transport: this.#transport,
       takeCredits: (bytes) => connection.takeCredits(bytes),
     });
+    for (const [flags, payload] of this.#earlyFrames.get(connection) ?? []) {
+      upgrade.control.receive(flags, payload);
+    }
+    this.#earlyFrames.delete(connection);
   }
 
   async #errorResponse(error: unknown): Promise<Response> {
@@ -997,6 +1014,13 @@ class Server implements Mongrel2Server {
     error?: unknown,
   ): void {
     this.#inFlight--;
+    const early = this.#earlyFrames.get(connection);
+    if (early !== undefined && !this.#sockets.has(connection)) {
+      this.#earlyFrames.delete(connection);
+      this.#logger.warn(
+        `Ignored ${early.length} WebSocket frame(s) on connection ${connection.id}: the handshake they followed was not accepted`,
+      );
+    }
     const upload = connection.upload;
     if (upload !== null && upload.exchange === exchange) {
       connection.upload = null;

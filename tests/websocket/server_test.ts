@@ -176,16 +176,37 @@ Deno.test(
   ),
 );
 
-Deno.test("frames before the upgrade is accepted are logged and dropped", async () => {
+Deno.test("frames sent before a refused handshake is answered are dropped, with a log line", async () => {
   const answer = Promise.withResolvers<Response>();
   await withServer(() => answer.promise, async (transport, logs) => {
     transport.deliver(await fixture("tnet", "websocket_handshake"));
     transport.deliver(await fixture("tnet", "websocket_text"));
     await new Promise((resolve) => setTimeout(resolve, 20));
     assert.deepEqual(transport.replies, []);
-    assert.match(logs.join("\n"), /Ignored a WebSocket frame on connection 25/);
     answer.resolve(new Response("late", { status: 403 }));
     await transport.replied(2);
+    assert.match(
+      logs.join("\n"),
+      /Ignored 1 WebSocket frame\(s\) on connection 25: the handshake they followed was not accepted/,
+    );
+  })();
+});
+
+Deno.test("frames sent before the handshake is answered reach the socket once it opens", async () => {
+  const answer = Promise.withResolvers<void>();
+  const received = Promise.withResolvers<string>();
+  await withServer(async (request) => {
+    await answer.promise; // a slow handler, or a worker's hop
+    const { socket, response } = upgradeWebSocket(request);
+    socket.onmessage = (event) => received.resolve(String(event.data));
+    return response;
+  }, async (transport, logs) => {
+    transport.deliver(await fixture("tnet", "websocket_handshake"));
+    transport.deliver(await fixture("tnet", "websocket_text"));
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    answer.resolve();
+    assert.equal(typeof await received.promise, "string");
+    assert.doesNotMatch(logs.join("\n"), /Ignored/);
   })();
 });
 
