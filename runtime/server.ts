@@ -420,10 +420,19 @@ class Server implements Mongrel2Server {
     if (socket === undefined) {
       // Sent with the handshake while the handler (or its worker) is still
       // answering it: held for the socket, as Deno does, a few at most.
-      const early = this.#earlyFrames.get(connection) ?? [];
-      if (connection.pending > 0 && early.length < MAX_EARLY_FRAMES) {
-        early.push([flags, message.body]);
-        this.#earlyFrames.set(connection, early);
+      if (connection.pending > 0) {
+        const early = this.#earlyFrames.get(connection) ?? [];
+        if (early.length < MAX_EARLY_FRAMES) {
+          early.push([flags, message.body]);
+          this.#earlyFrames.set(connection, early);
+          return;
+        }
+        // Dropping some would corrupt the message stream: end it instead.
+        this.#logger.warn(
+          `Closed connection ${message.connectionId}: more than ${MAX_EARLY_FRAMES} WebSocket frames came before its handshake was answered`,
+        );
+        this.#earlyFrames.delete(connection);
+        connection.close();
         return;
       }
       this.#logger.warn(
@@ -784,7 +793,7 @@ class Server implements Mongrel2Server {
       });
     } catch (error) {
       if (exchange.settled) return;
-      if (error instanceof UploadRejectedError && error.fileMissing) {
+      if (error instanceof UploadRejectedError && error.kind === "missing") {
         // Usually a client that left at once: mongrel2 removes an
         // unfinished upload. If every upload fails so, it is the set-up,
         // which the first such line says; later ones say less, and quietly.
@@ -802,6 +811,16 @@ class Server implements Mongrel2Server {
             }`
             : `The upload file "${path}" was gone (the client probably left)`,
           first ? "warn" : "info",
+        );
+      } else if (
+        error instanceof UploadRejectedError && error.kind === "setup"
+      ) {
+        this.#reject(
+          exchange,
+          context,
+          500,
+          `${error.message}: --upload-temp-store and --mongrel2-chroot must match mongrel2's upload.temp_store and chroot (--mongrel2-config reads both)`,
+          "error",
         );
       } else if (error instanceof UploadRejectedError) {
         // Not a plain file directly in the store (a link, a directory):

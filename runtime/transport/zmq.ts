@@ -74,7 +74,7 @@ function ipcSocketHint(endpoint: string): string {
     // its own uid would take --allow-sys, which m2fetch runs without.
     return ` (the socket ${path} is owned by uid ${info.uid}, gid ${info.gid}, mode ${
       ((info.mode ?? 0) & 0o777).toString(8)
-    }: m2fetch's user needs write permission on it; run mongrel2 and m2fetch as the same user, or share a group)`;
+    }: if m2fetch's user may not write to it, run mongrel2 and m2fetch as the same user or share a group; if it may, the file may be a stopped mongrel2's)`;
   } catch (error) {
     return error instanceof Deno.errors.NotFound
       ? ` (there is no socket file at ${path}: mongrel2 has not bound it)`

@@ -13,9 +13,14 @@ export class UploadRejectedError extends Error {
    * Creates the error.
    *
    * @param message What failed and why.
-   * @param fileMissing The path passed every check but no file is there.
+   * @param kind `missing`: the path passed every check but no file is
+   * there; `setup`: m2fetch's own store settings are wrong; `file`: the
+   * file itself is not an upload of the store (a link, outside it).
    */
-  constructor(message: string, readonly fileMissing = false) {
+  constructor(
+    message: string,
+    readonly kind: "missing" | "setup" | "file" = "file",
+  ) {
     super(message);
     this.name = "UploadRejectedError";
   }
@@ -49,6 +54,7 @@ export async function storeDirectory(store: UploadStore): Promise<string> {
       if (resolved !== chroot && !resolved.startsWith(`${chroot}/`)) {
         throw new UploadRejectedError(
           `Cannot use upload temp store directory ${directory}: it resolves to ${resolved}, outside mongrel2's chroot ${chroot}`,
+          "setup",
         );
       }
     }
@@ -59,6 +65,7 @@ export async function storeDirectory(store: UploadStore): Promise<string> {
       `Cannot use upload temp store directory ${directory}: ${
         (error as Error).message
       }`,
+      "setup",
     );
   }
 }
@@ -106,7 +113,7 @@ export async function verifyUploadFile(
       `Rejected upload path "${path}": ${real} cannot be read (${
         (error as Error).message
       })`,
-      error instanceof Deno.errors.NotFound,
+      error instanceof Deno.errors.NotFound ? "missing" : "file",
     );
   }
   if (!info.isFile || info.isSymlink) {

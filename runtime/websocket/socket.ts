@@ -307,6 +307,7 @@ export class Mongrel2WebSocket extends EventTarget implements WebSocket {
   #closeQueued = false;
   /** Frames that came before the socket opened, delivered once it does. */
   #early: [string, Uint8Array][] = [];
+  #earlyOverflow = false;
   /** A pong still in the queue, which a newer ping's pong replaces. */
   #queuedPong: Outgoing | null = null;
   #closeTimer: ReturnType<typeof setTimeout> | undefined;
@@ -560,6 +561,10 @@ export class Mongrel2WebSocket extends EventTarget implements WebSocket {
       const early = this.#early;
       this.#early = [];
       for (const [flags, payload] of early) this.#receive(flags, payload);
+      if (this.#earlyOverflow) {
+        const reason = `More than ${MAX_EARLY_FRAMES} frames before open`;
+        this.#fail(1008, reason, reason);
+      }
     } else if (this.#pendingClose !== null && !this.#closeQueued) {
       this.#startClose(this.#pendingClose.code, this.#pendingClose.reason);
     }
@@ -601,11 +606,12 @@ export class Mongrel2WebSocket extends EventTarget implements WebSocket {
   #receive(flags: string, payload: Uint8Array): void {
     if (this.#readyState === CONNECTING) {
       // Sent with the handshake, before the 101 went out: Deno delivers
-      // them after open, so they wait (a few; a client that must not, RFC
-      // 6455 §4.1, gets no more).
+      // them after open, so they wait. A client that keeps sending before
+      // it (RFC 6455 §4.1 says it must not) is failed once the socket
+      // opens: dropping frames would corrupt its messages.
       if (this.#early.length < MAX_EARLY_FRAMES) {
         this.#early.push([flags, payload]);
-      }
+      } else this.#earlyOverflow = true;
       return;
     }
     if (this.#ending !== null) return;
@@ -704,8 +710,12 @@ export class Mongrel2WebSocket extends EventTarget implements WebSocket {
   }
 }
 
-/** Most frames held from before the socket opened. */
-const MAX_EARLY_FRAMES = 16;
+/**
+ * Most frames held from before the socket opened: more than the server
+ * holds before the handshake is answered, since with workers more can come
+ * during the hop to the worker's socket.
+ */
+const MAX_EARLY_FRAMES = 64;
 
 /** Close codes RFC 6455 lets an endpoint put in a close frame. */
 function isSendableCloseCode(code: number): boolean {

@@ -572,11 +572,24 @@ export class WorkerPool {
         Promise.all(fresh.map((worker) => worker.ready())),
         changes.loadTimeoutMs,
       );
+      // One that loaded and then died while the others loaded would take
+      // a slot dead, with nothing to replace it; a pool closed meanwhile
+      // must not get live workers back.
+      if (this.#closed) throw new WorkerLoadError("The pool was closed");
+      if (fresh.some((worker) => worker.dead)) {
+        throw new WorkerLoadError(
+          "A new worker died right after loading the module",
+        );
+      }
     } catch (error) {
       for (const worker of fresh) worker.terminate();
       throw error;
     }
     this.#module = module;
+    // Their load may have taken longer than the ping limit: the clock
+    // starts now.
+    const now = performance.now();
+    for (const worker of fresh) worker.lastPong = now;
     const old = this.#slots.splice(0, this.#slots.length, ...fresh);
     for (const worker of old) this.#retire(worker, drainMs);
   }

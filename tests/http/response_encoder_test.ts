@@ -413,6 +413,32 @@ Deno.test("ResponseEncoder rejects next() with RangeError for a stream longer th
   await encoder.cancel();
 });
 
+Deno.test("ResponseEncoder counts nothing of a later segment that overruns its content-length", async () => {
+  const response = new Response(
+    new ReadableStream({
+      start(controller) {
+        controller.enqueue(new Uint8Array(5));
+        // Later, two chunks at once: together past the declared 12 bytes.
+        setTimeout(() => {
+          controller.enqueue(new Uint8Array(5));
+          controller.enqueue(new Uint8Array(10));
+        }, 20);
+      },
+    }),
+    { headers: { "content-length": "12" } },
+  );
+  const encoder = encoderFor(response);
+  await encoder.next(); // the head and the first 5 bytes
+  await assertRejects(
+    (async () => {
+      while (await encoder.next() !== null) { /* until it fails */ }
+    })(),
+    (error) => assert.ok(error instanceof RangeError, String(error)),
+  );
+  assert.equal(encoder.bodyBytes, 5);
+  await encoder.cancel();
+});
+
 // --- chunk handling and errors -------------------------------------------------
 
 Deno.test("ResponseEncoder skips empty chunks", async () => {

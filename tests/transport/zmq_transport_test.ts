@@ -101,7 +101,7 @@ Deno.test({
     assert.equal(warnings.length, 1);
     assert.match(
       warnings[0],
-      /\(the socket .*\/recv is owned by uid \d+, gid \d+, mode \d+: m2fetch's user needs write permission on it/,
+      /\(the socket .*\/recv is owned by uid \d+, gid \d+, mode \d+: if m2fetch's user may not write to it, run mongrel2 and m2fetch as the same user/,
     );
     await transport.stopReceiving();
     await transport.close();

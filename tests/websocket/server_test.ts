@@ -202,10 +202,20 @@ Deno.test("frames sent before the handshake is answered reach the socket once it
     return response;
   }, async (transport, logs) => {
     transport.deliver(await fixture("tnet", "websocket_handshake"));
-    transport.deliver(await fixture("tnet", "websocket_text"));
+    const text = await fixture("tnet", "websocket_text");
+    transport.deliver(text);
     await new Promise((resolve) => setTimeout(resolve, 20));
     answer.resolve();
-    assert.equal(typeof await received.promise, "string");
+    // The fixture's payload: the message's last bytes in the capture.
+    const message = await Promise.race([
+      received.promise,
+      new Promise((resolve) => setTimeout(() => resolve("not received"), 2000)),
+    ]);
+    assert.notEqual(message, "not received");
+    assert.ok(
+      new TextDecoder().decode(text).includes(message as string),
+      String(message),
+    );
     assert.doesNotMatch(logs.join("\n"), /Ignored/);
   })();
 });

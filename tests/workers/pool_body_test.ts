@@ -105,6 +105,22 @@ Deno.test("a reload whose module hangs or loads in only some workers leaves the 
       /AlreadyExists|exists/,
     );
     assert.deepEqual(await bodies(), ["v1"]);
+    // The first worker to load dies while the second still loads.
+    await Deno.writeTextFile(
+      `${dir}/dies.ts`,
+      `try {
+  Deno.openSync("${dir}/dies-lock", { createNew: true, write: true });
+  setTimeout(() => { throw new Error("died after loading"); }, 100);
+} catch {
+  await new Promise((resolve) => setTimeout(resolve, 600));
+}
+${app("dies")}`,
+    );
+    await assert.rejects(
+      pool.reload(1000, { module: `${dir}/dies.ts` }),
+      /A new worker died right after loading the module/,
+    );
+    assert.deepEqual(await bodies(), ["v1"]);
     await pool.reload(1000, { module: `${dir}/v2.ts` });
     assert.deepEqual(await bodies(), ["v2"]);
   } finally {
