@@ -825,6 +825,7 @@ function applyDiscovery(
       "recv-spec",
       "upload-temp-store",
       "mongrel2-chroot",
+      "flow-control",
     ]
   ) {
     if (discovered[name] === undefined) continue;
@@ -839,6 +840,8 @@ function applyDiscovery(
         }, which ${database} gives for this handler: drop one of them if that is not meant (${
           name.endsWith("-spec")
             ? "a spec nothing binds leaves m2fetch waiting"
+            : name === "flow-control"
+            ? "replies sized for the wrong mode make mongrel2 close connections"
             : "upload files are then looked for in the wrong place"
         })`,
       );

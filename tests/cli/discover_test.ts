@@ -279,13 +279,15 @@ Deno.test("cli: flags given explicitly win over what --mongrel2-config discovers
     "tcp://127.0.0.1:9",
     "--upload-temp-store",
     "/var/tmp/m2fetch-test.XXXXXX",
+    "--flow-control",
+    "off",
     "examples/hello.ts",
   ]);
   const log = cli.output();
   assert.match(
     log,
     new RegExp(
-      `Read handler web-ident \\(route localhost:/ of server main, chroot ${tmp.path}\\) from ${tmp.path}/config\\.sqlite: --send-spec ipc://${tmp.path}/run/web_send, --flow-control on, --mongrel2-chroot ${tmp.path}\\n`,
+      `Read handler web-ident \\(route localhost:/ of server main, chroot ${tmp.path}\\) from ${tmp.path}/config\\.sqlite: --send-spec ipc://${tmp.path}/run/web_send, --mongrel2-chroot ${tmp.path}\\n`,
     ),
   );
   assert.ok(
@@ -304,6 +306,12 @@ Deno.test("cli: flags given explicitly win over what --mongrel2-config discovers
   assert.ok(
     log.includes(
       `warn Using --upload-temp-store /var/tmp/m2fetch-test.XXXXXX (given by a flag or m2fetch.json) instead of `,
+    ),
+    log,
+  );
+  assert.ok(
+    log.includes(
+      `warn Using --flow-control off (given by a flag or m2fetch.json) instead of on, which ${tmp.path}/config.sqlite gives for this handler: drop one of them if that is not meant (replies sized for the wrong mode make mongrel2 close connections)`,
     ),
     log,
   );
