@@ -14,7 +14,7 @@
  */
 
 import { mongrel2Info } from "../info.ts";
-import { loadedWithin, RELOAD_LOAD_TIMEOUT_MS } from "../handler.ts";
+import { loadedWithin } from "../handler.ts";
 import type { Logger } from "../log.ts";
 import type { FetchHandler } from "../server.ts";
 import type { SocketControl } from "../websocket/socket.ts";
@@ -553,7 +553,7 @@ export class WorkerPool {
    * configuration, and how long the new module may take to load.
    * @throws {WorkerLoadError} When the new module fails to load; the old workers keep serving.
    * @throws {Error} When it has not loaded within `loadTimeoutMs`
-   * (default {@linkcode RELOAD_LOAD_TIMEOUT_MS}).
+   * (default `RELOAD_LOAD_TIMEOUT_MS` in handler.ts, 30 s).
    */
   async reload(
     drainMs = 30_000,
