@@ -545,27 +545,19 @@ class Server implements Mongrel2Server {
     if (!context.keepAlive && !isHandshake(message)) {
       connection.lastRequestTaken = true;
     }
-    if (marker.kind === "unconfigured") {
-      this.#recentUploads.set(marker.path, performance.now());
-      // Answering at once makes mongrel2 stop receiving and delete the
-      // file; one it has already completed stays (m2fetch cannot check
-      // the path against a store it was not told about).
-      this.#reject(
-        exchange,
-        context,
-        500,
-        `mongrel2 spooled a request body to "${marker.path}" (its upload.temp_store), but m2fetch was started without --upload-temp-store: pass mongrel2's upload.temp_store with --upload-temp-store (or use --mongrel2-config), and delete the file if it is still there`,
-        "error",
-      );
-      return;
-    }
-    if (marker.kind === "mismatched") {
+    if (marker.kind === "unconfigured" || marker.kind === "mismatched") {
+      // mongrel2's own upload, which m2fetch's settings cannot take: the
+      // deployment is wrong. Answering at once makes mongrel2 stop
+      // receiving and delete the file; one it has already completed stays
+      // (m2fetch cannot check it against a store it was not told about).
       this.#recentUploads.set(marker.path, performance.now());
       this.#reject(
         exchange,
         context,
         500,
-        `mongrel2 spooled a request body to "${marker.path}", but ${marker.reason}: --upload-temp-store must be mongrel2's upload.temp_store (--mongrel2-config reads it); the file is left alone`,
+        marker.kind === "unconfigured"
+          ? `mongrel2 spooled a request body to "${marker.path}" (its upload.temp_store), but m2fetch was started without --upload-temp-store: pass mongrel2's upload.temp_store with --upload-temp-store (or use --mongrel2-config), and delete the file if it is still there`
+          : `mongrel2 spooled a request body to "${marker.path}", but ${marker.reason}: --upload-temp-store must be mongrel2's upload.temp_store (--mongrel2-config reads it); the file is left alone`,
         "error",
       );
       return;

@@ -194,18 +194,19 @@ export class ZmqTransport implements Transport {
     }, options.waitingNoticeMs ?? 1000);
     Deno.unrefTimer(this.#waitingTimer as unknown as number);
     const onWarning = options.onWarning ?? (() => {});
+    const stillWaitingMs = options.stillWaitingMs ?? 10_000;
     this.#stillWaitingTimer = setTimeout(() => {
       for (const peer of this.#peers) {
         if (peer.ready) continue;
         onWarning(
           `mongrel2 has not subscribed at ${peer.endpoint} after ${
-            (options.stillWaitingMs ?? 10_000) / 1000
+            stillWaitingMs / 1000
           } s, so no reply can reach it: check that mongrel2 is running and that its Handler's recv_spec is this endpoint${
             ipcSocketHint(peer.endpoint)
           }`,
         );
       }
-    }, options.stillWaitingMs ?? 10_000);
+    }, stillWaitingMs);
     Deno.unrefTimer(this.#stillWaitingTimer as unknown as number);
   }
 
