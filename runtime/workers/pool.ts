@@ -34,6 +34,14 @@ import { OPCODE, parseFlags } from "../websocket/frame.ts";
 import { settleBody } from "../http/ready_body.ts";
 import { REQUEST_FINISHED } from "../connection/exchange.ts";
 
+function checkWorkerCount(action: string, workers: number): void {
+  if (!Number.isInteger(workers) || workers < 1) {
+    throw new RangeError(
+      `Cannot ${action} ${workers} workers: expected a whole number of at least 1`,
+    );
+  }
+}
+
 /** Options for {@linkcode WorkerPool.start}. */
 export interface WorkerPoolOptions {
   /** The handler module: a path (relative to the working directory) or URL. */
@@ -120,7 +128,7 @@ class HandlerWorker {
           settleReady.resolve(message.source);
           break;
         case "load-error":
-          settleReady.reject(new WorkerLoadError(message.message));
+          this.#stopLoading(message.message);
           break;
         case "response":
           this.#respond(message.id, message);
@@ -137,12 +145,9 @@ class HandlerWorker {
         case "pong":
           this.lastPong = performance.now();
           break;
-        case "exit": {
-          const why = `called Deno.exit(${message.code})`;
-          settleReady.reject(new WorkerLoadError(why));
-          this.#onDeath(this, why);
+        case "exit":
+          this.#die(`called Deno.exit(${message.code})`);
           break;
-        }
         case "log":
           if (message.level === "error") this.#logger.error(message.message);
           else this.#logger.warn(message.message);
@@ -152,17 +157,21 @@ class HandlerWorker {
     this.worker.onerror = (event: ErrorEvent) => {
       // Not preventing it would take the whole process down.
       event.preventDefault();
-      const why = `threw an uncaught error (${
-        event.message.replace(/^Uncaught /, "")
-      })`;
-      settleReady.reject(new WorkerLoadError(why));
-      this.#onDeath(this, why);
+      this.#die(
+        `threw an uncaught error (${event.message.replace(/^Uncaught /, "")})`,
+      );
     };
     this.send({ type: "load", module: moduleUrl });
   }
 
   ready(): Promise<string> {
     return this.#ready;
+  }
+
+  /** The worker is gone: whoever waits for its module, and the pool, learn why. */
+  #die(why: string): void {
+    this.#stopLoading(why);
+    this.#onDeath(this, why);
   }
 
   send(message: ToWorker, transfer: Transferable[] = []): void {
@@ -436,11 +445,7 @@ export class WorkerPool {
    * @throws {WorkerLoadError} When the module fails to load (a start-up error, not a restart loop).
    */
   static async start(options: WorkerPoolOptions): Promise<WorkerPool> {
-    if (!Number.isInteger(options.workers) || options.workers < 1) {
-      throw new RangeError(
-        `Cannot start ${options.workers} workers: expected a whole number of at least 1`,
-      );
-    }
+    checkWorkerCount("start", options.workers);
     const pool = new WorkerPool(options);
     try {
       for (let i = 0; i < options.workers; i++) pool.#slots.push(pool.#spawn());
@@ -560,11 +565,7 @@ export class WorkerPool {
     changes: { module?: string; workers?: number; loadTimeoutMs?: number } = {},
   ): Promise<void> {
     const workers = changes.workers ?? this.#slots.length;
-    if (!Number.isInteger(workers) || workers < 1) {
-      throw new RangeError(
-        `Cannot reload with ${workers} workers: expected a whole number of at least 1`,
-      );
-    }
+    checkWorkerCount("reload with", workers);
     const module = changes.module ?? this.#module;
     const fresh = Array.from({ length: workers }, () => this.#spawn(module));
     try {
