@@ -28,14 +28,19 @@ import {
 const NO_BYTES = new Uint8Array();
 
 let handler: FetchHandler | null = null;
-const controllers = new Map<number, AbortController>();
-const sockets = new Map<number, SocketControl>();
-/** Request bodies that crossed as streams, until their request ends. */
-const requestBodies = new Map<number, ReadableStream<Uint8Array>>();
-const completions = new Map<
-  number,
-  { resolve: () => void; reject: (reason: unknown) => void }
->();
+/** What the worker holds for a request until the main thread says it ended. */
+interface HeldRequest {
+  /** Behind `request.signal`. */
+  controller: AbortController;
+  /** Settles `info.completed`. */
+  settle: { resolve: () => void; reject: (reason: unknown) => void };
+  /** The body, when it crossed as a stream. */
+  body: ReadableStream<Uint8Array> | undefined;
+  /** The WebSocket, once the handler upgraded. */
+  socket: SocketControl | undefined;
+}
+
+const requests = new Map<number, HeldRequest>();
 
 function post(message: FromWorker, transfer: Transferable[] = []): void {
   self.postMessage(message, transfer);
@@ -74,39 +79,39 @@ self.addEventListener("unhandledrejection", (event) => {
 function complete(completed: Completions): void {
   for (const completion of completed) {
     const id = Math.abs(completion);
-    const settle = completions.get(id);
+    const held = requests.get(id);
+    if (held === undefined) continue;
+    requests.delete(id);
     if (completion > 0) {
-      settle?.resolve();
+      held.settle.resolve();
       // As on the main thread (and under deno serve): the request is over.
-      controllers.get(id)?.abort(REQUEST_FINISHED);
+      held.controller.abort(REQUEST_FINISHED);
     } else {
-      settle?.reject(
+      held.settle.reject(
         new Deno.errors.Interrupted("HTTP response was not sent successfully"),
       );
     }
-    completions.delete(id);
-    controllers.delete(id);
-    sockets.delete(id);
     // A body the handler left unread (an upload it refused) would keep its
     // channel to the main thread, and the chunk queued in it, for good:
     // erroring the main thread's side does not free a transferred stream,
     // cancelling this side does.
-    const body = requestBodies.get(id);
-    requestBodies.delete(id);
+    const { body } = held;
     if (body !== undefined && !body.locked) body.cancel().catch(() => {});
   }
 }
 
 async function handle(message: WorkerRequest): Promise<void> {
   const controller = new AbortController();
-  controllers.set(message.id, controller);
-  const completed = new Promise<void>((resolve, reject) =>
-    completions.set(message.id, { resolve, reject })
-  );
+  const settled = Promise.withResolvers<void>();
+  const completed = settled.promise;
   completed.catch(() => {});
-  if (message.body instanceof ReadableStream) {
-    requestBodies.set(message.id, message.body);
-  }
+  const held: HeldRequest = {
+    controller,
+    settle: settled,
+    body: message.body instanceof ReadableStream ? message.body : undefined,
+    socket: undefined,
+  };
+  requests.set(message.id, held);
   try {
     const { source } = message;
     const fromMongrel2 = "connectionId" in source;
@@ -138,7 +143,7 @@ async function handle(message: WorkerRequest): Promise<void> {
     });
     checkHandlerResult(response);
     const upgrade = upgradeOf(response);
-    if (upgrade !== undefined) sockets.set(message.id, upgrade.control);
+    if (upgrade !== undefined) held.socket = upgrade.control;
     // A WebSocket's frames must stay a stream; other bodies that are
     // complete already cross as bytes.
     const body = response.body === null || upgrade !== undefined
@@ -178,7 +183,7 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
       handle(message);
       break;
     case "abort":
-      controllers.get(message.id)?.abort(
+      requests.get(message.id)?.controller.abort(
         new DOMException(message.reason, message.name ?? "AbortError"),
       );
       break;
@@ -189,7 +194,7 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
       // Frames reach mongrel2 through the main thread's connection writer,
       // so broadcast() from a worker queues per socket: no route offers
       // credits for a shared multi-id reply.
-      sockets.get(message.id)?.attach({
+      requests.get(message.id)?.socket?.attach({
         sender: "",
         id: "",
         transport: {
@@ -202,13 +207,13 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
       });
       break;
     case "ws-frame":
-      sockets.get(message.id)?.receive(message.flags, message.payload);
+      requests.get(message.id)?.socket?.receive(message.flags, message.payload);
       break;
     case "ws-go-away":
       if (message.id === undefined) {
-        for (const socket of sockets.values()) socket.goAway();
+        for (const { socket } of requests.values()) socket?.goAway();
       } else {
-        sockets.get(message.id)?.goAway();
+        requests.get(message.id)?.socket?.goAway();
       }
       break;
     case "ping":
