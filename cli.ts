@@ -11,7 +11,7 @@
  * @module
  */
 
-import { relative, resolve } from "node:path";
+import { dirname, relative, resolve } from "node:path";
 import { setImmediate } from "node:timers";
 import { parseArgs } from "node:util";
 import denoJson from "./deno.json" with { type: "json" };
@@ -306,15 +306,6 @@ function withDefaults(
  */
 const FILE_PATHS = ["app", "mongrel2-config", "mongrel2-chroot"];
 
-function absolute(path: string): string {
-  return resolve(path);
-}
-
-function dirname(path: string): string {
-  const at = path.lastIndexOf("/");
-  return at <= 0 ? "/" : path.slice(0, at);
-}
-
 /**
  * Works out the handler module and the option values: flags on the command
  * line win over the app directory's m2fetch.json, which wins over defaults.
@@ -342,9 +333,9 @@ async function resolveSetup(
   }
   const positional = parsed.positionals[0];
   const appDir = parsed.appPath !== undefined
-    ? absolute(parsed.appPath)
+    ? resolve(parsed.appPath)
     : positional !== undefined
-    ? dirname(absolute(positional))
+    ? dirname(resolve(positional))
     : undefined;
   if (parsed.appPath !== undefined) {
     const info = await Deno.stat(appDir!).catch(() => null);
@@ -888,7 +879,7 @@ async function runServe(args: string[]): Promise<void> {
       values: applyDiscovery(next.values, next.explicit, logger),
     };
   };
-  const { app, values } = await discovered(setup);
+  const { app, values } = discovered(setup);
   const served = await serve({
     app,
     sendSpec: values["send-spec"] as string[],
@@ -921,7 +912,7 @@ async function runConfig(args: string[]): Promise<void> {
       `Expected at most one handler module, got ${parsed.positionals.length}`,
     );
   }
-  const dir = absolute(parsed.appPath);
+  const dir = resolve(parsed.appPath);
   const info = await Deno.stat(dir).catch(() => null);
   if (info === null || !info.isDirectory) {
     throw new UsageError(
@@ -962,7 +953,7 @@ async function runDev(args: string[]): Promise<void> {
   const logger = log.logger;
   const reloader = new Reloader(log);
   const mongrel2 = await startMongrel2({
-    dir: absolute(values["state-dir"] as string),
+    dir: resolve(values["state-dir"] as string),
     port: values.port as number,
     bindAddress: values.host as string,
     handlers: [{ route: "/", protocol: "tnetstring" }],
@@ -1089,13 +1080,13 @@ async function runMongrel2Conf(args: string[]): Promise<void> {
   const given = values["mongrel2-dir"] as string | undefined;
   if (
     chroot !== undefined && given !== undefined &&
-    absolute(chroot) !== absolute(given)
+    resolve(chroot) !== resolve(given)
   ) {
     throw new UsageError(
       `Cannot use --mongrel2-dir ${given} with --mongrel2-chroot ${chroot}: a chrooted mongrel2 runs in its chroot`,
     );
   }
-  const dir = absolute(chroot ?? given ?? ".").replace(/\/\.?$/, "");
+  const dir = resolve(chroot ?? given ?? ".").replace(/\/\.?$/, "");
   const template = values["upload-temp-store"] as string | undefined;
   let conf: HandlerConf;
   try {
