@@ -42,6 +42,12 @@ import {
   type ServeMongrel2Options,
 } from "./runtime/server.ts";
 import { MemoryTransport } from "./runtime/transport/memory.ts";
+import {
+  classifyMessage,
+  computeAcceptKey,
+  OPCODE,
+  type WebSocketMessage,
+} from "./runtime/websocket/frame.ts";
 
 export { mongrel2Info, type Mongrel2RequestInfo } from "./runtime/info.ts";
 export type {
@@ -58,6 +64,7 @@ export {
 } from "./runtime/protocol/message.ts";
 export { type Mongrel2Notice, parseNotice } from "./runtime/protocol/notice.ts";
 export { ProtocolError } from "./runtime/protocol/errors.ts";
+export { OPCODE, type WebSocketMessage } from "./runtime/websocket/frame.ts";
 export {
   MemoryTransport,
   type MemoryTransportOptions,
@@ -141,6 +148,24 @@ export interface RequestMessageOptions {
    * name the temp file.
    */
   upload?: { path: string; stage: "start" | "done" };
+}
+
+/**
+ * A client's WebSocket message for {@linkcode buildWebSocketMessage}, field
+ * by field: for control frames, close codes and bits a string or bytes
+ * cannot say.
+ */
+export interface WebSocketFrameFields {
+  /** A name of {@linkcode OPCODE} or an opcode number (0–15). */
+  opcode: keyof typeof OPCODE | number;
+  /** The payload (text is UTF-8 encoded); for a close frame, see `code`. */
+  data?: string | Uint8Array;
+  /** A close frame's status code; its payload is then the code and `reason`. */
+  code?: number;
+  /** A close frame's reason, with `code`. */
+  reason?: string;
+  /** The RSV bits, 0–7 (RSV1 is 4); mongrel2 passes them on unchecked. */
+  rsv?: number;
 }
 
 /** Options for {@linkcode buildNotice}. */
@@ -236,7 +261,15 @@ export interface HandlerRun {
   readonly responses: Response[];
   /** The parsed form of every response, interim ones included. */
   readonly parsed: ParsedResponse[];
-  /** Whether every request got a complete response. */
+  /**
+   * The WebSocket messages m2fetch sent after a 101 (on the first connection
+   * that upgraded), decoded as a client would.
+   */
+  readonly frames: WebSocketMessage[];
+  /**
+   * Whether every request got a complete response. A WebSocket's is its 101
+   * followed by whole frames.
+   */
   readonly complete: boolean;
   /** Log lines written by the server (when no `logger` was given). */
   readonly logs: string[];
@@ -274,6 +307,9 @@ interface Target {
  * `VERSION`, `URI`, `QUERY` when there is a query, `FRAGMENT` when the
  * fields give one, never for a `Request`, `PATTERN`, `URL_SCHEME`,
  * `REMOTE_ADDR`). Header values are byte strings (one character per byte).
+ * A WebSocket upgrade becomes mongrel2's `WEBSOCKET_HANDSHAKE` message,
+ * whose body is the `Sec-WebSocket-Accept` value; the client's messages on
+ * it come from {@linkcode buildWebSocketMessage}.
  *
  * It is async because reading a `Request` body is. The `Request` given is
  * not consumed (its clone is read).
@@ -281,7 +317,9 @@ interface Target {
  * @param input A `Request`, request fields, or a URL or raw path for a GET.
  * @param options Format, sender, connection id and the rest of mongrel2's view.
  * @returns The message bytes.
- * @throws {TypeError} When mongrel2 would not forward such a request (bad method, header or target).
+ * @throws {TypeError} When mongrel2 would not forward such a request (bad
+ *   method, header or target), or would spool its body to a file (chunked:
+ *   build it with the `upload` option).
  * @throws {RangeError} On an option out of range.
  *
  * @example Usage
@@ -297,6 +335,95 @@ export async function buildRequestMessage(
   input: Request | RequestFields | string | URL,
   options: RequestMessageOptions = {},
 ): Promise<Uint8Array> {
+  const { target, table } = await requestTable(input, options);
+  let method = target.method;
+  let body = target.body ?? new Uint8Array(0);
+  if (options.upload !== undefined) {
+    const { stage } = options.upload;
+    const path = checkValue("the upload path", options.upload.path);
+    if (stage !== "start" && stage !== "done") {
+      throw new RangeError(
+        `Cannot build upload message: stage "${stage}" is neither "start" nor "done"`,
+      );
+    }
+    table.set("x-mongrel2-upload-start", path);
+    if (stage === "done") table.set("x-mongrel2-upload-done", path);
+    body = new Uint8Array(0);
+  } else if (isWebSocketHandshake(table)) {
+    // mongrel2 answers nothing itself: it hands the handler the accept
+    // value it computed, and the handler writes the 101.
+    method = "WEBSOCKET_HANDSHAKE";
+    body = encodeByteString(
+      await computeAcceptKey(table.get("sec-websocket-key")!),
+    );
+  } else if (
+    /\bchunked\b/i.test(table.get("transfer-encoding") ?? "")
+  ) {
+    throw new TypeError(
+      "Cannot build request message: mongrel2 spools every chunked body to a temp file, so build it with the upload option (upload-start and upload-done messages)",
+    );
+  }
+  return encodeRequestMessage(target, table, options, method, body);
+}
+
+/**
+ * Builds the message mongrel2 1.12.2 sends a handler for one message of a
+ * WebSocket the handler accepted, byte for byte: mongrel2 repeats every
+ * header of the handshake request, with `METHOD: "WEBSOCKET"`, adds `FLAGS`
+ * (`"0x%X"` of the first frame byte, FIN set) and delivers the payload
+ * unmasked, a fragmented message reassembled into one.
+ *
+ * @param handshake The handshake request, as given to
+ *   {@linkcode buildRequestMessage} (it must carry the WebSocket upgrade
+ *   headers mongrel2 looks for).
+ * @param frame What the client sent: a string (a text message), bytes (a
+ *   binary message), or {@linkcode WebSocketFrameFields}.
+ * @param options Format, sender, connection id and the rest of mongrel2's
+ *   view; the same as for the handshake.
+ * @returns The message bytes.
+ * @throws {TypeError} When the handshake is not a WebSocket upgrade mongrel2
+ *   would accept, or for what {@linkcode buildRequestMessage} rejects.
+ * @throws {RangeError} On an opcode or close code out of range.
+ *
+ * @example Usage
+ * ```ts
+ * import { buildWebSocketMessage } from "./testing.ts";
+ * const handshake = {
+ *   url: "/ws",
+ *   headers: {
+ *     upgrade: "websocket",
+ *     connection: "Upgrade",
+ *     "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
+ *     "sec-websocket-version": "13",
+ *   },
+ * };
+ * const message = await buildWebSocketMessage(handshake, "hello", { format: "json" });
+ * const text = new TextDecoder().decode(message);
+ * console.assert(text.includes('"METHOD":"WEBSOCKET"') && text.includes('"FLAGS":"0x81"'));
+ * console.assert(text.endsWith(",5:hello,"));
+ * ```
+ */
+export async function buildWebSocketMessage(
+  handshake: Request | RequestFields | string | URL,
+  frame: string | Uint8Array | WebSocketFrameFields,
+  options: Omit<RequestMessageOptions, "upload"> = {},
+): Promise<Uint8Array> {
+  const { target, table } = await requestTable(handshake, options);
+  if (!isWebSocketHandshake(table)) {
+    throw new TypeError(
+      "Cannot build WebSocket message: the handshake lacks the headers mongrel2 needs to upgrade (upgrade: websocket, connection: upgrade, sec-websocket-key, sec-websocket-version, host)",
+    );
+  }
+  const { flags, payload } = frameParts(frame);
+  table.set("FLAGS", `0x${(flags | 0x80).toString(16).toUpperCase()}`);
+  return encodeRequestMessage(target, table, options, "WEBSOCKET", payload);
+}
+
+/** The target of a request and mongrel2's header table for it. */
+async function requestTable(
+  input: Request | RequestFields | string | URL,
+  options: RequestMessageOptions,
+): Promise<{ target: Target; table: HeaderTable }> {
   const target = input instanceof Request
     ? await fromRequest(input)
     : await fromFields(
@@ -304,13 +431,10 @@ export async function buildRequestMessage(
         ? { url: input }
         : input,
     );
-  const sender = checkSender(options.sender ?? DEFAULT_SENDER);
-  const connectionId = checkConnectionId(options.connectionId ?? 1);
   const remoteAddr = checkValue(
     "option remoteAddr",
     options.remoteAddr ?? "127.0.0.1",
   );
-  const pattern = checkValue("option pattern", options.pattern ?? "/");
   const credits = options.downloadCredits ?? DEFAULT_DOWNLOAD_CREDITS;
   if (credits !== false && (!Number.isSafeInteger(credits) || credits < 0)) {
     throw new RangeError(
@@ -338,30 +462,43 @@ export async function buildRequestMessage(
   for (const [name, value] of fields) {
     table.add(
       checkName(name).toLowerCase(),
-      checkValue(`the value of header "${name}"`, value),
+      // mongrel2's parser skips the blanks before a value, not after it.
+      checkValue(`the value of header "${name}"`, value.replace(/^[ \t]+/, "")),
     );
   }
   table.set("x-forwarded-for", remoteAddr);
   if (credits !== false) table.set("DOWNLOAD_CREDITS", String(credits));
-  let body = target.body ?? new Uint8Array(0);
-  if (options.upload !== undefined) {
-    const { stage } = options.upload;
-    const path = checkValue("the upload path", options.upload.path);
-    if (stage !== "start" && stage !== "done") {
-      throw new RangeError(
-        `Cannot build upload message: stage "${stage}" is neither "start" nor "done"`,
-      );
-    }
-    table.set("x-mongrel2-upload-start", path);
-    if (stage === "done") table.set("x-mongrel2-upload-done", path);
-    body = new Uint8Array(0);
-  }
+  return { target, table };
+}
 
+/** mongrel2's `Request_is_websocket`. */
+function isWebSocketHandshake(table: HeaderTable): boolean {
+  const upgrade = table.get("upgrade");
+  const connection = table.get("connection");
+  return table.get("sec-websocket-key") !== undefined &&
+    table.get("sec-websocket-version") !== undefined &&
+    table.get("host") !== undefined &&
+    upgrade?.toLowerCase() === "websocket" &&
+    connection?.toLowerCase().includes("upgrade") === true;
+}
+
+/** The message bytes for a request target and its filled header table. */
+function encodeRequestMessage(
+  target: Target,
+  table: HeaderTable,
+  options: RequestMessageOptions,
+  method: string,
+  body: Uint8Array,
+): Uint8Array {
+  const sender = checkSender(options.sender ?? DEFAULT_SENDER);
+  const connectionId = checkConnectionId(options.connectionId ?? 1);
+  const remoteAddr = table.get("x-forwarded-for")!;
+  const pattern = checkValue("option pattern", options.pattern ?? "/");
   const uri = target.query === null
     ? target.path
     : `${target.path}?${target.query}`;
   const tail: [string, string | null][] = [
-    ["METHOD", target.method],
+    ["METHOD", method],
     ["VERSION", target.version],
     ["URI", uri],
     ["QUERY", target.query],
@@ -400,7 +537,7 @@ export async function buildRequestMessage(
       ["FRAGMENT", target.fragment],
       ["PATTERN", pattern],
       ["URL_SCHEME", target.scheme],
-      ["METHOD", target.method],
+      ["METHOD", method],
       ["REMOTE_ADDR", remoteAddr],
     ];
     const parts: Uint8Array[] = [];
@@ -422,6 +559,51 @@ export async function buildRequestMessage(
     body,
     encodeByteString(","),
   ]);
+}
+
+/** The first frame byte (without FIN) and the payload of a client message. */
+function frameParts(
+  frame: string | Uint8Array | WebSocketFrameFields,
+): { flags: number; payload: Uint8Array } {
+  if (typeof frame === "string") {
+    return { flags: OPCODE.text, payload: new TextEncoder().encode(frame) };
+  }
+  if (frame instanceof Uint8Array) {
+    return { flags: OPCODE.binary, payload: frame };
+  }
+  const opcode = typeof frame.opcode === "number"
+    ? frame.opcode
+    : OPCODE[frame.opcode];
+  if (!Number.isInteger(opcode) || opcode < 0 || opcode > 15) {
+    throw new RangeError(
+      `Cannot build WebSocket message: opcode ${
+        JSON.stringify(frame.opcode)
+      } is not a name of OPCODE or a number from 0 to 15`,
+    );
+  }
+  const rsv = frame.rsv ?? 0;
+  if (!Number.isInteger(rsv) || rsv < 0 || rsv > 7) {
+    throw new RangeError(
+      `Cannot build WebSocket message: rsv ${rsv} is not a number from 0 to 7`,
+    );
+  }
+  let payload: Uint8Array;
+  if (frame.code !== undefined) {
+    if (opcode !== OPCODE.close) {
+      throw new RangeError(
+        "Cannot build WebSocket message: only a close frame carries a code",
+      );
+    }
+    const reason = new TextEncoder().encode(frame.reason ?? "");
+    payload = new Uint8Array(2 + reason.length);
+    new DataView(payload.buffer).setUint16(0, frame.code);
+    payload.set(reason, 2);
+  } else if (typeof frame.data === "string") {
+    payload = new TextEncoder().encode(frame.data);
+  } else {
+    payload = frame.data ?? new Uint8Array(0);
+  }
+  return { flags: (rsv << 4) | opcode, payload };
 }
 
 /**
@@ -646,9 +828,15 @@ export async function runHandler(
   const stop = new Promise<never>((_, reject) => {
     failed = reject;
     timer = setTimeout(() => {
+      const upgraded = [...connections.values()].some((record) =>
+        record.methods.includes("WEBSOCKET_HANDSHAKE")
+      );
       reject(
         new Error(
-          `Cannot finish the run: ${server.inFlight} request(s) still in flight after ${timeoutMs} ms (${transport.replies.length} replies so far)`,
+          `Cannot finish the run: ${server.inFlight} request(s) still in flight after ${timeoutMs} ms (${transport.replies.length} replies so far)` +
+            (upgraded
+              ? "; a WebSocket stays in flight until it closes: deliver a close message built with buildWebSocketMessage"
+              : ""),
         ),
       );
     }, timeoutMs);
@@ -672,7 +860,10 @@ export async function runHandler(
   } finally {
     clearTimeout(timer);
   }
-  await server.shutdown();
+  // Every response is complete and every reply sent: nothing is left for
+  // the drain to wait for (with `credits: false` the credits it waits for
+  // would never come).
+  await server.shutdown(0);
   return collect(transport.replies, connections, logs);
 }
 
@@ -696,7 +887,10 @@ function track(
   }
   if (parsed.path === "@*") return;
   const method = parsed.headers.METHOD;
-  if (typeof method !== "string" || method === "JSON" || method === "XML") {
+  if (
+    typeof method !== "string" || method === "JSON" || method === "XML" ||
+    method === "WEBSOCKET"
+  ) {
     return;
   }
   // An upload-done continues the request its upload-start began.
@@ -749,6 +943,7 @@ function collect(
     }
   }
   const parsed: ParsedResponse[] = [];
+  let frames: WebSocketMessage[] | null = null;
   let complete = true;
   const keys = [...perConnection.keys()].sort((a, b) =>
     (connections.get(a)?.order ?? Infinity) -
@@ -763,6 +958,14 @@ function collect(
       stream.closed,
     );
     parsed.push(...responses);
+    const last = responses.at(-1);
+    if (last?.status === 101 && last.complete) {
+      const sent = decodeServerFrames(
+        concatBytes(stream.bytes).subarray(last.end),
+      );
+      if (!sent.whole) complete = false;
+      frames ??= sent.messages;
+    }
     const finals = responses.filter((r) => r.status >= 200 || r.status === 101);
     if (
       finals.length < methods.length || responses.some((r) => !r.complete)
@@ -785,6 +988,8 @@ function collect(
         throw new Error(
           other === undefined
             ? `Cannot read the response: m2fetch sent no response head (${replies.length} replies; see run.raw and run.logs)`
+            : other.status === 101
+            ? "Cannot read the response: it is a 101 WebSocket upgrade, which a Fetch Response cannot hold; see run.parsed for its head and run.frames for the messages"
             : `Cannot read the response: the only response has status ${other.status}, which a Fetch Response cannot hold; see run.parsed`,
         );
       }
@@ -792,9 +997,54 @@ function collect(
     },
     responses,
     parsed,
+    frames: frames ?? [],
     complete,
     logs,
   };
+}
+
+/**
+ * Decodes the unmasked frames a server sent (m2fetch sends every message as
+ * one frame), and says whether the bytes end on a frame boundary.
+ */
+function decodeServerFrames(
+  bytes: Uint8Array,
+): { messages: WebSocketMessage[]; whole: boolean } {
+  const messages: WebSocketMessage[] = [];
+  let offset = 0;
+  while (offset + 2 <= bytes.length) {
+    let length = bytes[offset + 1] & 0x7f;
+    let start = offset + 2;
+    if (length === 126) {
+      if (start + 2 > bytes.length) break;
+      length = (bytes[start] << 8) | bytes[start + 1];
+      start += 2;
+    } else if (length === 127) {
+      if (start + 8 > bytes.length) break;
+      length = Number(
+        new DataView(bytes.buffer, bytes.byteOffset + start, 8)
+          .getBigUint64(0),
+      );
+      start += 8;
+    }
+    if (start + length > bytes.length) break;
+    messages.push(
+      classifyServerFrame(bytes[offset], bytes.subarray(start, start + length)),
+    );
+    offset = start + length;
+  }
+  return { messages, whole: offset === bytes.length };
+}
+
+function classifyServerFrame(
+  first: number,
+  payload: Uint8Array,
+): WebSocketMessage {
+  return classifyMessage(
+    `0x${first.toString(16).toUpperCase()}`,
+    payload,
+    Infinity,
+  );
 }
 
 async function resolveHandler(handler: HandlerSource): Promise<FetchHandler> {
@@ -946,18 +1196,17 @@ function checkName(name: string): string {
 }
 
 function checkValue(what: string, value: string): string {
-  const trimmed = value.replace(/^[ \t]+|[ \t]+$/g, "");
-  if (hasControlCharacter(trimmed)) {
+  if (hasControlCharacter(value)) {
     throw new TypeError(
       `Cannot build request message: ${what} holds a control character, which mongrel2 answers with 400`,
     );
   }
-  if (/[\u0100-\uffff]/.test(trimmed)) {
+  if (/[\u0100-\uffff]/.test(value)) {
     throw new TypeError(
       `Cannot build request message: ${what} has a character above U+00FF; header values are byte strings, so encode the bytes one character each`,
     );
   }
-  return trimmed;
+  return value;
 }
 
 /** Whether `value` holds a control character other than TAB. */
@@ -1043,6 +1292,11 @@ class HeaderTable {
     const node = this.#nodes.get(key);
     if (node !== undefined) node.values = [value];
     else this.#insert(key, value);
+  }
+
+  /** mongrel2's `Request_get`: the first value of a field. */
+  get(key: string): string | undefined {
+    return this.#nodes.get(key)?.values[0];
   }
 
   scan(): [string, string | string[]][] {

@@ -2,8 +2,10 @@ import assert from "node:assert/strict";
 import {
   buildNotice,
   buildRequestMessage,
+  buildWebSocketMessage,
   runHandler,
 } from "@m2fetch/m2fetch/testing";
+import { upgradeWebSocket } from "@m2fetch/m2fetch";
 import {
   DEFAULT_SENDER,
   MemoryTransport,
@@ -13,6 +15,7 @@ import {
   parseReply,
   type RequestFields,
   type RequestMessageOptions,
+  type WebSocketFrameFields,
 } from "@m2fetch/m2fetch/testing";
 import * as helloModule from "../examples/hello.ts";
 import { toRequest } from "../runtime/http/request.ts";
@@ -98,6 +101,58 @@ Deno.test("a handler module can be given by path", async () => {
   const url = new URL("../examples/hello.ts", import.meta.url);
   const run = await runHandler(url, await buildRequestMessage("/"));
   assert.equal(await run.response.text(), "Hello from m2fetch\n");
+});
+
+Deno.test("an upload mongrel2 spooled to a file", async () => {
+  // mongrel2 writes a large body to a file named after upload.temp_store
+  // (XXXXXX filled in), then sends an upload-start and an upload-done
+  // message naming it. The server deletes the file after the request.
+  const dir = await Deno.makeTempDir();
+  const path = `${dir}/upload.Ab12Cd`;
+  await Deno.writeTextFile(path, "a large body");
+  const fields = {
+    method: "POST",
+    url: "/notes",
+    headers: { "content-length": "12" },
+  };
+  const run = await runHandler(app, [
+    await buildRequestMessage(fields, { upload: { path, stage: "start" } }),
+    await buildRequestMessage(fields, { upload: { path, stage: "done" } }),
+  ], {
+    server: { uploads: { store: { template: `${dir}/upload.XXXXXX` } } },
+  });
+  assert.equal(await run.response.text(), "got a large body");
+  await Deno.remove(dir, { recursive: true });
+});
+
+const handshake = {
+  url: "/chat",
+  headers: {
+    upgrade: "websocket",
+    connection: "Upgrade",
+    "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
+    "sec-websocket-version": "13",
+  },
+};
+
+Deno.test("a WebSocket echoes, then closes", async () => {
+  const run = await runHandler(
+    (request: Request) => {
+      const { socket, response } = upgradeWebSocket(request);
+      socket.onmessage = (event) => socket.send(`echo ${event.data}`);
+      return response;
+    },
+    [
+      await buildRequestMessage(handshake), // mongrel2's WEBSOCKET_HANDSHAKE
+      await buildWebSocketMessage(handshake, "hi"),
+      await buildWebSocketMessage(handshake, { opcode: "close", code: 1000 }),
+    ],
+  );
+  assert.equal(run.parsed[0].status, 101);
+  assert.deepEqual(run.frames, [
+    { type: "text", data: "echo hi" },
+    { type: "close", code: 1000, reason: "" },
+  ]);
 });
 
 // docs/testing.md: end of the copied section.
@@ -250,6 +305,130 @@ Deno.test("runHandler: without credits the run times out instead of hanging", as
     ),
     /Cannot finish the run: 1 request\(s\) still in flight after 200 ms/,
   );
+});
+
+Deno.test("runHandler: without credits a small response ends the run at once", async () => {
+  // The shutdown after a run used to wait its full 10 s for credits notices
+  // that, with `credits: false`, never come.
+  const started = performance.now();
+  const run = await runHandler(
+    () => new Response("x"),
+    await buildRequestMessage("/"),
+    { credits: false },
+  );
+  const elapsed = performance.now() - started;
+  assert.ok(run.complete);
+  assert.ok(elapsed < 5000, `the run took ${elapsed.toFixed(0)} ms`);
+});
+
+const WS_HANDSHAKE: RequestFields = {
+  url: "/ws?room=1",
+  headers: {
+    upgrade: "websocket",
+    connection: "keep-alive, Upgrade",
+    "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
+    "sec-websocket-version": "13",
+  },
+};
+
+function echoSocket(request: Request): Response {
+  const { socket, response } = upgradeWebSocket(request);
+  socket.onmessage = (event) =>
+    socket.send(
+      typeof event.data === "string"
+        ? `echo ${event.data}`
+        : new Uint8Array(event.data as ArrayBuffer).reverse(),
+    );
+  return response;
+}
+
+Deno.test("runHandler: a WebSocket's handshake, messages and close", async () => {
+  const run = await runHandler(echoSocket, [
+    await buildRequestMessage(WS_HANDSHAKE),
+    await buildWebSocketMessage(WS_HANDSHAKE, "hi"),
+    await buildWebSocketMessage(WS_HANDSHAKE, new Uint8Array([1, 2, 3])),
+    await buildWebSocketMessage(WS_HANDSHAKE, { opcode: "ping", data: "p" }),
+    await buildWebSocketMessage(WS_HANDSHAKE, {
+      opcode: "close",
+      code: 1000,
+      reason: "bye",
+    }),
+  ]);
+  assert.equal(run.parsed[0].status, 101);
+  assert.deepEqual(
+    new Map(run.parsed[0].headers).get("sec-websocket-accept"),
+    "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=",
+  );
+  assert.deepEqual(run.frames, [
+    { type: "text", data: "echo hi" },
+    { type: "binary", data: new Uint8Array([3, 2, 1]) },
+    { type: "pong", data: new TextEncoder().encode("p") },
+    { type: "close", code: 1000, reason: "bye" },
+  ]);
+  assert.ok(run.complete);
+  assert.ok(run.closed);
+  assert.throws(() => run.response, /101 WebSocket upgrade.*run\.frames/);
+});
+
+Deno.test("runHandler: a WebSocket left open times out with a hint", async () => {
+  await assert.rejects(
+    runHandler(echoSocket, await buildRequestMessage(WS_HANDSHAKE), {
+      timeout: 200,
+    }),
+    /still in flight after 200 ms.*deliver a close message/,
+  );
+});
+
+Deno.test("buildWebSocketMessage: refuses a handshake mongrel2 would not upgrade, and bad frames", async () => {
+  await assert.rejects(
+    buildWebSocketMessage(
+      { url: "/ws", headers: { upgrade: "websocket" } },
+      "x",
+    ),
+    /lacks the headers mongrel2 needs to upgrade/,
+  );
+  await assert.rejects(
+    buildWebSocketMessage(WS_HANDSHAKE, { opcode: 16 }),
+    /opcode 16 is not a name of OPCODE or a number from 0 to 15/,
+  );
+  await assert.rejects(
+    buildWebSocketMessage(WS_HANDSHAKE, { opcode: "text", code: 1000 }),
+    /only a close frame carries a code/,
+  );
+  // mongrel2 passes RSV bits and unknown opcodes on; m2fetch closes with 1002.
+  const message = parseMessage(
+    await buildWebSocketMessage(WS_HANDSHAKE, { opcode: 3, rsv: 4 }),
+  );
+  assert.equal(message.headers.FLAGS, "0xC3");
+  assert.equal(message.headers.METHOD, "WEBSOCKET");
+});
+
+Deno.test("buildRequestMessage: a header value keeps its trailing blanks, as mongrel2 sends it", async () => {
+  // Captured from mongrel2 1.12.2 for "X-W:   padded  ".
+  const message = parseMessage(
+    await buildRequestMessage({ url: "/w", headers: [["X-W", "   padded  "]] }),
+  );
+  assert.equal(message.headers["x-w"], "padded  ");
+});
+
+Deno.test("buildRequestMessage: a chunked body needs the upload option", async () => {
+  await assert.rejects(
+    buildRequestMessage({
+      method: "POST",
+      url: "/c",
+      headers: { "transfer-encoding": "chunked" },
+      body: "abc",
+    }),
+    /mongrel2 spools every chunked body to a temp file/,
+  );
+  const start = parseMessage(
+    await buildRequestMessage({
+      method: "POST",
+      url: "/c",
+      headers: { "transfer-encoding": "chunked" },
+    }, { upload: { path: "/tmp/upload.abcdef", stage: "start" } }),
+  );
+  assert.equal(start.headers["transfer-encoding"], "chunked");
 });
 
 Deno.test("runHandler: HEAD gets the head and no body", async () => {
@@ -806,6 +985,21 @@ function fixtureRequests(prefix: string): Record<string, RequestFields> {
   };
 }
 
+/** The handshake behind the WebSocket fixtures. */
+function fixtureHandshake(prefix: string): RequestFields {
+  return {
+    url: `${prefix}/ws?room=1`,
+    headers: [
+      HOST,
+      ["Upgrade", "websocket"],
+      ["Connection", "Upgrade"],
+      ["Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="],
+      ["Sec-WebSocket-Version", "13"],
+      ["Origin", "http://localhost"],
+    ],
+  };
+}
+
 for (const [mode, { format, sender, prefix }] of Object.entries(MODES)) {
   Deno.test({
     name:
@@ -832,6 +1026,38 @@ for (const [mode, { format, sender, prefix }] of Object.entries(MODES)) {
         }
         const built = await buildRequestMessage(fields, options);
         assert.equal(latin1(built), latin1(fixture), `${mode}/${name}.bin`);
+      }
+      // The handshake, then the four messages the client sent on it.
+      const handshake = fixtureHandshake(prefix);
+      const wsOptions = (name: string): RequestMessageOptions => ({
+        format,
+        sender,
+        connectionId: parseMessage(read(name)).connectionId,
+        pattern: prefix,
+      });
+      assert.equal(
+        latin1(
+          await buildRequestMessage(
+            handshake,
+            wsOptions("websocket_handshake"),
+          ),
+        ),
+        latin1(read("websocket_handshake")),
+        `${mode}/websocket_handshake.bin`,
+      );
+      const frames: [string, string | Uint8Array | WebSocketFrameFields][] = [
+        ["websocket_text", "hello"],
+        ["websocket_binary", Uint8Array.from({ length: 256 }, (_, i) => i)],
+        ["websocket_ping", { opcode: "ping", data: "ping" }],
+        ["websocket_close", { opcode: "close", code: 1000, reason: "bye" }],
+      ];
+      for (const [name, frame] of frames) {
+        const built = await buildWebSocketMessage(
+          handshake,
+          frame,
+          wsOptions(name),
+        );
+        assert.equal(latin1(built), latin1(read(name)), `${mode}/${name}.bin`);
       }
       for (const name of ["credits", "disconnect"] as const) {
         const fixture = read(name);
