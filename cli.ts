@@ -152,7 +152,8 @@ Usage:
                                               print a mongrel2.conf matching the
                                               options (Handler, Server, settings)
   deno run -A cli.ts init [options] DIR       create a ready-to-run app in DIR:
-                                              app.ts, m2fetch.json, mongrel2.conf,
+                                              app.ts, app_test.ts, deno.json,
+                                              m2fetch.json, mongrel2.conf,
                                               README.md (never overwrites)
 
 Options given on the command line win over DIR/m2fetch.json (DIR is

@@ -162,6 +162,8 @@ export function renderHandlerConf(options: HandlerConfOptions): HandlerConf {
 /** The files `init` writes, relative to the app directory. */
 export const INIT_FILES = [
   "app.ts",
+  "app_test.ts",
+  "deno.json",
   CONFIG_FILE_NAME,
   "mongrel2.conf",
   "README.md",
@@ -299,6 +301,8 @@ export async function initAppDir(
   }
   const files: Record<string, string> = {
     "app.ts": APP_TEMPLATE,
+    "app_test.ts": APP_TEST_TEMPLATE,
+    "deno.json": denoJson(command),
     "mongrel2.conf": conf.text,
     "README.md": readme(dir, port, options.bindAddress, command, conf),
   };
@@ -312,7 +316,7 @@ export async function initAppDir(
     { app: "app.ts", ...conf.m2fetch },
     SERVE_OPTIONS,
   );
-  written.splice(1, 0, CONFIG_FILE_NAME);
+  written.splice(3, 0, CONFIG_FILE_NAME);
   return { dir, files: written, serverUuid: conf.serverUuid };
 }
 
@@ -330,6 +334,42 @@ export default {
   },
 } satisfies Deno.ServeDefaultExport;
 `;
+
+const APP_TEST_TEMPLATE = `import assert from "node:assert/strict";
+import { buildRequestMessage, runHandler } from "@m2fetch/m2fetch/testing";
+import app from "./app.ts";
+
+// runHandler runs the real m2fetch server on the message mongrel2 would
+// send, with no sockets and no mongrel2.
+Deno.test("app greets at the requested path", async () => {
+  const run = await runHandler(app, await buildRequestMessage("/there"));
+  assert.equal(run.response.status, 200);
+  assert.equal(await run.response.text(), "Hello from m2fetch at /there\\n");
+});
+`;
+
+/**
+ * The app's `deno.json`: m2fetch's modules under the names its docs use,
+ * and tasks for the commands in README.md.
+ */
+function denoJson(command: string): string {
+  const module = (path: string) => new URL(`../${path}`, import.meta.url).href;
+  return JSON.stringify(
+    {
+      imports: {
+        "@m2fetch/m2fetch": module("mod.ts"),
+        "@m2fetch/m2fetch/testing": module("testing.ts"),
+      },
+      tasks: {
+        start: `${command} --app-path .`,
+        dev: `${command} dev --watch app.ts`,
+        test: "deno test",
+      },
+    },
+    null,
+    2,
+  ) + "\n";
+}
 
 function readme(
   dir: string,
@@ -349,6 +389,8 @@ An app served by m2fetch behind mongrel2.
 | File | What it is |
 | --- | --- |
 | \`app.ts\` | The handler: \`export default { fetch }\`, the same module \`deno serve app.ts\` runs. |
+| \`app_test.ts\` | Its test: \`deno test\` runs the handler through m2fetch's server on the message mongrel2 would send, with no mongrel2. |
+| \`deno.json\` | \`@m2fetch/m2fetch\` and \`@m2fetch/m2fetch/testing\` mapped to this m2fetch's \`mod.ts\` and \`testing.ts\`, and tasks: \`start\`, \`dev\`, \`test\`. |
 | \`m2fetch.json\` | m2fetch's options: the app, mongrel2's send/recv specs, the upload temp store. |
 | \`mongrel2.conf\` | A mongrel2 server on ${host}:${port} that routes \`/\` to m2fetch (tnetstring, flow control on, uploads in \`tmp/\`). |
 | \`run/\`, \`logs/\`, \`tmp/\` | mongrel2's sockets and pid file, its logs, and upload temp files. |
@@ -378,8 +420,10 @@ m2fetch can also take the endpoints straight from mongrel2's database:
 
 ## Develop
 
-\`${command} dev --watch app.ts\` starts a private mongrel2 and reloads
-\`app.ts\` on every save, without restarting mongrel2.
+\`${command} dev --watch app.ts\` (\`deno task dev\`) starts a private
+mongrel2 and reloads \`app.ts\` on every save, without restarting mongrel2.
+\`deno task test\` runs \`app_test.ts\`; m2fetch's docs/testing.md shows
+uploads, disconnects and WebSockets in tests.
 
 ## Notes
 

@@ -29,12 +29,14 @@ Deno.test("cli init: the created app runs behind mongrel2 the way its README say
   assert.equal(init.code, 0, init.stderr);
   assert.match(
     init.stdout,
-    /Created .*hello-app: app\.ts, m2fetch\.json, mongrel2\.conf, README\.md/,
+    /Created .*hello-app: app\.ts, app_test\.ts, deno\.json, m2fetch\.json, mongrel2\.conf, README\.md/,
   );
   const files = [...Deno.readDirSync(dir)].map((entry) => entry.name).sort();
   assert.deepEqual(files, [
     "README.md",
     "app.ts",
+    "app_test.ts",
+    "deno.json",
     "logs",
     "m2fetch.json",
     "mongrel2.conf",
@@ -58,6 +60,23 @@ Deno.test("cli init: the created app runs behind mongrel2 the way its README say
   assert.match(readme, /m2sh load -config mongrel2\.conf -db config\.sqlite/);
   assert.match(readme, /m2sh start -db config\.sqlite -name main/);
   assert.match(readme, /--app-path \./);
+
+  // Its test passes as written, with m2fetch's testing module found
+  // through the deno.json next to it.
+  const test = await new Deno.Command(Deno.execPath(), {
+    args: ["test"],
+    cwd: dir,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.ok(
+    test.success,
+    decoder.decode(test.stdout) + decoder.decode(test.stderr),
+  );
+  assert.match(decoder.decode(test.stdout), /1 passed/);
+  const tasks = JSON.parse(await Deno.readTextFile(`${dir}/deno.json`)).tasks;
+  assert.match(tasks.start, /cli\.ts --app-path \.$/);
 
   // As the README says: load, start, then m2fetch --app-path . from there.
   const load = await m2sh(
@@ -118,7 +137,7 @@ Deno.test("cli init: fills an existing empty directory, and never overwrites a f
   assert.equal(again.code, 1);
   assert.match(
     again.stderr,
-    /Cannot initialise .*: app\.ts, m2fetch\.json, mongrel2\.conf already exist and init never overwrites files/,
+    /Cannot initialise .*: app\.ts, app_test\.ts, deno\.json, m2fetch\.json, mongrel2\.conf already exist and init never overwrites files/,
   );
   assert.equal(await Deno.readTextFile(`${tmp.path}/app.ts`), "// mine\n");
   assert.equal(
