@@ -4,13 +4,15 @@
  *
  * Handlers import from here only what `deno serve` has no room for:
  *
- * ```ts ignore
- * import { mongrel2Info } from "m2fetch";
+ * ```ts
+ * import { mongrel2Info } from "@m2fetch/m2fetch";
  *
- * export default {
+ * // The module's `export default`:
+ * const app = {
  *   fetch(request: Request, info: Deno.ServeHandlerInfo) {
  *     const m2 = mongrel2Info(request); // undefined under deno serve
- *     return new Response(`hello ${info.remoteAddr.hostname} ${m2?.connectionId ?? ""}\n`);
+ *     const { hostname } = info.remoteAddr as Deno.NetAddr;
+ *     return new Response(`hello ${hostname} ${m2?.connectionId ?? ""}\n`);
  *   },
  * } satisfies Deno.ServeDefaultExport;
  * ```
@@ -19,11 +21,12 @@
  * also works behind mongrel2, and {@linkcode broadcast} sends one message to
  * many sockets:
  *
- * ```ts ignore
- * import { broadcast, upgradeWebSocket } from "m2fetch";
+ * ```ts
+ * import { broadcast, upgradeWebSocket } from "@m2fetch/m2fetch";
  *
  * const room = new Set<WebSocket>();
- * export default {
+ * // The module's `export default`:
+ * const app = {
  *   fetch(request: Request) {
  *     const { socket, response } = upgradeWebSocket(request);
  *     socket.onopen = () => room.add(socket);
@@ -34,15 +37,16 @@
  * } satisfies Deno.ServeDefaultExport;
  * ```
  *
- * Nothing here loads ZeroMQ's native addon, so a handler importing this
- * module still runs under plain `deno serve` without `--allow-ffi`.
+ * Nothing here loads libzmq, so a handler importing this module still runs
+ * under plain `deno serve` without `--allow-ffi`.
  *
  * Embedding the server (what `cli.ts` does); the ZeroMQ transport is a
- * separate entry point because it loads the native addon:
+ * separate entry point because it loads libzmq (the example serves until
+ * stopped, so it is not run as a test):
  *
  * ```ts ignore
- * import { serveMongrel2 } from "m2fetch";
- * import { ZmqTransport } from "m2fetch/transport";
+ * import { serveMongrel2 } from "@m2fetch/m2fetch";
+ * import { ZmqTransport } from "@m2fetch/m2fetch/transport";
  * const server = serveMongrel2({
  *   handler: () => new Response("hello\n"),
  *   transport: new ZmqTransport({
