@@ -556,7 +556,7 @@ class Server implements Mongrel2Server {
         context,
         500,
         marker.kind === "unconfigured"
-          ? `mongrel2 spooled a request body to "${marker.path}" (its upload.temp_store), but m2fetch was started without --upload-temp-store: pass mongrel2's upload.temp_store with --upload-temp-store (or use --mongrel2-config), and delete the file if it is still there`
+          ? `mongrel2 spooled a request body to "${marker.path}" (its upload.temp_store), but m2fetch was started without --upload-temp-store: pass mongrel2's upload.temp_store with --upload-temp-store (or use --mongrel2-config; embedded or under runHandler, the uploads.store option), and delete the file if it is still there`
           : `mongrel2 spooled a request body to "${marker.path}", but ${marker.reason}: --upload-temp-store must be mongrel2's upload.temp_store (--mongrel2-config reads it); the file is left alone`,
         "error",
       );
