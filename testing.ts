@@ -217,6 +217,14 @@ export interface RunHandlerOptions {
    */
   onReply?: (reply: Uint8Array, control: RunControl) => void;
   /**
+   * Runs beside the handler once the server has started, to deliver
+   * messages when the test chooses: say, a disconnect notice once a long
+   * poll is waiting, which no reply announces. The run ends after it has
+   * settled and every request is answered; if it rejects,
+   * {@linkcode runHandler} rejects with that error.
+   */
+  script?: (control: RunControl) => void | Promise<void>;
+  /**
    * Give up when the responses are not complete after this many
    * milliseconds (default 10 000): the server is shut down and the promise
    * rejects.
@@ -844,6 +852,7 @@ export async function runHandler(
   try {
     await Promise.race([
       (async () => {
+        await options.script?.(control);
         while (true) {
           await transport.consumed();
           if (server.inFlight === 0 || hookError !== null) return;

@@ -464,6 +464,43 @@ Deno.test("runHandler: onError turns the error into the response", async () => {
   assert.equal(await run.response.text(), "RangeError: bad");
 });
 
+Deno.test("runHandler: a script delivers a disconnect once a long poll waits", async () => {
+  const waiting = Promise.withResolvers<void>();
+  let reason: unknown;
+  const run = await runHandler(
+    async (request: Request) => {
+      waiting.resolve();
+      await new Promise((resolve) =>
+        request.signal.addEventListener("abort", resolve)
+      );
+      reason = request.signal.reason;
+      return new Response("too late");
+    },
+    await buildRequestMessage("/poll"),
+    {
+      async script({ deliver, replies }) {
+        await waiting.promise;
+        assert.equal(replies.length, 0);
+        deliver(buildNotice("disconnect"));
+      },
+    },
+  );
+  assert.equal((reason as DOMException).name, "AbortError");
+  assert.equal(run.complete, false);
+  assert.equal(run.raw.length, 0);
+});
+
+Deno.test("runHandler: a script that throws rejects the run", async () => {
+  await assert.rejects(
+    runHandler(() => new Response("x"), [], {
+      script() {
+        throw new Error("script failed");
+      },
+    }),
+    /script failed/,
+  );
+});
+
 Deno.test("runHandler: a disconnect notice mid-stream aborts request.signal", async () => {
   let reason: unknown;
   let cancelled = false;
