@@ -863,10 +863,21 @@ function applyDiscovery(
   };
 }
 
+/**
+ * Prints the help or the version when asked for, whatever the command, so
+ * that `config --version` does not also write a file.
+ */
+function answeredHelpOrVersion(
+  parsed: { help: boolean; version: boolean },
+): boolean {
+  if (parsed.help) console.log(helpText());
+  else if (parsed.version) console.log(`m2fetch ${denoJson.version}`);
+  return parsed.help || parsed.version;
+}
+
 async function runServe(args: string[]): Promise<void> {
   const parsed = parse(args, SERVE_OPTIONS);
-  if (parsed.help) return void console.log(helpText());
-  if (parsed.version) return void console.log(`m2fetch ${denoJson.version}`);
+  if (answeredHelpOrVersion(parsed)) return;
   const setup = await resolveSetup(parsed, SERVE_OPTIONS);
   const log = new CliLog(setup.values);
   const logger = log.logger;
@@ -902,7 +913,7 @@ async function runServe(args: string[]): Promise<void> {
 
 async function runConfig(args: string[]): Promise<void> {
   const parsed = parse(args, SERVE_OPTIONS);
-  if (parsed.help) return void console.log(helpText());
+  if (answeredHelpOrVersion(parsed)) return;
   if (parsed.appPath === undefined) {
     throw new UsageError(
       "Missing --app-path DIR: config writes DIR/m2fetch.json",
@@ -944,7 +955,7 @@ async function runConfig(args: string[]): Promise<void> {
 async function runDev(args: string[]): Promise<void> {
   const schema = { ...SERVE_OPTIONS, ...DEV_OPTIONS };
   const parsed = parse(args, schema);
-  if (parsed.help) return void console.log(helpText());
+  if (answeredHelpOrVersion(parsed)) return;
   const { app, values } = await resolveSetup(
     parsed,
     schema,
@@ -1067,7 +1078,7 @@ function watchReload(
 async function runMongrel2Conf(args: string[]): Promise<void> {
   const schema = { ...SERVE_OPTIONS, ...CONF_OPTIONS };
   const parsed = parse(args, schema);
-  if (parsed.help) return void console.log(helpText());
+  if (answeredHelpOrVersion(parsed)) return;
   // No APP is fine: the conf only needs the options.
   const { values } = await resolveSetup(parsed, schema, "");
   const sendSpecs = values["send-spec"] as string[];
@@ -1130,7 +1141,7 @@ async function runMongrel2Conf(args: string[]): Promise<void> {
 
 async function runInit(args: string[]): Promise<void> {
   const parsed = parse(args, INIT_OPTIONS);
-  if (parsed.help) return void console.log(helpText());
+  if (answeredHelpOrVersion(parsed)) return;
   if (parsed.positionals.length !== 1) {
     throw new UsageError(
       `Expected one app directory: m2fetch init [options] DIR, got ${parsed.positionals.length} arguments`,

@@ -88,3 +88,24 @@ Deno.test("m2fetch.json takes lists (or one string) for the specs, and config wr
   assert.equal(overridden.code, 0, overridden.stderr);
   assert.match(overridden.stdout, /send_spec="ipc:\/\/\/srv\/a\/send"/);
 });
+
+Deno.test("--version and --help answer for every command, and do nothing else", async () => {
+  await using tmp = await tempDir("m2v-");
+  const commands = [
+    ["examples/hello.ts"],
+    ["config", "--app-path", tmp.path, "--workers", "2"],
+    ["dev"],
+    ["mongrel2-conf"],
+    ["init", `${tmp.path}/app`],
+  ];
+  for (const command of commands) {
+    const version = await runCli([...command, "--version"]);
+    assert.equal(version.code, 0, version.stderr);
+    assert.match(version.stdout, /^m2fetch \d+\.\d+\.\d+\n$/);
+    const help = await runCli([...command, "--help"]);
+    assert.equal(help.code, 0, help.stderr);
+    assert.match(help.stdout, /^m2fetch .*: serve a Web Fetch handler module/);
+  }
+  // config --version used to write m2fetch.json as well.
+  assert.deepEqual([...Deno.readDirSync(tmp.path)], []);
+});
