@@ -202,6 +202,8 @@ interface ServerRow {
 
 /** mongrel2's code default for `limits.content_length`. */
 const DEFAULT_CONTENT_LENGTH = 20480;
+/** mongrel2's code default for `limits.buffer_size`. */
+const DEFAULT_BUFFER_SIZE = 4096;
 
 /**
  * Reads the handler's wiring from a mongrel2 config database.
@@ -476,6 +478,14 @@ function discoverIn(
   const contentLength = Number(
     settings.get("limits.content_length") ?? DEFAULT_CONTENT_LENGTH,
   );
+  const bufferSize = Number(
+    settings.get("limits.buffer_size") ?? DEFAULT_BUFFER_SIZE,
+  );
+  if (contentLength < bufferSize) {
+    warnings.push(
+      `limits.content_length is ${contentLength}, below limits.buffer_size (${bufferSize}): mongrel2 1.12.2 then loses body bytes it has already read with the headers (set limits.content_length to ${bufferSize} or more)`,
+    );
+  }
   if (settings.get("upload.stream") === "1") {
     warnings.push(
       `upload.stream is 1: m2fetch does not take streamed uploads and answers 501 to bodies over ${contentLength} bytes and to chunked requests (set upload.stream = 0 and upload.temp_store)`,

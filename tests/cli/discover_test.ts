@@ -27,7 +27,7 @@ main = Server(uuid="11111111-2222-3333-4444-555555555555",
 settings = {"upload.temp_store": "/tmp/upload.XXXXXX",
             "upload.temp_store_mode": "0644",
             "download.flow_control": 1,
-            "limits.content_length": 1000}
+            "limits.content_length": 5000}
 servers = [main]
 `;
 
@@ -76,7 +76,7 @@ Deno.test("discoverHandler() reads handlers, routes, chroot and settings from an
     mode: "0644",
     chroot: dir,
   });
-  assert.equal(web.contentLength, 1000);
+  assert.equal(web.contentLength, 5000);
   assert.equal(web.flowControl, true);
   assert.deepEqual(web.warnings, []);
 
@@ -156,7 +156,25 @@ Deno.test("discoverHandler() warns that upload.stream=1 uploads are refused", as
     handler: "web-ident",
   });
   assert.deepEqual(web.warnings, [
-    "upload.stream is 1: m2fetch does not take streamed uploads and answers 501 to bodies over 1000 bytes and to chunked requests (set upload.stream = 0 and upload.temp_store)",
+    "upload.stream is 1: m2fetch does not take streamed uploads and answers 501 to bodies over 5000 bytes and to chunked requests (set upload.stream = 0 and upload.temp_store)",
+  ]);
+});
+
+Deno.test("discoverHandler() warns about a limits.content_length below limits.buffer_size", async () => {
+  await using tmp = await tempDir("m2d-");
+  await Deno.writeTextFile(
+    `${tmp.path}/mongrel2.conf`,
+    TWO_HANDLERS.replace(
+      '"limits.content_length": 5000',
+      '"limits.content_length": 1000',
+    ),
+  );
+  await m2shLoad(tmp.path);
+  const web = discoverHandler(`${tmp.path}/config.sqlite`, {
+    handler: "web-ident",
+  });
+  assert.deepEqual(web.warnings, [
+    "limits.content_length is 1000, below limits.buffer_size (4096): mongrel2 1.12.2 then loses body bytes it has already read with the headers (set limits.content_length to 4096 or more)",
   ]);
 });
 
