@@ -147,7 +147,9 @@ Usage:
                                               write options (and APP) to DIR/m2fetch.json
   deno run -A cli.ts dev [options] [APP]      start a private mongrel2 (config
                                               generated, flow control on) and
-                                              serve APP (default examples/hello.ts)
+                                              serve APP (default examples/hello.ts);
+                                              it sets the specs, upload store and
+                                              flow control itself
   deno run -A cli.ts mongrel2-conf [options] [APP]
                                               print a mongrel2.conf matching the
                                               options (Handler, Server, settings)
@@ -952,10 +954,34 @@ async function runConfig(args: string[]): Promise<void> {
   console.log(`Wrote ${path}:\n${JSON.stringify(written, null, 2)}`);
 }
 
+/**
+ * Serve options that `dev` sets from its private mongrel2: given on the
+ * command line they are a mistake; in `m2fetch.json` they are the
+ * production wiring, which `dev` leaves aside.
+ */
+const DEV_WIRED = [
+  "send-spec",
+  "recv-spec",
+  "upload-temp-store",
+  "mongrel2-chroot",
+  "flow-control",
+  "mongrel2-config",
+  "handler",
+  "route",
+];
+
 async function runDev(args: string[]): Promise<void> {
   const schema = { ...SERVE_OPTIONS, ...DEV_OPTIONS };
   const parsed = parse(args, schema);
   if (answeredHelpOrVersion(parsed)) return;
+  const wired = DEV_WIRED.filter((name) => parsed.flags[name] !== undefined);
+  if (wired.length > 0) {
+    throw new UsageError(
+      `dev wires m2fetch to the mongrel2 it starts, so ${
+        wired.map((name) => `--${name}`).join(", ")
+      } cannot apply; to serve through your own mongrel2, leave out "dev"`,
+    );
+  }
   const { app, values } = await resolveSetup(
     parsed,
     schema,

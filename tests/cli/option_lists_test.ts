@@ -109,3 +109,20 @@ Deno.test("--version and --help answer for every command, and do nothing else", 
   // config --version used to write m2fetch.json as well.
   assert.deepEqual([...Deno.readDirSync(tmp.path)], []);
 });
+
+Deno.test("dev refuses the wiring flags it sets itself", async () => {
+  const { code, stderr } = await runCli([
+    "dev",
+    "--port",
+    "0",
+    "--send-spec",
+    "tcp://127.0.0.1:5",
+    "--upload-temp-store",
+    "/tmp/upload.XXXXXX",
+  ]);
+  assert.equal(code, 2);
+  assert.match(
+    stderr,
+    /dev wires m2fetch to the mongrel2 it starts, so --send-spec, --upload-temp-store cannot apply; to serve through your own mongrel2, leave out "dev"/,
+  );
+});
