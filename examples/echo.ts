@@ -7,6 +7,9 @@
  *   array; an uploaded file becomes `{ "name", "type", "size" }`.
  * - `POST` with `application/json`: the same JSON back (400 when it does not
  *   parse).
+ * - `POST` with `application/octet-stream`: `{ "bytes": N }`, counted with a
+ *   BYOB reader, which reads into one buffer of the handler's (the reader
+ *   for large uploads).
  * - Other content types: 415; other methods: 405.
  *
  * Runs unchanged under `deno serve examples/echo.ts` and
@@ -73,8 +76,26 @@ function mediaType(request: Request): string {
     .toLowerCase();
 }
 
+/** Counts a body's bytes, reading them into one reused buffer. */
+async function countBytes(body: ReadableStream<Uint8Array>): Promise<number> {
+  const reader = body.getReader({ mode: "byob" });
+  let buffer = new Uint8Array(64 * 1024);
+  let bytes = 0;
+  while (true) {
+    const { value, done } = await reader.read(buffer);
+    if (done) return bytes;
+    bytes += value.length;
+    buffer = new Uint8Array(value.buffer);
+  }
+}
+
 async function echoPost(request: Request): Promise<Response> {
   const type = mediaType(request);
+  if (type === "application/octet-stream") {
+    return Response.json({
+      bytes: request.body === null ? 0 : await countBytes(request.body),
+    });
+  }
   if (type === "application/json") {
     let value: unknown;
     try {

@@ -9,14 +9,16 @@ import {
   type Mongrel2Headers,
   type Mongrel2Message,
 } from "../protocol/message.ts";
+import { byteStreamOf } from "./byte_stream.ts";
 
 /** Options for {@linkcode toRequest}. */
 export interface ToRequestOptions {
   /** Aborts when the client goes away. */
   signal?: AbortSignal;
   /**
-   * The request body; defaults to the message's inline body. Ignored for
-   * GET and HEAD, which have no body in the Fetch API.
+   * The request body; defaults to the message's inline body. Bytes become
+   * a byte stream; a stream is used as it is. Ignored for GET and HEAD,
+   * which have no body in the Fetch API.
    */
   body?: ReadableStream<Uint8Array> | Uint8Array | null;
 }
@@ -162,7 +164,9 @@ export function toRequest(
   const init: RequestInit = { method, headers, signal: options.signal };
   if (!BODILESS_METHODS.has(method)) {
     const body = options.body === undefined ? message.body : options.body;
-    if (body !== null) init.body = body as BodyInit;
+    // As under deno serve, the body is a byte stream (BYOB readers work).
+    if (body instanceof Uint8Array) init.body = byteStreamOf(body);
+    else if (body !== null) init.body = body;
   }
   return new Request(requestUrl(message), init);
 }

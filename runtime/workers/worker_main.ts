@@ -17,6 +17,7 @@ import type { FetchHandler } from "../server.ts";
 import { headerList } from "../http/header_list.ts";
 import { settleBody } from "../http/ready_body.ts";
 import { clientAddress, toRequest } from "../http/request.ts";
+import { asByteStream, byteStreamOf } from "../http/byte_stream.ts";
 import {
   type Completions,
   type FromWorker,
@@ -105,10 +106,17 @@ async function handle(message: WorkerRequest): Promise<void> {
   const settled = Promise.withResolvers<void>();
   const completed = settled.promise;
   completed.catch(() => {});
+  // A transferred stream is a plain one; the handler gets a byte stream,
+  // as on the main thread and under deno serve.
+  const requestBody = message.body instanceof ReadableStream
+    ? asByteStream(message.body)
+    : message.body === null
+    ? null
+    : byteStreamOf(message.body);
   const held: HeldRequest = {
     controller,
     settle: settled,
-    body: message.body instanceof ReadableStream ? message.body : undefined,
+    body: message.body instanceof ReadableStream ? requestBody! : undefined,
     socket: undefined,
   };
   requests.set(message.id, held);
@@ -120,11 +128,11 @@ async function handle(message: WorkerRequest): Promise<void> {
         ...source,
         body: NO_BYTES,
         headerFormat: "json",
-      }, { signal: controller.signal, body: message.body })
+      }, { signal: controller.signal, body: requestBody })
       : new Request(source.url, {
         method: source.method,
         headers: source.headers,
-        body: message.body,
+        body: requestBody,
         signal: controller.signal,
       });
     if (fromMongrel2) setMongrel2Info(request, source);

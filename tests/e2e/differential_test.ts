@@ -171,6 +171,13 @@ const TABLES: Record<string, Case[]> = {
       headers: { "content-type": "text/plain" },
       body: () => "plain",
     },
+    {
+      name: "POST octet-stream, read with a BYOB reader",
+      path: "/",
+      method: "POST",
+      headers: { "content-type": "application/octet-stream" },
+      body: () => new Uint8Array(5000).fill(7),
+    },
     { name: "PUT", path: "/", method: "PUT", body: () => "x" },
   ],
   "examples/hono_app.ts": [

@@ -128,3 +128,53 @@ ${app("dies")}`,
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("a request body reaches the worker's handler as a byte stream, as under deno serve", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "m2pb-" });
+  await Deno.writeTextFile(
+    `${dir}/app.ts`,
+    `export default {
+  async fetch(request) {
+    const reader = request.body.getReader({ mode: "byob" });
+    let buffer = new Uint8Array(4096);
+    let bytes = 0;
+    while (true) {
+      const { value, done } = await reader.read(buffer);
+      if (done) break;
+      bytes += value.length;
+      buffer = new Uint8Array(value.buffer);
+    }
+    return new Response(String(bytes));
+  },
+};
+`,
+  );
+  const pool = await WorkerPool.start({
+    module: `${dir}/app.ts`,
+    workers: 1,
+    logger: createLogger({ quiet: true }),
+  });
+  try {
+    // A small complete body crosses as bytes, a streamed one as a stream.
+    const streamed = new Blob([new Uint8Array(300_000)]).stream()
+      .pipeThrough(new TransformStream());
+    for (
+      const [body, expected] of [["hello", "5"], [streamed, "300000"]] as const
+    ) {
+      // Settled once the response is read, as the server does.
+      const completed = Promise.withResolvers<void>();
+      const response = await pool.fetch(
+        new Request("http://localhost/up", { method: "POST", body }),
+        {
+          remoteAddr: { transport: "tcp", hostname: "127.0.0.1", port: 0 },
+          completed: completed.promise,
+        },
+      );
+      assert.equal(await response.text(), expected);
+      completed.resolve();
+    }
+  } finally {
+    await pool.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
