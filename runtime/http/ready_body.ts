@@ -58,8 +58,10 @@ export async function readyOrPending<T>(
 }
 
 /**
- * The whole body as bytes when it is complete now and at most `maxBytes`
- * long; otherwise a stream with the same bytes (those read so far first).
+ * The whole body as bytes when it is complete now, within `maxBytes` read
+ * ahead plus the chunk that ends it (a body made from bytes or a string is
+ * one chunk of any size); otherwise a stream with the same bytes (those
+ * read so far first).
  *
  * @param body The body; it is locked by this call.
  * @param maxBytes Largest body returned as bytes.
@@ -80,7 +82,11 @@ export async function settleBody(
   const chunks: Uint8Array[] = [];
   let bytes = 0;
   let pending: Promise<ReadableStreamReadResult<Uint8Array>> | null = null;
-  while (bytes <= maxBytes) {
+  // Reads on while chunks are ready and fewer than maxBytes have come,
+  // then once more: that read tells a body that has just ended.
+  let lastRead = false;
+  while (!lastRead) {
+    lastRead = bytes > maxBytes;
     const read = reader.read();
     const result = await readyOrPending(read);
     if (result === PENDING) {

@@ -263,6 +263,19 @@ export class ResponseEncoder {
       // stream's next pull() then tells its source (a WebSocket) that every
       // earlier chunk was handed to mongrel2.
       if (this.#framing === "upgrade") break;
+      if (bytes >= SEGMENT_BYTES) {
+        // A full segment may be the whole body (one big chunk from bytes
+        // or a string): if its end is ready too, the head can carry the
+        // length, as deno serve's does.
+        const peek = reader.read();
+        const next = await readyOrPending(peek);
+        if (next !== PENDING && next.done) {
+          ended = true;
+          this.#reader = null;
+        } else {
+          this.#pendingRead = next === PENDING ? peek : Promise.resolve(next);
+        }
+      }
     }
     if (this.#started && this.#framing !== "none") {
       this.#frame(raw, pieces);

@@ -2,9 +2,9 @@
  * Messages between the main thread (which owns the ZeroMQ sockets and every
  * connection's state) and the Web Workers that run the handler module.
  * Bodies cross as transferred `ReadableStream`s, so they stream both ways
- * with back-pressure and are never copied whole; a small body that is
- * complete when it is sent crosses as bytes instead, which costs far less
- * than a stream's MessageChannel. A WebSocket lives in the
+ * with back-pressure and are never copied whole; a body that is complete
+ * when it is sent crosses as bytes instead, which costs far less than a
+ * stream's MessageChannel. A WebSocket lives in the
  * worker whose handler upgraded it: its outgoing frames are the transferred
  * body of the upgrade response, and its incoming frames are forwarded as
  * `ws-frame` messages.
@@ -90,5 +90,9 @@ export type FromWorker =
   | { type: "exit"; code: number }
   | { type: "log"; level: "error" | "warn"; message: string };
 
-/** Largest complete body that crosses between threads as bytes. */
+/**
+ * How many bytes of a body are read ahead to find it complete, so that it
+ * crosses between threads as bytes rather than as a stream (a body made of
+ * one chunk, from bytes or a string, crosses as bytes at any size).
+ */
 export const SMALL_BODY_BYTES = 64 * 1024;

@@ -36,13 +36,26 @@ Deno.test("settleBody() keeps a body that is still being produced as a stream, b
   assert.equal(await new Response(settled).text(), "first second");
 });
 
-Deno.test("settleBody() keeps a complete body over the limit as a stream with every byte", async () => {
+Deno.test("settleBody() returns a complete body of one chunk as bytes, over the limit too", async () => {
   const big = new Uint8Array(100_000).map((_, i) => i % 251);
   const settled = await settleBody(new Response(big).body!, 64 * 1024);
+  assert.ok(settled instanceof Uint8Array);
+  assert.deepEqual(settled, big);
+});
+
+Deno.test("settleBody() keeps a body of many ready chunks over the limit as a stream with every byte", async () => {
+  const chunks = [0, 1, 2, 3].map((n) => new Uint8Array(30_000).fill(n));
+  const body = new ReadableStream<Uint8Array>({
+    start(controller) {
+      for (const chunk of chunks) controller.enqueue(chunk);
+      controller.close();
+    },
+  });
+  const settled = await settleBody(body, 64 * 1024);
   assert.ok(settled instanceof ReadableStream);
   assert.deepEqual(
     new Uint8Array(await new Response(settled).arrayBuffer()),
-    big,
+    new Uint8Array(await new Blob(chunks).arrayBuffer()),
   );
 });
 

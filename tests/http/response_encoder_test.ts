@@ -573,6 +573,19 @@ Deno.test("ResponseEncoder splits a large ready body into segments", async () =>
   assert.equal(encoder.bodyBytes, 10 * 64 * 1024);
 });
 
+Deno.test("ResponseEncoder gives a complete body over a segment its content-length, on HEAD too", async () => {
+  const big = new Uint8Array(1_000_000).fill(0x62);
+  const get = (await drain(encoderFor(new Response(big)))).join("");
+  assert.match(get, /\r\ncontent-length: 1000000\r\n/);
+  assert.doesNotMatch(get, /transfer-encoding/);
+  assert.equal(get.length - (get.indexOf("\r\n\r\n") + 4), 1_000_000);
+  const head = (await drain(
+    encoderFor(new Response("x".repeat(300_000)), { method: "HEAD" }),
+  )).join("");
+  assert.match(head, /\r\ncontent-length: 300000\r\n/);
+  assert.ok(head.endsWith("\r\n\r\n"));
+});
+
 // --- cancel ---------------------------------------------------------------------
 
 Deno.test("ResponseEncoder.cancel() cancels the source stream mid-way", async () => {
