@@ -745,7 +745,11 @@ class Server implements Mongrel2Server {
     path: string,
   ): Promise<void> {
     const uploads = this.#uploads!;
-    const upload = new ActiveUpload(path, exchange, uploads.store);
+    const upload = new ActiveUpload(path, exchange, uploads.store, {
+      chunked: /\bchunked\b/i.test(
+        firstHeader(message.headers, "transfer-encoding") ?? "",
+      ),
+    });
     connection.upload = upload;
     const lengthHeader = firstHeader(message.headers, "content-length");
     const declared =

@@ -43,6 +43,7 @@ export class ActiveUpload {
   #body: UploadBody | null = null;
   #done = false;
   #ended = false;
+  readonly #chunked: boolean;
   #settleDone!: (done: boolean) => void;
   readonly #doneOrEnded: Promise<boolean>;
 
@@ -52,11 +53,18 @@ export class ActiveUpload {
    * @param path The path from the upload-start message.
    * @param exchange The request it belongs to.
    * @param store The configured temp store.
+   * @param options `chunked`: the request came with chunked coding.
    */
-  constructor(path: string, exchange: Exchange, store: UploadStore) {
+  constructor(
+    path: string,
+    exchange: Exchange,
+    store: UploadStore,
+    options: { chunked?: boolean } = {},
+  ) {
     this.path = path;
     this.exchange = exchange;
     this.#store = store;
+    this.#chunked = options.chunked ?? false;
     this.#doneOrEnded = new Promise((resolve) => this.#settleDone = resolve);
     // Until mongrel2 reports the upload complete, ending the response must
     // close the connection: that is what stops mongrel2 receiving it.
@@ -105,7 +113,10 @@ export class ActiveUpload {
   async markDone(): Promise<void> {
     if (this.#done || this.#ended) return;
     this.#done = true;
-    this.exchange.closeAfterResponse = false;
+    // After a chunked upload, mongrel2 1.12.2 spools the connection's next
+    // upload wrongly (stuck at limits.content_length, or with bytes of its
+    // own memory in the file): such a connection closes after its answer.
+    if (!this.#chunked) this.exchange.closeAfterResponse = false;
     await this.#body?.done();
     this.#settleDone(true);
   }
