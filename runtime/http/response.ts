@@ -98,6 +98,37 @@ export function requestKeepsAlive(
   return tokens.includes("keep-alive");
 }
 
+/** Deno's internal record of a Response, which says whether fetch() decoded its body. */
+const RESPONSE_RECORD = Object.getOwnPropertySymbols(new Response()).find(
+  (symbol) => symbol.description === "response",
+);
+
+/**
+ * Whether `response` came from `fetch()` with its body decompressed: its
+ * `content-encoding` and `content-length` then describe bytes that are no
+ * longer there, and `deno serve` leaves both out, as m2fetch does.
+ *
+ * @param response A handler's response.
+ * @returns True for a body `fetch()` decoded.
+ *
+ * @example Usage
+ * ```ts
+ * import { decodedByFetch } from "./response.ts";
+ * const own = new Response("x", { headers: { "content-encoding": "gzip" } });
+ * console.assert(decodedByFetch(own) === false);
+ * ```
+ */
+export function decodedByFetch(response: Response): boolean {
+  if (RESPONSE_RECORD === undefined) return false;
+  const record = (response as unknown as Record<symbol, unknown>)[
+    RESPONSE_RECORD
+  ] as { bodyDecoded?: boolean } | undefined;
+  return record?.bodyDecoded === true;
+}
+
+/** Headers that do not describe a body fetch() decompressed. */
+export const DECODED_AWAY = new Set(["content-encoding", "content-length"]);
+
 /**
  * Encodes the status line and headers of `response`. The body is not read:
  * the caller passes its length when it already holds the whole body.
@@ -127,9 +158,11 @@ export function encodeResponseHead(
   let head = `${version} ${status} ${STATUS_TEXT[status] ?? ""}\r\n`;
   let hasDate = false;
   let declaredLength: string | null = null;
+  const decoded = decodedByFetch(response);
   // forEach, not for…of: Deno's Headers iterator is quadratic (see
   // header_list.ts).
   response.headers.forEach((value, name) => {
+    if (decoded && DECODED_AWAY.has(name)) return;
     // A 101 must still name the protocol it switches to (RFC 9110 §15.2.2).
     const switching = status === 101 &&
       (name === "upgrade" || name === "connection");

@@ -15,6 +15,7 @@ import type { SocketControl } from "../websocket/socket.ts";
 import { markHandshake, upgradeOf } from "../websocket/upgrade.ts";
 import type { FetchHandler } from "../server.ts";
 import { headerList } from "../http/header_list.ts";
+import { DECODED_AWAY, decodedByFetch } from "../http/response.ts";
 import { settleBody } from "../http/ready_body.ts";
 import { clientAddress, toRequest } from "../http/request.ts";
 import { asByteStream, byteStreamOf } from "../http/byte_stream.ts";
@@ -162,7 +163,11 @@ async function handle(message: WorkerRequest): Promise<void> {
       id: message.id,
       status: response.status,
       statusText: response.statusText,
-      headers: headerList(response.headers),
+      headers: decodedByFetch(response)
+        ? headerList(response.headers).filter(([name]) =>
+          !DECODED_AWAY.has(name)
+        )
+        : headerList(response.headers),
       body,
       upgrade: upgrade === undefined
         ? undefined

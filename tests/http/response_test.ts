@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import {
   allowsBody,
   chunkPieces,
+  decodedByFetch,
   encodeResponseHead,
   httpDate,
   lastChunk,
@@ -439,5 +440,41 @@ Deno.test("httpDate() formats an IMF-fixdate and caches per second", () => {
   assert.match(
     httpDate(),
     /^[A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} GMT$/,
+  );
+});
+
+Deno.test("a body fetch() decompressed goes out without the upstream's content-encoding and length", async () => {
+  const plain = "hello world ".repeat(1000);
+  const gzipped = await new Response(
+    new Blob([plain]).stream().pipeThrough(new CompressionStream("gzip")),
+  ).arrayBuffer();
+  await using upstream = Deno.serve(
+    { port: 0, hostname: "127.0.0.1", onListen() {} },
+    () =>
+      new Response(gzipped, {
+        headers: { "content-encoding": "gzip", "x-upstream": "yes" },
+      }),
+  );
+  const fetched = await fetch(`http://127.0.0.1:${upstream.addr.port}/`);
+  assert.equal(fetched.headers.get("content-encoding"), "gzip");
+  assert.ok(decodedByFetch(fetched));
+  const { head } = encodeResponseHead(fetched, {
+    method: "GET",
+    version: "HTTP/1.1",
+    keepAlive: true,
+    bodyLength: plain.length,
+    date: "Thu, 01 Jan 1970 00:00:00 GMT",
+  });
+  const text = new TextDecoder().decode(head);
+  assert.doesNotMatch(text, /content-encoding/);
+  assert.match(text, new RegExp(`\r\ncontent-length: ${plain.length}\r\n`));
+  assert.match(text, /\r\nx-upstream: yes\r\n/);
+  assert.equal(await fetched.text(), plain);
+  // A handler's own compressed body keeps its header.
+  assert.equal(
+    decodedByFetch(
+      new Response(gzipped, { headers: { "content-encoding": "gzip" } }),
+    ),
+    false,
   );
 });

@@ -178,3 +178,39 @@ Deno.test("a request body reaches the worker's handler as a byte stream, as unde
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("a worker's response from fetch() goes out without the content-encoding fetch() decoded away", async () => {
+  const gzipped = await new Response(
+    new Blob(["plain text"]).stream().pipeThrough(
+      new CompressionStream("gzip"),
+    ),
+  ).arrayBuffer();
+  await using upstream = Deno.serve(
+    { port: 0, hostname: "127.0.0.1", onListen() {} },
+    () => new Response(gzipped, { headers: { "content-encoding": "gzip" } }),
+  );
+  const dir = await Deno.makeTempDir({ prefix: "m2pb-" });
+  await Deno.writeTextFile(
+    `${dir}/app.ts`,
+    `export default { fetch: () => fetch("http://127.0.0.1:${upstream.addr.port}/") };\n`,
+  );
+  const pool = await WorkerPool.start({
+    module: `${dir}/app.ts`,
+    workers: 1,
+    logger: createLogger({ quiet: true }),
+  });
+  try {
+    const completed = Promise.withResolvers<void>();
+    const response = await pool.fetch(new Request("http://localhost/"), {
+      remoteAddr: { transport: "tcp", hostname: "127.0.0.1", port: 0 },
+      completed: completed.promise,
+    });
+    assert.equal(response.headers.get("content-encoding"), null);
+    assert.equal(response.headers.get("content-length"), null);
+    assert.equal(await response.text(), "plain text");
+    completed.resolve();
+  } finally {
+    await pool.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
