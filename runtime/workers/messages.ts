@@ -81,6 +81,11 @@ export type FromWorker =
     headers: [string, string][];
     /** The body: transferred, or small and complete as bytes. */
     body: ReadableStream<Uint8Array> | Uint8Array<ArrayBuffer> | null;
+    /**
+     * Set when the body failed before any of it could be sent: the main
+     * thread answers as it does for such a body of its own (500).
+     */
+    bodyError?: { message: string; stack?: string };
     /** Set when the response upgrades to a WebSocket: its subprotocol. */
     upgrade: { protocol: string } | undefined;
   }

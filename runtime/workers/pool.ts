@@ -137,9 +137,7 @@ class HandlerWorker {
           const pending = this.pending.get(message.id);
           if (pending === undefined || pending.responded) break;
           pending.responded = true;
-          const error = new Error(message.message);
-          error.stack = message.stack ?? message.message;
-          pending.reject(error);
+          pending.reject(revive(message));
           break;
         }
         case "pong":
@@ -188,7 +186,12 @@ class HandlerWorker {
       return;
     }
     pending.responded = true;
-    const body = message.body instanceof ReadableStream
+    const { bodyError } = message;
+    const body = bodyError !== undefined
+      ? new ReadableStream<Uint8Array>({
+        start: (controller) => controller.error(revive(bodyError)),
+      })
+      : message.body instanceof ReadableStream
       ? this.#follow(message.body)
       : message.body;
     try {
@@ -413,6 +416,13 @@ class HandlerWorker {
  * await pool.close();
  * ```
  */
+/** An error described by a worker, with its stack, on this thread. */
+function revive(described: { message: string; stack?: string }): Error {
+  const error = new Error(described.message);
+  error.stack = described.stack ?? described.message;
+  return error;
+}
+
 export class WorkerPool {
   #module: string;
   readonly #logger: Logger;

@@ -155,12 +155,21 @@ async function handle(message: WorkerRequest): Promise<void> {
     if (upgrade !== undefined) held.socket = upgrade.control;
     // A WebSocket's frames must stay a stream; other bodies that are
     // complete already cross as bytes.
-    const body = response.body === null || upgrade !== undefined
-      ? response.body
-      : await settleBody(response.body, SMALL_BODY_BYTES);
+    let body: ReadableStream<Uint8Array> | Uint8Array<ArrayBuffer> | null =
+      response.body;
+    let bodyError: { message: string; stack?: string } | undefined;
+    if (body !== null && upgrade === undefined) {
+      try {
+        body = await settleBody(body, SMALL_BODY_BYTES);
+      } catch (error) {
+        body = null;
+        bodyError = describe(error);
+      }
+    }
     post({
       type: "response",
       id: message.id,
+      bodyError,
       status: response.status,
       statusText: response.statusText,
       headers: decodedByFetch(response)

@@ -214,3 +214,34 @@ Deno.test("a worker's response from fetch() goes out without the content-encodin
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("a worker's response body that has failed already reaches the main thread as a failing body", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "m2pb-" });
+  await Deno.writeTextFile(
+    `${dir}/app.ts`,
+    `export default {
+  fetch: () =>
+    new Response(new ReadableStream({ start(c) { c.error(new RangeError("boom")); } }), { status: 201 }),
+};
+`,
+  );
+  const pool = await WorkerPool.start({
+    module: `${dir}/app.ts`,
+    workers: 1,
+    logger: createLogger({ quiet: true }),
+  });
+  try {
+    const completed = Promise.withResolvers<void>();
+    const response = await pool.fetch(new Request("http://localhost/"), {
+      remoteAddr: { transport: "tcp", hostname: "127.0.0.1", port: 0 },
+      completed: completed.promise,
+    });
+    // As on the main thread, the encoder then answers 500 in its place.
+    assert.equal(response.status, 201);
+    await assert.rejects(response.text(), /RangeError: boom/);
+    completed.reject(new Error("not sent"));
+  } finally {
+    await pool.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
