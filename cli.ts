@@ -996,9 +996,11 @@ async function runDev(args: string[]): Promise<void> {
     bindAddress: values.host as string,
     handlers: [{ route: "/", protocol: "tnetstring" }],
   });
-  // What the private mongrel2 was set up with wins over flags and file.
+  // What the private mongrel2 was set up with replaces the file's wiring.
   const withMongrel2 = (values: OptionValues): OptionValues => ({
-    ...values,
+    ...Object.fromEntries(
+      Object.entries(values).filter(([name]) => !DEV_WIRED.includes(name)),
+    ),
     "upload-temp-store": String(mongrel2.settings["upload.temp_store"]),
     "flow-control": mongrel2.settings["download.flow_control"] === 1
       ? "on"

@@ -8,8 +8,9 @@
  */
 
 /**
- * A byte stream holding `bytes` (copied: a byte stream takes over the
- * buffer it is given, and `bytes` may be a view into a larger message).
+ * A byte stream holding `bytes` (copied when first read: a byte stream
+ * takes over the buffer it is given, and `bytes` may be a view into a
+ * larger message).
  *
  * @param bytes The whole body.
  * @returns A byte stream of those bytes.
@@ -23,12 +24,12 @@
  * ```
  */
 export function byteStreamOf(bytes: Uint8Array): ReadableStream<Uint8Array> {
-  const chunk = bytes.slice();
   return new ReadableStream({
     type: "bytes",
-    start(controller) {
-      if (chunk.byteLength > 0) controller.enqueue(chunk);
+    pull(controller) {
+      if (bytes.byteLength > 0) controller.enqueue(bytes.slice());
       controller.close();
+      controller.byobRequest?.respond(0);
     },
   });
 }

@@ -98,7 +98,10 @@ export async function settleBody(
     }
     if (result.done) {
       reader.releaseLock();
-      return concatBytes(chunks);
+      // One chunk as it is: whoever sends it on copies it anyway.
+      return chunks.length === 1
+        ? chunks[0] as Uint8Array<ArrayBuffer>
+        : concatBytes(chunks);
     }
     // Anything else is left for the encoder to refuse with its own error.
     if (!(result.value instanceof Uint8Array)) {

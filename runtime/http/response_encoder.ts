@@ -267,8 +267,15 @@ export class ResponseEncoder {
         // A full segment may be the whole body (one big chunk from bytes
         // or a string): if its end is ready too, the head can carry the
         // length, as deno serve's does.
+        // A failure there belongs to the next read: the segment in hand
+        // goes out first.
         const peek = reader.read();
-        const next = await readyOrPending(peek);
+        let next: ReadableStreamReadResult<Uint8Array> | typeof PENDING;
+        try {
+          next = await readyOrPending(peek);
+        } catch {
+          next = PENDING;
+        }
         if (next !== PENDING && next.done) {
           ended = true;
           this.#reader = null;

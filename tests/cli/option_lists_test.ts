@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { coerceOption, SERVE_OPTIONS } from "../../runtime/options.ts";
 import { readConfigFile } from "../../runtime/config_file.ts";
-import { runCli, tempDir } from "./helpers.ts";
+import { runCli, spawnCli, tempDir } from "./helpers.ts";
 
 Deno.test("coerceOption() gives --send-spec and --recv-spec as lists", () => {
   const spec = SERVE_OPTIONS["send-spec"];
@@ -125,4 +125,36 @@ Deno.test("dev refuses the wiring flags it sets itself", async () => {
     stderr,
     /dev wires m2fetch to the mongrel2 it starts, so --send-spec, --upload-temp-store cannot apply; to serve through your own mongrel2, leave out "dev"/,
   );
+});
+
+Deno.test("dev leaves aside the production wiring in m2fetch.json and serves uploads through its own mongrel2", async () => {
+  await using tmp = await tempDir("m2dw-");
+  await Deno.writeTextFile(
+    `${tmp.path}/app.ts`,
+    "export default { fetch: async (r: Request) => new Response(`got ${(await r.arrayBuffer()).byteLength}`) };\n",
+  );
+  await Deno.writeTextFile(
+    `${tmp.path}/m2fetch.json`,
+    JSON.stringify({
+      app: "app.ts",
+      "send-spec": ["tcp://127.0.0.1:1"],
+      "recv-spec": ["tcp://127.0.0.1:2"],
+      "upload-temp-store": "/tmp/upload.XXXXXX",
+      "mongrel2-chroot": "/srv/nowhere",
+      "flow-control": "off",
+    }),
+  );
+  await using dev = await spawnCli(
+    ["dev", "--port", "0", "--state-dir", `${tmp.path}/state`, "app.ts"],
+    " is serving ",
+    { cwd: tmp.path },
+  );
+  const url = /at (http:\/\/[^ ]+\/)/.exec(dev.output())![1];
+  // Over limits.content_length: spooled to dev's own upload store.
+  const upload = await fetch(url, {
+    method: "POST",
+    body: new Uint8Array(100_000),
+  });
+  assert.equal(await upload.text(), "got 100000");
+  assert.equal((await dev.stop()).code, 0, dev.output());
 });

@@ -483,6 +483,20 @@ Deno.test("ResponseEncoder rejects next() when the stream errors mid-way", async
   assert.doesNotMatch(received.join(""), /0\r\n\r\n$/);
 });
 
+Deno.test("ResponseEncoder sends a full segment before the failure that follows it", async () => {
+  const failure = new Error("upstream broke");
+  const { stream, controller } = manualStream();
+  controller.enqueue(new TextEncoder().encode("start"));
+  const encoder = encoderFor(new Response(stream));
+  const head = (await encoder.next())!.map(latin1).join("");
+  assert.match(head, /^HTTP\/1\.1 200 OK\r\n[\s\S]*\r\n\r\n5\r\nstart\r\n$/);
+  controller.enqueue(new Uint8Array(256 * 1024).fill(0x61));
+  controller.error(failure);
+  const segment = (await encoder.next())!.map(latin1).join("");
+  assert.equal(segment.length, "40000\r\n".length + 256 * 1024 + 2);
+  await assertRejects(encoder.next(), (error) => assert.equal(error, failure));
+});
+
 Deno.test("ResponseEncoder answers 500 in place of a body that errors before anything was sent", async () => {
   const failure = new Error("no body");
   let cancelled: unknown = null;
