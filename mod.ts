@@ -18,7 +18,8 @@
  * ```
  *
  * WebSockets: {@linkcode upgradeWebSocket} is `Deno.upgradeWebSocket` that
- * also works behind mongrel2, and {@linkcode broadcast} sends one message to
+ * also works behind mongrel2 (where m2fetch serves, `Deno.upgradeWebSocket`
+ * itself is routed to it), and {@linkcode broadcast} sends one message to
  * many sockets:
  *
  * ```ts

@@ -9,7 +9,13 @@
  * - `POST /items` with a JSON body `{ "name": "…", … }` → 201 with the item
  *   and an `id`; 400 when the body is not a JSON object with a string `name`
  * - `GET /items/:id` → `{ "id": "…" }`
+ * - `GET /ws` → a WebSocket that echoes each message, through Hono's own
+ *   `upgradeWebSocket` for Deno (`Deno.upgradeWebSocket()`, which m2fetch
+ *   routes to mongrel2's sockets)
  * - anything else → Hono's 404 (`404 Not Found`)
+ *
+ * Every response carries `x-served-by: hono`, set by a middleware after the
+ * route ran (the 101 of a WebSocket too).
  *
  * ```sh
  * deno serve examples/hono_app.ts
@@ -21,8 +27,14 @@
  */
 
 import { Hono } from "hono";
+import { upgradeWebSocket } from "hono/deno";
 
 const app = new Hono();
+
+app.use(async (c, next) => {
+  await next();
+  c.header("x-served-by", "hono");
+});
 
 app.get("/", (c) => c.text("Hello Hono!"));
 
@@ -50,5 +62,14 @@ app.post("/items", async (c) => {
 });
 
 app.get("/items/:id", (c) => c.json({ id: c.req.param("id") }));
+
+app.get(
+  "/ws",
+  upgradeWebSocket(() => ({
+    onMessage(event, ws) {
+      ws.send(`echo ${event.data}`);
+    },
+  })),
+);
 
 export default app;

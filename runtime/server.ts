@@ -34,9 +34,11 @@ import { setMongrel2Info } from "./info.ts";
 import { checkHandlerResult } from "./handler.ts";
 import type { SocketControl } from "./websocket/socket.ts";
 import {
+  acceptedSocket,
+  framesResponse,
   type Handshake,
   markHandshake,
-  upgradeOf,
+  routeDenoUpgradeWebSocket,
 } from "./websocket/upgrade.ts";
 
 /** A Fetch handler, as `deno serve` calls it. */
@@ -187,6 +189,7 @@ function isHandshake(message: Mongrel2Message): boolean {
  * ```
  */
 export function serveMongrel2(options: ServeMongrel2Options): Mongrel2Server {
+  routeDenoUpgradeWebSocket();
   return new Server(options);
 }
 
@@ -916,21 +919,21 @@ class Server implements Mongrel2Server {
         );
       }, this.#handlerTimeout);
     }
-    let result: unknown;
+    let response: Response;
     try {
-      result = this.#handler(request, info);
+      const result = this.#handler(request, info);
       if (!(result instanceof Response)) {
         this.#await(exchange, result, context, handshake, key, timer);
         return;
       }
-      this.#checkResponse(result, handshake, key);
+      response = this.#sendable(result, handshake, key);
     } catch (error) {
       clearTimeout(timer);
       this.#answerError(exchange, error, context);
       return;
     }
     clearTimeout(timer);
-    exchange.respond(new ResponseEncoder(result, context));
+    exchange.respond(new ResponseEncoder(response, context));
   }
 
   /** The rest of {@linkcode #run} for a handler that returned a promise. */
@@ -944,9 +947,7 @@ class Server implements Mongrel2Server {
   ): Promise<void> {
     let response: Response;
     try {
-      const result = await pending;
-      this.#checkResponse(result, handshake, key);
-      response = result as Response;
+      response = this.#sendable(await pending, handshake, key);
     } catch (error) {
       return await this.#answerError(exchange, error, context);
     } finally {
@@ -965,46 +966,42 @@ class Server implements Mongrel2Server {
     exchange.respond(new ResponseEncoder(response, context));
   }
 
-  /** What the handler returned must be a fresh Response (or a socket's 101). */
-  #checkResponse(
+  /**
+   * What the handler returned, checked: a fresh Response, or a 101 for the
+   * socket this request opened, which is sent with the socket's frames.
+   */
+  #sendable(
     result: unknown,
     handshake: Handshake | undefined,
     key: string,
-  ): asserts result is Response {
+  ): Response {
     checkHandlerResult(result);
-    if (result.status === 101) this.#accept(result, handshake, key);
+    const control = acceptedSocket(result, handshake);
+    if (control === undefined) return result;
+    this.#accept(control, key);
+    return framesResponse(result, control);
   }
 
-  /** Takes the socket of an upgrade response; throws for any other 101. */
-  #accept(
-    response: Response,
-    handshake: Handshake | undefined,
-    key: string,
-  ): void {
-    const upgrade = upgradeOf(response);
-    if (upgrade === undefined || upgrade.handshake !== handshake) {
-      throw new TypeError(
-        "Cannot switch protocols: a 101 response must come from m2fetch's upgradeWebSocket() called with this request (Deno.upgradeWebSocket() only works under Deno.serve)",
-      );
-    }
+  /** Attaches the socket of an accepted upgrade to its connection. */
+  #accept(control: SocketControl, key: string): void {
     // A connection already gone cancels the socket's stream when answered.
     const connection = this.#connections.get(key);
     if (connection === undefined) return;
-    this.#sockets.set(connection, upgrade.control);
+    this.#sockets.set(connection, control);
     if (connection.credits === null && !this.#warnedUnflowedSocket) {
       this.#warnedUnflowedSocket = true;
       this.#logger.warn(
         "A WebSocket opened without download.flow_control: mongrel2 then closes a client with more than 16 frames queued, so a burst of sends cuts it off; set download.flow_control = 1 in mongrel2's settings (and --flow-control on)",
       );
     }
-    upgrade.control.attach({
+    control.attach({
       sender: connection.sender,
       id: connection.id,
       transport: this.#transport,
       takeCredits: (bytes) => connection.takeCredits(bytes),
     });
     for (const [flags, payload] of this.#earlyFrames.get(connection) ?? []) {
-      upgrade.control.receive(flags, payload);
+      control.receive(flags, payload);
     }
     this.#earlyFrames.delete(connection);
   }

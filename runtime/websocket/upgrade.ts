@@ -8,9 +8,10 @@
  * handshake arrives as a `WEBSOCKET_HANDSHAKE` message whose body is the
  * `Sec-WebSocket-Accept` value mongrel2 computed, and the handler side must
  * write the 101 itself. The server marks such requests
- * ({@linkcode markHandshake}); the response made here is a marker the server
- * recognises ({@linkcode upgradeOf}), because Fetch does not let anyone
- * construct a 101 response.
+ * ({@linkcode markHandshake}), and the socket made here belongs to the
+ * request's handshake: any 101 the handler returns for that request takes
+ * it ({@linkcode acceptedSocket}), so middleware that rebuilds the response
+ * (to add a header, say) loses nothing, as under `Deno.serve`.
  *
  * @module
  */
@@ -45,14 +46,6 @@ export interface Handshake {
   readonly acceptKey: string;
 }
 
-/** What the server needs from an upgrade response. */
-export interface Upgrade {
-  /** The handshake the response answers. */
-  readonly handshake: Handshake;
-  /** The socket's control. */
-  readonly control: SocketControl;
-}
-
 /** The default of {@linkcode UpgradeWebSocketOptions.maxMessageSize}. */
 export const DEFAULT_MAX_MESSAGE_SIZE = 16 * 1024 * 1024;
 
@@ -60,7 +53,10 @@ export const DEFAULT_MAX_MESSAGE_SIZE = 16 * 1024 * 1024;
 const DEFAULT_IDLE_TIMEOUT = 30;
 
 const handshakes = new WeakMap<Request, Handshake>();
-const upgrades = new WeakMap<Response, Upgrade>();
+/** The socket opened for each handshake. */
+const sockets = new WeakMap<Handshake, SocketControl>();
+/** Deno's own, for requests that did not come through mongrel2. */
+const denoUpgradeWebSocket = Deno.upgradeWebSocket;
 
 /**
  * Marks `request` as a mongrel2 WebSocket handshake (done by the server).
@@ -101,11 +97,11 @@ export function handshakeOf(request: Request): Handshake | undefined {
 }
 
 /**
- * Makes the upgrade response for a handshake: a marker the server
- * recognises, reading as status 101 (Fetch cannot construct one).
+ * Opens the socket of a handshake and makes the 101 a handler returns for
+ * it (Deno lets a `Response` have status 101 only with no body).
  *
  * @param handshake The handshake it answers.
- * @param control The socket's control; its frames are the response body.
+ * @param control The socket's control; its frames become the body sent.
  * @param protocol The selected subprotocol, or `""`.
  * @returns The response.
  *
@@ -120,7 +116,9 @@ export function upgradeResponse(
   control: SocketControl,
   protocol: string,
 ): Response {
-  const response = new Response(control.frames, {
+  sockets.set(handshake, control);
+  return new Response(null, {
+    status: 101,
     headers: {
       upgrade: "websocket",
       connection: "Upgrade",
@@ -128,31 +126,60 @@ export function upgradeResponse(
       ...(protocol === "" ? {} : { "sec-websocket-protocol": protocol }),
     },
   });
-  // Handlers and middleware (loggers, `ok` checks) must see what
-  // Deno.upgradeWebSocket() gives them; Fetch cannot construct a 101.
-  Object.defineProperties(response, {
-    status: { value: 101 },
-    ok: { value: false },
-  });
-  upgrades.set(response, { handshake, control });
-  return response;
 }
 
 /**
- * Returns the upgrade behind a response made by {@linkcode upgradeWebSocket}
- * for a mongrel2 handshake, or `undefined` for any other response.
+ * The socket a handler's response switches to: `undefined` for any status
+ * but 101, the socket {@linkcode upgradeWebSocket} opened for this
+ * request's handshake for a 101.
  *
- * @param response The handler's response.
- * @returns The handshake it answers and its socket's control.
+ * @param response What the handler returned.
+ * @param handshake The request's handshake, if it was one.
+ * @returns The socket's control, or `undefined`.
+ * @throws {TypeError} For a 101 without a socket opened for this request.
  *
  * @example
  * ```ts
- * import { upgradeOf } from "./upgrade.ts";
- * console.assert(upgradeOf(new Response("hi")) === undefined);
+ * import { acceptedSocket } from "./upgrade.ts";
+ * console.assert(acceptedSocket(new Response("hi"), undefined) === undefined);
  * ```
  */
-export function upgradeOf(response: Response): Upgrade | undefined {
-  return upgrades.get(response);
+export function acceptedSocket(
+  response: Response,
+  handshake: Handshake | undefined,
+): SocketControl | undefined {
+  if (response.status !== 101) return undefined;
+  const control = handshake === undefined ? undefined : sockets.get(handshake);
+  if (control === undefined) {
+    throw new TypeError(
+      "Cannot switch protocols: a 101 response must follow upgradeWebSocket() (m2fetch's, or Deno.upgradeWebSocket(), which m2fetch routes to it) called with this request",
+    );
+  }
+  return control;
+}
+
+/**
+ * The response to send for a handler's 101: its head, with the socket's
+ * frames as the body.
+ *
+ * @param response The handler's 101.
+ * @param control The socket it switches to.
+ * @returns The response to encode.
+ *
+ * @example
+ * ```ts ignore
+ * import { framesResponse } from "./upgrade.ts";
+ * const sent = framesResponse(response, control);
+ * ```
+ */
+export function framesResponse(
+  response: Response,
+  control: SocketControl,
+): Response {
+  const framed = new Response(control.frames, { headers: response.headers });
+  // Fetch cannot make a 101 with a body; the encoder reads the status only.
+  Object.defineProperty(framed, "status", { value: 101 });
+  return framed;
 }
 
 /** Whether a comma-separated header holds `token`, ignoring case. */
@@ -199,7 +226,7 @@ export function upgradeWebSocket(
   options: UpgradeWebSocketOptions = {},
 ): Deno.WebSocketUpgrade {
   const handshake = handshakes.get(request);
-  if (handshake === undefined) return Deno.upgradeWebSocket(request, options);
+  if (handshake === undefined) return denoUpgradeWebSocket(request, options);
   const headers = request.headers;
   if (!hasToken(headers.get("upgrade"), "websocket")) {
     throw new TypeError(
@@ -249,4 +276,26 @@ function checkLimit(name: string, value: number): number {
     );
   }
   return value;
+}
+
+/**
+ * Makes `Deno.upgradeWebSocket()` itself serve mongrel2's handshakes (it is
+ * {@linkcode upgradeWebSocket} from then on, which passes every other
+ * request to Deno's own), so that handlers and frameworks calling it, such
+ * as Hono's `upgradeWebSocket` from `hono/deno`, run unchanged behind
+ * mongrel2. m2fetch does this wherever it serves; it is idempotent.
+ *
+ * @example Usage
+ * ```ts
+ * import { routeDenoUpgradeWebSocket } from "./upgrade.ts";
+ * routeDenoUpgradeWebSocket();
+ * ```
+ */
+export function routeDenoUpgradeWebSocket(): void {
+  Object.defineProperty(Deno, "upgradeWebSocket", {
+    value: upgradeWebSocket,
+    writable: true,
+    enumerable: true,
+    configurable: true,
+  });
 }

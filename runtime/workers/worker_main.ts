@@ -12,7 +12,12 @@ import { checkHandlerResult, loadHandler } from "../handler.ts";
 import { REQUEST_FINISHED } from "../connection/exchange.ts";
 import { setMongrel2Info } from "../info.ts";
 import type { SocketControl } from "../websocket/socket.ts";
-import { markHandshake, upgradeOf } from "../websocket/upgrade.ts";
+import {
+  acceptedSocket,
+  handshakeOf,
+  markHandshake,
+  routeDenoUpgradeWebSocket,
+} from "../websocket/upgrade.ts";
 import type { FetchHandler } from "../server.ts";
 import { headerList } from "../http/header_list.ts";
 import { DECODED_AWAY, decodedByFetch } from "../http/response.ts";
@@ -43,6 +48,10 @@ interface HeldRequest {
 }
 
 const requests = new Map<number, HeldRequest>();
+
+// Handlers (and frameworks) that call Deno.upgradeWebSocket() get
+// mongrel2's sockets too.
+routeDenoUpgradeWebSocket();
 
 function post(message: FromWorker, transfer: Transferable[] = []): void {
   self.postMessage(message, transfer);
@@ -151,14 +160,14 @@ async function handle(message: WorkerRequest): Promise<void> {
       completed,
     });
     checkHandlerResult(response);
-    const upgrade = upgradeOf(response);
-    if (upgrade !== undefined) held.socket = upgrade.control;
+    const socket = acceptedSocket(response, handshakeOf(request));
+    if (socket !== undefined) held.socket = socket;
     // A WebSocket's frames must stay a stream; other bodies that are
     // complete already cross as bytes.
     let body: ReadableStream<Uint8Array> | Uint8Array<ArrayBuffer> | null =
-      response.body;
+      socket?.frames ?? response.body;
     let bodyError: { message: string; stack?: string } | undefined;
-    if (body !== null && upgrade === undefined) {
+    if (body !== null && socket === undefined) {
       try {
         body = await settleBody(body, SMALL_BODY_BYTES);
       } catch (error) {
@@ -178,7 +187,7 @@ async function handle(message: WorkerRequest): Promise<void> {
         )
         : headerList(response.headers),
       body,
-      upgrade: upgrade === undefined
+      upgrade: socket === undefined
         ? undefined
         : { protocol: response.headers.get("sec-websocket-protocol") ?? "" },
     }, body instanceof ReadableStream ? [body] : []);

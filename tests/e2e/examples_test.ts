@@ -8,7 +8,14 @@
  */
 
 import assert from "node:assert/strict";
-import { curl, delay, headerValues, startHarness, waitFor } from "./harness.ts";
+import {
+  curl,
+  delay,
+  headerValues,
+  startCliHarness,
+  startHarness,
+  waitFor,
+} from "./harness.ts";
 
 const decoder = new TextDecoder();
 
@@ -210,6 +217,34 @@ Deno.test("examples/hono_app.ts routes like a Hono app", async () => {
   assert.equal(missing.status, 404);
   assert.equal(await missing.text(), "404 Not Found");
 });
+
+/** Opens a WebSocket, sends one message, and returns the first answer. */
+async function echoOnce(url: string, message: string): Promise<string> {
+  const socket = new WebSocket(url);
+  try {
+    return await new Promise<string>((resolve, reject) => {
+      socket.onopen = () => socket.send(message);
+      socket.onmessage = (event) => resolve(String(event.data));
+      socket.onerror = () => reject(new Error(`WebSocket ${url} failed`));
+    });
+  } finally {
+    socket.close();
+    await new Promise((resolve) => socket.addEventListener("close", resolve));
+  }
+}
+
+for (const workers of [0, 2]) {
+  Deno.test(`examples/hono_app.ts: Hono's own Deno upgradeWebSocket works behind mongrel2 (--workers ${workers})`, async () => {
+    await using h = await startCliHarness("examples/hono_app.ts", {
+      args: ["--workers", String(workers)],
+    });
+    const ws = h.url.replace(/^http/, "ws");
+    assert.equal(await echoOnce(`${ws}/ws`, "hi"), "echo hi");
+    const root = await fetch(`${h.url}/`);
+    assert.equal(root.headers.get("x-served-by"), "hono");
+    await root.body?.cancel();
+  });
+}
 
 Deno.test("examples/hono_app.ts over raw HTTP/1.0 closes after the answer", async () => {
   await using h = await startHarness("examples/hono_app.ts");

@@ -163,15 +163,45 @@ Deno.test(
 );
 
 Deno.test(
-  "a 101 that upgradeWebSocket() did not make is a 500",
+  "a 101 without upgradeWebSocket() is a 500",
   withServer(
-    (request) => Deno.upgradeWebSocket(request).response,
+    () => new Response(null, { status: 101 }),
     async (transport, logs) => {
       transport.deliver(await fixture("tnet", "websocket_handshake"));
       const [response, close] = await transport.replied(2);
       assert.match(response, /^\S+ 2:25, HTTP\/1\.1 500 /);
       assert.match(close, /^\S+ 2:25, $/);
-      assert.match(logs.join("\n"), /Deno\.upgradeWebSocket\(\) only works/);
+      assert.match(
+        logs.join("\n"),
+        /a 101 response must follow upgradeWebSocket\(\)/,
+      );
+    },
+  ),
+);
+
+Deno.test(
+  "Deno.upgradeWebSocket() takes mongrel2's handshake, and a rebuilt 101 keeps its socket and headers",
+  withServer(
+    (request) => {
+      const { socket, response } = Deno.upgradeWebSocket(request);
+      socket.onmessage = (event) => socket.send(`echo ${event.data}`);
+      // What middleware such as Hono's does to add a header afterwards.
+      const rebuilt = new Response(response.body, response);
+      rebuilt.headers.set("x-middleware", "1");
+      return rebuilt;
+    },
+    async (transport) => {
+      transport.deliver(await fixture("tnet", "websocket_handshake"));
+      const [head] = await transport.replied(1);
+      assert.match(head, /^\S+ 2:25, HTTP\/1\.1 101 Switching Protocols\r\n/);
+      assert.match(head, /\r\nx-middleware: 1\r\n/);
+      assert.match(
+        head,
+        /\r\nsec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK\+xOo=\r\n/,
+      );
+      transport.deliver(await fixture("tnet", "websocket_text"));
+      const [, echo] = await transport.replied(2);
+      assert.ok(echo.endsWith("\x81\x0aecho hello"), JSON.stringify(echo));
     },
   ),
 );

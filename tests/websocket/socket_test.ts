@@ -17,9 +17,11 @@ import {
   type SocketRoute,
 } from "../../runtime/websocket/socket.ts";
 import {
+  acceptedSocket,
   DEFAULT_MAX_MESSAGE_SIZE,
+  framesResponse,
   markHandshake,
-  upgradeOf,
+  routeDenoUpgradeWebSocket,
   upgradeWebSocket,
 } from "../../runtime/websocket/upgrade.ts";
 import type { Transport } from "../../runtime/transport/transport.ts";
@@ -462,10 +464,47 @@ Deno.test("upgradeWebSocket() answers a marked handshake with a 101", async () =
     ["upgrade", "websocket"],
   ]);
   assert.equal(socket.protocol, "chat");
-  const upgrade = upgradeOf(response);
-  assert.equal(upgrade?.handshake, handshake);
-  assert.equal(upgrade?.control, socketControl(socket));
-  await response.body?.cancel();
+  assert.equal(response.body, null);
+  assert.equal(acceptedSocket(response, handshake), socketControl(socket));
+  // Middleware that rebuilds the response (Hono's c.header() after next())
+  // keeps the socket: it belongs to the request, not to the object.
+  const rebuilt = new Response(response.body, response);
+  rebuilt.headers.set("x-added", "1");
+  const control = acceptedSocket(rebuilt, handshake)!;
+  assert.equal(control, socketControl(socket));
+  const sent = framesResponse(rebuilt, control);
+  assert.equal(sent.status, 101);
+  assert.equal(sent.headers.get("x-added"), "1");
+  assert.equal(sent.body, control.frames);
+  await sent.body?.cancel();
+  // A 101 for a request that opened no socket is the handler's error.
+  assert.throws(
+    () => acceptedSocket(new Response(null, { status: 101 }), undefined),
+    /a 101 response must follow upgradeWebSocket\(\)/,
+  );
+  assert.equal(acceptedSocket(new Response("x"), handshake), undefined);
+});
+
+Deno.test("routeDenoUpgradeWebSocket() makes Deno.upgradeWebSocket() take mongrel2's handshakes too", async () => {
+  const original = Deno.upgradeWebSocket;
+  try {
+    routeDenoUpgradeWebSocket();
+    const request = handshakeRequest();
+    const handshake = markHandshake(request, ACCEPT);
+    const { socket, response } = Deno.upgradeWebSocket(request);
+    assert.equal(acceptedSocket(response, handshake), socketControl(socket));
+    await socketControl(socket)!.frames.cancel();
+    // Any other request is still Deno's own.
+    const plain = Deno.upgradeWebSocket(handshakeRequest());
+    assert.equal(socketControl(plain.socket), undefined);
+  } finally {
+    Object.defineProperty(Deno, "upgradeWebSocket", {
+      value: original,
+      writable: true,
+      enumerable: true,
+      configurable: true,
+    });
+  }
 });
 
 Deno.test("upgradeWebSocket() rejects what Deno rejects", async (t) => {
@@ -508,7 +547,6 @@ Deno.test("upgradeWebSocket() rejects what Deno rejects", async (t) => {
 Deno.test("upgradeWebSocket() is Deno.upgradeWebSocket() off mongrel2", () => {
   const { socket, response } = upgradeWebSocket(handshakeRequest());
   assert.equal(response.status, 101);
-  assert.equal(upgradeOf(response), undefined);
   assert.equal(socketControl(socket), undefined);
   assert.throws(() => upgradeWebSocket(new Request("http://localhost/")), {
     name: "TypeError",
