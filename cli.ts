@@ -15,7 +15,11 @@ import { dirname, relative, resolve } from "node:path";
 import { setImmediate } from "node:timers";
 import { parseArgs } from "node:util";
 import denoJson from "./deno.json" with { type: "json" };
-import { loadedWithin, loadHandler } from "./runtime/handler.ts";
+import {
+  loadedWithin,
+  loadHandler,
+  setHandlerArgs,
+} from "./runtime/handler.ts";
 import { WorkerPool } from "./runtime/workers/pool.ts";
 import { createLogger, type Logger } from "./runtime/log.ts";
 import {
@@ -165,7 +169,8 @@ them again with the module: options marked [reloads] apply to new requests,
 the others when m2fetch restarts.
 
 APP is a module exporting \`default { fetch }\`, a default function, or a named
-\`fetch\`: the same module \`deno serve APP\` runs.
+\`fetch\`: the same module \`deno serve APP\` runs. Arguments after \`--\`
+are its \`Deno.args\` (APP -- --greeting hey), as \`deno serve APP ARGS\` gives.
 `;
 
 /** 10000 → "10s", as the README writes durations. */
@@ -219,12 +224,17 @@ interface ParsedArgs {
   /** Typed values of the flags given (defaults not applied). */
   flags: OptionValues;
   positionals: string[];
+  /** What follows `--`: the handler's own `Deno.args`. */
+  appArgs: string[];
   help: boolean;
   version: boolean;
   appPath: string | undefined;
 }
 
-function parse(args: string[], schema: Record<string, OptionSpec>): ParsedArgs {
+function parse(all: string[], schema: Record<string, OptionSpec>): ParsedArgs {
+  const dashes = all.indexOf("--");
+  const args = dashes < 0 ? all : all.slice(0, dashes);
+  const appArgs = dashes < 0 ? [] : all.slice(dashes + 1);
   const parserOptions: Record<
     string,
     { type: "string" | "boolean"; multiple?: boolean }
@@ -265,6 +275,7 @@ function parse(args: string[], schema: Record<string, OptionSpec>): ParsedArgs {
   return {
     flags,
     positionals: parsed.positionals,
+    appArgs,
     help: given.help === true,
     version: given.version === true,
     appPath: given["app-path"] as string | undefined,
@@ -467,6 +478,8 @@ async function startHandler(app: string, values: OptionValues, logger: Logger) {
     const pool = await WorkerPool.start({
       module: app,
       workers,
+      // What setHandlerArgs() gave the main thread, for each worker.
+      args: Deno.args,
       logger,
       unresponsiveTimeout: values["worker-timeout"] as number,
     });
@@ -880,6 +893,7 @@ function answeredHelpOrVersion(
 async function runServe(args: string[]): Promise<void> {
   const parsed = parse(args, SERVE_OPTIONS);
   if (answeredHelpOrVersion(parsed)) return;
+  setHandlerArgs(parsed.appArgs);
   const setup = await resolveSetup(parsed, SERVE_OPTIONS);
   const log = new CliLog(setup.values);
   const logger = log.logger;
@@ -974,6 +988,7 @@ async function runDev(args: string[]): Promise<void> {
   const schema = { ...SERVE_OPTIONS, ...DEV_OPTIONS };
   const parsed = parse(args, schema);
   if (answeredHelpOrVersion(parsed)) return;
+  setHandlerArgs(parsed.appArgs);
   const wired = DEV_WIRED.filter((name) => parsed.flags[name] !== undefined);
   if (wired.length > 0) {
     throw new UsageError(

@@ -120,6 +120,28 @@ export async function loadHandler(specifier: string): Promise<LoadedHandler> {
 }
 
 /**
+ * Gives the handler module its own command-line arguments in `Deno.args`
+ * (those after `--`), as `deno serve APP ARGS` does, instead of m2fetch's.
+ * Call it before the module loads, on every thread that loads it.
+ *
+ * @param args The handler's arguments.
+ *
+ * @example Usage
+ * ```ts
+ * import { setHandlerArgs } from "./handler.ts";
+ * setHandlerArgs(["--greeting", "hey"]);
+ * console.assert(Deno.args[1] === "hey");
+ * ```
+ */
+export function setHandlerArgs(args: readonly string[]): void {
+  Object.defineProperty(Deno, "args", {
+    value: Object.freeze([...args]),
+    configurable: true,
+    enumerable: true,
+  });
+}
+
+/**
  * Checks what a handler returned, as `deno serve` does: a Response that
  * can still be sent. Anything else is the handler's error (answered 500).
  *

@@ -59,7 +59,8 @@ export type Completions = number[];
 
 /** Messages the main thread sends a worker. */
 export type ToWorker =
-  | { type: "load"; module: string }
+  /** Load the handler module, with its own `Deno.args`. */
+  | { type: "load"; module: string; args: readonly string[] }
   | WorkerRequest
   | { type: "abort"; id: number; reason: string; name?: string }
   | { type: "completed"; completed: Completions }

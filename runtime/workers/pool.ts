@@ -52,6 +52,8 @@ export interface WorkerPoolOptions {
   logger: Logger;
   /** A worker that answers no ping for this long is replaced (ms, default 10 000). */
   unresponsiveTimeout?: number;
+  /** The handler's `Deno.args` (default none). */
+  args?: readonly string[];
 }
 
 interface Pending {
@@ -103,6 +105,7 @@ class HandlerWorker {
 
   constructor(
     moduleUrl: string,
+    args: readonly string[],
     logger: Logger,
     onDeath: (worker: HandlerWorker, why: string) => void,
   ) {
@@ -159,7 +162,7 @@ class HandlerWorker {
         `threw an uncaught error (${event.message.replace(/^Uncaught /, "")})`,
       );
     };
-    this.send({ type: "load", module: moduleUrl });
+    this.send({ type: "load", module: moduleUrl, args });
   }
 
   ready(): Promise<string> {
@@ -425,6 +428,7 @@ function revive(described: { message: string; stack?: string }): Error {
 
 export class WorkerPool {
   #module: string;
+  readonly #args: readonly string[];
   readonly #logger: Logger;
   readonly #unresponsiveTimeout: number;
   readonly #slots: HandlerWorker[] = [];
@@ -438,6 +442,7 @@ export class WorkerPool {
 
   private constructor(options: WorkerPoolOptions) {
     this.#module = options.module;
+    this.#args = options.args ?? [];
     this.#logger = options.logger;
     this.#unresponsiveTimeout = options.unresponsiveTimeout ?? 10_000;
     this.#heartbeat = setInterval(
@@ -476,6 +481,7 @@ export class WorkerPool {
     const moduleUrl = new URL(module, `file://${Deno.cwd()}/`).href;
     return new HandlerWorker(
       moduleUrl,
+      this.#args,
       this.#logger,
       (worker, why) => this.#died(worker, why),
     );

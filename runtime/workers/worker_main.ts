@@ -8,7 +8,7 @@
 
 /// <reference lib="deno.worker" />
 
-import { checkHandlerResult, loadHandler } from "../handler.ts";
+import { checkHandlerResult, loadHandler, setHandlerArgs } from "../handler.ts";
 import { REQUEST_FINISHED } from "../connection/exchange.ts";
 import { setMongrel2Info } from "../info.ts";
 import type { SocketControl } from "../websocket/socket.ts";
@@ -202,6 +202,7 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
   switch (message.type) {
     case "load":
       try {
+        setHandlerArgs(message.args);
         const loaded = await loadHandler(message.module);
         handler = loaded.fetch;
         post({ type: "ready", source: loaded.source });

@@ -158,3 +158,40 @@ Deno.test("dev leaves aside the production wiring in m2fetch.json and serves upl
   assert.equal(await upload.text(), "got 100000");
   assert.equal((await dev.stop()).code, 0, dev.output());
 });
+
+for (const workers of ["0", "2"]) {
+  Deno.test(`the handler's Deno.args are what follows --, as under deno serve (--workers ${workers})`, async () => {
+    await using tmp = await tempDir("m2da-");
+    await Deno.writeTextFile(
+      `${tmp.path}/app.ts`,
+      "const args = [...Deno.args];\nexport default { fetch: () => Response.json({ args, now: Deno.args }) };\n",
+    );
+    for (
+      const [extra, expected] of [[[], []], [["--", "--greeting", "hey"], [
+        "--greeting",
+        "hey",
+      ]]]
+    ) {
+      await using dev = await spawnCli(
+        [
+          "dev",
+          "--port",
+          "0",
+          "--workers",
+          workers,
+          "--state-dir",
+          `${tmp.path}/state`,
+          `${tmp.path}/app.ts`,
+          ...extra,
+        ],
+        " is serving ",
+      );
+      const url = /at (http:\/\/[^ ]+\/)/.exec(dev.output())![1];
+      assert.deepEqual(await (await fetch(url)).json(), {
+        args: expected,
+        now: expected,
+      });
+      assert.equal((await dev.stop()).code, 0, dev.output());
+    }
+  });
+}
