@@ -42,6 +42,13 @@ function checkWorkerCount(action: string, workers: number): void {
   }
 }
 
+/** An error described by a worker, with its stack, on this thread. */
+function revive(described: { message: string; stack?: string }): Error {
+  const error = new Error(described.message);
+  error.stack = described.stack ?? described.message;
+  return error;
+}
+
 /** Options for {@linkcode WorkerPool.start}. */
 export interface WorkerPoolOptions {
   /** The handler module: a path (relative to the working directory) or URL. */
@@ -412,20 +419,17 @@ class HandlerWorker {
  * import { WorkerPool } from "./pool.ts";
  * import { createLogger } from "../log.ts";
  * const pool = await WorkerPool.start({ module: "app.ts", workers: 2, logger: createLogger() });
+ * // Settled once the response is out, as the server does.
+ * const completed = Promise.withResolvers<void>();
  * const response = await pool.fetch(new Request("http://localhost/"), {
  *   remoteAddr: { transport: "tcp", hostname: "127.0.0.1", port: 0 },
- *   completed: Promise.resolve(),
+ *   completed: completed.promise,
  * });
+ * console.log(await response.text());
+ * completed.resolve();
  * await pool.close();
  * ```
  */
-/** An error described by a worker, with its stack, on this thread. */
-function revive(described: { message: string; stack?: string }): Error {
-  const error = new Error(described.message);
-  error.stack = described.stack ?? described.message;
-  return error;
-}
-
 export class WorkerPool {
   #module: string;
   readonly #args: readonly string[];
