@@ -118,15 +118,15 @@ async function handle(message: WorkerRequest): Promise<void> {
   completed.catch(() => {});
   // A transferred stream is a plain one; the handler gets a byte stream,
   // as on the main thread and under deno serve.
-  const requestBody = message.body instanceof ReadableStream
-    ? asByteStream(message.body)
-    : message.body === null
-    ? null
-    : byteStreamOf(message.body);
+  let transferred: ReadableStream<Uint8Array> | undefined;
+  let requestBody: ReadableStream<Uint8Array> | null = null;
+  if (message.body instanceof ReadableStream) {
+    requestBody = transferred = asByteStream(message.body);
+  } else if (message.body !== null) requestBody = byteStreamOf(message.body);
   const held: HeldRequest = {
     controller,
     settle: settled,
-    body: message.body instanceof ReadableStream ? requestBody! : undefined,
+    body: transferred,
     socket: undefined,
   };
   requests.set(message.id, held);
