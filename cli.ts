@@ -780,6 +780,18 @@ class CliLog {
 }
 
 /**
+ * The options that wire m2fetch to a mongrel2: what --mongrel2-config
+ * discovers, and what dev sets from the mongrel2 it starts.
+ */
+const WIRING = [
+  "send-spec",
+  "recv-spec",
+  "upload-temp-store",
+  "mongrel2-chroot",
+  "flow-control",
+];
+
+/**
  * With --mongrel2-config: reads the handler's specs, chroot and upload store
  * from mongrel2's config database. They only replace defaults: an option set
  * by a flag or in m2fetch.json wins, with a warning when it differs.
@@ -826,15 +838,7 @@ function applyDiscovery(
   const taken = Object.keys(discovered).filter((name) =>
     explicit[name] === undefined
   );
-  for (
-    const name of [
-      "send-spec",
-      "recv-spec",
-      "upload-temp-store",
-      "mongrel2-chroot",
-      "flow-control",
-    ]
-  ) {
+  for (const name of WIRING) {
     if (discovered[name] === undefined) continue;
     const given = [explicit[name] ?? []].flat();
     const found = [discovered[name]].flat();
@@ -973,16 +977,7 @@ async function runConfig(args: string[]): Promise<void> {
  * command line they are a mistake; in `m2fetch.json` they are the
  * production wiring, which `dev` leaves aside.
  */
-const DEV_WIRED = [
-  "send-spec",
-  "recv-spec",
-  "upload-temp-store",
-  "mongrel2-chroot",
-  "flow-control",
-  "mongrel2-config",
-  "handler",
-  "route",
-];
+const DEV_WIRED = [...WIRING, "mongrel2-config", "handler", "route"];
 
 async function runDev(args: string[]): Promise<void> {
   const schema = { ...SERVE_OPTIONS, ...DEV_OPTIONS };
