@@ -142,40 +142,41 @@ Deno.test("discoverHandler() reads handlers, routes, chroot and settings from an
   assert.deepEqual(names, ["config.sqlite", "mongrel2.conf"]);
 });
 
-Deno.test("discoverHandler() warns that upload.stream=1 uploads are refused", async () => {
+/** The warnings for handler web-ident once TWO_HANDLERS has `from` → `to`. */
+async function webWarnings(from: string, to: string): Promise<string[]> {
   await using tmp = await tempDir("m2d-");
   await Deno.writeTextFile(
     `${tmp.path}/mongrel2.conf`,
-    TWO_HANDLERS.replace(
+    TWO_HANDLERS.replace(from, to),
+  );
+  await m2shLoad(tmp.path);
+  return discoverHandler(`${tmp.path}/config.sqlite`, {
+    handler: "web-ident",
+  }).warnings;
+}
+
+Deno.test("discoverHandler() warns that upload.stream=1 uploads are refused", async () => {
+  assert.deepEqual(
+    await webWarnings(
       '"download.flow_control": 1,',
       '"download.flow_control": 1, "upload.stream": 1,',
     ),
+    [
+      "upload.stream is 1: m2fetch does not take streamed uploads and answers 501 to bodies over 5000 bytes and to chunked requests (set upload.stream = 0 and upload.temp_store)",
+    ],
   );
-  await m2shLoad(tmp.path);
-  const web = discoverHandler(`${tmp.path}/config.sqlite`, {
-    handler: "web-ident",
-  });
-  assert.deepEqual(web.warnings, [
-    "upload.stream is 1: m2fetch does not take streamed uploads and answers 501 to bodies over 5000 bytes and to chunked requests (set upload.stream = 0 and upload.temp_store)",
-  ]);
 });
 
 Deno.test("discoverHandler() warns about a limits.content_length below limits.buffer_size", async () => {
-  await using tmp = await tempDir("m2d-");
-  await Deno.writeTextFile(
-    `${tmp.path}/mongrel2.conf`,
-    TWO_HANDLERS.replace(
+  assert.deepEqual(
+    await webWarnings(
       '"limits.content_length": 5000',
       '"limits.content_length": 1000',
     ),
+    [
+      "limits.content_length is 1000, below limits.buffer_size (4096): mongrel2 1.12.2 then loses body bytes it has already read with the headers (set limits.content_length to 4096 or more)",
+    ],
   );
-  await m2shLoad(tmp.path);
-  const web = discoverHandler(`${tmp.path}/config.sqlite`, {
-    handler: "web-ident",
-  });
-  assert.deepEqual(web.warnings, [
-    "limits.content_length is 1000, below limits.buffer_size (4096): mongrel2 1.12.2 then loses body bytes it has already read with the headers (set limits.content_length to 4096 or more)",
-  ]);
 });
 
 Deno.test("discoverHandler() explains a missing file, a non-database and an empty database", async () => {

@@ -13,49 +13,72 @@ import { createLogger } from "../../runtime/log.ts";
 import { WorkerPool } from "../../runtime/workers/pool.ts";
 import { waitFor } from "../subprocess.ts";
 
-Deno.test("a request body the worker's handler leaves unread is cancelled once the request ends", async () => {
+/** Runs `fn` with a one-worker pool whose handler module is `source`. */
+async function withPool(
+  source: string,
+  fn: (pool: WorkerPool) => Promise<void>,
+): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "m2pb-" });
-  await Deno.writeTextFile(
-    `${dir}/app.ts`,
-    `export default { fetch: () => new Response("no", { status: 403 }) };\n`,
-  );
+  await Deno.writeTextFile(`${dir}/app.ts`, source);
   const pool = await WorkerPool.start({
     module: `${dir}/app.ts`,
     workers: 1,
     logger: createLogger({ quiet: true }),
   });
   try {
-    let cancelled = false;
-    const body = new ReadableStream<Uint8Array>({
-      pull(controller) {
-        controller.enqueue(new Uint8Array(64 * 1024));
-        return new Promise(() => {}); // more arrives later, or never
-      },
-      cancel() {
-        cancelled = true;
-      },
-    });
-    const completed = Promise.withResolvers<void>();
-    const response = await pool.fetch(
-      new Request("http://localhost/upload", { method: "POST", body }),
-      {
-        remoteAddr: { transport: "tcp", hostname: "127.0.0.1", port: 0 },
-        completed: completed.promise,
-      },
-    );
-    assert.equal(response.status, 403);
-    await response.body?.cancel();
-    assert.equal(cancelled, false, "cancelled before the request ended");
-    completed.resolve(); // the response went out in full
-    assert.ok(
-      await waitFor(() => cancelled, 5000),
-      "the unread body outlived its request",
-    );
+    await fn(pool);
   } finally {
     await pool.close();
     await Deno.remove(dir, { recursive: true });
   }
-});
+}
+
+/**
+ * Sends `request` through the pool. The test settles `completed` once it is
+ * done with the response, as the server does once the response is out.
+ */
+async function send(
+  pool: WorkerPool,
+  request: Request,
+): Promise<
+  { response: Response; completed: PromiseWithResolvers<void> }
+> {
+  const completed = Promise.withResolvers<void>();
+  const response = await pool.fetch(request, {
+    remoteAddr: { transport: "tcp", hostname: "127.0.0.1", port: 0 },
+    completed: completed.promise,
+  });
+  return { response, completed };
+}
+
+Deno.test("a request body the worker's handler leaves unread is cancelled once the request ends", () =>
+  withPool(
+    `export default { fetch: () => new Response("no", { status: 403 }) };\n`,
+    async (pool) => {
+      let cancelled = false;
+      const body = new ReadableStream<Uint8Array>({
+        pull(controller) {
+          controller.enqueue(new Uint8Array(64 * 1024));
+          return new Promise(() => {}); // more arrives later, or never
+        },
+        cancel() {
+          cancelled = true;
+        },
+      });
+      const { response, completed } = await send(
+        pool,
+        new Request("http://localhost/upload", { method: "POST", body }),
+      );
+      assert.equal(response.status, 403);
+      await response.body?.cancel();
+      assert.equal(cancelled, false, "cancelled before the request ended");
+      completed.resolve(); // the response went out in full
+      assert.ok(
+        await waitFor(() => cancelled, 5000),
+        "the unread body outlived its request",
+      );
+    },
+  ));
 
 Deno.test("a reload whose module hangs or loads in only some workers leaves the old code serving, and the next reload works", async () => {
   const dir = await Deno.makeTempDir({ prefix: "m2pr-" });
@@ -82,13 +105,10 @@ Deno.test("a reload whose module hangs or loads in only some workers leaves the 
   const bodies = async () => {
     const seen = new Set<string>();
     for (let id = 1; id <= 6; id++) {
-      const request = new Request(`http://localhost/${id}`);
-      // Settles once the response is out, as the server's does.
-      const completed = Promise.withResolvers<void>();
-      const response = await pool.fetch(request, {
-        remoteAddr: { transport: "tcp", hostname: "127.0.0.1", port: 0 },
-        completed: completed.promise,
-      });
+      const { response, completed } = await send(
+        pool,
+        new Request(`http://localhost/${id}`),
+      );
       seen.add(await response.text());
       completed.resolve();
     }
@@ -129,55 +149,32 @@ ${app("dies")}`,
   }
 });
 
-Deno.test("a request body reaches the worker's handler as a byte stream, as under deno serve", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "m2pb-" });
-  await Deno.writeTextFile(
-    `${dir}/app.ts`,
-    `export default {
-  async fetch(request) {
-    const reader = request.body.getReader({ mode: "byob" });
-    let buffer = new Uint8Array(4096);
-    let bytes = 0;
-    while (true) {
-      const { value, done } = await reader.read(buffer);
-      if (done) break;
-      bytes += value.length;
-      buffer = new Uint8Array(value.buffer);
-    }
-    return new Response(String(bytes));
-  },
-};
-`,
-  );
-  const pool = await WorkerPool.start({
-    module: `${dir}/app.ts`,
-    workers: 1,
-    logger: createLogger({ quiet: true }),
-  });
-  try {
-    // A small complete body crosses as bytes, a streamed one as a stream.
-    const streamed = new Blob([new Uint8Array(300_000)]).stream()
-      .pipeThrough(new TransformStream());
-    for (
-      const [body, expected] of [["hello", "5"], [streamed, "300000"]] as const
-    ) {
-      // Settled once the response is read, as the server does.
-      const completed = Promise.withResolvers<void>();
-      const response = await pool.fetch(
-        new Request("http://localhost/up", { method: "POST", body }),
-        {
-          remoteAddr: { transport: "tcp", hostname: "127.0.0.1", port: 0 },
-          completed: completed.promise,
-        },
-      );
-      assert.equal(await response.text(), expected);
-      completed.resolve();
-    }
-  } finally {
-    await pool.close();
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+Deno.test("a request body reaches the worker's handler as a byte stream, as under deno serve", () =>
+  // examples/echo.ts counts an octet-stream body with a BYOB reader.
+  withPool(
+    `export { default } from "${
+      new URL("../../examples/echo.ts", import.meta.url).href
+    }";\n`,
+    async (pool) => {
+      // A small complete body crosses as bytes, a streamed one as a stream.
+      const streamed = new Blob([new Uint8Array(300_000)]).stream()
+        .pipeThrough(new TransformStream());
+      for (
+        const [body, bytes] of [["hello", 5], [streamed, 300_000]] as const
+      ) {
+        const { response, completed } = await send(
+          pool,
+          new Request("http://localhost/up", {
+            method: "POST",
+            headers: { "content-type": "application/octet-stream" },
+            body,
+          }),
+        );
+        assert.deepEqual(await response.json(), { bytes });
+        completed.resolve();
+      }
+    },
+  ));
 
 Deno.test("a worker's response from fetch() goes out without the content-encoding fetch() decoded away", async () => {
   const gzipped = await new Response(
@@ -189,59 +186,36 @@ Deno.test("a worker's response from fetch() goes out without the content-encodin
     { port: 0, hostname: "127.0.0.1", onListen() {} },
     () => new Response(gzipped, { headers: { "content-encoding": "gzip" } }),
   );
-  const dir = await Deno.makeTempDir({ prefix: "m2pb-" });
-  await Deno.writeTextFile(
-    `${dir}/app.ts`,
+  await withPool(
     `export default { fetch: () => fetch("http://127.0.0.1:${upstream.addr.port}/") };\n`,
+    async (pool) => {
+      const { response, completed } = await send(
+        pool,
+        new Request("http://localhost/"),
+      );
+      assert.equal(response.headers.get("content-encoding"), null);
+      assert.equal(response.headers.get("content-length"), null);
+      assert.equal(await response.text(), "plain text");
+      completed.resolve();
+    },
   );
-  const pool = await WorkerPool.start({
-    module: `${dir}/app.ts`,
-    workers: 1,
-    logger: createLogger({ quiet: true }),
-  });
-  try {
-    const completed = Promise.withResolvers<void>();
-    const response = await pool.fetch(new Request("http://localhost/"), {
-      remoteAddr: { transport: "tcp", hostname: "127.0.0.1", port: 0 },
-      completed: completed.promise,
-    });
-    assert.equal(response.headers.get("content-encoding"), null);
-    assert.equal(response.headers.get("content-length"), null);
-    assert.equal(await response.text(), "plain text");
-    completed.resolve();
-  } finally {
-    await pool.close();
-    await Deno.remove(dir, { recursive: true });
-  }
 });
 
-Deno.test("a worker's response body that has failed already reaches the main thread as a failing body", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "m2pb-" });
-  await Deno.writeTextFile(
-    `${dir}/app.ts`,
+Deno.test("a worker's response body that has failed already reaches the main thread as a failing body", () =>
+  withPool(
     `export default {
   fetch: () =>
     new Response(new ReadableStream({ start(c) { c.error(new RangeError("boom")); } }), { status: 201 }),
 };
 `,
-  );
-  const pool = await WorkerPool.start({
-    module: `${dir}/app.ts`,
-    workers: 1,
-    logger: createLogger({ quiet: true }),
-  });
-  try {
-    const completed = Promise.withResolvers<void>();
-    const response = await pool.fetch(new Request("http://localhost/"), {
-      remoteAddr: { transport: "tcp", hostname: "127.0.0.1", port: 0 },
-      completed: completed.promise,
-    });
-    // As on the main thread, the encoder then answers 500 in its place.
-    assert.equal(response.status, 201);
-    await assert.rejects(response.text(), /RangeError: boom/);
-    completed.reject(new Error("not sent"));
-  } finally {
-    await pool.close();
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+    async (pool) => {
+      const { response, completed } = await send(
+        pool,
+        new Request("http://localhost/"),
+      );
+      // As on the main thread, the encoder then answers 500 in its place.
+      assert.equal(response.status, 201);
+      await assert.rejects(response.text(), /RangeError: boom/);
+      completed.reject(new Error("not sent"));
+    },
+  ));
