@@ -1006,6 +1006,11 @@ async function runDev(args: string[]): Promise<void> {
     bindAddress: values.host as string,
     handlers: [{ route: "/", protocol: "tnetstring" }],
   });
+  if (mongrel2.replaced !== undefined) {
+    logger.warn(
+      `Stopped the mongrel2 (pid ${mongrel2.replaced}) that an earlier dev left running in ${mongrel2.dir} when it was killed`,
+    );
+  }
   // What the private mongrel2 was set up with replaces the file's wiring.
   const withMongrel2 = (values: OptionValues): OptionValues => ({
     ...Object.fromEntries(

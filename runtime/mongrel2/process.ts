@@ -94,6 +94,11 @@ export interface Mongrel2Process {
   readonly pid: number;
   /** The server uuid in the config database. */
   readonly uuid: string;
+  /**
+   * The pid of a mongrel2 that an earlier start left running in `dir` after
+   * its starter died (a `dev` killed with SIGKILL), which this start stopped.
+   */
+  readonly replaced?: number;
   /** Whether mongrel2 chrooted into `dir`. */
   readonly chroot: boolean;
   /**
@@ -365,29 +370,84 @@ function track(child: Deno.ChildProcess): void {
 /**
  * A second start in the same directory would lock the first one's config
  * database and delete its sockets under it: refuse while the mongrel2 of
- * the pid file still runs from there.
+ * the pid file still runs from there for a live m2fetch. One whose starter
+ * is gone (a `dev` killed with SIGKILL cannot stop its child) would hold
+ * the port for ever, so it is stopped instead.
+ *
+ * @returns The pid of the mongrel2 stopped that way, if any.
  */
-async function refuseIfRunning(config: ResolvedMongrel2Config): Promise<void> {
+async function clearDirectory(
+  config: ResolvedMongrel2Config,
+  stopTimeout: number,
+): Promise<number | undefined> {
   let pid: number;
   try {
     pid = Number((await Deno.readTextFile(config.paths.pidFile.real)).trim());
   } catch (error) {
     ignoreNotFound(error);
-    return;
+    return undefined;
   }
-  if (!Number.isSafeInteger(pid) || pid <= 0) return;
+  if (!Number.isSafeInteger(pid) || pid <= 0) return undefined;
   let command: string;
   let cwd: string;
+  let parentCommand: string | undefined;
   try {
     command = (await Deno.readTextFile(`/proc/${pid}/comm`)).trim();
     cwd = await Deno.readLink(`/proc/${pid}/cwd`);
+    parentCommand = await readParentCommand(pid);
   } catch {
-    return; // Gone, or not a process this user may look at.
+    return undefined; // Gone, or not a process this user may look at.
   }
-  if (command !== "mongrel2" || cwd !== config.dir) return;
-  throw new Mongrel2Error(
-    `Cannot start mongrel2 in ${config.dir}: the mongrel2 started there before is still running (pid ${pid}); stop it first, or use another directory (for dev, --state-dir)`,
-  );
+  if (command !== "mongrel2" || cwd !== config.dir) return undefined;
+  if (parentCommand === "deno") {
+    throw new Mongrel2Error(
+      `Cannot start mongrel2 in ${config.dir}: the mongrel2 started there before is still running (pid ${pid}); stop it first, or use another directory (for dev, --state-dir)`,
+    );
+  }
+  await stopLeftover(pid, config.dir, stopTimeout);
+  return pid;
+}
+
+/** The command name of a process's parent (undefined for init's children). */
+async function readParentCommand(pid: number): Promise<string | undefined> {
+  const stat = await Deno.readTextFile(`/proc/${pid}/stat`);
+  // The command name is in parentheses and may hold any byte: skip past it.
+  const [, parent] = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  if (parent === "1") return undefined;
+  return (await Deno.readTextFile(`/proc/${parent}/comm`)).trim();
+}
+
+/** SIGINT, then SIGKILL after `stopTimeout`; resolves once it is gone. */
+async function stopLeftover(
+  pid: number,
+  dir: string,
+  stopTimeout: number,
+): Promise<void> {
+  const gone = async (within: number) => {
+    const deadline = Date.now() + within;
+    while (Date.now() <= deadline) {
+      try {
+        await Deno.stat(`/proc/${pid}`);
+      } catch {
+        return true;
+      }
+      await delay(25);
+    }
+    return false;
+  };
+  try {
+    Deno.kill(pid, "SIGINT");
+    if (await gone(stopTimeout)) return;
+    Deno.kill(pid, "SIGKILL");
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return;
+    throw error;
+  }
+  if (!await gone(stopTimeout)) {
+    throw new Mongrel2Error(
+      `Cannot start mongrel2 in ${dir}: the mongrel2 an earlier run left there (pid ${pid}) did not exit after SIGKILL`,
+    );
+  }
 }
 
 async function launch(
@@ -395,7 +455,8 @@ async function launch(
   options: Mongrel2Options,
 ): Promise<Mongrel2Process> {
   const { dir } = config;
-  await refuseIfRunning(config);
+  const stopTimeout = options.stopTimeout ?? 5000;
+  const replaced = await clearDirectory(config, stopTimeout);
   const configPath = `${dir}/mongrel2.conf`;
   await Deno.writeTextFile(configPath, renderMongrel2Config(config));
   const databasePath = await loadMongrel2Config(dir, {
@@ -474,7 +535,6 @@ async function launch(
   };
 
   let stopping: Promise<void> | undefined;
-  const stopTimeout = options.stopTimeout ?? 5000;
   const stop = () =>
     stopping ??= (async () => {
       if (!exited) {
@@ -517,6 +577,7 @@ async function launch(
     url: `http://${urlHost}:${config.port}`,
     pid: child.pid,
     uuid: config.serverUuid,
+    replaced,
     chroot: config.chroot,
     handlers: config.handlers.map((h) => ({
       route: h.route,

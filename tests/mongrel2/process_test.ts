@@ -274,6 +274,37 @@ Deno.test("startMongrel2() refuses a dir whose mongrel2 still runs, and leaves t
   });
 });
 
+Deno.test("startMongrel2() stops the mongrel2 a killed starter left in the dir, and serves", async () => {
+  await withTempDir(async (dir) => {
+    const options: Mongrel2Options = { dir, handlers: [{ route: "/app/" }] };
+    // A starter that dies by SIGKILL cannot stop its mongrel2.
+    const module = new URL("../../runtime/mongrel2/mod.ts", import.meta.url);
+    const starter = new Deno.Command(Deno.execPath(), {
+      args: [
+        "eval",
+        `import { startMongrel2 } from "${module.href}";
+        const m2 = await startMongrel2(${JSON.stringify(options)});
+        console.log(m2.pid);
+        await new Promise(() => {});`,
+      ],
+      stdout: "piped",
+      stderr: "inherit",
+    }).spawn();
+    const reader = starter.stdout.pipeThrough(new TextDecoderStream())
+      .getReader();
+    const leftover = Number((await reader.read()).value);
+    reader.releaseLock();
+    starter.kill("SIGKILL");
+    await starter.status;
+    assert.ok(isRunning(leftover), "the starter's mongrel2 outlives it");
+
+    await using second = await startMongrel2(options);
+    assert.equal(second.replaced, leftover);
+    assert.ok(!isRunning(leftover));
+    await checkHandlerRoute(second);
+  });
+});
+
 Deno.test("startMongrel2() rejects a state dir too long for unix sockets", async () => {
   await withTempDir(async (base) => {
     const dir = `${base}/${"d".repeat(100)}`;
