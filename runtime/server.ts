@@ -20,7 +20,7 @@ import {
 import { httpDate, requestKeepsAlive } from "./http/response.ts";
 import { clientAddress, requestMethod, toRequest } from "./http/request.ts";
 import { Connection, MAX_CREDITS } from "./connection/connection.ts";
-import { Exchange } from "./connection/exchange.ts";
+import { Exchange, REQUEST_FINISHED } from "./connection/exchange.ts";
 import {
   firstHeader,
   type Mongrel2Message,
@@ -369,8 +369,10 @@ class Server implements Mongrel2Server {
         } else {
           const connection = this.#connections.get(key);
           const socket = connection && this.#sockets.get(connection);
+          // deno serve's reason when the client leaves, but its own
+          // instance: the pool passes this one on to a worker.
           connection?.lost(
-            new DOMException("The client disconnected", "AbortError"),
+            new DOMException(REQUEST_FINISHED.message, "AbortError"),
             socket?.closedCleanly() ?? false,
           );
         }

@@ -1,7 +1,8 @@
 /**
- * `request.signal` after a normal response, the same under `deno serve`
- * and under m2fetch (main thread and worker): it aborts once the response
- * is out, with deno serve's reason, and a handler's work tied to it stops.
+ * `request.signal` after a normal response and when the client leaves
+ * first, the same under `deno serve` and under m2fetch (main thread and
+ * worker): it aborts, with deno serve's reason, and a handler's work tied
+ * to it stops.
  *
  * @module
  */
@@ -13,17 +14,31 @@ import { startCliHarness } from "./harness.ts";
 const APP = "tests/e2e/signal_app.ts";
 const FINISHED = "AbortError: The request has been cancelled.";
 
-/** Sends a request, then asks (for up to 2 s) how its signal ended. */
+/** Asks (for up to 2 s) until `/last` says something other than `from`. */
+async function lastAfter(origin: string, from: string): Promise<string> {
+  let last = from;
+  for (let attempt = 0; attempt < 40 && last === from; attempt++) {
+    last = await (await fetch(`${origin}/last`)).json();
+    if (last === from) await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  return last;
+}
+
+/** Sends a request, then asks how its signal ended. */
 async function signalAfterResponse(origin: string): Promise<string> {
   const response = await fetch(`${origin}/work`);
   assert.equal(await response.text(), "ok");
-  let last = "";
-  for (let attempt = 0; attempt < 40; attempt++) {
-    last = await (await fetch(`${origin}/last`)).json();
-    if (last !== "not aborted") break;
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  return last;
+  return await lastAfter(origin, "not aborted");
+}
+
+/** Leaves a request while its handler waits, then asks how its signal ended. */
+async function signalAfterClientLeft(origin: string): Promise<string> {
+  const leave = new AbortController();
+  const hanging = fetch(`${origin}/hang`, { signal: leave.signal });
+  hanging.catch(() => {});
+  assert.equal(await lastAfter(origin, "not aborted"), "hanging");
+  leave.abort();
+  return await lastAfter(origin, "hanging");
 }
 
 Deno.test("deno serve aborts request.signal once the response is out", async () => {
@@ -38,7 +53,26 @@ Deno.test("deno serve aborts request.signal once the response is out", async () 
   );
 });
 
+Deno.test("deno serve aborts request.signal when the client leaves", async () => {
+  await using server = await startDenoServe(
+    new URL("./signal_app.ts", import.meta.url).pathname,
+    [],
+    "/last",
+  );
+  assert.equal(
+    await signalAfterClientLeft(`http://127.0.0.1:${server.port}`),
+    FINISHED,
+  );
+});
+
 for (const workers of ["0", "1"]) {
+  Deno.test(`m2fetch --workers ${workers} aborts request.signal when the client leaves, as deno serve does`, async () => {
+    await using harness = await startCliHarness(APP, {
+      args: ["--workers", workers],
+    });
+    assert.equal(await signalAfterClientLeft(harness.url), FINISHED);
+  });
+
   Deno.test(`m2fetch --workers ${workers} aborts request.signal once the response is out, as deno serve does`, async () => {
     await using harness = await startCliHarness(APP, {
       args: ["--workers", workers],

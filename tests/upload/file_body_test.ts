@@ -365,7 +365,10 @@ Deno.test("openUploadBody: fail() errors a waiting reader with the reason", asyn
     const body = await openUploadBody(path);
     const reading = failureOf(drain(body.stream));
     await delay(30);
-    const reason = new DOMException("The client disconnected", "AbortError");
+    const reason = new DOMException(
+      "The request has been cancelled.",
+      "AbortError",
+    );
     body.fail(reason);
     assert.equal(await reading, reason);
     body.release();
