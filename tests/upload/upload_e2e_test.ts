@@ -1003,7 +1003,17 @@ for (const invokeAt of ["start", "done"] as const) {
         for (let next = source.next(); next !== null; next = source.next()) {
           await conn.write(next);
           lastWrite = performance.now();
-          if (source.produced < total) await delay(400);
+          if (source.produced === total) break;
+          if (invokeAt === "done") {
+            await delay(400); // time for an early call to show
+          } else if (source.produced === piece) {
+            // The rest is held back until the handler runs: at "start" it
+            // must run on the first piece alone, however slow the machine.
+            assert.ok(
+              await waitFor(() => calls.length > 0, 10_000),
+              "the handler was not called while the body still arrived",
+            );
+          }
         }
         const response = await conn.response();
         assert.equal(response?.status, 200);
