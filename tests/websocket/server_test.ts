@@ -9,7 +9,7 @@
 import assert from "node:assert/strict";
 import { createLogger } from "../../runtime/log.ts";
 import { serveMongrel2 } from "../../runtime/server.ts";
-import type { Transport } from "../../runtime/transport/transport.ts";
+import { MemoryTransport } from "../../runtime/transport/memory.ts";
 import { upgradeWebSocket } from "../../runtime/websocket/upgrade.ts";
 import { buildRequestMessage } from "../../testing.ts";
 
@@ -23,55 +23,19 @@ function text(bytes: Uint8Array): string {
   return out;
 }
 
-/** A transport fed by the test; replies are kept as latin1 text. */
-class TestTransport implements Transport {
-  readonly replies: string[] = [];
-  #inbox: Uint8Array[] = [];
-  #wake: (() => void) | null = null;
-  #open = true;
-
-  deliver(message: Uint8Array): void {
-    this.#inbox.push(message);
-    this.#wake?.();
+/** A {@linkcode MemoryTransport} whose replies the assertions read as text. */
+class TestTransport extends MemoryTransport {
+  /** The replies sent so far, as text. */
+  get texts(): string[] {
+    return this.replies.map(text);
   }
 
-  async *messages(): AsyncIterable<Uint8Array> {
-    while (true) {
-      const message = this.#inbox.shift();
-      if (message !== undefined) {
-        yield message;
-      } else if (!this.#open) {
-        return;
-      } else {
-        await new Promise<void>((resolve) => this.#wake = resolve);
-      }
-    }
-  }
-
-  send(message: Uint8Array): void {
-    this.replies.push(text(message));
-  }
-
-  stopReceiving(): Promise<void> {
-    this.#open = false;
-    this.#wake?.();
-    return Promise.resolve();
-  }
-
-  close(): Promise<void> {
-    return this.stopReceiving();
-  }
-
-  /** Waits until `count` replies have been sent. */
+  /** Waits (up to 2 s) until `count` replies have been sent. */
   async replied(count: number): Promise<string[]> {
-    const end = performance.now() + 2000;
-    while (this.replies.length < count) {
-      if (performance.now() > end) {
-        throw new Error(`Expected ${count} replies, got ${this.replies}`);
-      }
-      await new Promise((resolve) => setTimeout(resolve, 5));
-    }
-    return this.replies;
+    await this.waitForReplies((replies) => replies.length >= count, {
+      signal: AbortSignal.timeout(2000),
+    });
+    return this.texts;
   }
 }
 
@@ -211,8 +175,8 @@ Deno.test("frames sent before a refused handshake is answered are dropped, with 
   await withServer(() => answer.promise, async (transport, logs) => {
     transport.deliver(await fixture("tnet", "websocket_handshake"));
     transport.deliver(await fixture("tnet", "websocket_text"));
-    await new Promise((resolve) => setTimeout(resolve, 20));
-    assert.deepEqual(transport.replies, []);
+    await transport.consumed();
+    assert.deepEqual(transport.texts, []);
     answer.resolve(new Response("late", { status: 403 }));
     await transport.replied(2);
     assert.match(
@@ -234,7 +198,7 @@ Deno.test("frames sent before the handshake is answered reach the socket once it
     transport.deliver(await fixture("tnet", "websocket_handshake"));
     const text = await fixture("tnet", "websocket_text");
     transport.deliver(text);
-    await new Promise((resolve) => setTimeout(resolve, 20));
+    await transport.consumed();
     answer.resolve();
     // The fixture's payload: the message's last bytes in the capture.
     const message = await Promise.race([
@@ -254,8 +218,8 @@ Deno.test(
   "frames for a connection already closed are dropped quietly",
   withServer(() => new Response("unused"), async (transport, logs) => {
     transport.deliver(await fixture("tnet", "websocket_text"));
-    await new Promise((resolve) => setTimeout(resolve, 20));
-    assert.deepEqual(transport.replies, []);
+    await transport.consumed();
+    assert.deepEqual(transport.texts, []);
     assert.deepEqual(logs, []);
   }),
 );
@@ -293,7 +257,7 @@ Deno.test("shutdown sends 1001 to open sockets, then closes", async () => {
   transport.deliver(await fixture("tnet", "websocket_handshake"));
   await transport.replied(1);
   await server.shutdown(1000);
-  const [, close, end] = transport.replies;
+  const [, close, end] = transport.texts;
   assert.ok(close.endsWith(" 2:25, \x88\x16\x03\xe9Server shutting down"));
   assert.match(end, /^\S+ 2:25, $/);
   assert.deepEqual(events, ["1001 Server shutting down"]);
@@ -320,16 +284,16 @@ Deno.test("a WebSocket handshake that arrives while shutting down gets 503, not 
   transport.deliver(
     await buildRequestMessage("http://localhost/slow", { connectionId: 9 }),
   );
-  await new Promise((resolve) => setTimeout(resolve, 20));
+  await transport.consumed();
   const stopping = server.shutdown(2000);
   // Held while the drain runs, then answered once receiving has stopped.
   transport.deliver(await fixture("tnet", "websocket_handshake"));
-  await new Promise((resolve) => setTimeout(resolve, 20));
+  await transport.consumed();
   release();
   await stopping;
   assert.equal(upgrades, 0);
-  const refused = transport.replies.find((reply) => reply.includes(" 503 "));
-  assert.ok(refused, transport.replies.join("\n"));
+  const refused = transport.texts.find((reply) => reply.includes(" 503 "));
+  assert.ok(refused, transport.texts.join("\n"));
   assert.match(
     refused,
     /HTTP\/1\.1 503 Service Unavailable\r\n[^]*connection: close\r\n/,

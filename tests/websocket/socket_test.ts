@@ -25,6 +25,7 @@ import {
   upgradeWebSocket,
 } from "../../runtime/websocket/upgrade.ts";
 import type { Transport } from "../../runtime/transport/transport.ts";
+import { MemoryTransport } from "../../runtime/transport/memory.ts";
 import {
   type DecodedFrame,
   decodeServerFrame,
@@ -571,18 +572,8 @@ function route(id: string, transport: Transport, credits: number): SocketRoute {
   };
 }
 
-function recordingTransport(sent: string[]): Transport {
-  return {
-    messages: async function* () {},
-    send: (message) => void sent.push(String.fromCharCode(...message)),
-    stopReceiving: async () => {},
-    close: async () => {},
-  };
-}
-
 Deno.test("broadcast() shares one reply among idle sockets with credits", async () => {
-  const sent: string[] = [];
-  const transport = recordingTransport(sent);
+  const transport = new MemoryTransport();
   const sockets: Harness[] = [];
   const pending: Promise<DecodedFrame | null>[] = [];
   for (const [id, credits] of [["1", 100], ["2", 100], ["3", 2], ["4", 100]]) {
@@ -598,7 +589,10 @@ Deno.test("broadcast() shares one reply among idle sockets with credits", async 
     "hey",
   );
   assert.equal(count, 4);
-  assert.deepEqual(sent, ["abc 3:1 2, \x81\x03hey"]);
+  assert.deepEqual(
+    transport.replies.map((reply) => String.fromCharCode(...reply)),
+    ["abc 3:1 2, \x81\x03hey"],
+  );
   // Sockets 3 (no credits) and 4 (busy) got it in their own queue.
   const text = (frame: DecodedFrame | null) =>
     new TextDecoder().decode(frame?.payload);
@@ -609,11 +603,8 @@ Deno.test("broadcast() shares one reply among idle sockets with credits", async 
 });
 
 Deno.test("broadcast() splits at 128 ids and sends bytes as binary", async () => {
-  const sent: Uint8Array[] = [];
-  const transport: Transport = {
-    ...recordingTransport([]),
-    send: (message) => void sent.push(message),
-  };
+  const transport = new MemoryTransport();
+  const sent = transport.replies;
   const sockets: Harness[] = [];
   for (let i = 1; i <= 130; i++) {
     const { h } = await opened();
