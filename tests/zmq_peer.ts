@@ -137,12 +137,14 @@ export class Inbox {
 }
 
 /**
- * A sending socket (PUB or PUSH) and its own context.
+ * A sending socket (PUB, XPUB or PUSH) and its own context. An XPUB can
+ * wait for its subscriber, which a PUB can only guess at with a sleep.
  *
  * @example Usage
  * ```ts ignore
  * import { Outbox } from "./zmq_peer.ts";
- * await using outbox = Outbox.connect("pub", "ipc:///tmp/recv");
+ * await using outbox = Outbox.connect("xpub", "ipc:///tmp/recv");
+ * await outbox.subscribed();
  * outbox.send("hello");
  * ```
  */
@@ -150,18 +152,21 @@ export class Outbox {
   readonly #context = new ZmqContext();
   readonly #socket: ZmqSocket;
 
-  private constructor(type: "pub" | "push") {
+  private constructor(type: "pub" | "xpub" | "push") {
     this.#socket = this.#context.socket(type, { linger: 1000 });
   }
 
   /**
    * A socket of `type` connected to each endpoint.
    *
-   * @param type `pub` or `push`.
+   * @param type `pub`, `xpub` or `push`.
    * @param endpoints Where to connect.
    * @returns The outbox.
    */
-  static connect(type: "pub" | "push", ...endpoints: string[]): Outbox {
+  static connect(
+    type: "pub" | "xpub" | "push",
+    ...endpoints: string[]
+  ): Outbox {
     const outbox = new Outbox(type);
     for (const endpoint of endpoints) outbox.#socket.connect(endpoint);
     return outbox;
@@ -179,6 +184,20 @@ export class Outbox {
       : message;
     if (!this.#socket.send(bytes)) {
       throw new Error("Cannot send: the ZeroMQ send queue is full");
+    }
+  }
+
+  /**
+   * Waits until a peer subscribes (an `xpub` outbox only), so that what is
+   * sent next reaches it.
+   *
+   * @param timeoutMs Longest wait.
+   * @throws {Error} When no subscription arrives in time.
+   */
+  async subscribed(timeoutMs = 5000): Promise<void> {
+    const message = await this.#socket.receiveWithin(timeoutMs);
+    if (message?.[0] !== 1) {
+      throw new Error(`No subscriber within ${timeoutMs} ms`);
     }
   }
 

@@ -74,8 +74,8 @@ async function checkHandlerRoute(m2: Mongrel2Process): Promise<void> {
   assert.match(handler.sendSpec, /^ipc:\/\/\//);
   assert.ok(handler.sendSpec.startsWith(`ipc://${m2.dir}/run/`));
   await using requests = Inbox.connect("pull", handler.sendSpec);
-  await using replies = Outbox.connect("pub", handler.recvSpec);
-  await new Promise((resolve) => setTimeout(resolve, 300)); // PUB slow joiner
+  await using replies = Outbox.connect("xpub", handler.recvSpec);
+  await replies.subscribed();
   const responsePromise = fetch(`${m2.url}/app/hello?x=1`);
   const text = new TextDecoder().decode(await requests.next());
   assert.ok(text.startsWith(`${handler.sendIdent} `), text);
