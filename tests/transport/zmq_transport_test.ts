@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { ZmqContext } from "../../runtime/transport/libzmq.ts";
 import { ZmqTransport } from "../../runtime/transport/zmq.ts";
+import { Inbox } from "../zmq_peer.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -104,4 +105,42 @@ Deno.test({
     listener.close();
     await Deno.remove(dir, { recursive: true });
   },
+});
+
+Deno.test("ZmqTransport holds replies until mongrel2 subscribes, dropping the oldest beyond maxHeldReplies", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "m2zt-" });
+  const statuses: string[] = [];
+  const transport = new ZmqTransport({
+    sendSpec: `ipc://${dir}/send`,
+    recvSpec: `ipc://${dir}/recv`,
+    maxHeldReplies: 2,
+    onStatus: (line) => statuses.push(line),
+  });
+  const receiving = (async () => {
+    for await (const _ of transport.messages()) {
+      // Nothing is sent to it; the loop notices the subscription.
+    }
+  })();
+  try {
+    for (const reply of ["r1", "r2", "r3", "r4", "r5"]) {
+      transport.send(encoder.encode(reply));
+    }
+    // Stand-in for mongrel2's reply socket, bound once the replies wait.
+    await using mongrel2 = Inbox.bind("sub", `ipc://${dir}/recv`);
+    assert.equal(decoder.decode(await mongrel2.next()), "r4");
+    assert.equal(decoder.decode(await mongrel2.next()), "r5");
+    transport.send(encoder.encode("r6"));
+    assert.equal(decoder.decode(await mongrel2.next()), "r6");
+    assert.ok(
+      statuses.some((line) =>
+        line.includes("(dropped the 3 oldest held while it was away)")
+      ),
+      statuses.join("\n"),
+    );
+  } finally {
+    await transport.stopReceiving();
+    await receiving;
+    await transport.close();
+    await Deno.remove(dir, { recursive: true });
+  }
 });
