@@ -1249,10 +1249,8 @@ export async function main(args: string[]): Promise<number> {
 }
 
 /**
- * An uncaught error (a handler's timer that throws, say) is reported and
- * ends the process with 1, as `deno serve` does; left to Deno's own exit
- * path, the process dies of SIGSEGV in zeromq's native teardown while its
- * sockets are open, before the error is even printed. An unhandled
+ * An uncaught error (a handler's timer that throws, say) is reported as
+ * m2fetch's and ends the process with 1, as `deno serve` does. An unhandled
  * rejection is only logged: a handler's stray promise must not take every
  * other request down with it.
  */
