@@ -567,10 +567,25 @@ class Server implements Mongrel2Server {
       );
       return;
     }
+    if (marker.kind === "done" && connection.upload === null) {
+      // An upload whose upload-start went to an m2fetch that has stopped
+      // since (killed, or restarted mid-upload). readUploadMarker let only
+      // what mongrel2 itself sends pass: one upload path in both headers,
+      // no inline body, a Content-Length mongrel2 spooled (a client's own
+      // upload headers come with an inline body, or doubled by mongrel2's).
+      // The file is complete, so it is served as with --upload-invoke done.
+      this.#logger.info(
+        `Took over the upload "${marker.path}" that mongrel2 finished for ${method} ${message.path}: its upload-start went to an earlier m2fetch`,
+      );
+      this.#startUpload(connection, exchange, message, context, marker.path, {
+        complete: true,
+      });
+      return;
+    }
     if (marker.kind === "forged" || marker.kind === "done") {
       const reason = marker.kind === "forged"
         ? marker.reason
-        : `an upload-done for "${marker.path}" without an upload-start on this connection`;
+        : `a second upload-done for "${marker.path}" on a connection with an upload in progress`;
       // A file mongrel2 really wrote is deleted when this request ends.
       const genuine = marker.kind === "done" ? marker.path : marker.upload;
       if (genuine !== undefined && connection.upload === null) {
@@ -748,6 +763,7 @@ class Server implements Mongrel2Server {
     message: Mongrel2Message,
     context: ResponseContext,
     path: string,
+    { complete = false }: { complete?: boolean } = {},
   ): Promise<void> {
     const uploads = this.#uploads!;
     const upload = new ActiveUpload(path, exchange, uploads.store, {
@@ -756,6 +772,7 @@ class Server implements Mongrel2Server {
       ),
     });
     connection.upload = upload;
+    if (complete) upload.markDone();
     const lengthHeader = firstHeader(message.headers, "content-length");
     const declared =
       lengthHeader !== undefined && /^\d{1,15}$/.test(lengthHeader)

@@ -25,6 +25,7 @@ import {
   type BodyDigest,
   delay,
   hashRequestBody,
+  listDir,
   PatternSource,
   RawConn,
   type Rig,
@@ -36,7 +37,7 @@ import {
   waitFor,
 } from "./rig.ts";
 import { startHarness } from "../e2e/harness.ts";
-import { tempDir } from "../site.ts";
+import { startSite, tempDir } from "../site.ts";
 import { concatBytes } from "../../runtime/protocol/bytes.ts";
 import { type CommandResult, runCommand, startM2fetch } from "../subprocess.ts";
 
@@ -1033,6 +1034,70 @@ for (const invokeAt of ["start", "done"] as const) {
       assert.deepEqual(await rig.waitStoreEmpty(), []);
     },
   );
+}
+
+/** A handler module that answers with its body's length and SHA-256. */
+const HASH_APP = `
+import { createHash } from "node:crypto";
+export default {
+  async fetch(request) {
+    const hash = createHash("sha256");
+    let bytes = 0;
+    for await (const chunk of request.body ?? []) {
+      hash.update(chunk);
+      bytes += chunk.length;
+    }
+    return Response.json({ bytes, sha256: hash.digest("hex") });
+  },
+};
+`;
+
+for (const invokeAt of ["start", "done"] as const) {
+  Deno.test(`upload-invoke ${invokeAt}: an upload whose start went to a killed m2fetch is served by the next one`, async () => {
+    await using site = await startSite({
+      settings: { "limits.content_length": LIMIT },
+    });
+    const template = String(site.mongrel2.settings["upload.temp_store"]);
+    const storeDir = site.mongrel2.resolvePath(
+      template.slice(0, template.lastIndexOf("/")),
+    );
+    const app = `${site.dir}/hash_app.ts`;
+    await Deno.writeTextFile(app, HASH_APP);
+    const args = [
+      "--upload-temp-store",
+      template,
+      "--upload-invoke",
+      invokeAt,
+    ];
+    const first = await startM2fetch(site, app, { args });
+    const source = new PatternSource(3 * MiB);
+    const conn = await RawConn.open(site.port);
+    try {
+      await conn.write(
+        `PUT /up HTTP/1.1\r\nHost: localhost\r\nContent-Length: ${source.total}\r\n\r\n`,
+      );
+      while (source.produced < MiB) await conn.write(source.next()!);
+      assert.ok(
+        await waitFor(async () => (await listDir(storeDir)).length === 1, 5000),
+        "mongrel2 did not spool the upload",
+      );
+      first.signal("SIGKILL");
+      await first.status;
+      await using second = await startM2fetch(site, app, { args });
+      for (let next = source.next(); next !== null; next = source.next()) {
+        await conn.write(next);
+      }
+      const response = await conn.response();
+      assert.equal(response?.status, 200, second.output());
+      assert.deepEqual(JSON.parse(response!.body), {
+        bytes: source.total,
+        sha256: source.digest(),
+      });
+    } finally {
+      await conn.close();
+    }
+    assert.deepEqual(await waitDirEmpty(storeDir), []);
+  });
 }
 
 Deno.test("cli.ts --sweep-uploads deletes stale files matching the template and nothing else", async () => {
