@@ -210,6 +210,8 @@ class Server implements Mongrel2Server {
   #maxBodySize: number;
   /** Upload paths whose requests ended lately: a late upload-done is expected. */
   readonly #recentUploads = new Map<string, number>();
+  /** Those of them whose file was not there when m2fetch opened it. */
+  readonly #missingUploads = new Set<string>();
   /**
    * Connections m2fetch closed after their last request, by key: a request
    * pipelined behind it may still be on its way.
@@ -516,6 +518,16 @@ class Server implements Mongrel2Server {
         // Its request already ended and the file is gone; mongrel2 finished
         // receiving before it saw our close. The connection is closing, so
         // no state is created for it.
+        if (this.#missingUploads.delete(marker.path)) {
+          // Not a client that left, then: mongrel2 wrote it elsewhere.
+          this.#logger.warn(
+            `mongrel2 finished the upload "${marker.path}" that m2fetch did not find at ${
+              this.#uploads!.store.chroot ?? ""
+            }${marker.path}: ${
+              uploadPlaceHint(this.#uploads!.store)
+            }; the file is left where mongrel2 wrote it`,
+          );
+        }
         return;
       }
     }
@@ -812,9 +824,23 @@ class Server implements Mongrel2Server {
     } catch (error) {
       if (exchange.settled) return;
       if (error instanceof UploadRejectedError && error.kind === "missing") {
+        if (upload.done) {
+          // mongrel2 never deletes a finished upload: it wrote it elsewhere.
+          this.#reject(
+            exchange,
+            context,
+            500,
+            `mongrel2 finished the upload "${path}", but it is not there: ${
+              uploadPlaceHint(uploads.store)
+            }; the file is left where mongrel2 wrote it`,
+          );
+          return;
+        }
         // Usually a client that left at once: mongrel2 removes an
         // unfinished upload. If every upload fails so, it is the set-up,
-        // which the first such line says; later ones say less, and quietly.
+        // which the first such line says, and so does the upload-done of
+        // any such upload that mongrel2 finishes after all.
+        this.#missingUploads.add(path);
         const first = !this.#warnedMissingUpload;
         this.#warnedMissingUpload = true;
         this.#reject(
@@ -822,10 +848,8 @@ class Server implements Mongrel2Server {
           context,
           500,
           first
-            ? `mongrel2 reported the upload file "${path}", but it is not there: the client probably left and mongrel2 removed it; if every upload fails so, --upload-temp-store and --mongrel2-chroot do not match mongrel2's upload.temp_store and chroot${
-              uploads.store.chroot === undefined
-                ? " (if mongrel2 runs chrooted, pass --mongrel2-chroot)"
-                : ""
+            ? `mongrel2 reported the upload file "${path}", but it is not there: the client probably left and mongrel2 removed it; if every upload fails so, ${
+              uploadPlaceHint(uploads.store)
             }`
             : `The upload file "${path}" was gone (the client probably left)`,
           first ? "warn" : "info",
@@ -837,7 +861,7 @@ class Server implements Mongrel2Server {
           exchange,
           context,
           500,
-          `${error.message}: --upload-temp-store and --mongrel2-chroot must match mongrel2's upload.temp_store and chroot (--mongrel2-config reads both)`,
+          `${error.message}: ${uploadPlaceHint(uploads.store)}`,
           "error",
         );
       } else if (error instanceof UploadRejectedError) {
@@ -1090,7 +1114,10 @@ class Server implements Mongrel2Server {
     const keepAlive = now - this.#lastKeepAlive >= this.#keepAliveInterval;
     if (keepAlive) this.#lastKeepAlive = now;
     for (const [path, ended] of this.#recentUploads) {
-      if (now - ended > 60_000) this.#recentUploads.delete(path);
+      if (now - ended > 60_000) {
+        this.#recentUploads.delete(path);
+        this.#missingUploads.delete(path);
+      }
     }
     for (const [key, closed] of this.#closedAfterLast) {
       if (now - closed > PIPELINED_AFTER_LAST_MS) {
@@ -1199,4 +1226,13 @@ class Server implements Mongrel2Server {
     this.#logger.info("Stopped");
     this.#resolveFinished();
   }
+}
+
+/** What to check when mongrel2's upload files are not where m2fetch looks. */
+function uploadPlaceHint(store: UploadStore): string {
+  return `--upload-temp-store and --mongrel2-chroot must match mongrel2's upload.temp_store and chroot (--mongrel2-config reads both)${
+    store.chroot === undefined
+      ? "; if mongrel2 runs chrooted, pass --mongrel2-chroot"
+      : ""
+  }`;
 }

@@ -37,7 +37,7 @@ import {
   waitFor,
 } from "./rig.ts";
 import { startHarness } from "../e2e/harness.ts";
-import { startSite, tempDir } from "../site.ts";
+import { type Site, startSite, tempDir } from "../site.ts";
 import { concatBytes } from "../../runtime/protocol/bytes.ts";
 import { type CommandResult, runCommand, startM2fetch } from "../subprocess.ts";
 
@@ -666,7 +666,7 @@ Deno.test({
     mismatchedStore(
       { chroot: true, passChroot: false },
       // The file is missing, as when the client left: both causes are named.
-      /mongrel2 reported the upload file ".*", but it is not there: the client probably left .*; if every upload fails so, .*\(if mongrel2 runs chrooted, pass --mongrel2-chroot\)/,
+      /mongrel2 reported the upload file ".*", but it is not there: the client probably left .*; if every upload fails so, .*; if mongrel2 runs chrooted, pass --mongrel2-chroot/,
       "warn",
     ),
 });
@@ -1052,53 +1052,105 @@ export default {
 };
 `;
 
+/**
+ * Starts a 3 MiB upload through `site` to an m2fetch serving HASH_APP,
+ * kills that m2fetch with SIGKILL once mongrel2 spools, starts another
+ * with `secondArgs`, then sends the rest of the body.
+ *
+ * @returns The response, the second m2fetch's output, the store dir and
+ *   what the body should hash to.
+ */
+async function uploadAcrossKill(
+  site: Site,
+  firstArgs: string[],
+  secondArgs: string[],
+) {
+  const template = String(site.mongrel2.settings["upload.temp_store"]);
+  const storeDir = site.mongrel2.resolvePath(
+    template.slice(0, template.lastIndexOf("/")),
+  );
+  const app = `${site.dir}/hash_app.ts`;
+  await Deno.writeTextFile(app, HASH_APP);
+  const first = await startM2fetch(site, app, { args: firstArgs });
+  const source = new PatternSource(3 * MiB);
+  const conn = await RawConn.open(site.port);
+  try {
+    await conn.write(
+      `PUT /up HTTP/1.1\r\nHost: localhost\r\nContent-Length: ${source.total}\r\n\r\n`,
+    );
+    while (source.produced < MiB) await conn.write(source.next()!);
+    assert.ok(
+      await waitFor(async () => (await listDir(storeDir)).length === 1, 5000),
+      "mongrel2 did not spool the upload",
+    );
+    first.signal("SIGKILL");
+    await first.status;
+    await using second = await startM2fetch(site, app, { args: secondArgs });
+    for (let next = source.next(); next !== null; next = source.next()) {
+      await conn.write(next);
+    }
+    const response = await conn.response();
+    await second.stop();
+    return { response, output: second.output(), storeDir, source };
+  } finally {
+    await conn.close();
+  }
+}
+
 for (const invokeAt of ["start", "done"] as const) {
   Deno.test(`upload-invoke ${invokeAt}: an upload whose start went to a killed m2fetch is served by the next one`, async () => {
     await using site = await startSite({
       settings: { "limits.content_length": LIMIT },
     });
-    const template = String(site.mongrel2.settings["upload.temp_store"]);
-    const storeDir = site.mongrel2.resolvePath(
-      template.slice(0, template.lastIndexOf("/")),
-    );
-    const app = `${site.dir}/hash_app.ts`;
-    await Deno.writeTextFile(app, HASH_APP);
     const args = [
       "--upload-temp-store",
-      template,
+      String(site.mongrel2.settings["upload.temp_store"]),
       "--upload-invoke",
       invokeAt,
     ];
-    const first = await startM2fetch(site, app, { args });
-    const source = new PatternSource(3 * MiB);
-    const conn = await RawConn.open(site.port);
-    try {
-      await conn.write(
-        `PUT /up HTTP/1.1\r\nHost: localhost\r\nContent-Length: ${source.total}\r\n\r\n`,
-      );
-      while (source.produced < MiB) await conn.write(source.next()!);
-      assert.ok(
-        await waitFor(async () => (await listDir(storeDir)).length === 1, 5000),
-        "mongrel2 did not spool the upload",
-      );
-      first.signal("SIGKILL");
-      await first.status;
-      await using second = await startM2fetch(site, app, { args });
-      for (let next = source.next(); next !== null; next = source.next()) {
-        await conn.write(next);
-      }
-      const response = await conn.response();
-      assert.equal(response?.status, 200, second.output());
-      assert.deepEqual(JSON.parse(response!.body), {
-        bytes: source.total,
-        sha256: source.digest(),
-      });
-    } finally {
-      await conn.close();
-    }
+    const { response, output, storeDir, source } = await uploadAcrossKill(
+      site,
+      args,
+      args,
+    );
+    assert.equal(response?.status, 200, output);
+    assert.deepEqual(JSON.parse(response!.body), {
+      bytes: source.total,
+      sha256: source.digest(),
+    });
+    assert.match(output, /Took over the upload/);
     assert.deepEqual(await waitDirEmpty(storeDir), []);
   });
 }
+
+Deno.test("a finished upload missing where m2fetch looks gets 500 with the options to check, and stays", async () => {
+  await using site = await startSite({
+    settings: { "limits.content_length": LIMIT },
+  });
+  const template = String(site.mongrel2.settings["upload.temp_store"]);
+  const args = ["--upload-temp-store", template];
+  // A chroot mongrel2 does not have: the store exists there, empty.
+  const elsewhere = `${site.dir}/elsewhere`;
+  await Deno.mkdir(
+    `${elsewhere}${template.slice(0, template.lastIndexOf("/"))}`,
+    {
+      recursive: true,
+    },
+  );
+  const { response, output, storeDir } = await uploadAcrossKill(site, args, [
+    ...args,
+    "--mongrel2-chroot",
+    elsewhere,
+  ]);
+  assert.equal(response?.status, 500, output);
+  assert.match(
+    output,
+    /mongrel2 finished the upload ".*", but it is not there: --upload-temp-store and --mongrel2-chroot must match .*; the file is left where mongrel2 wrote it/,
+  );
+  const [left] = await listDir(storeDir);
+  assert.equal((await Deno.stat(`${storeDir}/${left}`)).size, 3 * MiB);
+  await Deno.remove(`${storeDir}/${left}`);
+});
 
 Deno.test("cli.ts --sweep-uploads deletes stale files matching the template and nothing else", async () => {
   await withTempDir(async (dir) => {
