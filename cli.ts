@@ -747,6 +747,7 @@ class CliLog {
 
   constructor(values: OptionValues) {
     this.use(values);
+    processLog = this.logger;
     // SIGUSR2 logs one status line: connections held, requests in flight
     // and the process's resident memory (for soak runs and leak hunting).
     // Listening from the start keeps the signal's default action (exit)
@@ -1248,24 +1249,31 @@ export async function main(args: string[]): Promise<number> {
   }
 }
 
+/** The serving process's log, once its options are known. */
+let processLog: Logger | undefined;
+
 /**
  * An uncaught error (a handler's timer that throws, say) is reported as
  * m2fetch's and ends the process with 1, as `deno serve` does. An unhandled
  * rejection is only logged: a handler's stray promise must not take every
- * other request down with it.
+ * other request down with it. Both go to the log in its format (one JSON
+ * object per line with --log-format json) once there is one.
  */
 function handleUncaught(): void {
   globalThis.addEventListener("error", (event) => {
     event.preventDefault();
-    console.error("m2fetch: uncaught error:", event.error);
+    const why = "Uncaught error in handler code; exiting with 1";
+    if (processLog === undefined) {
+      console.error(`m2fetch: ${why}:`, event.error);
+    } else processLog.error(why, event.error);
     Deno.exit(1);
   });
   globalThis.addEventListener("unhandledrejection", (event) => {
     event.preventDefault();
-    console.error(
-      "m2fetch: unhandled promise rejection (still serving):",
-      event.reason,
-    );
+    const why = "Unhandled promise rejection in handler code; still serving";
+    if (processLog === undefined) {
+      console.error(`m2fetch: ${why}:`, event.reason);
+    } else processLog.error(why, event.reason);
   });
 }
 

@@ -1028,3 +1028,53 @@ Deno.test(
     }
   },
 );
+
+Deno.test(
+  "with --log-format json, a stray rejection and an uncaught error are logged as JSON lines",
+  async () => {
+    const dir = await Deno.makeTempDir({ prefix: "m2u-" });
+    try {
+      const app = `${dir}/stray.ts`;
+      await Deno.writeTextFile(
+        app,
+        `export default {
+          fetch(request) {
+            if (new URL(request.url).pathname === "/reject") {
+              Promise.reject(new Error("stray rejection"));
+            } else {
+              setTimeout(() => { throw new Error("uncaught in a timer"); }, 100);
+            }
+            return new Response("ok");
+          },
+        };\n`,
+      );
+      await using h = await startCliHarness(app, {
+        args: ["--log-format", "json"],
+      });
+      assert.equal(await (await fetch(`${h.url}/reject`)).text(), "ok");
+      assert.equal(await (await fetch(`${h.url}/`)).text(), "ok");
+      const status = await Promise.race([
+        h.process.status,
+        delay(15_000).then(() => null),
+      ]);
+      assert.equal(status?.code, 1, h.output());
+      const lines = h.output().split("\n").filter((line) => line !== "");
+      const records = lines.map((line) => {
+        try {
+          return JSON.parse(line);
+        } catch {
+          assert.fail(`not a JSON line: ${line}\n${h.output()}`);
+        }
+      });
+      const errors = records.filter((record) => record.level === "error");
+      assert.deepEqual(errors.map((record) => record.message), [
+        "Unhandled promise rejection in handler code; still serving",
+        "Uncaught error in handler code; exiting with 1",
+      ]);
+      assert.match(errors[0].error, /stray rejection/);
+      assert.match(errors[1].error, /uncaught in a timer/);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+);
