@@ -61,10 +61,15 @@ export async function storeDirectory(store: UploadStore): Promise<string> {
     return resolved;
   } catch (error) {
     if (error instanceof UploadRejectedError) throw error;
+    const hint = !(error instanceof Deno.errors.NotFound)
+      ? ""
+      : store.chroot === undefined
+      ? " (if mongrel2 runs chrooted, the store is inside its chroot: pass --mongrel2-chroot)"
+      : ` (mongrel2's upload.temp_store directory, inside its chroot ${store.chroot})`;
     throw new UploadRejectedError(
       `Cannot use upload temp store directory ${directory}: ${
         (error as Error).message
-      }`,
+      }${hint}`,
       "setup",
     );
   }

@@ -227,7 +227,16 @@ Deno.test("storeDirectory resolves the real directory and fails clearly when it 
       () => storeDirectory({ template: `${dir}/missing/up.XXXXXX` }),
       (error: unknown) =>
         error instanceof UploadRejectedError &&
-        error.message.includes(`${dir}/missing`),
+        error.message.includes(`${dir}/missing`) &&
+        error.message.includes("pass --mongrel2-chroot"),
+    );
+    await assert.rejects(
+      () => storeDirectory({ template: "/missing/up.XXXXXX", chroot: dir }),
+      (error: unknown) =>
+        error instanceof UploadRejectedError &&
+        error.message.includes(
+          `(mongrel2's upload.temp_store directory, inside its chroot ${dir})`,
+        ),
     );
   });
 });
