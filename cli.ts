@@ -163,10 +163,10 @@ Usage:
                                               README.md (never overwrites)
 
 Options given on the command line win over DIR/m2fetch.json (DIR is
---app-path, else the directory of APP), which wins over the defaults;
---no-NAME turns off a switch the file turns on (--no-quiet). SIGHUP reads
-them again with the module: options marked [reloads] apply to new requests,
-the others when m2fetch restarts.
+--app-path, else the directory of APP, else the current directory), which
+wins over the defaults; --no-NAME turns off a switch the file turns on
+(--no-quiet). SIGHUP reads them again with the module: options marked
+[reloads] apply to new requests, the others when m2fetch restarts.
 
 APP is a module exporting \`default { fetch }\`, a default function, or a named
 \`fetch\`: the same module \`deno serve APP\` runs. Arguments after \`--\`
@@ -323,7 +323,8 @@ const FILE_PATHS = ["app", "mongrel2-config", "mongrel2-chroot"];
 /**
  * Works out the handler module and the option values: flags on the command
  * line win over the app directory's m2fetch.json, which wins over defaults.
- * The app directory is --app-path, else the directory of APP.
+ * The app directory is --app-path, else the directory of APP, else the
+ * current directory.
  */
 async function resolveSetup(
   parsed: ParsedArgs,
@@ -350,7 +351,7 @@ async function resolveSetup(
     ? resolve(parsed.appPath)
     : positional !== undefined
     ? dirname(resolve(positional))
-    : undefined;
+    : Deno.cwd();
   if (parsed.appPath !== undefined) {
     const info = await Deno.stat(appDir!).catch(() => null);
     if (info === null || !info.isDirectory) {
@@ -361,19 +362,17 @@ async function resolveSetup(
   }
   let fileValues: OptionValues = {};
   let configFile: string | null = null;
-  if (appDir !== undefined) {
-    const path = `${appDir}/${CONFIG_FILE_NAME}`;
-    const read = await readConfigFile(path, schema);
-    if (read !== null) {
-      fileValues = read;
-      configFile = path;
-    }
+  const path = `${appDir}/${CONFIG_FILE_NAME}`;
+  const read = await readConfigFile(path, schema);
+  if (read !== null) {
+    fileValues = read;
+    configFile = path;
   }
   // Paths in the file are relative to its directory, wherever m2fetch
   // starts from.
   for (const name of FILE_PATHS) {
     if (typeof fileValues[name] === "string") {
-      fileValues[name] = resolve(appDir!, fileValues[name]);
+      fileValues[name] = resolve(appDir, fileValues[name]);
     }
   }
   const fromFile = fileValues.app as string | undefined;
@@ -381,7 +380,7 @@ async function resolveSetup(
   const app = positional ?? fromFile ?? defaultApp;
   if (app === undefined) {
     throw new UsageError(
-      'Missing the handler module to serve: m2fetch [options] APP, or --app-path DIR with "app" in its m2fetch.json (see --help)',
+      'Missing the handler module to serve: m2fetch [options] APP, or --app-path DIR (or the current directory) with "app" in its m2fetch.json (see --help)',
     );
   }
   return {

@@ -125,7 +125,7 @@ Deno.test("config merges into an existing file and keeps what it does not set", 
   });
 });
 
-Deno.test("paths in m2fetch.json are relative to its directory; config writes them so from any working directory", async () => {
+Deno.test("paths in m2fetch.json are relative to its directory; config writes them so from any working directory; the current directory's file is read", async () => {
   await withAppDir(async (base) => {
     const dir = `${base}/app`;
     await Deno.mkdir(dir);
@@ -145,15 +145,20 @@ Deno.test("paths in m2fetch.json are relative to its directory; config writes th
       "handler": "web",
       "mongrel2-config": "site/config.sqlite",
     });
-    // Served from elsewhere, the database is looked for next to the file.
-    const served = await cli(["--app-path", dir], "/");
-    assert.equal(served.code, 2, served.stderr);
-    assert.match(
-      served.stderr,
-      new RegExp(
-        `\\nm2fetch: Cannot read mongrel2 config ${dir}/site/config\\.sqlite: the file does not exist`,
-      ),
-    );
+    // Served from elsewhere, the database is looked for next to the file;
+    // so it is from inside the directory, with neither APP nor --app-path.
+    for (
+      const [args, cwd] of [[["--app-path", dir], "/"], [[], dir]] as const
+    ) {
+      const served = await cli([...args], cwd);
+      assert.equal(served.code, 2, served.stderr);
+      assert.match(
+        served.stderr,
+        new RegExp(
+          `\\nm2fetch: Cannot read mongrel2 config ${dir}/site/config\\.sqlite: the file does not exist`,
+        ),
+      );
+    }
   });
 });
 
