@@ -69,13 +69,8 @@ const SYMBOLS = {
     parameters: ["pointer", "i32", "buffer", "usize"],
     result: "i32",
   },
-  zmq_getsockopt: {
-    parameters: ["pointer", "i32", "buffer", "buffer"],
-    result: "i32",
-  },
   zmq_connect: { parameters: ["pointer", "buffer"], result: "i32" },
   zmq_bind: { parameters: ["pointer", "buffer"], result: "i32" },
-  zmq_disconnect: { parameters: ["pointer", "buffer"], result: "i32" },
   zmq_send: {
     parameters: ["pointer", "buffer", "usize", "i32"],
     result: "i32",
@@ -106,7 +101,6 @@ const SOCKET_TYPES: Record<ZmqSocketType, number> = {
 };
 const ZMQ_IO_THREADS = 1;
 const ZMQ_SUBSCRIBE = 6;
-const ZMQ_EVENTS = 15;
 const ZMQ_LINGER = 17;
 const ZMQ_SNDHWM = 23;
 const ZMQ_RCVHWM = 24;
@@ -318,8 +312,6 @@ export class ZmqSocket {
   // is read by another thread while the JavaScript thread runs on.
   readonly #message = new Uint8Array(new ArrayBuffer(MSG_BYTES));
   readonly #pollItem = new Uint8Array(new ArrayBuffer(POLLITEM_BYTES));
-  readonly #events = new Int32Array(1);
-  readonly #eventsSize = new BigUint64Array([4n]);
   #waiting: Promise<boolean> | null = null;
   #closeRequested = false;
   #closed = false;
@@ -382,20 +374,6 @@ export class ZmqSocket {
     check(
       lib().zmq_bind(this.#pointer, cString(endpoint)),
       `bind a ${this.type} socket to ${endpoint}`,
-    );
-  }
-
-  /**
-   * Disconnects from an endpoint given to {@linkcode connect}.
-   *
-   * @param endpoint The endpoint.
-   * @throws {ZmqError} When the socket is not connected to it.
-   */
-  disconnect(endpoint: string): void {
-    this.#usable("disconnect");
-    check(
-      lib().zmq_disconnect(this.#pointer, cString(endpoint)),
-      `disconnect a ${this.type} socket from ${endpoint}`,
     );
   }
 
@@ -472,21 +450,6 @@ export class ZmqSocket {
     } finally {
       symbols.zmq_msg_close(message);
     }
-  }
-
-  /** Whether a message is waiting to be received (`ZMQ_EVENTS`). */
-  get readable(): boolean {
-    this.#usable("check a socket");
-    check(
-      lib().zmq_getsockopt(
-        this.#pointer,
-        ZMQ_EVENTS,
-        this.#events,
-        this.#eventsSize,
-      ),
-      `check a ${this.type} socket`,
-    );
-    return (this.#events[0] & ZMQ_POLLIN) !== 0;
   }
 
   /**
