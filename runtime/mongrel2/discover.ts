@@ -34,6 +34,7 @@
 import { DatabaseSync } from "node:sqlite";
 import { posix } from "node:path";
 import { MAX_IPC_PATH_BYTES } from "./config.ts";
+import { errorMessage } from "../error_message.ts";
 
 /**
  * Which handler to pick and how mongrel2 runs.
@@ -236,7 +237,7 @@ export function discoverHandler(
     throw new DiscoveryError(
       error instanceof Deno.errors.NotFound
         ? `Cannot read mongrel2 config ${database}: the file does not exist (make it with m2sh load -config mongrel2.conf -db ${database})`
-        : `Cannot read mongrel2 config ${database}: ${describe(error)}`,
+        : `Cannot read mongrel2 config ${database}: ${errorMessage(error)}`,
     );
   }
   if (!info.isFile) {
@@ -249,7 +250,9 @@ export function discoverHandler(
     db = new DatabaseSync(path, { readOnly: true });
   } catch (error) {
     throw new DiscoveryError(
-      `Cannot open mongrel2 config ${database} read-only: ${describe(error)}`,
+      `Cannot open mongrel2 config ${database} read-only: ${
+        errorMessage(error)
+      }`,
     );
   }
   try {
@@ -270,7 +273,7 @@ function discoverIn(
     } catch (error) {
       throw new DiscoveryError(
         `Cannot use ${path} as a mongrel2 config: ${
-          describe(error)
+          errorMessage(error)
         } (expected the config.sqlite made by m2sh load)`,
       );
     }
@@ -594,8 +597,4 @@ function realSpec(spec: string, server: ServerPlace): string {
     return `tcp://${tcp[1].includes(":") ? "[::1]" : "127.0.0.1"}:${tcp[2]}`;
   }
   return spec;
-}
-
-function describe(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }
