@@ -555,19 +555,11 @@ function discoverIn(
   };
 }
 
-interface ServerPlace {
-  uuid: string;
-  name: string;
-  chroot: string;
-  root: string | undefined;
-  cwd: string;
-}
-
 function serverPlace(
   row: ServerRow,
   cwd: string,
   options: DiscoverOptions,
-): ServerPlace {
+): DiscoveredServer {
   const chroot = row.chroot ?? "";
   const chrooted = options.chrooted ?? chroot !== "";
   return {
@@ -584,7 +576,7 @@ function serverPlace(
  * paths into the chroot or the working directory, and wildcard tcp
  * addresses (`*`, `0.0.0.0`, `::`) to loopback.
  */
-function realSpec(spec: string, server: ServerPlace): string {
+function realSpec(spec: string, server: DiscoveredServer): string {
   if (spec.startsWith("ipc://")) {
     const file = spec.slice("ipc://".length);
     if (server.root !== undefined) {
