@@ -49,6 +49,9 @@ export class ZmqError extends Error {
   readonly errno: number;
 
   /**
+   * Creates the error, with a message that says what failed and libzmq's
+   * description of why.
+   *
    * @param action What m2fetch tried, as "Cannot ACTION".
    * @param errno The errno libzmq reported.
    */
