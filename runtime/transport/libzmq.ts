@@ -188,9 +188,9 @@ function int32(value: number): Uint8Array {
  * @throws {Error} When libzmq cannot be loaded.
  *
  * @example Usage
- * ```ts ignore
+ * ```ts
  * import { zmqVersion } from "./libzmq.ts";
- * console.log(zmqVersion());
+ * console.assert(/^\d+\.\d+\.\d+$/.test(zmqVersion()));
  * ```
  */
 export function zmqVersion(): string {
@@ -203,13 +203,17 @@ export function zmqVersion(): string {
  * A ZeroMQ context: one I/O thread that moves the bytes of its sockets.
  *
  * @example Usage
- * ```ts ignore
+ * ```ts
  * import { ZmqContext } from "./libzmq.ts";
  * const context = new ZmqContext();
- * const socket = context.socket("push");
- * socket.connect("ipc:///tmp/example");
- * socket.send(new TextEncoder().encode("hello"));
- * socket.close();
+ * const pull = context.socket("pull");
+ * pull.bind("inproc://example");
+ * const push = context.socket("push");
+ * push.connect("inproc://example");
+ * push.send(new TextEncoder().encode("hello"));
+ * console.assert((await pull.receiveWithin(1000))?.length === 5);
+ * // Closes both sockets, then waits for messages still queued to be sent
+ * // (by default, for as long as that takes: see the linger option).
  * await context.terminate();
  * ```
  */
@@ -294,13 +298,13 @@ export class ZmqContext {
  * One ZeroMQ socket. Create it with {@linkcode ZmqContext.socket}.
  *
  * @example Usage
- * ```ts ignore
+ * ```ts
  * import { ZmqContext } from "./libzmq.ts";
  * const context = new ZmqContext();
  * const pull = context.socket("pull");
- * pull.bind("ipc:///tmp/example");
- * const message = await pull.receiveWithin(1000);
- * console.log(message?.length);
+ * pull.bind("inproc://example");
+ * const message = await pull.receiveWithin(100);
+ * console.assert(message === null); // nobody sent one
  * pull.close();
  * await context.terminate();
  * ```
