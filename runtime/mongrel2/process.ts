@@ -230,9 +230,15 @@ export interface LoadConfigOptions {
  * @throws {Mongrel2Error} When m2sh fails; the message includes its output.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import { renderMongrel2Config, resolveMongrel2Config } from "./config.ts";
  * import { loadMongrel2Config } from "./process.ts";
- * const db = await loadMongrel2Config("/tmp/site", { serverUuid: "…" });
+ * const dir = await Deno.makeTempDir();
+ * const config = resolveMongrel2Config({ dir, port: 8080 });
+ * await Deno.writeTextFile(`${dir}/mongrel2.conf`, renderMongrel2Config(config));
+ * const db = await loadMongrel2Config(dir, { serverUuid: config.serverUuid });
+ * console.assert(db === `${dir}/config.sqlite`);
+ * await Deno.remove(dir, { recursive: true });
  * ```
  */
 export async function loadMongrel2Config(
