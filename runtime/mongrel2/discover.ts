@@ -22,7 +22,7 @@
  * {@linkcode DiscoverOptions.cwd} says otherwise.
  *
  * @example Discover the only handler
- * ```ts ignore
+ * ```ts
  * import { discoverHandler } from "./discover.ts";
  * const found = discoverHandler("/srv/site/config.sqlite");
  * console.log(found.sendSpec, found.recvSpec, found.uploads?.template);
@@ -112,7 +112,7 @@ export interface DiscoveredServer {
  * Everything m2fetch needs about one handler.
  *
  * @example
- * ```ts ignore
+ * ```ts
  * import { discoverHandler } from "./discover.ts";
  * const found = discoverHandler("config.sqlite", { route: "localhost:/" });
  * console.log(found.sendIdent, found.server.root);
@@ -219,7 +219,7 @@ const DEFAULT_BUFFER_SIZE = 4096;
  * config, or no single handler matches.
  *
  * @example Pick the handler behind a route
- * ```ts ignore
+ * ```ts
  * import { discoverHandler } from "./discover.ts";
  * const found = discoverHandler("/srv/site/config.sqlite", { route: "localhost:/" });
  * console.log(found.sendSpec); // e.g. ipc:///srv/site/run/app_send
