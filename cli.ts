@@ -22,6 +22,7 @@ import {
 } from "./runtime/handler.ts";
 import { WorkerPool } from "./runtime/workers/pool.ts";
 import { createLogger, type Logger } from "./runtime/log.ts";
+import { errorMessage } from "./runtime/error_message.ts";
 import {
   coerceOption,
   type OptionSpec,
@@ -696,10 +697,9 @@ class Reloader {
 }
 
 function messageOf(error: unknown): string {
-  const message = error instanceof Error ? error.message : String(error);
   // Deno colours some module errors; a log is no terminal.
   // deno-lint-ignore no-control-regex
-  return message.replace(/\x1b\[[0-9;]*m/g, "");
+  return errorMessage(error).replace(/\x1b\[[0-9;]*m/g, "");
 }
 
 function onSignals(stop: () => Promise<void>): void {

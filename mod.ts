@@ -74,7 +74,9 @@ export {
   serveMongrel2,
   type ServeMongrel2Options,
   type ServerSettings,
+  type UploadOptions,
 } from "./runtime/server.ts";
+export type { UploadStore } from "./runtime/upload/policy.ts";
 export type { Transport } from "./runtime/transport/transport.ts";
 export {
   findHandler,

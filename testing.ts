@@ -24,6 +24,7 @@
  * @module
  */
 
+import { MAX_CREDITS } from "./runtime/connection/connection.ts";
 import { findHandler, loadHandler } from "./runtime/handler.ts";
 import {
   parseResponses,
@@ -88,7 +89,7 @@ export {
 export const DEFAULT_SENDER = "34f9ceee-cd52-4b7f-b197-88bf2f0ec378";
 
 /** mongrel2's initial download window (`MAX_CREDITS`, 100 KiB). */
-export const DEFAULT_DOWNLOAD_CREDITS = 102400;
+export const DEFAULT_DOWNLOAD_CREDITS: number = MAX_CREDITS;
 
 /**
  * Client header fields. A record value that is an array, or a name that

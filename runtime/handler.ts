@@ -85,7 +85,7 @@ export function findHandler(
  * @throws {Error} When the module is missing, fails to load, or has no handler.
  *
  * @example Usage
- * ```ts ignore
+ * ```ts
  * import { loadHandler } from "./handler.ts";
  * const { fetch } = await loadHandler("examples/hello.ts");
  * ```

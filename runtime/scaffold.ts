@@ -243,10 +243,11 @@ export class InitError extends Error {
  * @throws {InitError} When a file exists already, or `path` is not a directory.
  *
  * @example
- * ```ts ignore
+ * ```ts
  * import { initAppDir } from "./scaffold.ts";
- * const { dir, files } = await initAppDir("hello-app");
- * console.log(dir, files);
+ * const { dir, files } = await initAppDir(await Deno.makeTempDir());
+ * console.assert(files.includes("app.ts") && files.includes("mongrel2.conf"));
+ * await Deno.remove(dir, { recursive: true });
  * ```
  */
 export async function initAppDir(

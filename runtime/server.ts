@@ -27,7 +27,7 @@ import {
   parseMessage,
 } from "./protocol/message.ts";
 import { parseNotice, readCreditsNotice } from "./protocol/notice.ts";
-import { encodeClose, encodeCtl } from "./protocol/reply.ts";
+import { encodeClose, encodeCtl, MAX_REPLY_IDS } from "./protocol/reply.ts";
 import { createLogger, type Logger } from "./log.ts";
 import type { Transport } from "./transport/transport.ts";
 import { setMongrel2Info } from "./info.ts";
@@ -1151,9 +1151,11 @@ class Server implements Mongrel2Server {
       }
     }
     for (const [sender, ids] of pings) {
-      for (let i = 0; i < ids.length; i += 128) {
+      for (let i = 0; i < ids.length; i += MAX_REPLY_IDS) {
         this.#transport.send(
-          encodeCtl(sender, ids.slice(i, i + 128), { "keep-alive": true }),
+          encodeCtl(sender, ids.slice(i, i + MAX_REPLY_IDS), {
+            "keep-alive": true,
+          }),
         );
       }
     }

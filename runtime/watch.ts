@@ -28,7 +28,7 @@ export interface WatchOptions {
  * A running watcher.
  *
  * @example
- * ```ts ignore
+ * ```ts
  * import { watchModule } from "./watch.ts";
  * const watcher = watchModule("app.ts", () => console.log("changed"));
  * watcher.close();
@@ -59,11 +59,13 @@ const IGNORED = /(?:^|\/)(?:node_modules|\.git|\.state|run|logs|tmp)\//;
  * @returns The watcher.
  *
  * @example
- * ```ts ignore
+ * ```ts
  * import { watchModule } from "./watch.ts";
  * const watcher = watchModule("examples/hello.ts", async (paths) => {
  *   console.log("reload for", paths);
  * });
+ * // Once reloads are no longer wanted:
+ * watcher.close();
  * ```
  */
 export function watchModule(

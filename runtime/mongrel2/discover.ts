@@ -22,7 +22,7 @@
  * {@linkcode DiscoverOptions.cwd} says otherwise.
  *
  * @example Discover the only handler
- * ```ts ignore
+ * ```ts
  * import { discoverHandler } from "./discover.ts";
  * const found = discoverHandler("/srv/site/config.sqlite");
  * console.log(found.sendSpec, found.recvSpec, found.uploads?.template);
@@ -34,6 +34,7 @@
 import { DatabaseSync } from "node:sqlite";
 import { posix } from "node:path";
 import { MAX_IPC_PATH_BYTES } from "./config.ts";
+import { errorMessage } from "../error_message.ts";
 
 /**
  * Which handler to pick and how mongrel2 runs.
@@ -111,7 +112,7 @@ export interface DiscoveredServer {
  * Everything m2fetch needs about one handler.
  *
  * @example
- * ```ts ignore
+ * ```ts
  * import { discoverHandler } from "./discover.ts";
  * const found = discoverHandler("config.sqlite", { route: "localhost:/" });
  * console.log(found.sendIdent, found.server.root);
@@ -218,7 +219,7 @@ const DEFAULT_BUFFER_SIZE = 4096;
  * config, or no single handler matches.
  *
  * @example Pick the handler behind a route
- * ```ts ignore
+ * ```ts
  * import { discoverHandler } from "./discover.ts";
  * const found = discoverHandler("/srv/site/config.sqlite", { route: "localhost:/" });
  * console.log(found.sendSpec); // e.g. ipc:///srv/site/run/app_send
@@ -236,7 +237,7 @@ export function discoverHandler(
     throw new DiscoveryError(
       error instanceof Deno.errors.NotFound
         ? `Cannot read mongrel2 config ${database}: the file does not exist (make it with m2sh load -config mongrel2.conf -db ${database})`
-        : `Cannot read mongrel2 config ${database}: ${describe(error)}`,
+        : `Cannot read mongrel2 config ${database}: ${errorMessage(error)}`,
     );
   }
   if (!info.isFile) {
@@ -249,7 +250,9 @@ export function discoverHandler(
     db = new DatabaseSync(path, { readOnly: true });
   } catch (error) {
     throw new DiscoveryError(
-      `Cannot open mongrel2 config ${database} read-only: ${describe(error)}`,
+      `Cannot open mongrel2 config ${database} read-only: ${
+        errorMessage(error)
+      }`,
     );
   }
   try {
@@ -270,7 +273,7 @@ function discoverIn(
     } catch (error) {
       throw new DiscoveryError(
         `Cannot use ${path} as a mongrel2 config: ${
-          describe(error)
+          errorMessage(error)
         } (expected the config.sqlite made by m2sh load)`,
       );
     }
@@ -552,19 +555,11 @@ function discoverIn(
   };
 }
 
-interface ServerPlace {
-  uuid: string;
-  name: string;
-  chroot: string;
-  root: string | undefined;
-  cwd: string;
-}
-
 function serverPlace(
   row: ServerRow,
   cwd: string,
   options: DiscoverOptions,
-): ServerPlace {
+): DiscoveredServer {
   const chroot = row.chroot ?? "";
   const chrooted = options.chrooted ?? chroot !== "";
   return {
@@ -581,7 +576,7 @@ function serverPlace(
  * paths into the chroot or the working directory, and wildcard tcp
  * addresses (`*`, `0.0.0.0`, `::`) to loopback.
  */
-function realSpec(spec: string, server: ServerPlace): string {
+function realSpec(spec: string, server: DiscoveredServer): string {
   if (spec.startsWith("ipc://")) {
     const file = spec.slice("ipc://".length);
     if (server.root !== undefined) {
@@ -594,8 +589,4 @@ function realSpec(spec: string, server: ServerPlace): string {
     return `tcp://${tcp[1].includes(":") ? "[::1]" : "127.0.0.1"}:${tcp[2]}`;
   }
   return spec;
-}
-
-function describe(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }

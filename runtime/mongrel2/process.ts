@@ -34,6 +34,7 @@ import {
   resolveMongrel2Config,
   type RunningHandler,
 } from "./config.ts";
+import { errorMessage } from "../error_message.ts";
 
 /**
  * Options for {@link startMongrel2}.
@@ -229,9 +230,15 @@ export interface LoadConfigOptions {
  * @throws {Mongrel2Error} When m2sh fails; the message includes its output.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import { renderMongrel2Config, resolveMongrel2Config } from "./config.ts";
  * import { loadMongrel2Config } from "./process.ts";
- * const db = await loadMongrel2Config("/tmp/site", { serverUuid: "…" });
+ * const dir = await Deno.makeTempDir();
+ * const config = resolveMongrel2Config({ dir, port: 8080 });
+ * await Deno.writeTextFile(`${dir}/mongrel2.conf`, renderMongrel2Config(config));
+ * const db = await loadMongrel2Config(dir, { serverUuid: config.serverUuid });
+ * console.assert(db === `${dir}/config.sqlite`);
+ * await Deno.remove(dir, { recursive: true });
  * ```
  */
 export async function loadMongrel2Config(
@@ -258,7 +265,7 @@ export async function loadMongrel2Config(
   } catch (error) {
     throw new Mongrel2Error(
       `Cannot load the mongrel2 config: running "${m2sh}" failed (${
-        describe(error)
+        errorMessage(error)
       }); install mongrel2 (Debian: mongrel2-core) or pass m2shPath`,
       "",
       { cause: error },
@@ -490,7 +497,7 @@ async function launch(
   } catch (error) {
     throw new Mongrel2Error(
       `Cannot start mongrel2: running "${mongrel2}" failed (${
-        describe(error)
+        errorMessage(error)
       }); install mongrel2 (Debian: mongrel2-core) or pass mongrel2Path`,
       "",
       { cause: error },
@@ -636,7 +643,7 @@ function checkDatabase(path: string, serverUuid?: string): string | undefined {
   try {
     db = new DatabaseSync(path, { readOnly: true });
   } catch (error) {
-    return `the database ${path} was not created (${describe(error)})`;
+    return `the database ${path} was not created (${errorMessage(error)})`;
   }
   try {
     const rows = db.prepare("SELECT uuid FROM server").all() as {
@@ -648,7 +655,7 @@ function checkDatabase(path: string, serverUuid?: string): string | undefined {
     }
     return undefined;
   } catch (error) {
-    return `the database ${path} has no server table (${describe(error)})`;
+    return `the database ${path} has no server table (${errorMessage(error)})`;
   } finally {
     db.close();
   }
@@ -730,8 +737,4 @@ function logName(): string {
 
 function ignoreNotFound(error: unknown): void {
   if (!(error instanceof Deno.errors.NotFound)) throw error;
-}
-
-function describe(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }

@@ -5,7 +5,9 @@
  */
 
 /**
- * A mongrel2 message (or a piece of one) could not be parsed or encoded.
+ * A mongrel2 message (or a piece of one) could not be parsed. Encoders never
+ * throw it: they reject values they cannot write with `TypeError` or
+ * `RangeError`.
  *
  * It extends `SyntaxError` because it always describes bytes that do not
  * follow the wire grammar; `offset` tells where in the input the problem was

@@ -5,6 +5,7 @@
  * @module
  */
 
+import { concatBytes } from "./bytes.ts";
 import { encodeTNetstring } from "./tnetstring.ts";
 
 /** The most connection ids mongrel2 accepts in one reply (`limits.handler_targets`). */
@@ -94,11 +95,7 @@ export function encodeReply(
   ids: readonly (string | number)[],
   body: Uint8Array,
 ): Uint8Array {
-  const prefix = targets(sender, ids, false);
-  const out = new Uint8Array(prefix.length + body.length);
-  out.set(prefix);
-  out.set(body, prefix.length);
-  return out;
+  return concatBytes([encodeReplyPrefix(sender, ids), body]);
 }
 
 /**
@@ -154,7 +151,8 @@ export function encodeClose(
   sender: string,
   ids: readonly (string | number)[],
 ): Uint8Array {
-  return targets(sender, ids, false);
+  // A close is a reply with an empty body: the prefix alone.
+  return encodeReplyPrefix(sender, ids);
 }
 
 /**
@@ -192,10 +190,8 @@ export function encodeCtl(
   if (Object.keys(args).length === 0) {
     throw new RangeError("Cannot encode ctl reply: no command given");
   }
-  const prefix = targets(sender, ids, true);
-  const body = encodeTNetstring(["ctl", args]);
-  const out = new Uint8Array(prefix.length + body.length);
-  out.set(prefix);
-  out.set(body, prefix.length);
-  return out;
+  return concatBytes([
+    targets(sender, ids, true),
+    encodeTNetstring(["ctl", args]),
+  ]);
 }

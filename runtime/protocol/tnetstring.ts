@@ -89,7 +89,8 @@ export function readFrame(
  * @param bytes The input.
  * @param offset Where the tnetstring starts (default 0).
  * @returns The value and the offset after it.
- * @throws {ProtocolError} On any malformed input.
+ * @throws {ProtocolError} On any malformed input, or nesting deeper than 32
+ * levels below the outermost value.
  *
  * @example Usage
  * ```ts
@@ -102,11 +103,7 @@ export function parseTNetstring(
   bytes: Uint8Array,
   offset = 0,
 ): TNetParseResult {
-  const { start, end, tag } = readFrame(bytes, offset);
-  return {
-    value: decodePayload(bytes, start, end, tag, offset, 0),
-    end: end + 1,
-  };
+  return parseNested(bytes, offset, 0);
 }
 
 const MAX_DEPTH = 32;

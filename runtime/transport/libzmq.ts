@@ -49,6 +49,9 @@ export class ZmqError extends Error {
   readonly errno: number;
 
   /**
+   * Creates the error, with a message that says what failed and libzmq's
+   * description of why.
+   *
    * @param action What m2fetch tried, as "Cannot ACTION".
    * @param errno The errno libzmq reported.
    */
@@ -69,13 +72,8 @@ const SYMBOLS = {
     parameters: ["pointer", "i32", "buffer", "usize"],
     result: "i32",
   },
-  zmq_getsockopt: {
-    parameters: ["pointer", "i32", "buffer", "buffer"],
-    result: "i32",
-  },
   zmq_connect: { parameters: ["pointer", "buffer"], result: "i32" },
   zmq_bind: { parameters: ["pointer", "buffer"], result: "i32" },
-  zmq_disconnect: { parameters: ["pointer", "buffer"], result: "i32" },
   zmq_send: {
     parameters: ["pointer", "buffer", "usize", "i32"],
     result: "i32",
@@ -106,7 +104,6 @@ const SOCKET_TYPES: Record<ZmqSocketType, number> = {
 };
 const ZMQ_IO_THREADS = 1;
 const ZMQ_SUBSCRIBE = 6;
-const ZMQ_EVENTS = 15;
 const ZMQ_LINGER = 17;
 const ZMQ_SNDHWM = 23;
 const ZMQ_RCVHWM = 24;
@@ -191,9 +188,9 @@ function int32(value: number): Uint8Array {
  * @throws {Error} When libzmq cannot be loaded.
  *
  * @example Usage
- * ```ts ignore
+ * ```ts
  * import { zmqVersion } from "./libzmq.ts";
- * console.log(zmqVersion());
+ * console.assert(/^\d+\.\d+\.\d+$/.test(zmqVersion()));
  * ```
  */
 export function zmqVersion(): string {
@@ -206,13 +203,17 @@ export function zmqVersion(): string {
  * A ZeroMQ context: one I/O thread that moves the bytes of its sockets.
  *
  * @example Usage
- * ```ts ignore
+ * ```ts
  * import { ZmqContext } from "./libzmq.ts";
  * const context = new ZmqContext();
- * const socket = context.socket("push");
- * socket.connect("ipc:///tmp/example");
- * socket.send(new TextEncoder().encode("hello"));
- * socket.close();
+ * const pull = context.socket("pull");
+ * pull.bind("inproc://example");
+ * const push = context.socket("push");
+ * push.connect("inproc://example");
+ * push.send(new TextEncoder().encode("hello"));
+ * console.assert((await pull.receiveWithin(1000))?.length === 5);
+ * // Closes both sockets, then waits for messages still queued to be sent
+ * // (by default, for as long as that takes: see the linger option).
  * await context.terminate();
  * ```
  */
@@ -297,13 +298,13 @@ export class ZmqContext {
  * One ZeroMQ socket. Create it with {@linkcode ZmqContext.socket}.
  *
  * @example Usage
- * ```ts ignore
+ * ```ts
  * import { ZmqContext } from "./libzmq.ts";
  * const context = new ZmqContext();
  * const pull = context.socket("pull");
- * pull.bind("ipc:///tmp/example");
- * const message = await pull.receiveWithin(1000);
- * console.log(message?.length);
+ * pull.bind("inproc://example");
+ * const message = await pull.receiveWithin(100);
+ * console.assert(message === null); // nobody sent one
  * pull.close();
  * await context.terminate();
  * ```
@@ -318,8 +319,6 @@ export class ZmqSocket {
   // is read by another thread while the JavaScript thread runs on.
   readonly #message = new Uint8Array(new ArrayBuffer(MSG_BYTES));
   readonly #pollItem = new Uint8Array(new ArrayBuffer(POLLITEM_BYTES));
-  readonly #events = new Int32Array(1);
-  readonly #eventsSize = new BigUint64Array([4n]);
   #waiting: Promise<boolean> | null = null;
   #closeRequested = false;
   #closed = false;
@@ -382,20 +381,6 @@ export class ZmqSocket {
     check(
       lib().zmq_bind(this.#pointer, cString(endpoint)),
       `bind a ${this.type} socket to ${endpoint}`,
-    );
-  }
-
-  /**
-   * Disconnects from an endpoint given to {@linkcode connect}.
-   *
-   * @param endpoint The endpoint.
-   * @throws {ZmqError} When the socket is not connected to it.
-   */
-  disconnect(endpoint: string): void {
-    this.#usable("disconnect");
-    check(
-      lib().zmq_disconnect(this.#pointer, cString(endpoint)),
-      `disconnect a ${this.type} socket from ${endpoint}`,
     );
   }
 
@@ -472,21 +457,6 @@ export class ZmqSocket {
     } finally {
       symbols.zmq_msg_close(message);
     }
-  }
-
-  /** Whether a message is waiting to be received (`ZMQ_EVENTS`). */
-  get readable(): boolean {
-    this.#usable("check a socket");
-    check(
-      lib().zmq_getsockopt(
-        this.#pointer,
-        ZMQ_EVENTS,
-        this.#events,
-        this.#eventsSize,
-      ),
-      `check a ${this.type} socket`,
-    );
-    return (this.#events[0] & ZMQ_POLLIN) !== 0;
   }
 
   /**

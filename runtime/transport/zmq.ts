@@ -20,6 +20,8 @@ import { setImmediate } from "node:timers";
 import { ZmqContext, type ZmqSocket } from "./libzmq.ts";
 import type { Transport } from "./transport.ts";
 
+export type { Transport } from "./transport.ts";
+
 /** Where to reach mongrel2. */
 export interface ZmqTransportOptions {
   /**

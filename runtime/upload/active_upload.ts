@@ -27,10 +27,19 @@ export interface OpenUploadOptions {
  * One upload between mongrel2's upload-start and the end of its request.
  *
  * @example Usage
- * ```ts ignore
+ * ```ts
+ * import { Exchange } from "../connection/exchange.ts";
  * import { ActiveUpload } from "./active_upload.ts";
- * const upload = new ActiveUpload("/tmp/upload.15yUxo", exchange, { template: "/tmp/upload.XXXXXX" });
+ * const dir = await Deno.realPath(await Deno.makeTempDir());
+ * const path = `${dir}/upload.15yUxo`; // as mongrel2's upload-start reports it
+ * await Deno.writeTextFile(path, "hello");
+ * const store = { template: `${dir}/upload.XXXXXX` };
+ * const upload = new ActiveUpload(path, new Exchange("POST", "/"), store);
  * const body = await upload.open();
+ * await upload.markDone(); // mongrel2's upload-done: the file is complete
+ * console.assert(await new Response(body).text() === "hello");
+ * console.assert(await upload.end() === path); // the request ended: deleted
+ * await Deno.remove(dir);
  * ```
  */
 export class ActiveUpload {

@@ -40,9 +40,11 @@ function directoryOf(path: string): string {
  * elsewhere from outside it).
  *
  * @example Usage
- * ```ts ignore
+ * ```ts
  * import { storeDirectory } from "./store.ts";
- * console.log(await storeDirectory({ template: "/tmp/upload.XXXXXX" }));
+ * const dir = await Deno.realPath(await Deno.makeTempDir());
+ * console.assert(await storeDirectory({ template: `${dir}/upload.XXXXXX` }) === dir);
+ * await Deno.remove(dir);
  * ```
  */
 export async function storeDirectory(store: UploadStore): Promise<string> {
@@ -87,9 +89,13 @@ export async function storeDirectory(store: UploadStore): Promise<string> {
  * @throws {UploadRejectedError} When any check fails.
  *
  * @example Usage
- * ```ts ignore
+ * ```ts
  * import { verifyUploadFile } from "./store.ts";
- * const real = await verifyUploadFile("/tmp/upload.15yUxo", { template: "/tmp/upload.XXXXXX" });
+ * const dir = await Deno.realPath(await Deno.makeTempDir());
+ * await Deno.writeTextFile(`${dir}/upload.15yUxo`, "body");
+ * const real = await verifyUploadFile(`${dir}/upload.15yUxo`, { template: `${dir}/upload.XXXXXX` });
+ * console.assert(real === `${dir}/upload.15yUxo`);
+ * await Deno.remove(dir, { recursive: true });
  * ```
  */
 export async function verifyUploadFile(
@@ -142,9 +148,11 @@ export async function verifyUploadFile(
  * @returns Whether a file was deleted.
  *
  * @example Usage
- * ```ts ignore
+ * ```ts
  * import { removeUploadFile } from "./store.ts";
- * await removeUploadFile("/tmp/upload.15yUxo");
+ * const file = await Deno.makeTempFile();
+ * console.assert(await removeUploadFile(file));
+ * console.assert(!await removeUploadFile(file)); // already gone
  * ```
  */
 export async function removeUploadFile(realPath: string): Promise<boolean> {
@@ -166,9 +174,14 @@ export async function removeUploadFile(realPath: string): Promise<boolean> {
  * @returns The real paths deleted.
  *
  * @example Usage
- * ```ts ignore
+ * ```ts
  * import { sweepStaleUploads } from "./store.ts";
- * const removed = await sweepStaleUploads({ template: "/tmp/upload.XXXXXX" }, 60_000);
+ * const dir = await Deno.realPath(await Deno.makeTempDir());
+ * await Deno.writeTextFile(`${dir}/upload.15yUxo`, "left by a crash");
+ * await Deno.utime(`${dir}/upload.15yUxo`, 0, 0); // last written in 1970
+ * const removed = await sweepStaleUploads({ template: `${dir}/upload.XXXXXX` }, 60_000);
+ * console.assert(removed[0] === `${dir}/upload.15yUxo`);
+ * await Deno.remove(dir);
  * ```
  */
 export async function sweepStaleUploads(
@@ -202,10 +215,12 @@ export async function sweepStaleUploads(
  * @returns Why m2fetch cannot, or `null` when it can.
  *
  * @example Usage
- * ```ts ignore
+ * ```ts
  * import { storeCannotDelete } from "./store.ts";
- * const why = await storeCannotDelete("/srv/mongrel2/tmp");
+ * const dir = await Deno.makeTempDir();
+ * const why = await storeCannotDelete(dir);
  * if (why !== null) console.warn(why);
+ * await Deno.remove(dir);
  * ```
  */
 export async function storeCannotDelete(

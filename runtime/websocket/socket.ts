@@ -89,7 +89,7 @@ export interface SocketRoute {
  * API.
  *
  * @example
- * ```ts ignore
+ * ```ts
  * import { createWebSocket } from "./socket.ts";
  * const { control } = createWebSocket({ protocol: "", maxMessageSize: 1024, idleTimeout: 0 });
  * control.receive("0x81", new TextEncoder().encode("hi"));
@@ -175,10 +175,11 @@ const controls = new WeakMap<object, SocketControl>();
  * @returns The control, or `undefined`.
  *
  * @example
- * ```ts ignore
- * import { socketControl } from "./socket.ts";
- * declare const socket: WebSocket;
- * socketControl(socket)?.idleRoute();
+ * ```ts
+ * import { createWebSocket, socketControl } from "./socket.ts";
+ * const { socket, control } = createWebSocket({ protocol: "", maxMessageSize: 1024, idleTimeout: 0 });
+ * console.assert(socketControl(socket) === control);
+ * console.assert(socketControl(new EventTarget()) === undefined);
  * ```
  */
 export function socketControl(socket: object): SocketControl | undefined {
@@ -255,7 +256,7 @@ export function createWebSocket(
  * Made by `upgradeWebSocket()`; a socket constructed directly never opens.
  *
  * @example Echo
- * ```ts ignore
+ * ```ts
  * import { upgradeWebSocket } from "../../mod.ts";
  * export default {
  *   fetch(request: Request) {

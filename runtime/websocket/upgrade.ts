@@ -106,9 +106,15 @@ export function handshakeOf(request: Request): Handshake | undefined {
  * @returns The response.
  *
  * @example
- * ```ts ignore
- * import { upgradeResponse } from "./upgrade.ts";
+ * ```ts
+ * import { createWebSocket } from "./socket.ts";
+ * import { markHandshake, upgradeResponse } from "./upgrade.ts";
+ * const request = new Request("http://localhost/");
+ * const handshake = markHandshake(request, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+ * const { control } = createWebSocket({ protocol: "", maxMessageSize: 1024, idleTimeout: 0 });
  * const response = upgradeResponse(handshake, control, "");
+ * console.assert(response.status === 101);
+ * console.assert(response.headers.get("sec-websocket-accept") === handshake.acceptKey);
  * ```
  */
 export function upgradeResponse(
@@ -167,9 +173,15 @@ export function acceptedSocket(
  * @returns The response to encode.
  *
  * @example
- * ```ts ignore
- * import { framesResponse } from "./upgrade.ts";
+ * ```ts
+ * import { createWebSocket } from "./socket.ts";
+ * import { framesResponse, markHandshake, upgradeResponse } from "./upgrade.ts";
+ * const request = new Request("http://localhost/");
+ * const handshake = markHandshake(request, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+ * const { control } = createWebSocket({ protocol: "", maxMessageSize: 1024, idleTimeout: 0 });
+ * const response = upgradeResponse(handshake, control, "");
  * const sent = framesResponse(response, control);
+ * console.assert(sent.status === 101 && sent.body === control.frames);
  * ```
  */
 export function framesResponse(

@@ -415,17 +415,17 @@ class HandlerWorker {
  * requests it held fail (502).
  *
  * @example Usage
- * ```ts ignore
+ * ```ts
  * import { WorkerPool } from "./pool.ts";
  * import { createLogger } from "../log.ts";
- * const pool = await WorkerPool.start({ module: "app.ts", workers: 2, logger: createLogger() });
+ * const pool = await WorkerPool.start({ module: "examples/hello.ts", workers: 2, logger: createLogger() });
  * // Settled once the response is out, as the server does.
  * const completed = Promise.withResolvers<void>();
  * const response = await pool.fetch(new Request("http://localhost/"), {
  *   remoteAddr: { transport: "tcp", hostname: "127.0.0.1", port: 0 },
  *   completed: completed.promise,
  * });
- * console.log(await response.text());
+ * console.log(await response.text()); // Hello from m2fetch
  * completed.resolve();
  * await pool.close();
  * ```
