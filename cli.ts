@@ -791,6 +791,18 @@ const WIRING = [
   "flow-control",
 ];
 
+/** --handler and --route pick a handler in --mongrel2-config's database. */
+function checkHandlerChoice(values: OptionValues): void {
+  if (values["mongrel2-config"] !== undefined) return;
+  for (const name of ["handler", "route"]) {
+    if (values[name] !== undefined) {
+      throw new UsageError(
+        `Cannot use --${name} without --mongrel2-config: it picks a handler in mongrel2's config database`,
+      );
+    }
+  }
+}
+
 /**
  * With --mongrel2-config: reads the handler's specs, chroot and upload store
  * from mongrel2's config database. They only replace defaults: an option set
@@ -802,16 +814,8 @@ function applyDiscovery(
   logger: Logger,
 ): OptionValues {
   const database = values["mongrel2-config"] as string | undefined;
-  if (database === undefined) {
-    for (const name of ["handler", "route"]) {
-      if (values[name] !== undefined) {
-        throw new UsageError(
-          `Cannot use --${name} without --mongrel2-config: it picks a handler in mongrel2's config database`,
-        );
-      }
-    }
-    return values;
-  }
+  checkHandlerChoice(values);
+  if (database === undefined) return values;
   let found: DiscoveredHandler;
   try {
     found = discoverHandler(database, {
@@ -963,7 +967,9 @@ async function runConfig(args: string[]): Promise<void> {
   const path = `${dir}/${CONFIG_FILE_NAME}`;
   // Checked together with what the file already holds, as serving will.
   const existing = await readConfigFile(path, SERVE_OPTIONS) ?? {};
-  uploadOptions(withDefaults(SERVE_OPTIONS, existing, values));
+  const merged = withDefaults(SERVE_OPTIONS, existing, values);
+  uploadOptions(merged);
+  checkHandlerChoice(merged);
   checkEndpoints(
     values["send-spec"] as string[] | undefined,
     values["recv-spec"] as string[] | undefined,

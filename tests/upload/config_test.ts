@@ -180,6 +180,21 @@ Deno.test("config checks what it adds together with what the file holds", async 
       "mongrel2-chroot": "/srv/mongrel2",
       "upload-temp-store": "/tmp/upload.XXXXXX",
     });
+    // What serving would refuse is refused here, and nothing is written.
+    const before = await Deno.readTextFile(`${dir}/m2fetch.json`);
+    const refused = await cli([
+      "config",
+      "--app-path",
+      dir,
+      "--handler",
+      "web",
+    ]);
+    assertOneLineError(
+      refused,
+      2,
+      /Cannot use --handler without --mongrel2-config/,
+    );
+    assert.equal(await Deno.readTextFile(`${dir}/m2fetch.json`), before);
   });
 });
 
