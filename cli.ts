@@ -171,7 +171,8 @@ wins over the defaults; --no-NAME turns off a switch the file turns on
 
 APP is a module exporting \`default { fetch }\`, a default function, or a named
 \`fetch\`: the same module \`deno serve APP\` runs. Arguments after \`--\`
-are its \`Deno.args\` (APP -- --greeting hey), as \`deno serve APP ARGS\` gives.
+are its \`Deno.args\` (APP -- --greeting hey), as \`deno serve APP ARGS\` gives;
+config saves them as "args" in m2fetch.json (read at start, not on SIGHUP).
 `;
 
 /** 10000 → "10s", as the README writes durations. */
@@ -225,8 +226,8 @@ interface ParsedArgs {
   /** Typed values of the flags given (defaults not applied). */
   flags: OptionValues;
   positionals: string[];
-  /** What follows `--`: the handler's own `Deno.args`. */
-  appArgs: string[];
+  /** What follows `--`: the handler's own `Deno.args` (undefined without `--`). */
+  appArgs: string[] | undefined;
   help: boolean;
   version: boolean;
   appPath: string | undefined;
@@ -235,7 +236,7 @@ interface ParsedArgs {
 function parse(all: string[], schema: Record<string, OptionSpec>): ParsedArgs {
   const dashes = all.indexOf("--");
   const args = dashes < 0 ? all : all.slice(0, dashes);
-  const appArgs = dashes < 0 ? [] : all.slice(dashes + 1);
+  const appArgs = dashes < 0 ? undefined : all.slice(dashes + 1);
   const parserOptions: Record<
     string,
     { type: "string" | "boolean"; multiple?: boolean }
@@ -334,6 +335,8 @@ async function resolveSetup(
 ): Promise<
   {
     app: string;
+    /** The handler's `Deno.args`: after `--`, else the file's `args`. */
+    args: string[];
     values: OptionValues;
     /** The options set by a flag or the config file (no defaults). */
     explicit: OptionValues;
@@ -377,7 +380,9 @@ async function resolveSetup(
     }
   }
   const fromFile = fileValues.app as string | undefined;
+  const argsFromFile = fileValues.args as string[] | undefined;
   delete fileValues.app;
+  delete fileValues.args;
   const app = positional ?? fromFile ?? defaultApp;
   if (app === undefined) {
     throw new UsageError(
@@ -386,6 +391,7 @@ async function resolveSetup(
   }
   return {
     app,
+    args: parsed.appArgs ?? argsFromFile ?? [],
     values: withDefaults(schema, fileValues, parsed.flags),
     explicit: { ...fileValues, ...parsed.flags },
     configFile,
@@ -901,8 +907,8 @@ function answeredHelpOrVersion(
 async function runServe(args: string[]): Promise<void> {
   const parsed = parse(args, SERVE_OPTIONS);
   if (answeredHelpOrVersion(parsed)) return;
-  setHandlerArgs(parsed.appArgs);
   const setup = await resolveSetup(parsed, SERVE_OPTIONS);
+  setHandlerArgs(setup.args);
   const log = new CliLog(setup.values);
   const logger = log.logger;
   const reloader = new Reloader(log);
@@ -957,6 +963,7 @@ async function runConfig(args: string[]): Promise<void> {
   }
   const values: OptionValues = { ...parsed.flags };
   if (parsed.positionals[0] !== undefined) values.app = parsed.positionals[0];
+  if (parsed.appArgs !== undefined) values.args = parsed.appArgs;
   // Given relative to the working directory, kept relative to the file's.
   for (const name of FILE_PATHS) {
     const path = values[name];
@@ -989,7 +996,6 @@ async function runDev(args: string[]): Promise<void> {
   const schema = { ...SERVE_OPTIONS, ...DEV_OPTIONS };
   const parsed = parse(args, schema);
   if (answeredHelpOrVersion(parsed)) return;
-  setHandlerArgs(parsed.appArgs);
   const wired = DEV_WIRED.filter((name) => parsed.flags[name] !== undefined);
   if (wired.length > 0) {
     throw new UsageError(
@@ -998,11 +1004,12 @@ async function runDev(args: string[]): Promise<void> {
       } cannot apply; to serve through your own mongrel2, leave out "dev"`,
     );
   }
-  const { app, values } = await resolveSetup(
+  const { app, args: handlerArgs, values } = await resolveSetup(
     parsed,
     schema,
     new URL("./examples/hello.ts", import.meta.url).pathname,
   );
+  setHandlerArgs(handlerArgs);
   const log = new CliLog(values);
   const logger = log.logger;
   const reloader = new Reloader(log);

@@ -83,9 +83,20 @@ export async function readConfigFile(
       values.app = raw;
       continue;
     }
+    if (key === "args") {
+      if (!Array.isArray(raw) || !raw.every((arg) => typeof arg === "string")) {
+        throw new ConfigFileError(
+          `Invalid value for "args" in ${path}: expected the handler's arguments as an array of strings, got ${
+            JSON.stringify(raw)
+          }`,
+        );
+      }
+      values.args = [...raw];
+      continue;
+    }
     if (!Object.hasOwn(schema, key)) {
       throw new ConfigFileError(
-        `Unknown option "${key}" in ${path}: expected one of app, ${
+        `Unknown option "${key}" in ${path}: expected one of app, args, ${
           Object.keys(schema).join(", ")
         }`,
       );

@@ -160,18 +160,14 @@ Deno.test("dev leaves aside the production wiring in m2fetch.json and serves upl
 });
 
 for (const workers of ["0", "2"]) {
-  Deno.test(`the handler's Deno.args are what follows --, as under deno serve (--workers ${workers})`, async () => {
+  Deno.test(`the handler's Deno.args are what follows --, as under deno serve, else m2fetch.json's args (--workers ${workers})`, async () => {
     await using tmp = await tempDir("m2da-");
+    const app = `${tmp.path}/app.ts`;
     await Deno.writeTextFile(
-      `${tmp.path}/app.ts`,
+      app,
       "const args = [...Deno.args];\nexport default { fetch: () => Response.json({ args, now: Deno.args }) };\n",
     );
-    for (
-      const [extra, expected] of [[[], []], [["--", "--greeting", "hey"], [
-        "--greeting",
-        "hey",
-      ]]]
-    ) {
+    const argsSeen = async (extra: string[]) => {
       await using dev = await spawnCli(
         [
           "dev",
@@ -181,17 +177,33 @@ for (const workers of ["0", "2"]) {
           workers,
           "--state-dir",
           `${tmp.path}/state`,
-          `${tmp.path}/app.ts`,
+          app,
           ...extra,
         ],
         " is serving ",
       );
       const url = /at (http:\/\/[^ ]+\/)/.exec(dev.output())![1];
-      assert.deepEqual(await (await fetch(url)).json(), {
-        args: expected,
-        now: expected,
-      });
+      const seen = await (await fetch(url)).json();
       assert.equal((await dev.stop()).code, 0, dev.output());
-    }
+      return seen;
+    };
+    const hey = ["--greeting", "hey"];
+    assert.deepEqual(await argsSeen([]), { args: [], now: [] });
+    assert.deepEqual(await argsSeen(["--", ...hey]), { args: hey, now: hey });
+
+    const saved = await runCli(
+      ["config", "--app-path", tmp.path, app, "--", "--from", "file"],
+    );
+    assert.equal(saved.code, 0, saved.stderr);
+    const file = JSON.parse(
+      await Deno.readTextFile(`${tmp.path}/m2fetch.json`),
+    );
+    assert.deepEqual(file.args, ["--from", "file"]);
+    assert.deepEqual(await argsSeen([]), {
+      args: ["--from", "file"],
+      now: ["--from", "file"],
+    });
+    // The command line's win, as with every option.
+    assert.deepEqual(await argsSeen(["--", ...hey]), { args: hey, now: hey });
   });
 }

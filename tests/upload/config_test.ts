@@ -230,6 +230,11 @@ Deno.test("a bad m2fetch.json stops the server with one clear line and exit code
     ['{"upload-invoke": "later"}', /"upload-invoke" .*one of start, done/],
     ['{"upload-temp-store": true}', /"upload-temp-store" .*non-empty string/],
     ['{"app": 7}', /Invalid value for "app"/],
+    [
+      '{"args": "--greeting hey"}',
+      /Invalid value for "args".*array of strings/,
+    ],
+    ['{"args": [1]}', /Invalid value for "args"/],
     ["[1, 2]", /expected a JSON object/],
     ['{"quiet": true', /Cannot parse config file/],
   ];
