@@ -323,6 +323,32 @@ function withDefaults(
 const FILE_PATHS = ["app", "mongrel2-config", "mongrel2-chroot"];
 
 /**
+ * Rewrites every relative path among the FILE_PATHS options and the
+ * `ipc://` endpoints of the spec options (which name socket files the
+ * same way) with `map`.
+ */
+function mapRelativePaths(
+  values: OptionValues,
+  map: (path: string) => string,
+): void {
+  for (const name of FILE_PATHS) {
+    const path = values[name];
+    if (typeof path === "string" && !path.startsWith("/")) {
+      values[name] = map(path);
+    }
+  }
+  const mapSpec = (spec: string) =>
+    spec.startsWith("ipc://") && !spec.startsWith("ipc:///")
+      ? `ipc://${map(spec.slice("ipc://".length))}`
+      : spec;
+  for (const name of ["send-spec", "recv-spec"]) {
+    const specs = values[name];
+    if (typeof specs === "string") values[name] = mapSpec(specs);
+    else if (Array.isArray(specs)) values[name] = specs.map(mapSpec);
+  }
+}
+
+/**
  * Works out the handler module and the option values: flags on the command
  * line win over the app directory's m2fetch.json, which wins over defaults.
  * The app directory is --app-path, else the directory of APP, else the
@@ -374,11 +400,7 @@ async function resolveSetup(
   }
   // Paths in the file are relative to its directory, wherever m2fetch
   // starts from.
-  for (const name of FILE_PATHS) {
-    if (typeof fileValues[name] === "string") {
-      fileValues[name] = resolve(appDir, fileValues[name]);
-    }
-  }
+  mapRelativePaths(fileValues, (path) => resolve(appDir, path));
   const fromFile = fileValues.app as string | undefined;
   const argsFromFile = fileValues.args as string[] | undefined;
   delete fileValues.app;
@@ -965,12 +987,7 @@ async function runConfig(args: string[]): Promise<void> {
   if (parsed.positionals[0] !== undefined) values.app = parsed.positionals[0];
   if (parsed.appArgs !== undefined) values.args = parsed.appArgs;
   // Given relative to the working directory, kept relative to the file's.
-  for (const name of FILE_PATHS) {
-    const path = values[name];
-    if (typeof path === "string" && !path.startsWith("/")) {
-      values[name] = relative(dir, resolve(path)) || ".";
-    }
-  }
+  mapRelativePaths(values, (path) => relative(dir, resolve(path)) || ".");
   const path = `${dir}/${CONFIG_FILE_NAME}`;
   // Checked together with what the file already holds, as serving will.
   const existing = await readConfigFile(path, SERVE_OPTIONS) ?? {};
@@ -1154,7 +1171,7 @@ async function runMongrel2Conf(args: string[]): Promise<void> {
       `Cannot use --mongrel2-dir ${given} with --mongrel2-chroot ${chroot}: a chrooted mongrel2 runs in its chroot`,
     );
   }
-  const dir = resolve(chroot ?? given ?? ".").replace(/\/\.?$/, "");
+  const dir = resolve(chroot ?? given ?? ".");
   const template = values["upload-temp-store"] as string | undefined;
   let conf: HandlerConf;
   try {

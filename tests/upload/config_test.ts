@@ -162,6 +162,29 @@ Deno.test("paths in m2fetch.json are relative to its directory; config writes th
   });
 });
 
+Deno.test("relative ipc:// endpoints in m2fetch.json are relative to its directory too", async () => {
+  await withAppDir(async (base) => {
+    const dir = `${base}/app`;
+    await Deno.mkdir(dir);
+    const written = await cli([
+      "config",
+      "--app-path",
+      "app",
+      "--send-spec",
+      "ipc://app/run/send",
+      "--recv-spec",
+      "ipc:///srv/run/recv",
+    ], base);
+    assert.equal(written.code, 0, written.stderr);
+    const file = await readJson(`${dir}/m2fetch.json`);
+    assert.deepEqual(file["send-spec"], ["ipc://run/send"]);
+    assert.deepEqual(file["recv-spec"], ["ipc:///srv/run/recv"]);
+    const printed = await cli(["mongrel2-conf", "--app-path", dir], base);
+    assert.equal(printed.code, 0, printed.stderr);
+    assert.ok(printed.stdout.includes(`ipc://${dir}/run/send`), printed.stdout);
+  });
+});
+
 Deno.test("config checks what it adds together with what the file holds", async () => {
   await withAppDir(async (dir) => {
     await Deno.writeTextFile(
