@@ -203,7 +203,7 @@ export class ZmqTransport implements Transport {
         onWarning(
           `mongrel2 has not subscribed at ${peer.endpoint} after ${
             stillWaitingMs / 1000
-          } s, so no reply can reach it: check that mongrel2 is running and that its Handler's recv_spec is this endpoint${
+          } s, so no reply can reach it: check that mongrel2 is running and that its Handler's recv_spec (not its send_spec: --send-spec and --recv-spec are easily swapped) is this endpoint${
             ipcSocketHint(peer.endpoint)
           }`,
         );

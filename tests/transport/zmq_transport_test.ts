@@ -75,7 +75,7 @@ async function warningsWhileUnsubscribed(dir: string): Promise<string[]> {
 Deno.test("ZmqTransport warns once when a recv_spec stays unsubscribed, and says the socket file is missing", async () => {
   const dir = await Deno.makeTempDir({ prefix: "m2zt-" });
   assert.deepEqual(await warningsWhileUnsubscribed(dir), [
-    `mongrel2 has not subscribed at ipc://${dir}/recv after 0.1 s, so no reply can reach it: check that mongrel2 is running and that its Handler's recv_spec is this endpoint (there is no socket file at ${dir}/recv: mongrel2 has not bound it)`,
+    `mongrel2 has not subscribed at ipc://${dir}/recv after 0.1 s, so no reply can reach it: check that mongrel2 is running and that its Handler's recv_spec (not its send_spec: --send-spec and --recv-spec are easily swapped) is this endpoint (there is no socket file at ${dir}/recv: mongrel2 has not bound it)`,
   ]);
   await Deno.remove(dir, { recursive: true });
 });
