@@ -98,7 +98,6 @@ class HandlerWorker {
   /** Response bodies still streaming from this worker. */
   readonly bodies = new Set<ReadableStreamDefaultController<Uint8Array>>();
   lastPong = performance.now();
-  draining = false;
   dead = false;
   /** The handler module has loaded: requests may go to this worker. */
   loaded = false;
@@ -476,11 +475,6 @@ export class WorkerPool {
     return pool;
   }
 
-  /** Number of workers. */
-  get size(): number {
-    return this.#slots.length;
-  }
-
   #spawn(module = this.#module): HandlerWorker {
     const moduleUrl = new URL(module, `file://${Deno.cwd()}/`).href;
     return new HandlerWorker(
@@ -616,7 +610,6 @@ export class WorkerPool {
   }
 
   async #retire(worker: HandlerWorker, drainMs: number): Promise<void> {
-    worker.draining = true;
     this.#retired.add(worker);
     // Its sockets would never finish on their own: they close with 1001
     // (going away) and their clients reconnect to the new code.
@@ -632,15 +625,6 @@ export class WorkerPool {
       worker.failPending("was retired before it answered");
       worker.terminate();
     }
-  }
-
-  /** Requests the workers hold now. */
-  get inFlight(): number {
-    let total = 0;
-    for (const worker of [...this.#slots, ...this.#retired]) {
-      total += worker.pending.size;
-    }
-    return total;
   }
 
   /** Terminates every worker. */
