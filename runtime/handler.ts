@@ -6,7 +6,20 @@
  * @module
  */
 
-import type { FetchHandler } from "./server.ts";
+/**
+ * A Fetch handler, as `deno serve` calls it.
+ *
+ * @example Usage
+ * ```ts
+ * import type { FetchHandler } from "./handler.ts";
+ * const hello: FetchHandler = (_request, info) =>
+ *   new Response(`hello ${info.remoteAddr.hostname}`);
+ * ```
+ */
+export type FetchHandler = (
+  request: Request,
+  info: Deno.ServeHandlerInfo<Deno.NetAddr>,
+) => Response | Promise<Response>;
 
 /** The handler found in a module. */
 export interface LoadedHandler {

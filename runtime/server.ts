@@ -31,7 +31,7 @@ import { encodeClose, encodeCtl } from "./protocol/reply.ts";
 import { createLogger, type Logger } from "./log.ts";
 import type { Transport } from "./transport/transport.ts";
 import { setMongrel2Info } from "./info.ts";
-import { checkHandlerResult } from "./handler.ts";
+import { checkHandlerResult, type FetchHandler } from "./handler.ts";
 import type { SocketControl } from "./websocket/socket.ts";
 import {
   acceptedSocket,
@@ -41,11 +41,7 @@ import {
   routeDenoUpgradeWebSocket,
 } from "./websocket/upgrade.ts";
 
-/** A Fetch handler, as `deno serve` calls it. */
-export type FetchHandler = (
-  request: Request,
-  info: Deno.ServeHandlerInfo<Deno.NetAddr>,
-) => Response | Promise<Response>;
+export type { FetchHandler } from "./handler.ts";
 
 /** Options for {@linkcode serveMongrel2}. */
 export interface ServeMongrel2Options {

@@ -14,9 +14,8 @@
  */
 
 import { mongrel2Info } from "../info.ts";
-import { loadedWithin } from "../handler.ts";
+import { type FetchHandler, loadedWithin } from "../handler.ts";
 import type { Logger } from "../log.ts";
-import type { FetchHandler } from "../server.ts";
 import type { SocketControl } from "../websocket/socket.ts";
 import {
   type Handshake,

@@ -8,7 +8,12 @@
 
 /// <reference lib="deno.worker" />
 
-import { checkHandlerResult, loadHandler, setHandlerArgs } from "../handler.ts";
+import {
+  checkHandlerResult,
+  type FetchHandler,
+  loadHandler,
+  setHandlerArgs,
+} from "../handler.ts";
 import { REQUEST_FINISHED } from "../connection/exchange.ts";
 import { setMongrel2Info } from "../info.ts";
 import type { SocketControl } from "../websocket/socket.ts";
@@ -18,7 +23,6 @@ import {
   markHandshake,
   routeDenoUpgradeWebSocket,
 } from "../websocket/upgrade.ts";
-import type { FetchHandler } from "../server.ts";
 import { headerList } from "../http/header_list.ts";
 import { DECODED_AWAY, decodedByFetch } from "../http/response.ts";
 import { settleBody } from "../http/ready_body.ts";
