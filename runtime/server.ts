@@ -20,7 +20,8 @@ import {
 import { httpDate, requestKeepsAlive } from "./http/response.ts";
 import { clientAddress, requestMethod, toRequest } from "./http/request.ts";
 import { Connection, MAX_CREDITS } from "./connection/connection.ts";
-import { Exchange, REQUEST_FINISHED } from "./connection/exchange.ts";
+import { Exchange } from "./connection/exchange.ts";
+import { REQUEST_FINISHED } from "./abort_reasons.ts";
 import {
   firstHeader,
   type Mongrel2Message,

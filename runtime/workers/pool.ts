@@ -31,7 +31,7 @@ import {
 import { headerList } from "../http/header_list.ts";
 import { OPCODE, parseFlags } from "../websocket/frame.ts";
 import { settleBody } from "../http/ready_body.ts";
-import { REQUEST_FINISHED } from "../connection/exchange.ts";
+import { REQUEST_FINISHED } from "../abort_reasons.ts";
 
 function checkWorkerCount(action: string, workers: number): void {
   if (!Number.isInteger(workers) || workers < 1) {

@@ -14,7 +14,7 @@ import {
   loadHandler,
   setHandlerArgs,
 } from "../handler.ts";
-import { REQUEST_FINISHED } from "../connection/exchange.ts";
+import { REQUEST_FINISHED } from "../abort_reasons.ts";
 import { setMongrel2Info } from "../info.ts";
 import type { SocketControl } from "../websocket/socket.ts";
 import {
