@@ -103,8 +103,9 @@ class HandlerWorker {
   #nextId = 1;
   #completions: Completions = [];
   #completionsTimer: ReturnType<typeof setTimeout> | undefined;
+  readonly #module: string;
   #ready: Promise<string>;
-  #stopLoading: (why: string) => void;
+  #stopLoading: (message: string) => void;
   #onDeath: (worker: HandlerWorker, why: string) => void;
   #logger: Logger;
 
@@ -114,6 +115,7 @@ class HandlerWorker {
     logger: Logger,
     onDeath: (worker: HandlerWorker, why: string) => void,
   ) {
+    this.#module = moduleUrl;
     this.#logger = logger;
     this.#onDeath = onDeath;
     this.worker = new Worker(new URL("./worker_main.ts", import.meta.url), {
@@ -123,7 +125,8 @@ class HandlerWorker {
       resolve: (s: string) => void;
       reject: (e: Error) => void;
     };
-    this.#stopLoading = (why) => settleReady.reject(new WorkerLoadError(why));
+    this.#stopLoading = (message) =>
+      settleReady.reject(new WorkerLoadError(message));
     this.#ready = new Promise((resolve, reject) =>
       settleReady = { resolve, reject }
     );
@@ -152,7 +155,7 @@ class HandlerWorker {
           this.lastPong = performance.now();
           break;
         case "exit":
-          this.#die(`called Deno.exit(${message.code})`);
+          this.#onDeath(this, `called Deno.exit(${message.code})`);
           break;
         case "log":
           if (message.level === "error") this.#logger.error(message.message);
@@ -163,7 +166,8 @@ class HandlerWorker {
     this.worker.onerror = (event: ErrorEvent) => {
       // Not preventing it would take the whole process down.
       event.preventDefault();
-      this.#die(
+      this.#onDeath(
+        this,
         `threw an uncaught error (${event.message.replace(/^Uncaught /, "")})`,
       );
     };
@@ -172,12 +176,6 @@ class HandlerWorker {
 
   ready(): Promise<string> {
     return this.#ready;
-  }
-
-  /** The worker is gone: whoever waits for its module, and the pool, learn why. */
-  #die(why: string): void {
-    this.#stopLoading(why);
-    this.#onDeath(this, why);
   }
 
   send(message: ToWorker, transfer: Transferable[] = []): void {
@@ -397,12 +395,18 @@ class HandlerWorker {
     this.bodies.clear();
   }
 
-  terminate(): void {
+  /**
+   * Stops the worker; whoever waits for its module learns why (a no-op
+   * once loaded).
+   *
+   * @param why What ended it, completing "it …": "called Deno.exit(3)".
+   */
+  terminate(why = "was stopped"): void {
     this.dead = true;
     clearTimeout(this.#completionsTimer);
-    // Whoever waits for a worker stopped while loading learns it (a no-op
-    // once loaded).
-    this.#stopLoading("was stopped before its module loaded");
+    this.#stopLoading(
+      `Cannot load handler module ${this.#module}: it ${why} while loading`,
+    );
     this.worker.terminate();
   }
 }
@@ -440,6 +444,8 @@ export class WorkerPool {
   #heartbeat: ReturnType<typeof setInterval>;
   #roundRobin = 0;
   #seq = 0;
+  /** Until every first worker has loaded: one that dies loading fails the start. */
+  #starting = true;
   #closed = false;
 
   private constructor(options: WorkerPoolOptions) {
@@ -467,6 +473,7 @@ export class WorkerPool {
     try {
       for (let i = 0; i < options.workers; i++) pool.#slots.push(pool.#spawn());
       await Promise.all(pool.#slots.map((worker) => worker.ready()));
+      pool.#starting = false;
     } catch (error) {
       await pool.close();
       throw error;
@@ -486,11 +493,12 @@ export class WorkerPool {
 
   #died(worker: HandlerWorker, why: string): void {
     if (worker.dead) return;
-    worker.terminate();
+    worker.terminate(why);
     worker.failPending(why);
     this.#retired.delete(worker);
     const slot = this.#slots.indexOf(worker);
-    if (slot < 0 || this.#closed) return;
+    // One that dies loading at start fails the start: nothing to replace.
+    if (slot < 0 || this.#closed || (this.#starting && !worker.loaded)) return;
     this.#logger.error(
       `Handler worker ${slot} ${why}; replacing it in ${this.#backoff} ms`,
     );
