@@ -11,22 +11,21 @@
 import {
   checkHandlerResult,
   type FetchHandler,
+  type HandlerCall,
+  handlerCall,
   loadHandler,
   setHandlerArgs,
 } from "../handler.ts";
 import { REQUEST_FINISHED } from "../abort_reasons.ts";
-import { setMongrel2Info } from "../info.ts";
 import type { SocketControl } from "../websocket/socket.ts";
 import {
   acceptedSocket,
-  handshakeOf,
   markHandshake,
   routeDenoUpgradeWebSocket,
 } from "../websocket/upgrade.ts";
 import { headerList } from "../http/header_list.ts";
 import { DECODED_AWAY, decodedByFetch } from "../http/response.ts";
 import { settleBody } from "../http/ready_body.ts";
-import { clientAddress, toRequest } from "../http/request.ts";
 import { asByteStream, byteStreamOf } from "../http/byte_stream.ts";
 import {
   type Completions,
@@ -35,8 +34,6 @@ import {
   type ToWorker,
   type WorkerRequest,
 } from "./messages.ts";
-
-const NO_BYTES = new Uint8Array();
 
 let handler: FetchHandler | null = null;
 /** What the worker holds for a request until the main thread says it ended. */
@@ -136,35 +133,35 @@ async function handle(message: WorkerRequest): Promise<void> {
   requests.set(message.id, held);
   try {
     const { source } = message;
-    const fromMongrel2 = "connectionId" in source;
-    const request = fromMongrel2
-      ? toRequest({
-        ...source,
-        body: NO_BYTES,
-        headerFormat: "json",
-      }, { signal: controller.signal, body: requestBody })
-      : new Request(source.url, {
+    let call: HandlerCall;
+    if ("connectionId" in source) {
+      call = handlerCall(source, {
+        signal: controller.signal,
+        body: requestBody,
+        completed,
+        acceptKey: message.handshake,
+      });
+    } else {
+      const request = new Request(source.url, {
         method: source.method,
         headers: source.headers,
         body: requestBody,
         signal: controller.signal,
       });
-    if (fromMongrel2) setMongrel2Info(request, source);
-    if (message.handshake !== undefined) {
-      markHandshake(request, message.handshake);
+      call = {
+        request,
+        info: {
+          remoteAddr: { transport: "tcp", hostname: source.hostname, port: 0 },
+          completed,
+        },
+        handshake: message.handshake === undefined
+          ? undefined
+          : markHandshake(request, message.handshake),
+      };
     }
-    const response = await handler!(request, {
-      remoteAddr: {
-        transport: "tcp",
-        hostname: fromMongrel2
-          ? clientAddress(source.headers)
-          : source.hostname,
-        port: 0,
-      },
-      completed,
-    });
+    const response = await handler!(call.request, call.info);
     checkHandlerResult(response);
-    const socket = acceptedSocket(response, handshakeOf(request));
+    const socket = acceptedSocket(response, call.handshake);
     if (socket !== undefined) held.socket = socket;
     // A WebSocket's frames must stay a stream; other bodies that are
     // complete already cross as bytes.
