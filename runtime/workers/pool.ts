@@ -13,7 +13,7 @@
  * @module
  */
 
-import { mongrel2Info } from "../info.ts";
+import { mongrel2Info, type Mongrel2RequestInfo } from "../info.ts";
 import { type FetchHandler, loadedWithin } from "../handler.ts";
 import type { Logger } from "../log.ts";
 import type { SocketControl } from "../websocket/socket.ts";
@@ -28,7 +28,6 @@ import {
   SMALL_BODY_BYTES,
   type ToWorker,
 } from "./messages.ts";
-import { headerList } from "../http/header_list.ts";
 import { OPCODE, parseFlags } from "../websocket/frame.ts";
 import { settleBody } from "../http/ready_body.ts";
 import { REQUEST_FINISHED } from "../abort_reasons.ts";
@@ -296,6 +295,7 @@ class HandlerWorker {
 
   fetch(
     request: Request,
+    source: Mongrel2RequestInfo,
     info: Deno.ServeHandlerInfo<Deno.NetAddr>,
   ): Promise<Response> {
     const id = this.#nextId++;
@@ -304,7 +304,7 @@ class HandlerWorker {
     this.pending.set(id, { resolve, reject, responded: false, handshake });
     // Abort and completion follow the request, which may wait a few
     // microtasks while a small body is read.
-    const posted = this.#post(id, request, handshake?.acceptKey, info).catch(
+    const posted = this.#post(id, request, source, handshake?.acceptKey).catch(
       (error) => {
         this.pending.delete(id);
         reject(error);
@@ -356,8 +356,8 @@ class HandlerWorker {
   async #post(
     id: number,
     request: Request,
+    source: Mongrel2RequestInfo,
     handshake: string | undefined,
-    info: Deno.ServeHandlerInfo<Deno.NetAddr>,
   ): Promise<void> {
     const length = Number(request.headers.get("content-length") ?? NaN);
     const body = request.body !== null && length <= SMALL_BODY_BYTES
@@ -366,12 +366,7 @@ class HandlerWorker {
     this.send({
       type: "request",
       id,
-      source: mongrel2Info(request) ?? {
-        url: request.url,
-        method: request.method,
-        headers: headerList(request.headers),
-        hostname: info.remoteAddr.hostname,
-      },
+      source,
       body,
       handshake,
       completed: this.#takeCompletions(),
@@ -419,14 +414,20 @@ class HandlerWorker {
  * @example Usage
  * ```ts ignore
  * import { WorkerPool } from "./pool.ts";
+ * import { handlerCall } from "../handler.ts";
  * import { createLogger } from "../log.ts";
  * const pool = await WorkerPool.start({ module: "app.ts", workers: 2, logger: createLogger() });
  * // Settled once the response is out, as the server does.
  * const completed = Promise.withResolvers<void>();
- * const response = await pool.fetch(new Request("http://localhost/"), {
- *   remoteAddr: { transport: "tcp", hostname: "127.0.0.1", port: 0 },
- *   completed: completed.promise,
+ * // A request as the server builds it, with its mongrel2 facts.
+ * const { request, info } = handlerCall({
+ *   connectionId: "1", sender: "s", pattern: "/", path: "/",
+ *   headers: { METHOD: "GET", URI: "/", host: "localhost", REMOTE_ADDR: "127.0.0.1" },
+ * }, {
+ *   signal: new AbortController().signal, body: null,
+ *   completed: completed.promise, acceptKey: undefined,
  * });
+ * const response = await pool.fetch(request, info);
  * console.log(await response.text());
  * completed.resolve();
  * await pool.close();
@@ -442,7 +443,6 @@ export class WorkerPool {
   #backoff = 100;
   #stableTimer: ReturnType<typeof setTimeout> | undefined;
   #heartbeat: ReturnType<typeof setInterval>;
-  #roundRobin = 0;
   #seq = 0;
   /** Until every first worker has loaded: one that dies loading fails the start. */
   #starting = true;
@@ -538,16 +538,20 @@ export class WorkerPool {
   /**
    * The pool as a Fetch handler: sends the request to its connection's worker.
    *
-   * @param request The request.
+   * @param request The request, as the server builds it.
    * @param info Client address and completion.
    * @returns The worker's response.
+   * @throws {TypeError} For a request without mongrel2 facts (`mongrel2Info()`),
+   * which the worker rebuilds it from.
    */
   fetch: FetchHandler = (request, info) => {
-    const connection = mongrel2Info(request)?.connectionId;
-    const index = connection === undefined
-      ? this.#roundRobin++ % this.#slots.length
-      : Number(connection) % this.#slots.length;
-    let worker = this.#slots[index];
+    const source = mongrel2Info(request);
+    if (source === undefined) {
+      throw new TypeError(
+        "Cannot pass the request to a handler worker: it has no mongrel2 facts (mongrel2Info()), which the worker rebuilds it from",
+      );
+    }
+    let worker = this.#slots[Number(source.connectionId) % this.#slots.length];
     if (worker.dead || !worker.loaded) {
       // Its worker crashed and its replacement is not up yet: another takes
       // the request (nothing of this connection lives in the dead one).
@@ -561,11 +565,11 @@ export class WorkerPool {
       // Every worker is starting: wait for this one's module.
       const starting = worker;
       return starting.ready().then(
-        () => starting.fetch(request, info),
+        () => starting.fetch(request, source, info),
         () => new Response(BAD_GATEWAY, { status: 502 }),
       );
     }
-    return worker.fetch(request, info);
+    return worker.fetch(request, source, info);
   };
 
   /**

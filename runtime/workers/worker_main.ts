@@ -11,7 +11,6 @@
 import {
   checkHandlerResult,
   type FetchHandler,
-  type HandlerCall,
   handlerCall,
   loadHandler,
   setHandlerArgs,
@@ -20,7 +19,6 @@ import { REQUEST_FINISHED } from "../abort_reasons.ts";
 import type { SocketControl } from "../websocket/socket.ts";
 import {
   acceptedSocket,
-  markHandshake,
   routeDenoUpgradeWebSocket,
 } from "../websocket/upgrade.ts";
 import { headerList } from "../http/header_list.ts";
@@ -132,36 +130,15 @@ async function handle(message: WorkerRequest): Promise<void> {
   };
   requests.set(message.id, held);
   try {
-    const { source } = message;
-    let call: HandlerCall;
-    if ("connectionId" in source) {
-      call = handlerCall(source, {
-        signal: controller.signal,
-        body: requestBody,
-        completed,
-        acceptKey: message.handshake,
-      });
-    } else {
-      const request = new Request(source.url, {
-        method: source.method,
-        headers: source.headers,
-        body: requestBody,
-        signal: controller.signal,
-      });
-      call = {
-        request,
-        info: {
-          remoteAddr: { transport: "tcp", hostname: source.hostname, port: 0 },
-          completed,
-        },
-        handshake: message.handshake === undefined
-          ? undefined
-          : markHandshake(request, message.handshake),
-      };
-    }
-    const response = await handler!(call.request, call.info);
+    const { request, info, handshake } = handlerCall(message.source, {
+      signal: controller.signal,
+      body: requestBody,
+      completed,
+      acceptKey: message.handshake,
+    });
+    const response = await handler!(request, info);
     checkHandlerResult(response);
-    const socket = acceptedSocket(response, call.handshake);
+    const socket = acceptedSocket(response, handshake);
     if (socket !== undefined) held.socket = socket;
     // A WebSocket's frames must stay a stream; other bodies that are
     // complete already cross as bytes.
