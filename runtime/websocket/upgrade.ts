@@ -98,34 +98,33 @@ export function handshakeOf(request: Request): Handshake | undefined {
 
 /**
  * Opens the socket of a handshake and makes the 101 a handler returns for
- * it (Deno lets a `Response` have status 101 only with no body).
+ * it (Deno lets a `Response` have status 101 only with no body). Any 101
+ * for the handshake then takes the socket ({@linkcode acceptedSocket}),
+ * and goes out with its own headers ({@linkcode framesResponse}).
  *
  * @param handshake The handshake it answers.
  * @param control The socket's control; its frames become the body sent.
- * @param protocol The selected subprotocol, or `""`.
+ * @param headers The 101's headers: those {@linkcode upgradeWebSocket}
+ * gives it, or those a handler in a worker returned it with.
  * @returns The response.
  *
  * @example
  * ```ts ignore
  * import { upgradeResponse } from "./upgrade.ts";
- * const response = upgradeResponse(handshake, control, "");
+ * const response = upgradeResponse(handshake, control, {
+ *   upgrade: "websocket",
+ *   connection: "Upgrade",
+ *   "sec-websocket-accept": handshake.acceptKey,
+ * });
  * ```
  */
 export function upgradeResponse(
   handshake: Handshake,
   control: SocketControl,
-  protocol: string,
+  headers: HeadersInit,
 ): Response {
   sockets.set(handshake, control);
-  return new Response(null, {
-    status: 101,
-    headers: {
-      upgrade: "websocket",
-      connection: "Upgrade",
-      "sec-websocket-accept": handshake.acceptKey,
-      ...(protocol === "" ? {} : { "sec-websocket-protocol": protocol }),
-    },
-  });
+  return new Response(null, { status: 101, headers });
 }
 
 /**
@@ -266,7 +265,13 @@ export function upgradeWebSocket(
     maxMessageSize,
     idleTimeout,
   });
-  return { socket, response: upgradeResponse(handshake, control, protocol) };
+  const response = upgradeResponse(handshake, control, {
+    upgrade: "websocket",
+    connection: "Upgrade",
+    "sec-websocket-accept": handshake.acceptKey,
+    ...(protocol === "" ? {} : { "sec-websocket-protocol": protocol }),
+  });
+  return { socket, response };
 }
 
 function checkLimit(name: string, value: number): number {

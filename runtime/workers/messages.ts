@@ -72,8 +72,11 @@ export type FromWorker =
      * thread answers as it does for such a body of its own (500).
      */
     bodyError?: { message: string; stack?: string };
-    /** Set when the response upgrades to a WebSocket: its subprotocol. */
-    upgrade: { protocol: string } | undefined;
+    /**
+     * Whether the response is a 101 that upgrades to a WebSocket (its body
+     * is then the socket's outgoing frames).
+     */
+    upgrade: boolean;
   }
   | { type: "error"; id: number; message: string; stack: string | undefined }
   | { type: "pong"; seq: number }

@@ -200,22 +200,16 @@ class HandlerWorker {
       ? this.#follow(message.body)
       : message.body;
     try {
-      if (message.upgrade !== undefined && pending.handshake !== undefined) {
+      if (message.upgrade && pending.handshake !== undefined) {
+        // The handler's 101 as it returned it: the server then sends its
+        // head with the socket's frames, as for a handler on this thread.
         const control = this.#socketProxy(
           id,
           body as ReadableStream<Uint8Array>,
         );
-        const response = upgradeResponse(
-          pending.handshake,
-          control,
-          message.upgrade.protocol,
+        pending.resolve(
+          upgradeResponse(pending.handshake, control, message.headers),
         );
-        // What the handler added (cookies, say) goes out with the 101 too.
-        for (const [name, value] of message.headers) {
-          if (!response.headers.has(name)) response.headers.append(name, value);
-          else if (name === "set-cookie") response.headers.append(name, value);
-        }
-        pending.resolve(response);
         return;
       }
       pending.resolve(

@@ -165,9 +165,7 @@ async function handle(message: WorkerRequest): Promise<void> {
         )
         : headerList(response.headers),
       body,
-      upgrade: socket === undefined
-        ? undefined
-        : { protocol: response.headers.get("sec-websocket-protocol") ?? "" },
+      upgrade: socket !== undefined,
     }, body instanceof ReadableStream ? [body] : []);
   } catch (error) {
     const { message: text, stack } = describe(error);
