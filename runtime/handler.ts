@@ -1,12 +1,31 @@
 /**
  * Finds the Fetch handler in a user module, accepting the shapes users
  * already write: `export default { fetch }` (what `deno serve` runs),
- * `export default function`, or a named `export function fetch`.
+ * `export default function`, or a named `export function fetch`; and
+ * builds what it is called with for a mongrel2 request, on the main thread
+ * and in handler workers alike.
  *
  * @module
  */
 
-import type { FetchHandler } from "./server.ts";
+import { clientAddress, toRequest } from "./http/request.ts";
+import { type Mongrel2RequestInfo, setMongrel2Info } from "./info.ts";
+import { type Handshake, markHandshake } from "./websocket/upgrade.ts";
+
+/**
+ * A Fetch handler, as `deno serve` calls it.
+ *
+ * @example Usage
+ * ```ts
+ * import type { FetchHandler } from "./handler.ts";
+ * const hello: FetchHandler = (_request, info) =>
+ *   new Response(`hello ${info.remoteAddr.hostname}`);
+ * ```
+ */
+export type FetchHandler = (
+  request: Request,
+  info: Deno.ServeHandlerInfo<Deno.NetAddr>,
+) => Response | Promise<Response>;
 
 /** The handler found in a module. */
 export interface LoadedHandler {
@@ -176,6 +195,101 @@ export function checkHandlerResult(
       "Return value from the handler must be a Response whose body was not read (a Response can be sent once)",
     );
   }
+}
+
+/**
+ * What {@linkcode handlerCall} needs besides mongrel2's facts.
+ *
+ * @example Usage
+ * ```ts
+ * import type { HandlerCallInit } from "./handler.ts";
+ * const init: HandlerCallInit = {
+ *   signal: new AbortController().signal,
+ *   body: new TextEncoder().encode("hello"),
+ *   completed: Promise.resolve(),
+ *   acceptKey: undefined,
+ * };
+ * console.assert(init.acceptKey === undefined);
+ * ```
+ */
+export interface HandlerCallInit {
+  /** Behind `request.signal`. */
+  signal: AbortSignal;
+  /** The request body (ignored for GET and HEAD). */
+  body: ReadableStream<Uint8Array> | Uint8Array | null;
+  /** Becomes `info.completed`. */
+  completed: Promise<void>;
+  /** For a WebSocket handshake: the `Sec-WebSocket-Accept` value mongrel2 computed. */
+  acceptKey: string | undefined;
+}
+
+/**
+ * A handler's arguments for a mongrel2 request ({@linkcode handlerCall}).
+ *
+ * @example Usage
+ * ```ts
+ * import type { FetchHandler, HandlerCall } from "./handler.ts";
+ * function call(handler: FetchHandler, { request, info }: HandlerCall) {
+ *   return handler(request, info);
+ * }
+ * console.assert(typeof call === "function");
+ * ```
+ */
+export interface HandlerCall {
+  /** The request, carrying its mongrel2 facts (`mongrel2Info()`). */
+  request: Request;
+  /** The handler's second argument: the client address and `completed`. */
+  info: Deno.ServeHandlerInfo<Deno.NetAddr>;
+  /** The request's handshake mark, when it is a WebSocket handshake. */
+  handshake: Handshake | undefined;
+}
+
+/**
+ * Builds what the handler is called with for a mongrel2 request: the
+ * `Request` (marked with mongrel2's facts and, for a WebSocket handshake,
+ * the accept key) and the `info` argument, whose address is the client's
+ * as mongrel2 saw it. The main thread and the handler workers both call
+ * it, so a handler gets the same request either way.
+ *
+ * @param source What mongrel2 told m2fetch about the request.
+ * @param init Signal, body, completion and accept key.
+ * @returns The request, the info and the handshake mark.
+ * @throws {TypeError} When the method or a header cannot be represented (a bad request).
+ *
+ * @example Usage
+ * ```ts
+ * import { handlerCall } from "./handler.ts";
+ * const { request, info } = handlerCall({
+ *   connectionId: "7", sender: "s", pattern: "/", path: "/hi",
+ *   headers: { METHOD: "GET", URI: "/hi", host: "example.com", REMOTE_ADDR: "::1" },
+ * }, {
+ *   signal: new AbortController().signal, body: null,
+ *   completed: Promise.resolve(), acceptKey: undefined,
+ * });
+ * console.assert(request.url === "http://example.com/hi");
+ * console.assert(info.remoteAddr.hostname === "::1");
+ * ```
+ */
+export function handlerCall(
+  source: Mongrel2RequestInfo,
+  init: HandlerCallInit,
+): HandlerCall {
+  const request = toRequest(source, { signal: init.signal, body: init.body });
+  setMongrel2Info(request, source);
+  return {
+    request,
+    info: {
+      remoteAddr: {
+        transport: "tcp",
+        hostname: clientAddress(source.headers),
+        port: 0,
+      },
+      completed: init.completed,
+    },
+    handshake: init.acceptKey === undefined
+      ? undefined
+      : markHandshake(request, init.acceptKey),
+  };
 }
 
 /**

@@ -18,9 +18,10 @@ import {
   verifyUploadFile,
 } from "./upload/store.ts";
 import { httpDate, requestKeepsAlive } from "./http/response.ts";
-import { clientAddress, requestMethod, toRequest } from "./http/request.ts";
+import { requestMethod } from "./http/request.ts";
 import { Connection, MAX_CREDITS } from "./connection/connection.ts";
-import { Exchange, REQUEST_FINISHED } from "./connection/exchange.ts";
+import { Exchange } from "./connection/exchange.ts";
+import { REQUEST_FINISHED } from "./abort_reasons.ts";
 import {
   firstHeader,
   type Mongrel2Message,
@@ -30,22 +31,21 @@ import { parseNotice, readCreditsNotice } from "./protocol/notice.ts";
 import { encodeClose, encodeCtl, MAX_REPLY_IDS } from "./protocol/reply.ts";
 import { createLogger, type Logger } from "./log.ts";
 import type { Transport } from "./transport/transport.ts";
-import { setMongrel2Info } from "./info.ts";
-import { checkHandlerResult } from "./handler.ts";
+import {
+  checkHandlerResult,
+  type FetchHandler,
+  type HandlerCall,
+  handlerCall,
+} from "./handler.ts";
 import type { SocketControl } from "./websocket/socket.ts";
 import {
   acceptedSocket,
   framesResponse,
   type Handshake,
-  markHandshake,
   routeDenoUpgradeWebSocket,
 } from "./websocket/upgrade.ts";
 
-/** A Fetch handler, as `deno serve` calls it. */
-export type FetchHandler = (
-  request: Request,
-  info: Deno.ServeHandlerInfo<Deno.NetAddr>,
-) => Response | Promise<Response>;
+export type { FetchHandler } from "./handler.ts";
 
 /** Options for {@linkcode serveMongrel2}. */
 export interface ServeMongrel2Options {
@@ -899,9 +899,22 @@ class Server implements Mongrel2Server {
     context: ResponseContext,
     body?: ReadableStream<Uint8Array>,
   ): void {
-    let request: Request;
+    let call: HandlerCall;
     try {
-      request = toRequest(message, { signal: exchange.signal, body });
+      call = handlerCall({
+        connectionId: message.connectionId,
+        sender: message.sender,
+        pattern: firstHeader(message.headers, "PATTERN"),
+        path: message.path,
+        headers: message.headers,
+      }, {
+        signal: exchange.signal,
+        body: body ?? message.body,
+        completed: exchange.completed,
+        acceptKey: isHandshake(message)
+          ? new TextDecoder().decode(message.body)
+          : undefined,
+      });
     } catch (error) {
       this.#reject(
         exchange,
@@ -913,26 +926,8 @@ class Server implements Mongrel2Server {
       );
       return;
     }
-    setMongrel2Info(request, {
-      connectionId: message.connectionId,
-      sender: message.sender,
-      pattern: firstHeader(message.headers, "PATTERN"),
-      path: message.path,
-      headers: message.headers,
-    });
-    const info: Deno.ServeHandlerInfo<Deno.NetAddr> = {
-      remoteAddr: {
-        transport: "tcp",
-        hostname: clientAddress(message.headers),
-        port: 0,
-      },
-      completed: exchange.completed,
-    };
-    const handshake = isHandshake(message)
-      ? markHandshake(request, new TextDecoder().decode(message.body))
-      : undefined;
     const key = `${message.sender} ${message.connectionId}`;
-    this.#run(exchange, request, info, context, handshake, key);
+    this.#run(exchange, call.request, call.info, context, call.handshake, key);
   }
 
   /**

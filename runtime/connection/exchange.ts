@@ -5,22 +5,7 @@
  */
 
 import type { ResponseEncoder } from "../http/response_encoder.ts";
-
-/**
- * `request.signal.reason` once the response is out: the reason `deno serve`
- * gives. One instance for every request: a DOMException records a stack
- * when made, and this one says nothing a stack would add.
- *
- * @example Usage
- * ```ts
- * import { REQUEST_FINISHED } from "./exchange.ts";
- * console.assert(REQUEST_FINISHED.name === "AbortError");
- * ```
- */
-export const REQUEST_FINISHED: DOMException = new DOMException(
-  "The request has been cancelled.",
-  "AbortError",
-);
+import { REQUEST_FINISHED } from "../abort_reasons.ts";
 
 /**
  * The state of one request while its handler runs and its response is

@@ -1,9 +1,11 @@
 /**
- * Builds a Web `Request` from a parsed mongrel2 message.
+ * Builds a Web `Request` from a parsed mongrel2 message, or from the
+ * mongrel2 facts a handler worker receives in its place.
  *
  * @module
  */
 
+import type { Mongrel2RequestInfo } from "../info.ts";
 import {
   firstHeader,
   type Mongrel2Headers,
@@ -16,9 +18,10 @@ export interface ToRequestOptions {
   /** Aborts when the client goes away. */
   signal?: AbortSignal;
   /**
-   * The request body; defaults to the message's inline body. Bytes become
-   * a byte stream; a stream is used as it is. Ignored for GET and HEAD,
-   * which have no body in the Fetch API.
+   * The request body; defaults to the message's inline body (none when
+   * built from mongrel2 facts). Bytes become a byte stream; a stream is
+   * used as it is. Ignored for GET and HEAD, which have no body in the
+   * Fetch API.
    */
   body?: ReadableStream<Uint8Array> | Uint8Array | null;
 }
@@ -54,7 +57,7 @@ export function isMongrel2Key(name: string): boolean {
  * and `URI`. A missing or unusable host falls back to `localhost`, as there
  * is no listening address to use instead.
  *
- * @param message The parsed message.
+ * @param message The parsed message, or the request's mongrel2 facts.
  * @returns The URL string.
  *
  * @example Usage
@@ -68,7 +71,9 @@ export function isMongrel2Key(name: string): boolean {
  * console.assert(url === "http://[::1]:8080/a?b=1");
  * ```
  */
-export function requestUrl(message: Mongrel2Message): string {
+export function requestUrl(
+  message: Mongrel2Message | Mongrel2RequestInfo,
+): string {
   const headers = message.headers;
   const scheme = firstHeader(headers, "URL_SCHEME") === "https"
     ? "https"
@@ -116,7 +121,7 @@ export function clientAddress(headers: Mongrel2Headers): string {
  * WebSocket handshake as `WEBSOCKET_HANDSHAKE` (with the accept key as its
  * body), which is mongrel2's word, not the client's.
  *
- * @param message The parsed message.
+ * @param message The parsed message, or the request's mongrel2 facts.
  * @returns The method, e.g. `GET`.
  *
  * @example Usage
@@ -129,7 +134,9 @@ export function clientAddress(headers: Mongrel2Headers): string {
  * console.assert(method === "GET");
  * ```
  */
-export function requestMethod(message: Mongrel2Message): string {
+export function requestMethod(
+  message: Mongrel2Message | Mongrel2RequestInfo,
+): string {
   const method = firstHeader(message.headers, "METHOD") ?? "GET";
   return method === "WEBSOCKET_HANDSHAKE" ? "GET" : method;
 }
@@ -139,7 +146,7 @@ export function requestMethod(message: Mongrel2Message): string {
  * header (duplicates appended as separate values, mongrel2's own keys left
  * out) and the body as a stream.
  *
- * @param message The parsed message.
+ * @param message The parsed message, or the request's mongrel2 facts.
  * @param options Signal and body.
  * @returns The request.
  * @throws {TypeError} When the method or a header cannot be represented (a bad request).
@@ -156,14 +163,18 @@ export function requestMethod(message: Mongrel2Message): string {
  * ```
  */
 export function toRequest(
-  message: Mongrel2Message,
+  message: Mongrel2Message | Mongrel2RequestInfo,
   options: ToRequestOptions = {},
 ): Request {
   const method = requestMethod(message);
   const headers = clientHeaders(message.headers);
   const init: RequestInit = { method, headers, signal: options.signal };
   if (!BODILESS_METHODS.has(method)) {
-    const body = options.body === undefined ? message.body : options.body;
+    const body = options.body !== undefined
+      ? options.body
+      : "body" in message
+      ? message.body
+      : null;
     // As under deno serve, the body is a byte stream (BYOB readers work).
     if (body instanceof Uint8Array) init.body = byteStreamOf(body);
     else if (body !== null) init.body = body;

@@ -98,11 +98,14 @@ export function handshakeOf(request: Request): Handshake | undefined {
 
 /**
  * Opens the socket of a handshake and makes the 101 a handler returns for
- * it (Deno lets a `Response` have status 101 only with no body).
+ * it (Deno lets a `Response` have status 101 only with no body). Any 101
+ * for the handshake then takes the socket ({@linkcode acceptedSocket}),
+ * and goes out with its own headers ({@linkcode framesResponse}).
  *
  * @param handshake The handshake it answers.
  * @param control The socket's control; its frames become the body sent.
- * @param protocol The selected subprotocol, or `""`.
+ * @param headers The 101's headers: those {@linkcode upgradeWebSocket}
+ * gives it, or those a handler in a worker returned it with.
  * @returns The response.
  *
  * @example
@@ -112,7 +115,11 @@ export function handshakeOf(request: Request): Handshake | undefined {
  * const request = new Request("http://localhost/");
  * const handshake = markHandshake(request, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
  * const { control } = createWebSocket({ protocol: "", maxMessageSize: 1024, idleTimeout: 0 });
- * const response = upgradeResponse(handshake, control, "");
+ * const response = upgradeResponse(handshake, control, {
+ *   upgrade: "websocket",
+ *   connection: "Upgrade",
+ *   "sec-websocket-accept": handshake.acceptKey,
+ * });
  * console.assert(response.status === 101);
  * console.assert(response.headers.get("sec-websocket-accept") === handshake.acceptKey);
  * ```
@@ -120,18 +127,10 @@ export function handshakeOf(request: Request): Handshake | undefined {
 export function upgradeResponse(
   handshake: Handshake,
   control: SocketControl,
-  protocol: string,
+  headers: HeadersInit,
 ): Response {
   sockets.set(handshake, control);
-  return new Response(null, {
-    status: 101,
-    headers: {
-      upgrade: "websocket",
-      connection: "Upgrade",
-      "sec-websocket-accept": handshake.acceptKey,
-      ...(protocol === "" ? {} : { "sec-websocket-protocol": protocol }),
-    },
-  });
+  return new Response(null, { status: 101, headers });
 }
 
 /**
@@ -179,7 +178,7 @@ export function acceptedSocket(
  * const request = new Request("http://localhost/");
  * const handshake = markHandshake(request, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
  * const { control } = createWebSocket({ protocol: "", maxMessageSize: 1024, idleTimeout: 0 });
- * const response = upgradeResponse(handshake, control, "");
+ * const response = upgradeResponse(handshake, control, { upgrade: "websocket" });
  * const sent = framesResponse(response, control);
  * console.assert(sent.status === 101 && sent.body === control.frames);
  * ```
@@ -278,7 +277,13 @@ export function upgradeWebSocket(
     maxMessageSize,
     idleTimeout,
   });
-  return { socket, response: upgradeResponse(handshake, control, protocol) };
+  const response = upgradeResponse(handshake, control, {
+    upgrade: "websocket",
+    connection: "Upgrade",
+    "sec-websocket-accept": handshake.acceptKey,
+    ...(protocol === "" ? {} : { "sec-websocket-protocol": protocol }),
+  });
+  return { socket, response };
 }
 
 function checkLimit(name: string, value: number): number {

@@ -14,21 +14,6 @@
 
 import type { Mongrel2RequestInfo } from "../info.ts";
 
-/**
- * A request that did not come from mongrel2 (the pool called directly):
- * what `new Request` needs.
- */
-export interface PlainRequest {
-  /** Absolute URL. */
-  url: string;
-  /** Method. */
-  method: string;
-  /** Header pairs, duplicates as separate pairs. */
-  headers: [string, string][];
-  /** The client address. */
-  hostname: string;
-}
-
 /** A request for the worker's handler. */
 export interface WorkerRequest {
   /** Message kind. */
@@ -38,9 +23,9 @@ export interface WorkerRequest {
   /**
    * What the worker builds the `Request` from: mongrel2's facts, which hold
    * every header once (the worker rebuilds the request as the main thread
-   * did), or a plain request's parts.
+   * did).
    */
-  source: Mongrel2RequestInfo | PlainRequest;
+  source: Mongrel2RequestInfo;
   /** The body: transferred, or small and complete as bytes. */
   body: ReadableStream<Uint8Array> | Uint8Array<ArrayBuffer> | null;
   /** For a WebSocket handshake: the accept key mongrel2 computed. */
@@ -87,8 +72,11 @@ export type FromWorker =
      * thread answers as it does for such a body of its own (500).
      */
     bodyError?: { message: string; stack?: string };
-    /** Set when the response upgrades to a WebSocket: its subprotocol. */
-    upgrade: { protocol: string } | undefined;
+    /**
+     * Whether the response is a 101 that upgrades to a WebSocket (its body
+     * is then the socket's outgoing frames).
+     */
+    upgrade: boolean;
   }
   | { type: "error"; id: number; message: string; stack: string | undefined }
   | { type: "pong"; seq: number }

@@ -13,10 +13,9 @@
  * @module
  */
 
-import { mongrel2Info } from "../info.ts";
-import { loadedWithin } from "../handler.ts";
+import { mongrel2Info, type Mongrel2RequestInfo } from "../info.ts";
+import { type FetchHandler, loadedWithin } from "../handler.ts";
 import type { Logger } from "../log.ts";
-import type { FetchHandler } from "../server.ts";
 import type { SocketControl } from "../websocket/socket.ts";
 import {
   type Handshake,
@@ -29,10 +28,9 @@ import {
   SMALL_BODY_BYTES,
   type ToWorker,
 } from "./messages.ts";
-import { headerList } from "../http/header_list.ts";
 import { OPCODE, parseFlags } from "../websocket/frame.ts";
 import { settleBody } from "../http/ready_body.ts";
-import { REQUEST_FINISHED } from "../connection/exchange.ts";
+import { REQUEST_FINISHED } from "../abort_reasons.ts";
 
 function checkWorkerCount(action: string, workers: number): void {
   if (!Number.isInteger(workers) || workers < 1) {
@@ -98,15 +96,15 @@ class HandlerWorker {
   /** Response bodies still streaming from this worker. */
   readonly bodies = new Set<ReadableStreamDefaultController<Uint8Array>>();
   lastPong = performance.now();
-  draining = false;
   dead = false;
   /** The handler module has loaded: requests may go to this worker. */
   loaded = false;
   #nextId = 1;
   #completions: Completions = [];
   #completionsTimer: ReturnType<typeof setTimeout> | undefined;
+  readonly #module: string;
   #ready: Promise<string>;
-  #stopLoading: (why: string) => void;
+  #stopLoading: (message: string) => void;
   #onDeath: (worker: HandlerWorker, why: string) => void;
   #logger: Logger;
 
@@ -116,6 +114,7 @@ class HandlerWorker {
     logger: Logger,
     onDeath: (worker: HandlerWorker, why: string) => void,
   ) {
+    this.#module = moduleUrl;
     this.#logger = logger;
     this.#onDeath = onDeath;
     this.worker = new Worker(new URL("./worker_main.ts", import.meta.url), {
@@ -125,7 +124,8 @@ class HandlerWorker {
       resolve: (s: string) => void;
       reject: (e: Error) => void;
     };
-    this.#stopLoading = (why) => settleReady.reject(new WorkerLoadError(why));
+    this.#stopLoading = (message) =>
+      settleReady.reject(new WorkerLoadError(message));
     this.#ready = new Promise((resolve, reject) =>
       settleReady = { resolve, reject }
     );
@@ -154,7 +154,7 @@ class HandlerWorker {
           this.lastPong = performance.now();
           break;
         case "exit":
-          this.#die(`called Deno.exit(${message.code})`);
+          this.#onDeath(this, `called Deno.exit(${message.code})`);
           break;
         case "log":
           if (message.level === "error") this.#logger.error(message.message);
@@ -165,7 +165,8 @@ class HandlerWorker {
     this.worker.onerror = (event: ErrorEvent) => {
       // Not preventing it would take the whole process down.
       event.preventDefault();
-      this.#die(
+      this.#onDeath(
+        this,
         `threw an uncaught error (${event.message.replace(/^Uncaught /, "")})`,
       );
     };
@@ -174,12 +175,6 @@ class HandlerWorker {
 
   ready(): Promise<string> {
     return this.#ready;
-  }
-
-  /** The worker is gone: whoever waits for its module, and the pool, learn why. */
-  #die(why: string): void {
-    this.#stopLoading(why);
-    this.#onDeath(this, why);
   }
 
   send(message: ToWorker, transfer: Transferable[] = []): void {
@@ -205,22 +200,16 @@ class HandlerWorker {
       ? this.#follow(message.body)
       : message.body;
     try {
-      if (message.upgrade !== undefined && pending.handshake !== undefined) {
+      if (message.upgrade && pending.handshake !== undefined) {
+        // The handler's 101 as it returned it: the server then sends its
+        // head with the socket's frames, as for a handler on this thread.
         const control = this.#socketProxy(
           id,
           body as ReadableStream<Uint8Array>,
         );
-        const response = upgradeResponse(
-          pending.handshake,
-          control,
-          message.upgrade.protocol,
+        pending.resolve(
+          upgradeResponse(pending.handshake, control, message.headers),
         );
-        // What the handler added (cookies, say) goes out with the 101 too.
-        for (const [name, value] of message.headers) {
-          if (!response.headers.has(name)) response.headers.append(name, value);
-          else if (name === "set-cookie") response.headers.append(name, value);
-        }
-        pending.resolve(response);
         return;
       }
       pending.resolve(
@@ -300,6 +289,7 @@ class HandlerWorker {
 
   fetch(
     request: Request,
+    source: Mongrel2RequestInfo,
     info: Deno.ServeHandlerInfo<Deno.NetAddr>,
   ): Promise<Response> {
     const id = this.#nextId++;
@@ -308,7 +298,7 @@ class HandlerWorker {
     this.pending.set(id, { resolve, reject, responded: false, handshake });
     // Abort and completion follow the request, which may wait a few
     // microtasks while a small body is read.
-    const posted = this.#post(id, request, handshake?.acceptKey, info).catch(
+    const posted = this.#post(id, request, source, handshake?.acceptKey).catch(
       (error) => {
         this.pending.delete(id);
         reject(error);
@@ -360,8 +350,8 @@ class HandlerWorker {
   async #post(
     id: number,
     request: Request,
+    source: Mongrel2RequestInfo,
     handshake: string | undefined,
-    info: Deno.ServeHandlerInfo<Deno.NetAddr>,
   ): Promise<void> {
     const length = Number(request.headers.get("content-length") ?? NaN);
     const body = request.body !== null && length <= SMALL_BODY_BYTES
@@ -370,12 +360,7 @@ class HandlerWorker {
     this.send({
       type: "request",
       id,
-      source: mongrel2Info(request) ?? {
-        url: request.url,
-        method: request.method,
-        headers: headerList(request.headers),
-        hostname: info.remoteAddr.hostname,
-      },
+      source,
       body,
       handshake,
       completed: this.#takeCompletions(),
@@ -399,12 +384,18 @@ class HandlerWorker {
     this.bodies.clear();
   }
 
-  terminate(): void {
+  /**
+   * Stops the worker; whoever waits for its module learns why (a no-op
+   * once loaded).
+   *
+   * @param why What ended it, completing "it …": "called Deno.exit(3)".
+   */
+  terminate(why = "was stopped"): void {
     this.dead = true;
     clearTimeout(this.#completionsTimer);
-    // Whoever waits for a worker stopped while loading learns it (a no-op
-    // once loaded).
-    this.#stopLoading("was stopped before its module loaded");
+    this.#stopLoading(
+      `Cannot load handler module ${this.#module}: it ${why} while loading`,
+    );
     this.worker.terminate();
   }
 }
@@ -417,14 +408,20 @@ class HandlerWorker {
  * @example Usage
  * ```ts
  * import { WorkerPool } from "./pool.ts";
+ * import { handlerCall } from "../handler.ts";
  * import { createLogger } from "../log.ts";
  * const pool = await WorkerPool.start({ module: "examples/hello.ts", workers: 2, logger: createLogger() });
  * // Settled once the response is out, as the server does.
  * const completed = Promise.withResolvers<void>();
- * const response = await pool.fetch(new Request("http://localhost/"), {
- *   remoteAddr: { transport: "tcp", hostname: "127.0.0.1", port: 0 },
- *   completed: completed.promise,
+ * // A request as the server builds it, with its mongrel2 facts.
+ * const { request, info } = handlerCall({
+ *   connectionId: "1", sender: "s", pattern: "/", path: "/",
+ *   headers: { METHOD: "GET", URI: "/", host: "localhost", REMOTE_ADDR: "127.0.0.1" },
+ * }, {
+ *   signal: new AbortController().signal, body: null,
+ *   completed: completed.promise, acceptKey: undefined,
  * });
+ * const response = await pool.fetch(request, info);
  * console.log(await response.text()); // Hello from m2fetch
  * completed.resolve();
  * await pool.close();
@@ -440,8 +437,9 @@ export class WorkerPool {
   #backoff = 100;
   #stableTimer: ReturnType<typeof setTimeout> | undefined;
   #heartbeat: ReturnType<typeof setInterval>;
-  #roundRobin = 0;
   #seq = 0;
+  /** Until every first worker has loaded: one that dies loading fails the start. */
+  #starting = true;
   #closed = false;
 
   private constructor(options: WorkerPoolOptions) {
@@ -469,16 +467,12 @@ export class WorkerPool {
     try {
       for (let i = 0; i < options.workers; i++) pool.#slots.push(pool.#spawn());
       await Promise.all(pool.#slots.map((worker) => worker.ready()));
+      pool.#starting = false;
     } catch (error) {
       await pool.close();
       throw error;
     }
     return pool;
-  }
-
-  /** Number of workers. */
-  get size(): number {
-    return this.#slots.length;
   }
 
   #spawn(module = this.#module): HandlerWorker {
@@ -493,11 +487,12 @@ export class WorkerPool {
 
   #died(worker: HandlerWorker, why: string): void {
     if (worker.dead) return;
-    worker.terminate();
+    worker.terminate(why);
     worker.failPending(why);
     this.#retired.delete(worker);
     const slot = this.#slots.indexOf(worker);
-    if (slot < 0 || this.#closed) return;
+    // One that dies loading at start fails the start: nothing to replace.
+    if (slot < 0 || this.#closed || (this.#starting && !worker.loaded)) return;
     this.#logger.error(
       `Handler worker ${slot} ${why}; replacing it in ${this.#backoff} ms`,
     );
@@ -537,16 +532,20 @@ export class WorkerPool {
   /**
    * The pool as a Fetch handler: sends the request to its connection's worker.
    *
-   * @param request The request.
+   * @param request The request, as the server builds it.
    * @param info Client address and completion.
    * @returns The worker's response.
+   * @throws {TypeError} For a request without mongrel2 facts (`mongrel2Info()`),
+   * which the worker rebuilds it from.
    */
   fetch: FetchHandler = (request, info) => {
-    const connection = mongrel2Info(request)?.connectionId;
-    const index = connection === undefined
-      ? this.#roundRobin++ % this.#slots.length
-      : Number(connection) % this.#slots.length;
-    let worker = this.#slots[index];
+    const source = mongrel2Info(request);
+    if (source === undefined) {
+      throw new TypeError(
+        "Cannot pass the request to a handler worker: it has no mongrel2 facts (mongrel2Info()), which the worker rebuilds it from",
+      );
+    }
+    let worker = this.#slots[Number(source.connectionId) % this.#slots.length];
     if (worker.dead || !worker.loaded) {
       // Its worker crashed and its replacement is not up yet: another takes
       // the request (nothing of this connection lives in the dead one).
@@ -560,11 +559,11 @@ export class WorkerPool {
       // Every worker is starting: wait for this one's module.
       const starting = worker;
       return starting.ready().then(
-        () => starting.fetch(request, info),
+        () => starting.fetch(request, source, info),
         () => new Response(BAD_GATEWAY, { status: 502 }),
       );
     }
-    return worker.fetch(request, info);
+    return worker.fetch(request, source, info);
   };
 
   /**
@@ -616,7 +615,6 @@ export class WorkerPool {
   }
 
   async #retire(worker: HandlerWorker, drainMs: number): Promise<void> {
-    worker.draining = true;
     this.#retired.add(worker);
     // Its sockets would never finish on their own: they close with 1001
     // (going away) and their clients reconnect to the new code.
@@ -632,15 +630,6 @@ export class WorkerPool {
       worker.failPending("was retired before it answered");
       worker.terminate();
     }
-  }
-
-  /** Requests the workers hold now. */
-  get inFlight(): number {
-    let total = 0;
-    for (const worker of [...this.#slots, ...this.#retired]) {
-      total += worker.pending.size;
-    }
-    return total;
   }
 
   /** Terminates every worker. */

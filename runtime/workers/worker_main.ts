@@ -8,21 +8,22 @@
 
 /// <reference lib="deno.worker" />
 
-import { checkHandlerResult, loadHandler, setHandlerArgs } from "../handler.ts";
-import { REQUEST_FINISHED } from "../connection/exchange.ts";
-import { setMongrel2Info } from "../info.ts";
+import {
+  checkHandlerResult,
+  type FetchHandler,
+  handlerCall,
+  loadHandler,
+  setHandlerArgs,
+} from "../handler.ts";
+import { REQUEST_FINISHED } from "../abort_reasons.ts";
 import type { SocketControl } from "../websocket/socket.ts";
 import {
   acceptedSocket,
-  handshakeOf,
-  markHandshake,
   routeDenoUpgradeWebSocket,
 } from "../websocket/upgrade.ts";
-import type { FetchHandler } from "../server.ts";
 import { headerList } from "../http/header_list.ts";
 import { DECODED_AWAY, decodedByFetch } from "../http/response.ts";
 import { settleBody } from "../http/ready_body.ts";
-import { clientAddress, toRequest } from "../http/request.ts";
 import { asByteStream, byteStreamOf } from "../http/byte_stream.ts";
 import {
   type Completions,
@@ -31,8 +32,6 @@ import {
   type ToWorker,
   type WorkerRequest,
 } from "./messages.ts";
-
-const NO_BYTES = new Uint8Array();
 
 let handler: FetchHandler | null = null;
 /** What the worker holds for a request until the main thread says it ended. */
@@ -131,36 +130,15 @@ async function handle(message: WorkerRequest): Promise<void> {
   };
   requests.set(message.id, held);
   try {
-    const { source } = message;
-    const fromMongrel2 = "connectionId" in source;
-    const request = fromMongrel2
-      ? toRequest({
-        ...source,
-        body: NO_BYTES,
-        headerFormat: "json",
-      }, { signal: controller.signal, body: requestBody })
-      : new Request(source.url, {
-        method: source.method,
-        headers: source.headers,
-        body: requestBody,
-        signal: controller.signal,
-      });
-    if (fromMongrel2) setMongrel2Info(request, source);
-    if (message.handshake !== undefined) {
-      markHandshake(request, message.handshake);
-    }
-    const response = await handler!(request, {
-      remoteAddr: {
-        transport: "tcp",
-        hostname: fromMongrel2
-          ? clientAddress(source.headers)
-          : source.hostname,
-        port: 0,
-      },
+    const { request, info, handshake } = handlerCall(message.source, {
+      signal: controller.signal,
+      body: requestBody,
       completed,
+      acceptKey: message.handshake,
     });
+    const response = await handler!(request, info);
     checkHandlerResult(response);
-    const socket = acceptedSocket(response, handshakeOf(request));
+    const socket = acceptedSocket(response, handshake);
     if (socket !== undefined) held.socket = socket;
     // A WebSocket's frames must stay a stream; other bodies that are
     // complete already cross as bytes.
@@ -187,9 +165,7 @@ async function handle(message: WorkerRequest): Promise<void> {
         )
         : headerList(response.headers),
       body,
-      upgrade: socket === undefined
-        ? undefined
-        : { protocol: response.headers.get("sec-websocket-protocol") ?? "" },
+      upgrade: socket !== undefined,
     }, body instanceof ReadableStream ? [body] : []);
   } catch (error) {
     const { message: text, stack } = describe(error);

@@ -9,6 +9,7 @@
  */
 
 import assert from "node:assert/strict";
+import { handlerCall } from "../../runtime/handler.ts";
 import { createLogger } from "../../runtime/log.ts";
 import { WorkerPool } from "../../runtime/workers/pool.ts";
 import { waitFor } from "../subprocess.ts";
@@ -33,21 +34,53 @@ async function withPool(
   }
 }
 
+/** What {@linkcode send} puts in a request besides its path. */
+interface SendInit {
+  /** Default GET. */
+  method?: string;
+  /** Client headers, lower case, as mongrel2 passes them. */
+  headers?: Record<string, string>;
+  /** The body, as the server hands it over. */
+  body?: ReadableStream<Uint8Array> | Uint8Array;
+}
+
+/** Each request on a connection of its own: the pool spreads them by id. */
+let lastConnection = 0;
+
 /**
- * Sends `request` through the pool. The test settles `completed` once it is
- * done with the response, as the server does once the response is out.
+ * Sends a request for `path` through the pool, built as the server builds
+ * it from a mongrel2 message. The test settles `completed` once it is done
+ * with the response, as the server does once the response is out.
  */
 async function send(
   pool: WorkerPool,
-  request: Request,
+  path: string,
+  init: SendInit = {},
 ): Promise<
   { response: Response; completed: PromiseWithResolvers<void> }
 > {
   const completed = Promise.withResolvers<void>();
-  const response = await pool.fetch(request, {
-    remoteAddr: { transport: "tcp", hostname: "127.0.0.1", port: 0 },
+  const { request, info } = handlerCall({
+    connectionId: String(++lastConnection),
+    sender: "pool-test",
+    pattern: "/",
+    path,
+    headers: {
+      METHOD: init.method ?? "GET",
+      URI: path,
+      PATH: path,
+      VERSION: "HTTP/1.1",
+      REMOTE_ADDR: "127.0.0.1",
+      host: "localhost",
+      ...init.headers,
+    },
+  }, {
+    signal: new AbortController().signal,
+    body: init.body ?? null,
     completed: completed.promise,
+    acceptKey: undefined,
   });
+  const response = await pool.fetch(request, info);
   return { response, completed };
 }
 
@@ -65,10 +98,12 @@ Deno.test("a request body the worker's handler leaves unread is cancelled once t
           cancelled = true;
         },
       });
-      const { response, completed } = await send(
-        pool,
-        new Request("http://localhost/upload", { method: "POST", body }),
-      );
+      // Large, as an upload mongrel2 streams is.
+      const { response, completed } = await send(pool, "/upload", {
+        method: "POST",
+        headers: { "content-length": "10000000" },
+        body,
+      });
       assert.equal(response.status, 403);
       await response.body?.cancel();
       assert.equal(cancelled, false, "cancelled before the request ended");
@@ -105,10 +140,7 @@ Deno.test("a reload whose module hangs or loads in only some workers leaves the 
   const bodies = async () => {
     const seen = new Set<string>();
     for (let id = 1; id <= 6; id++) {
-      const { response, completed } = await send(
-        pool,
-        new Request(`http://localhost/${id}`),
-      );
+      const { response, completed } = await send(pool, `/${id}`);
       seen.add(await response.text());
       completed.resolve();
     }
@@ -160,16 +192,19 @@ Deno.test("a request body reaches the worker's handler as a byte stream, as unde
       const streamed = new Blob([new Uint8Array(300_000)]).stream()
         .pipeThrough(new TransformStream());
       for (
-        const [body, bytes] of [["hello", 5], [streamed, 300_000]] as const
+        const [body, bytes] of [
+          [new TextEncoder().encode("hello"), 5],
+          [streamed, 300_000],
+        ] as const
       ) {
-        const { response, completed } = await send(
-          pool,
-          new Request("http://localhost/up", {
-            method: "POST",
-            headers: { "content-type": "application/octet-stream" },
-            body,
-          }),
-        );
+        const { response, completed } = await send(pool, "/up", {
+          method: "POST",
+          headers: {
+            "content-type": "application/octet-stream",
+            "content-length": String(bytes),
+          },
+          body,
+        });
         assert.deepEqual(await response.json(), { bytes });
         completed.resolve();
       }
@@ -189,10 +224,7 @@ Deno.test("a worker's response from fetch() goes out without the content-encodin
   await withPool(
     `export default { fetch: () => fetch("http://127.0.0.1:${upstream.addr.port}/") };\n`,
     async (pool) => {
-      const { response, completed } = await send(
-        pool,
-        new Request("http://localhost/"),
-      );
+      const { response, completed } = await send(pool, "/");
       assert.equal(response.headers.get("content-encoding"), null);
       assert.equal(response.headers.get("content-length"), null);
       assert.equal(await response.text(), "plain text");
@@ -209,13 +241,26 @@ Deno.test("a worker's response body that has failed already reaches the main thr
 };
 `,
     async (pool) => {
-      const { response, completed } = await send(
-        pool,
-        new Request("http://localhost/"),
-      );
+      const { response, completed } = await send(pool, "/");
       // As on the main thread, the encoder then answers 500 in its place.
       assert.equal(response.status, 201);
       await assert.rejects(response.text(), /RangeError: boom/);
       completed.reject(new Error("not sent"));
+    },
+  ));
+
+Deno.test("the pool refuses a request without mongrel2 facts, which its workers build requests from", () =>
+  withPool(
+    `export default { fetch: () => new Response("ok") };\n`,
+    (pool) => {
+      assert.throws(
+        () =>
+          pool.fetch(new Request("http://localhost/"), {
+            remoteAddr: { transport: "tcp", hostname: "127.0.0.1", port: 0 },
+            completed: Promise.resolve(),
+          }),
+        /Cannot pass the request to a handler worker: it has no mongrel2 facts/,
+      );
+      return Promise.resolve();
     },
   ));
