@@ -82,6 +82,8 @@ export type FromWorker =
   | { type: "pong"; seq: number }
   /** The handler called `Deno.exit()`: the worker is ending. */
   | { type: "exit"; code: number }
+  /** Handler code threw outside any request: the worker is ending. */
+  | { type: "crash"; message: string; stack?: string }
   | { type: "log"; level: "error" | "warn"; message: string };
 
 /**

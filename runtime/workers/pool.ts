@@ -105,14 +105,14 @@ class HandlerWorker {
   readonly #module: string;
   #ready: Promise<string>;
   #stopLoading: (message: string) => void;
-  #onDeath: (worker: HandlerWorker, why: string) => void;
+  #onDeath: (worker: HandlerWorker, why: string, error?: Error) => void;
   #logger: Logger;
 
   constructor(
     moduleUrl: string,
     args: readonly string[],
     logger: Logger,
-    onDeath: (worker: HandlerWorker, why: string) => void,
+    onDeath: (worker: HandlerWorker, why: string, error?: Error) => void,
   ) {
     this.#module = moduleUrl;
     this.#logger = logger;
@@ -155,6 +155,13 @@ class HandlerWorker {
           break;
         case "exit":
           this.#onDeath(this, `called Deno.exit(${message.code})`);
+          break;
+        case "crash":
+          this.#onDeath(
+            this,
+            `threw an uncaught error (${message.message})`,
+            revive(message),
+          );
           break;
         case "log":
           if (message.level === "error") this.#logger.error(message.message);
@@ -481,11 +488,11 @@ export class WorkerPool {
       moduleUrl,
       this.#args,
       this.#logger,
-      (worker, why) => this.#died(worker, why),
+      (worker, why, error) => this.#died(worker, why, error),
     );
   }
 
-  #died(worker: HandlerWorker, why: string): void {
+  #died(worker: HandlerWorker, why: string, error?: Error): void {
     if (worker.dead) return;
     worker.terminate(why);
     worker.failPending(why);
@@ -495,6 +502,7 @@ export class WorkerPool {
     if (slot < 0 || this.#closed || (this.#starting && !worker.loaded)) return;
     this.#logger.error(
       `Handler worker ${slot} ${why}; replacing it in ${this.#backoff} ms`,
+      error,
     );
     const delay = this.#backoff;
     this.#backoff = Math.min(10_000, this.#backoff * 2);

@@ -74,6 +74,15 @@ Object.defineProperty(Deno, "exit", {
   writable: true,
 });
 
+// An uncaught error ends the worker, as it ends deno serve. The main
+// thread logs it in the log's format and replaces the worker; left to
+// Deno, it would be printed in Deno's own format, colours and all.
+self.addEventListener("error", (event) => {
+  event.preventDefault();
+  post({ type: "crash", ...describe(event.error) });
+  self.close();
+});
+
 // A handler's stray rejection must not kill the worker and every request
 // it holds: log it and keep serving, as the main thread does.
 self.addEventListener("unhandledrejection", (event) => {

@@ -1030,6 +1030,53 @@ Deno.test(
 );
 
 Deno.test(
+  "with --workers and --log-format json, a worker's uncaught error is a JSON line with its stack, and the worker is replaced",
+  async () => {
+    const dir = await Deno.makeTempDir({ prefix: "m2u-" });
+    try {
+      const app = `${dir}/uncaught.ts`;
+      await Deno.writeTextFile(
+        app,
+        `export default {
+          fetch() {
+            setTimeout(() => { throw new Error("uncaught in a timer"); }, 100);
+            return new Response("ok");
+          },
+        };\n`,
+      );
+      await using h = await startCliHarness(app, {
+        args: ["--workers", "1", "--log-format", "json"],
+      });
+      assert.equal(await (await fetch(h.url)).text(), "ok");
+      assert.ok(
+        await waitForValue(
+          () => h.output().includes("Handler worker 0 replaced"),
+          10_000,
+        ),
+        h.output(),
+      );
+      assert.equal(await (await fetch(h.url)).text(), "ok");
+      const records = h.output().split("\n").filter((line) => line !== "")
+        .map((line) => {
+          try {
+            return JSON.parse(line);
+          } catch {
+            assert.fail(`not a JSON line: ${line}\n${h.output()}`);
+          }
+        });
+      const [crash] = records.filter((record) => record.level === "error");
+      assert.match(
+        crash.message,
+        /^Handler worker 0 threw an uncaught error \(Error: uncaught in a timer\); replacing it/,
+      );
+      assert.match(crash.error, /uncaught in a timer\n\s+at .*uncaught\.ts:3/);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+);
+
+Deno.test(
   "with --log-format json, a stray rejection and an uncaught error are logged as JSON lines",
   async () => {
     const dir = await Deno.makeTempDir({ prefix: "m2u-" });
