@@ -612,7 +612,13 @@ async function serve(setup: ServeSetup): Promise<Served> {
     `m2fetch ${denoJson.version} serving ${app} (${handler.description}) via mongrel2: requests from ${
       [sendSpec].flat().join(", ")
     }, replies to ${[recvSpec].flat().join(", ")}${
-      uploads ? `, uploads from ${uploads.store.template}` : ""
+      uploads
+        ? `, uploads from ${uploads.store.template}${
+          uploads.store.chroot === undefined
+            ? ""
+            : ` in mongrel2's chroot ${uploads.store.chroot}`
+        }`
+        : ""
     }`,
   );
   let current: Setup = { app, values };

@@ -311,7 +311,7 @@ Deno.test("cli: flags given explicitly win over what --mongrel2-config discovers
   );
   assert.ok(
     log.includes(
-      `requests from ipc://${tmp.path}/run/web_send, replies to tcp://127.0.0.1:9, uploads from /var/tmp/m2fetch-test.XXXXXX`,
+      `requests from ipc://${tmp.path}/run/web_send, replies to tcp://127.0.0.1:9, uploads from /var/tmp/m2fetch-test.XXXXXX in mongrel2's chroot ${tmp.path}`,
     ),
     log,
   );
