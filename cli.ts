@@ -148,8 +148,10 @@ const USAGE =
 Usage:
   deno run -A cli.ts [options] APP            serve APP behind a running mongrel2
   deno run -A cli.ts --app-path DIR [options] serve the app configured in DIR/m2fetch.json
-  deno run -A cli.ts config --app-path DIR [options] [APP]
-                                              write options (and APP) to DIR/m2fetch.json
+  deno run -A cli.ts config --app-path DIR [options] [APP] [-- ARGS]
+                                              write options (and APP, ARGS) to
+                                              DIR/m2fetch.json; --unset NAME
+                                              (repeatable) removes one
   deno run -A cli.ts dev [options] [APP]      start a private mongrel2 (config
                                               generated, flow control on) and
                                               serve APP (default examples/hello.ts);
@@ -231,9 +233,15 @@ interface ParsedArgs {
   help: boolean;
   version: boolean;
   appPath: string | undefined;
+  /** `config --unset NAME`: keys to drop from m2fetch.json. */
+  unset: string[];
 }
 
-function parse(all: string[], schema: Record<string, OptionSpec>): ParsedArgs {
+function parse(
+  all: string[],
+  schema: Record<string, OptionSpec>,
+  options: { unset?: boolean } = {},
+): ParsedArgs {
   const dashes = all.indexOf("--");
   const args = dashes < 0 ? all : all.slice(0, dashes);
   const appArgs = dashes < 0 ? undefined : all.slice(dashes + 1);
@@ -244,6 +252,7 @@ function parse(all: string[], schema: Record<string, OptionSpec>): ParsedArgs {
     help: { type: "boolean" },
     version: { type: "boolean" },
     "app-path": { type: "string" },
+    ...(options.unset ? { unset: { type: "string", multiple: true } } : {}),
   };
   for (const [name, spec] of Object.entries(schema)) {
     parserOptions[name] = {
@@ -281,6 +290,7 @@ function parse(all: string[], schema: Record<string, OptionSpec>): ParsedArgs {
     help: given.help === true,
     version: given.version === true,
     appPath: given["app-path"] as string | undefined,
+    unset: (given.unset as string[] | undefined) ?? [],
   };
 }
 
@@ -970,7 +980,7 @@ async function runServe(args: string[]): Promise<void> {
 }
 
 async function runConfig(args: string[]): Promise<void> {
-  const parsed = parse(args, SERVE_OPTIONS);
+  const parsed = parse(args, SERVE_OPTIONS, { unset: true });
   if (answeredHelpOrVersion(parsed)) return;
   if (parsed.appPath === undefined) {
     throw new UsageError(
@@ -996,7 +1006,22 @@ async function runConfig(args: string[]): Promise<void> {
   mapRelativePaths(values, (path) => relative(dir, resolve(path)) || ".");
   const path = `${dir}/${CONFIG_FILE_NAME}`;
   // Checked together with what the file already holds, as serving will.
+  for (const name of parsed.unset) {
+    if (
+      name !== "app" && name !== "args" && !Object.hasOwn(SERVE_OPTIONS, name)
+    ) {
+      throw new UsageError(
+        `Cannot unset "${name}": m2fetch.json holds app, args and the options (${
+          Object.keys(SERVE_OPTIONS).join(", ")
+        })`,
+      );
+    }
+    if (Object.hasOwn(values, name)) {
+      throw new UsageError(`Cannot both set and unset "${name}"`);
+    }
+  }
   const existing = await readConfigFile(path, SERVE_OPTIONS) ?? {};
+  for (const name of parsed.unset) delete existing[name];
   const merged = withDefaults(SERVE_OPTIONS, existing, values);
   uploadOptions(merged);
   checkHandlerChoice(merged);
@@ -1004,7 +1029,12 @@ async function runConfig(args: string[]): Promise<void> {
     values["send-spec"] as string[] | undefined,
     values["recv-spec"] as string[] | undefined,
   );
-  const written = await writeConfigFile(path, values, SERVE_OPTIONS);
+  const written = await writeConfigFile(
+    path,
+    values,
+    SERVE_OPTIONS,
+    parsed.unset,
+  );
   console.log(`Wrote ${path}:\n${JSON.stringify(written, null, 2)}`);
 }
 

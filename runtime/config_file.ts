@@ -112,11 +112,13 @@ export async function readConfigFile(
 
 /**
  * Writes options to a config file, keeping the keys it already has unless
- * `values` sets them. Written atomically (temp file, then rename).
+ * `values` sets them or `remove` names them. Written atomically (temp
+ * file, then rename).
  *
  * @param path The file.
  * @param values The options to set.
  * @param schema The options the file may hold (to check what is kept).
+ * @param remove Keys to drop from the file.
  * @returns The full contents written.
  *
  * @example Usage
@@ -133,9 +135,11 @@ export async function writeConfigFile(
   path: string,
   values: OptionValues,
   schema: Record<string, OptionSpec>,
+  remove: readonly string[] = [],
 ): Promise<OptionValues> {
   const existing = await readConfigFile(path, schema) ?? {};
   const merged: OptionValues = { ...existing, ...values };
+  for (const key of remove) delete merged[key];
   const sorted = Object.fromEntries(
     Object.keys(merged).sort().map((key) => [key, merged[key]]),
   );

@@ -221,6 +221,52 @@ Deno.test("config checks what it adds together with what the file holds", async 
   });
 });
 
+Deno.test("config --unset removes keys, checked like the rest", async () => {
+  await withAppDir(async (dir) => {
+    await Deno.writeTextFile(
+      `${dir}/m2fetch.json`,
+      JSON.stringify({
+        app: "app.ts",
+        args: ["--greeting", "hey"],
+        "mongrel2-chroot": "/srv/mongrel2",
+        "upload-temp-store": "/tmp/upload.XXXXXX",
+        workers: 2,
+      }),
+    );
+    const result = await cli([
+      "config",
+      "--app-path",
+      dir,
+      "--unset",
+      "mongrel2-chroot",
+      "--unset",
+      "args",
+    ]);
+    assert.equal(result.code, 0, result.stderr);
+    assert.deepEqual(await readJson(`${dir}/m2fetch.json`), {
+      app: "app.ts",
+      "upload-temp-store": "/tmp/upload.XXXXXX",
+      workers: 2,
+    });
+    const before = await Deno.readTextFile(`${dir}/m2fetch.json`);
+    for (
+      const [args, pattern] of [
+        [["--unset", "wrokers"], /Cannot unset "wrokers": m2fetch\.json holds/],
+        [["--unset", "workers", "--workers", "3"], /Cannot both set and unset/],
+        // What is left must still serve: the chroot needs the store.
+        [
+          ["--mongrel2-chroot", "/srv/m2", "--unset", "upload-temp-store"],
+          /Cannot use --mongrel2-chroot without --upload-temp-store/,
+        ],
+      ] as const
+    ) {
+      const refused = await cli(["config", "--app-path", dir, ...args]);
+      assertOneLineError(refused, 2, pattern);
+      assert.equal(await Deno.readTextFile(`${dir}/m2fetch.json`), before);
+    }
+  });
+});
+
 Deno.test("config refuses to merge into an invalid file and leaves it alone", async () => {
   await withAppDir(async (dir) => {
     const bad = '{"max-body-sise": 5}\n';
