@@ -11,14 +11,12 @@ import {
 } from "./http/response_encoder.ts";
 import { STATUS_TEXT } from "./http/status_text.ts";
 import { ActiveUpload } from "./upload/active_upload.ts";
+import { uploadFailure, uploadPlaceHint } from "./upload/failure.ts";
 import { readUploadMarker, type UploadStore } from "./upload/policy.ts";
-import {
-  removeUploadFile,
-  UploadRejectedError,
-  verifyUploadFile,
-} from "./upload/store.ts";
+import { removeUploadFile, verifyUploadFile } from "./upload/store.ts";
 import { httpDate, requestKeepsAlive } from "./http/response.ts";
 import { requestMethod } from "./http/request.ts";
+import { isHandshake, refusalOf } from "./http/refusal.ts";
 import { Connection, MAX_CREDITS } from "./connection/connection.ts";
 import { Exchange } from "./connection/exchange.ts";
 import { REQUEST_FINISHED } from "./abort_reasons.ts";
@@ -161,11 +159,6 @@ const PIPELINED_AFTER_LAST_MS = 2000;
 function internalServerError(): Response {
   // Same as deno serve: status, body, no content-type.
   return new Response(INTERNAL_SERVER_ERROR, { status: 500 });
-}
-
-/** Whether a message is a WebSocket handshake (mongrel2's METHOD for it). */
-function isHandshake(message: Mongrel2Message): boolean {
-  return firstHeader(message.headers, "METHOD") === "WEBSOCKET_HANDSHAKE";
 }
 
 /**
@@ -628,53 +621,13 @@ class Server implements Mongrel2Server {
       this.#startUpload(connection, exchange, message, context, marker.path);
       return;
     }
-    if (message.headers.UPLOAD_STREAM !== undefined) {
-      // mongrel2 would pass the rest of the body in continuation pieces
-      // after upload credits m2fetch never grants: refused, not served
-      // with a truncated body. Closing makes mongrel2 drop the upload.
-      this.#reject(
-        exchange,
-        context,
-        501,
-        "Refused a streamed upload: mongrel2 runs with upload.stream=1, which m2fetch does not take (set upload.stream=0 and upload.temp_store)",
-      );
-      return;
-    }
-    if (message.body.length > this.#maxBodySize) {
-      this.#reject(
-        exchange,
-        context,
-        413,
-        `Refused a ${message.body.length}-byte body over the ${this.#maxBodySize}-byte limit`,
-      );
-      return;
-    }
-    const declared = firstHeader(message.headers, "content-length");
-    if (
-      declared !== undefined && !isHandshake(message) &&
-      !(/^\d{1,15}$/.test(declared) && Number(declared) === message.body.length)
-    ) {
-      // mongrel2 forwards a Content-Length above 2^31-1, negative or not a
-      // number with no body at all (§1.5): the header would lie to the
-      // handler, and mongrel2 reads the body bytes as further requests,
-      // which the refusal's close keeps from being served. (A handshake's
-      // body is mongrel2's accept key, not the client's.)
-      this.#reject(
-        exchange,
-        context,
-        400,
-        `Refused a request whose Content-Length "${declared}" is not the ${message.body.length} bytes mongrel2 passed`,
-      );
-      return;
-    }
-    if (this.#stopping && isHandshake(message)) {
-      // A socket opened now would be cut when the drain ends.
-      this.#reject(
-        exchange,
-        context,
-        503,
-        "Refused a WebSocket upgrade: the server is shutting down",
-      );
+    const refusal = refusalOf(message, {
+      maxBodySize: this.#maxBodySize,
+      stopping: this.#stopping,
+    });
+    if (refusal !== null) {
+      const { status, why, level } = refusal;
+      this.#reject(exchange, context, status, why, level);
       return;
     }
     this.#handle(exchange, message, context);
@@ -823,70 +776,23 @@ class Server implements Mongrel2Server {
       });
     } catch (error) {
       if (exchange.settled) return;
-      if (error instanceof UploadRejectedError && error.kind === "missing") {
-        if (upload.done) {
-          // mongrel2 never deletes a finished upload: it wrote it elsewhere.
-          this.#reject(
-            exchange,
-            context,
-            500,
-            `mongrel2 finished the upload "${path}", but it is not there: ${
-              uploadPlaceHint(uploads.store)
-            }; the file is left where mongrel2 wrote it`,
-          );
-          return;
-        }
-        // Usually a client that left at once: mongrel2 removes an
-        // unfinished upload. If every upload fails so, it is the set-up,
-        // which the first such line says, and so does the upload-done of
-        // any such upload that mongrel2 finishes after all.
+      const failure = uploadFailure(error, {
+        path,
+        store: uploads.store,
+        done: upload.done,
+        firstMissing: !this.#warnedMissingUpload,
+      });
+      if (failure.missingUnfinished) {
         this.#missingUploads.add(path);
-        const first = !this.#warnedMissingUpload;
         this.#warnedMissingUpload = true;
-        this.#reject(
-          exchange,
-          context,
-          500,
-          first
-            ? `mongrel2 reported the upload file "${path}", but it is not there: the client probably left and mongrel2 removed it; if every upload fails so, ${
-              uploadPlaceHint(uploads.store)
-            }`
-            : `The upload file "${path}" was gone (the client probably left)`,
-          first ? "warn" : "info",
-        );
-      } else if (
-        error instanceof UploadRejectedError && error.kind === "setup"
-      ) {
-        this.#reject(
-          exchange,
-          context,
-          500,
-          `${error.message}: ${uploadPlaceHint(uploads.store)}`,
-          "error",
-        );
-      } else if (error instanceof UploadRejectedError) {
-        // Not a plain file directly in the store (a link, a directory):
-        // someone tampered with the store, not a client with its headers.
-        this.#reject(exchange, context, 400, error.message);
-      } else {
-        const hint = error instanceof Deno.errors.NotCapable
-          ? " (grant m2fetch --allow-read and --allow-write on the temp store directory)"
-          : error instanceof Deno.errors.PermissionDenied
-          ? ` (mongrel2 creates it with upload.temp_store_mode, "0600" unless set: use "0644" when m2fetch runs as another user)`
-          : "";
-        const gone = error instanceof Deno.errors.NotFound;
-        this.#reject(
-          exchange,
-          context,
-          500,
-          gone
-            ? `mongrel2 removed the upload file "${path}" before m2fetch opened it: the client probably left`
-            : `Cannot open the upload file "${path}": ${
-              (error as Error).message
-            }${hint}`,
-          gone ? "warn" : "error",
-        );
       }
+      this.#reject(
+        exchange,
+        context,
+        failure.status,
+        failure.why,
+        failure.level,
+      );
       return;
     }
     if (uploads.invokeAt === "done" && !await upload.whenDone()) return;
@@ -1223,13 +1129,4 @@ class Server implements Mongrel2Server {
     this.#logger.info("Stopped");
     this.#resolveFinished();
   }
-}
-
-/** What to check when mongrel2's upload files are not where m2fetch looks. */
-function uploadPlaceHint(store: UploadStore): string {
-  return `--upload-temp-store and --mongrel2-chroot must match mongrel2's upload.temp_store and chroot (--mongrel2-config reads both)${
-    store.chroot === undefined
-      ? "; if mongrel2 runs chrooted, pass --mongrel2-chroot"
-      : ""
-  }`;
 }

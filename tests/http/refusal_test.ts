@@ -1,0 +1,64 @@
+import assert from "node:assert/strict";
+import { isHandshake, refusalOf } from "../../runtime/http/refusal.ts";
+import { parseMessage } from "../../runtime/protocol/message.ts";
+
+/** A request as mongrel2 sends it with JSON headers. */
+function message(headers: Record<string, string>, body = "") {
+  const json = JSON.stringify({ PATH: "/", METHOD: "POST", ...headers });
+  const bytes = new TextEncoder().encode(body);
+  return parseMessage(
+    new TextEncoder().encode(
+      `abc 7 / ${json.length}:${json},${bytes.length}:${body},`,
+    ),
+  );
+}
+
+const open = { maxBodySize: 16, stopping: false };
+
+Deno.test("refusalOf passes an ordinary request to the handler", () => {
+  assert.equal(refusalOf(message({ "content-length": "2" }, "hi"), open), null);
+  assert.equal(refusalOf(message({}), open), null);
+});
+
+Deno.test("refusalOf refuses upload.stream=1 pieces with 501", () => {
+  const refusal = refusalOf(message({ UPLOAD_STREAM: "1" }), open);
+  assert.equal(refusal?.status, 501);
+  assert.match(refusal!.why, /upload\.stream=1/);
+});
+
+Deno.test("refusalOf refuses a body over the limit with 413", () => {
+  const body = "x".repeat(17);
+  const refusal = refusalOf(message({ "content-length": "17" }, body), open);
+  assert.equal(refusal?.status, 413);
+  assert.equal(
+    refusal?.why,
+    "Refused a 17-byte body over the 16-byte limit",
+  );
+});
+
+Deno.test("refusalOf refuses a Content-Length that is not the body mongrel2 passed", () => {
+  // mongrel2 passes lengths it cannot parse with no body at all.
+  for (const declared of ["3000000000", "-5", "ten", "3"]) {
+    const refusal = refusalOf(message({ "content-length": declared }), open);
+    assert.equal(refusal?.status, 400, declared);
+    assert.match(refusal!.why, new RegExp(`"${declared}" is not the 0 bytes`));
+  }
+});
+
+Deno.test("refusalOf takes a handshake's body as mongrel2's key, and refuses it while stopping", () => {
+  const handshake = message(
+    { METHOD: "WEBSOCKET_HANDSHAKE", "content-length": "0" },
+    "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=",
+  );
+  assert.ok(isHandshake(handshake));
+  assert.equal(
+    refusalOf(handshake, { maxBodySize: 1024, stopping: false }),
+    null,
+  );
+  assert.equal(
+    refusalOf(handshake, { maxBodySize: 1024, stopping: true })?.status,
+    503,
+  );
+  // An ordinary request is still served while the server drains.
+  assert.equal(refusalOf(message({}), { ...open, stopping: true }), null);
+});
