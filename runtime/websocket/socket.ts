@@ -33,7 +33,7 @@ const CLOSED = 3;
 
 /**
  * How long a close started by the server waits for the client's close frame
- * before the connection is dropped (ms).
+ * before the connection is dropped (ms), once its own close frame went out.
  */
 const CLOSE_TIMEOUT_MS = 5000;
 
@@ -151,6 +151,11 @@ export interface WebSocketSettings {
   maxMessageSize: number;
   /** Seconds of silence before a ping, and again before giving up; 0 disables. */
   idleTimeout: number;
+  /**
+   * Milliseconds the client has to answer the server's close frame once it
+   * went out (default 5000).
+   */
+  closeTimeout?: number;
 }
 
 /**
@@ -160,6 +165,8 @@ export interface WebSocketSettings {
 interface Outgoing {
   frame: Uint8Array | Promise<Uint8Array>;
   size: number;
+  /** The close frame of a closing handshake the server began. */
+  closing?: boolean;
 }
 
 type Handler = ((this: WebSocket, event: never) => unknown) | null;
@@ -291,6 +298,7 @@ export class Mongrel2WebSocket extends EventTarget implements WebSocket {
   readonly #protocol: string;
   readonly #maxMessageSize: number;
   readonly #idleTimeoutMs: number;
+  readonly #closeTimeoutMs: number;
   readonly #frames: ReadableStream<Uint8Array>;
   readonly #handlers = new Map<string, Handler>();
   #binaryType: BinaryType = "arraybuffer";
@@ -325,6 +333,7 @@ export class Mongrel2WebSocket extends EventTarget implements WebSocket {
     this.#protocol = settings.protocol;
     this.#maxMessageSize = settings.maxMessageSize;
     this.#idleTimeoutMs = settings.idleTimeout * 1000;
+    this.#closeTimeoutMs = settings.closeTimeout ?? CLOSE_TIMEOUT_MS;
     this.#frames = new ReadableStream<Uint8Array>({
       pull: (controller) => this.#pull(controller),
       cancel: () => this.#lost(),
@@ -424,6 +433,11 @@ export class Mongrel2WebSocket extends EventTarget implements WebSocket {
    * connecting (as Deno's socket does).
    */
   send(data: string | ArrayBufferLike | Blob | ArrayBufferView): void {
+    if (arguments.length === 0) {
+      throw new TypeError(
+        "Cannot send on a WebSocket: 1 argument required, but only 0 present",
+      );
+    }
     if (this.#readyState === CONNECTING) {
       throw new DOMException(
         "Cannot send on a WebSocket that is still connecting: wait for the open event",
@@ -445,27 +459,27 @@ export class Mongrel2WebSocket extends EventTarget implements WebSocket {
 
   /**
    * Starts the closing handshake: sends a close frame, then waits for the
-   * client's (up to 5 s) before the connection closes and `close` fires.
+   * client's (up to 5 s after the frame went out) before the connection
+   * closes and `close` fires.
    *
    * @param code A code a server may send: 1000–1003, 1007–1014 or
-   * 3000–4999 (Deno's server sockets take 1001 "going away" and 1011
-   * "internal error" too, unlike a browser's); a reason without a code
-   * sends 1000.
+   * 3000–4999; a reason without a code sends 1000. Like Deno's server
+   * sockets (and unlike a browser's), other codes do not throw: RFC 6455
+   * lets no endpoint send them (1005 and 1006, say, which a proxy may pass
+   * on from its upstream's close event), so the close frame goes out
+   * without a code or reason, which the client sees as 1005.
    * @param reason At most 123 bytes of UTF-8.
-   * @throws {DOMException} `InvalidAccessError` for any other code,
-   * `SyntaxError` for a longer reason.
+   * @throws {DOMException} `SyntaxError` for a longer reason.
    */
   close(code?: number, reason?: string): void {
+    let text = reason === undefined ? "" : String(reason);
     if (code !== undefined) {
       code = clampCode(code);
       if (!isSendableCloseCode(code)) {
-        throw new DOMException(
-          `Cannot close a WebSocket with code ${code}: use 1000–1003, 1007–1014 or 3000–4999 (1004, 1005, 1006 and 1015 are never sent)`,
-          "InvalidAccessError",
-        );
+        code = undefined;
+        text = "";
       }
     }
-    const text = reason === undefined ? "" : String(reason);
     const length = utf8.encode(text).byteLength;
     if (length > 123) {
       throw new DOMException(
@@ -550,7 +564,11 @@ export class Mongrel2WebSocket extends EventTarget implements WebSocket {
       this.#fail(1011, "Internal error", `Cannot send a Blob: ${error}`);
       return await this.#pull(controller);
     }
-    if (this.#readyState !== CLOSED) controller.enqueue(frame);
+    if (this.#readyState === CLOSED) return;
+    // Timed from here, not from close(): the frames queued before it may
+    // take longer than the timeout to reach a slow client.
+    if (next.closing && this.#ending === null) this.#armCloseTimer();
+    controller.enqueue(frame);
   }
 
   /** The 101 has been handed to mongrel2. */
@@ -572,17 +590,21 @@ export class Mongrel2WebSocket extends EventTarget implements WebSocket {
   }
 
   #startClose(code: number | undefined, reason: string): void {
-    this.#queueClose(code, reason);
-    this.#closeTimer = setTimeout(() => {
-      this.#end({ code: 1006, reason: "", wasClean: false });
-    }, CLOSE_TIMEOUT_MS);
+    this.#queueClose(code, reason, true);
   }
 
-  #queueClose(code: number | undefined, reason: string): void {
+  /** The client has 5 s to answer the close frame now going out. */
+  #armCloseTimer(): void {
+    this.#closeTimer = setTimeout(() => {
+      this.#end({ code: 1006, reason: "", wasClean: false });
+    }, this.#closeTimeoutMs);
+  }
+
+  #queueClose(code: number | undefined, reason: string, closing = false): void {
     clearTimeout(this.#idleTimer);
     this.#readyState = CLOSING;
     this.#closeQueued = true;
-    this.#push({ frame: encodeCloseFrame(code, reason), size: 0 });
+    this.#push({ frame: encodeCloseFrame(code, reason), size: 0, closing });
   }
 
   /** Ends the stream once the queue drains; `close` fires then. */
