@@ -49,9 +49,11 @@ export type ToWorker =
   | WorkerRequest
   | { type: "abort"; id: number; reason: string; name?: string }
   | { type: "completed"; completed: Completions }
-  | { type: "ping"; seq: number }
+  | { type: "ping" }
   | { type: "ws-attach"; id: number }
   | { type: "ws-frame"; id: number; flags: string; payload: Uint8Array }
+  /** The socket's connection is gone (queued behind its last frames). */
+  | { type: "ws-lost"; id: number }
   /** Close a socket (every socket of the worker without `id`) with 1001. */
   | { type: "ws-go-away"; id?: number };
 
@@ -79,7 +81,16 @@ export type FromWorker =
     upgrade: boolean;
   }
   | { type: "error"; id: number; message: string; stack: string | undefined }
-  | { type: "pong"; seq: number }
+  /**
+   * A sign of life: the answer to a ping, and, while the worker works
+   * through a backlog that holds its pings back, sent unasked.
+   */
+  | { type: "pong" }
+  /**
+   * The main thread cancelled a socket's frames (its client left): it
+   * answers with `ws-lost` behind the frames it sent before.
+   */
+  | { type: "ws-cancelled"; id: number }
   /** The handler called `Deno.exit()`: the worker is ending. */
   | { type: "exit"; code: number }
   /** Handler code threw outside any request: the worker is ending. */

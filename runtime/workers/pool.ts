@@ -153,6 +153,9 @@ class HandlerWorker {
         case "pong":
           this.lastPong = performance.now();
           break;
+        case "ws-cancelled":
+          this.send({ type: "ws-lost", id: message.id });
+          break;
         case "exit":
           this.#onDeath(this, `called Deno.exit(${message.code})`);
           break;
@@ -186,6 +189,11 @@ class HandlerWorker {
 
   send(message: ToWorker, transfer: Transferable[] = []): void {
     if (!this.dead) this.worker.postMessage(message, transfer);
+  }
+
+  /** Asks for a sign of life. */
+  ping(): void {
+    this.send({ type: "ping" });
   }
 
   #respond(
@@ -444,7 +452,6 @@ export class WorkerPool {
   #backoff = 100;
   #stableTimer: ReturnType<typeof setTimeout> | undefined;
   #heartbeat: ReturnType<typeof setInterval>;
-  #seq = 0;
   /** Until every first worker has loaded: one that dies loading fails the start. */
   #starting = true;
   #closed = false;
@@ -533,7 +540,7 @@ export class WorkerPool {
         );
         continue;
       }
-      worker.send({ type: "ping", seq: ++this.#seq });
+      worker.ping();
     }
   }
 

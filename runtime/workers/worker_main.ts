@@ -95,6 +95,41 @@ self.addEventListener("unhandledrejection", (event) => {
   });
 });
 
+/** Sockets' frame readers, by request id, until their connection is lost. */
+const socketFrames = new Map<
+  number,
+  ReadableStreamDefaultReader<Uint8Array>
+>();
+
+/**
+ * A socket's frames as they cross to the main thread. The main thread's
+ * cancel (the client left) comes through the stream's own channel and may
+ * overtake the client's last frames, still queued on this worker's port:
+ * it only asks the main thread to confirm, and the answer, `ws-lost`,
+ * queued behind those frames, ends the socket.
+ */
+function framesToMainThread(
+  id: number,
+  frames: ReadableStream<Uint8Array>,
+): ReadableStream<Uint8Array> {
+  const reader = frames.getReader();
+  socketFrames.set(id, reader);
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      const { done, value } = await reader.read();
+      if (done) {
+        socketFrames.delete(id);
+        controller.close();
+      } else {
+        controller.enqueue(value);
+      }
+    },
+    cancel() {
+      post({ type: "ws-cancelled", id });
+    },
+  }, { highWaterMark: 0 });
+}
+
 function complete(completed: Completions): void {
   for (const completion of completed) {
     const id = Math.abs(completion);
@@ -152,7 +187,9 @@ async function handle(message: WorkerRequest): Promise<void> {
     // A WebSocket's frames must stay a stream; other bodies that are
     // complete already cross as bytes.
     let body: ReadableStream<Uint8Array> | Uint8Array<ArrayBuffer> | null =
-      socket?.frames ?? response.body;
+      socket === undefined
+        ? response.body
+        : framesToMainThread(message.id, socket.frames);
     let bodyError: { message: string; stack?: string } | undefined;
     if (body !== null && socket === undefined) {
       try {
@@ -182,8 +219,23 @@ async function handle(message: WorkerRequest): Promise<void> {
   }
 }
 
+/** When this worker last showed the main thread it is alive. */
+let lastPong = 0;
+
+/**
+ * Pongs count as progress only this often: a worker busy with a backlog
+ * (a fast client's frames) sees its pings late, after everything queued
+ * before them, yet it is handling messages all along.
+ */
+const PONG_EVERY_MS = 100;
+
 self.onmessage = async (event: MessageEvent<ToWorker>) => {
   const message = event.data;
+  const now = performance.now();
+  if (message.type === "ping" || now - lastPong >= PONG_EVERY_MS) {
+    lastPong = now;
+    post({ type: "pong" });
+  }
   switch (message.type) {
     case "load":
       try {
@@ -234,7 +286,12 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
       }
       break;
     case "ping":
-      post({ type: "pong", seq: message.seq });
+      break; // Answered for every message, above.
+    case "ws-lost": {
+      const reader = socketFrames.get(message.id);
+      socketFrames.delete(message.id);
+      reader?.cancel().catch(() => {});
       break;
+    }
   }
 };
