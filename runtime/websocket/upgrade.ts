@@ -17,6 +17,7 @@
  */
 
 import { createWebSocket, type SocketControl } from "./socket.ts";
+import { mongrel2Info } from "../info.ts";
 
 /**
  * Options for {@linkcode upgradeWebSocket}: those of
@@ -32,7 +33,8 @@ import { createWebSocket, type SocketControl } from "./socket.ts";
 export interface UpgradeWebSocketOptions extends Deno.UpgradeWebSocketOptions {
   /**
    * Behind mongrel2: the largest message accepted from the client, in bytes
-   * (default 16 MiB). A larger one closes the connection with 1009.
+   * (default 64 MiB, Deno's own limit). A larger one closes the connection
+   * with 1009.
    * mongrel2 buffers each whole message before passing it on and has no
    * limit of its own, so keep this small where clients are not trusted.
    * Under `deno serve` this option is ignored (Deno applies its own limit).
@@ -47,7 +49,7 @@ export interface Handshake {
 }
 
 /** The default of {@linkcode UpgradeWebSocketOptions.maxMessageSize}. */
-export const DEFAULT_MAX_MESSAGE_SIZE = 16 * 1024 * 1024;
+export const DEFAULT_MAX_MESSAGE_SIZE = 64 * 1024 * 1024;
 
 /** Deno's default `idleTimeout`, in seconds. */
 const DEFAULT_IDLE_TIMEOUT = 30;
@@ -237,7 +239,15 @@ export function upgradeWebSocket(
   options: UpgradeWebSocketOptions = {},
 ): Deno.WebSocketUpgrade {
   const handshake = handshakes.get(request);
-  if (handshake === undefined) return denoUpgradeWebSocket(request, options);
+  if (handshake === undefined) {
+    if (mongrel2Info(request) !== undefined) {
+      // Deno's would "succeed" on a request no connection can switch.
+      throw new TypeError(
+        "Cannot upgrade to a WebSocket: mongrel2 passed this request as a plain request, not a WebSocket handshake (it takes one only as a connection's first request, with Upgrade: websocket, Connection: Upgrade, Sec-WebSocket-Key and Sec-WebSocket-Version: 13)",
+      );
+    }
+    return denoUpgradeWebSocket(request, options);
+  }
   const headers = request.headers;
   if (!hasToken(headers.get("upgrade"), "websocket")) {
     throw new TypeError(

@@ -100,3 +100,24 @@ Deno.test("a WebSocket without download.flow_control is warned about, once", asy
   );
   assert.equal(warnings.length, 1, m2fetch.logs.join("\n"));
 });
+
+Deno.test("upgradeWebSocket() on a handshake mongrel2 passed as a plain request says so", async () => {
+  await using server = await startM2fetch((request) =>
+    upgradeWebSocket(request).response
+  );
+  using conn = await Deno.connect({ port: server.port, hostname: "127.0.0.1" });
+  // No Sec-WebSocket-Version: mongrel2 passes a plain GET.
+  await conn.write(new TextEncoder().encode(
+    "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+  ));
+  const buffer = new Uint8Array(4096);
+  const n = await conn.read(buffer);
+  assert.match(
+    new TextDecoder().decode(buffer.subarray(0, n ?? 0)),
+    /^HTTP\/1\.1 500 /,
+  );
+  assert.match(
+    server.logs.join("\n"),
+    /Cannot upgrade to a WebSocket: mongrel2 passed this request as a plain request, not a WebSocket handshake/,
+  );
+});

@@ -589,8 +589,8 @@ Deno.test("upgradeWebSocket() is Deno.upgradeWebSocket() off mongrel2", () => {
   });
 });
 
-Deno.test("the default message size limit is 16 MiB", () => {
-  assert.equal(DEFAULT_MAX_MESSAGE_SIZE, 16 * 1024 * 1024);
+Deno.test("the default message size limit is 64 MiB, as Deno's", () => {
+  assert.equal(DEFAULT_MAX_MESSAGE_SIZE, 64 * 1024 * 1024);
 });
 
 /** A route that records what broadcast() takes, with `credits` to spend. */
