@@ -870,7 +870,7 @@ class Server implements Mongrel2Server {
         this.#await(exchange, result, context, handshake, key, timer);
         return;
       }
-      response = this.#sendable(result, handshake, key);
+      response = this.#sendable(result, handshake, key, exchange);
     } catch (error) {
       clearTimeout(timer);
       this.#answerError(exchange, error, context);
@@ -891,7 +891,7 @@ class Server implements Mongrel2Server {
   ): Promise<void> {
     let response: Response;
     try {
-      response = this.#sendable(await pending, handshake, key);
+      response = this.#sendable(await pending, handshake, key, exchange);
     } catch (error) {
       return await this.#answerError(exchange, error, context);
     } finally {
@@ -918,16 +918,18 @@ class Server implements Mongrel2Server {
     result: unknown,
     handshake: Handshake | undefined,
     key: string,
+    exchange: Exchange,
   ): Response {
     checkHandlerResult(result);
     const control = acceptedSocket(result, handshake);
     if (control === undefined) return result;
-    this.#accept(control, key);
+    this.#accept(control, key, exchange);
+    exchange.upgraded();
     return framesResponse(result, control);
   }
 
   /** Attaches the socket of an accepted upgrade to its connection. */
-  #accept(control: SocketControl, key: string): void {
+  #accept(control: SocketControl, key: string, exchange: Exchange): void {
     // A connection already gone cancels the socket's stream when answered.
     const connection = this.#connections.get(key);
     if (connection === undefined) return;
@@ -943,6 +945,7 @@ class Server implements Mongrel2Server {
       id: connection.id,
       transport: this.#transport,
       takeCredits: (bytes) => connection.takeCredits(bytes),
+      closing: () => exchange.abortHandler(REQUEST_FINISHED),
     });
     for (const [flags, payload] of this.#earlyFrames.get(connection) ?? []) {
       control.receive(flags, payload);

@@ -123,6 +123,15 @@ export class Exchange {
   }
 
   /**
+   * The response is a WebSocket's 101, going out now: as under
+   * `deno serve`, `info.completed` resolves at once; `request.signal`
+   * still aborts when the socket ends.
+   */
+  upgraded(): void {
+    if (!this.#settled) this.#resolveCompleted();
+  }
+
+  /**
    * Aborts `request.signal` without ending the exchange: m2fetch answers
    * for the handler (e.g. 504 after a timeout).
    *
@@ -141,6 +150,7 @@ export class Exchange {
     if (this.#settled) return;
     this.#settled = true;
     this.#controller.abort(reason);
+    // No effect once an upgrade resolved it.
     this.#rejectCompleted(
       new Deno.errors.Interrupted("HTTP response was not sent successfully"),
     );

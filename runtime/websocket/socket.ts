@@ -82,6 +82,11 @@ export interface SocketRoute {
    * @returns False when the credit window cannot take them now.
    */
   takeCredits(bytes: number): boolean;
+  /**
+   * Called just before `close` fires: the request is over, so its
+   * `request.signal` aborts first, as under `deno serve`.
+   */
+  closing?(): void;
 }
 
 /**
@@ -721,6 +726,7 @@ export class Mongrel2WebSocket extends EventTarget implements WebSocket {
     this.#readyState = CLOSED;
     clearTimeout(this.#closeTimer);
     clearTimeout(this.#idleTimer);
+    this.#route?.closing?.();
     this.dispatchEvent(new CloseEvent("close", init));
   }
 

@@ -338,14 +338,21 @@ class HandlerWorker {
       request.signal.removeEventListener("abort", onAbort);
       this.pending.delete(id);
       await posted;
-      this.#complete(ok ? id : -id);
+      // An upgrade's comes at once: the socket's events follow it.
+      this.#complete(ok ? id : -id, handshake !== undefined);
     };
     info.completed.then(() => finish(true), () => finish(false));
     return promise;
   }
 
-  #complete(completion: number): void {
+  #complete(completion: number, now = false): void {
     this.#completions.push(completion);
+    if (now) {
+      clearTimeout(this.#completionsTimer);
+      this.#completionsTimer = undefined;
+      this.send({ type: "completed", completed: this.#takeCompletions() });
+      return;
+    }
     if (this.#completionsTimer !== undefined) return;
     const timer = setTimeout(() => {
       this.#completionsTimer = undefined;
@@ -635,8 +642,11 @@ export class WorkerPool {
     // (going away) and their clients reconnect to the new code.
     worker.send({ type: "ws-go-away" });
     const deadline = performance.now() + drainMs;
+    // Responses still streaming count, sockets among them: a socket's
+    // request is complete once its 101 is out.
     while (
-      worker.pending.size > 0 && performance.now() < deadline && !worker.dead
+      (worker.pending.size > 0 || worker.bodies.size > 0) &&
+      performance.now() < deadline && !worker.dead
     ) {
       await new Promise((resolve) => setTimeout(resolve, 20));
     }

@@ -42,8 +42,8 @@ interface HeldRequest {
   settle: { resolve: () => void; reject: (reason: unknown) => void };
   /** The body, when it crossed as a stream. */
   body: ReadableStream<Uint8Array> | undefined;
-  /** The WebSocket, once the handler upgraded. */
-  socket: SocketControl | undefined;
+  /** Whether the handler upgraded to a WebSocket. */
+  upgraded: boolean;
 }
 
 const requests = new Map<number, HeldRequest>();
@@ -95,11 +95,29 @@ self.addEventListener("unhandledrejection", (event) => {
   });
 });
 
-/** Sockets' frame readers, by request id, until their connection is lost. */
-const socketFrames = new Map<
+/**
+ * Open sockets by request id, with the reader of their frames, until their
+ * connection is lost. They outlive their request, which is complete once
+ * the 101 is out.
+ */
+const sockets = new Map<
   number,
-  ReadableStreamDefaultReader<Uint8Array>
+  {
+    control: SocketControl;
+    frames: ReadableStreamDefaultReader<Uint8Array>;
+    /** Behind `request.signal`, which aborts when the socket ends. */
+    request: AbortController;
+  }
 >();
+
+/** A socket's connection is gone, or its frames ended. */
+function socketEnded(id: number): void {
+  const socket = sockets.get(id);
+  if (socket === undefined) return;
+  sockets.delete(id);
+  socket.frames.cancel().catch(() => {});
+  socket.request.abort(REQUEST_FINISHED);
+}
 
 /**
  * A socket's frames as they cross to the main thread. The main thread's
@@ -110,15 +128,25 @@ const socketFrames = new Map<
  */
 function framesToMainThread(
   id: number,
-  frames: ReadableStream<Uint8Array>,
+  control: SocketControl,
+  held: HeldRequest,
 ): ReadableStream<Uint8Array> {
-  const reader = frames.getReader();
-  socketFrames.set(id, reader);
+  const reader = control.frames.getReader();
+  sockets.set(id, { control, frames: reader, request: held.controller });
+  let opened = false;
   return new ReadableStream<Uint8Array>({
     async pull(controller) {
+      if (!opened) {
+        // The 101 is out: as under deno serve, info.completed resolves
+        // before the socket's open event (the main thread's completion
+        // comes later, on another channel).
+        opened = true;
+        held.settle.resolve();
+        await undefined; // Its callbacks run before open's.
+      }
       const { done, value } = await reader.read();
       if (done) {
-        socketFrames.delete(id);
+        socketEnded(id);
         controller.close();
       } else {
         controller.enqueue(value);
@@ -138,8 +166,9 @@ function complete(completed: Completions): void {
     requests.delete(id);
     if (completion > 0) {
       held.settle.resolve();
-      // As on the main thread (and under deno serve): the request is over.
-      held.controller.abort(REQUEST_FINISHED);
+      // As on the main thread (and under deno serve): the request is over,
+      // or, for a WebSocket, over when the socket ends.
+      if (!held.upgraded) held.controller.abort(REQUEST_FINISHED);
     } else {
       held.settle.reject(
         new Deno.errors.Interrupted("HTTP response was not sent successfully"),
@@ -170,7 +199,7 @@ async function handle(message: WorkerRequest): Promise<void> {
     controller,
     settle: settled,
     body: transferred,
-    socket: undefined,
+    upgraded: false,
   };
   requests.set(message.id, held);
   try {
@@ -183,13 +212,13 @@ async function handle(message: WorkerRequest): Promise<void> {
     const response = await handler!(request, info);
     checkHandlerResult(response);
     const socket = acceptedSocket(response, handshake);
-    if (socket !== undefined) held.socket = socket;
+    held.upgraded = socket !== undefined;
     // A WebSocket's frames must stay a stream; other bodies that are
     // complete already cross as bytes.
     let body: ReadableStream<Uint8Array> | Uint8Array<ArrayBuffer> | null =
       socket === undefined
         ? response.body
-        : framesToMainThread(message.id, socket.frames);
+        : framesToMainThread(message.id, socket, held);
     let bodyError: { message: string; stack?: string } | undefined;
     if (body !== null && socket === undefined) {
       try {
@@ -259,11 +288,12 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
     case "completed":
       complete(message.completed);
       break;
-    case "ws-attach":
+    case "ws-attach": {
       // Frames reach mongrel2 through the main thread's connection writer,
       // so broadcast() from a worker queues per socket: no route offers
       // credits for a shared multi-id reply.
-      requests.get(message.id)?.socket?.attach({
+      const socket = sockets.get(message.id);
+      socket?.control.attach({
         sender: "",
         id: "",
         transport: {
@@ -273,24 +303,24 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
           close: () => Promise.resolve(),
         },
         takeCredits: () => false,
+        closing: () => socket.request.abort(REQUEST_FINISHED),
       });
       break;
+    }
     case "ws-frame":
-      requests.get(message.id)?.socket?.receive(message.flags, message.payload);
+      sockets.get(message.id)?.control.receive(message.flags, message.payload);
       break;
     case "ws-go-away":
       if (message.id === undefined) {
-        for (const { socket } of requests.values()) socket?.goAway();
+        for (const { control } of sockets.values()) control.goAway();
       } else {
-        requests.get(message.id)?.socket?.goAway();
+        sockets.get(message.id)?.control.goAway();
       }
       break;
     case "ping":
       break; // Answered for every message, above.
     case "ws-lost": {
-      const reader = socketFrames.get(message.id);
-      socketFrames.delete(message.id);
-      reader?.cancel().catch(() => {});
+      socketEnded(message.id);
       break;
     }
   }
