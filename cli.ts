@@ -28,7 +28,7 @@ import {
   type OptionSpec,
   type OptionValues,
   SERVE_OPTIONS,
-} from "./runtime/options.ts";
+} from "./cli/options.ts";
 import {
   type Mongrel2Server,
   serveMongrel2,
@@ -39,7 +39,7 @@ import {
   CONFIG_FILE_NAME,
   readConfigFile,
   writeConfigFile,
-} from "./runtime/config_file.ts";
+} from "./cli/config_file.ts";
 import { checkTemplate } from "./runtime/upload/policy.ts";
 import {
   storeCannotDelete,
@@ -58,8 +58,8 @@ import {
   initAppDir,
   type InitResult,
   renderHandlerConf,
-} from "./runtime/scaffold.ts";
-import { type ModuleWatcher, watchModule } from "./runtime/watch.ts";
+} from "./cli/scaffold.ts";
+import { type ModuleWatcher, watchModule } from "./cli/watch.ts";
 
 /** Options of the `dev` subcommand, on top of the serve options. */
 const DEV_OPTIONS = {

@@ -9,7 +9,7 @@
 import {
   renderMongrel2Config,
   resolveMongrel2Config,
-} from "./mongrel2/config.ts";
+} from "../runtime/mongrel2/config.ts";
 import { CONFIG_FILE_NAME, writeConfigFile } from "./config_file.ts";
 import { SERVE_OPTIONS } from "./options.ts";
 
