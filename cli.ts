@@ -358,6 +358,18 @@ function mapRelativePaths(
   }
 }
 
+/** The directory --app-path names, made absolute; it must exist. */
+async function appDirectory(appPath: string): Promise<string> {
+  const dir = resolve(appPath);
+  const info = await Deno.stat(dir).catch(() => null);
+  if (info === null || !info.isDirectory) {
+    throw new UsageError(
+      `Cannot use --app-path ${appPath}: it is not a directory`,
+    );
+  }
+  return dir;
+}
+
 /**
  * Works out the handler module and the option values: flags on the command
  * line win over the app directory's m2fetch.json, which wins over defaults.
@@ -388,18 +400,10 @@ async function resolveSetup(
   }
   const positional = parsed.positionals[0];
   const appDir = parsed.appPath !== undefined
-    ? resolve(parsed.appPath)
+    ? await appDirectory(parsed.appPath)
     : positional !== undefined
     ? dirname(resolve(positional))
     : Deno.cwd();
-  if (parsed.appPath !== undefined) {
-    const info = await Deno.stat(appDir!).catch(() => null);
-    if (info === null || !info.isDirectory) {
-      throw new UsageError(
-        `Cannot use --app-path ${parsed.appPath}: it is not a directory`,
-      );
-    }
-  }
   let fileValues: OptionValues = {};
   let configFile: string | null = null;
   const path = `${appDir}/${CONFIG_FILE_NAME}`;
@@ -992,13 +996,7 @@ async function runConfig(args: string[]): Promise<void> {
       `Expected at most one handler module, got ${parsed.positionals.length}`,
     );
   }
-  const dir = resolve(parsed.appPath);
-  const info = await Deno.stat(dir).catch(() => null);
-  if (info === null || !info.isDirectory) {
-    throw new UsageError(
-      `Cannot use --app-path ${parsed.appPath}: it is not a directory`,
-    );
-  }
+  const dir = await appDirectory(parsed.appPath);
   const values: OptionValues = { ...parsed.flags };
   if (parsed.positionals[0] !== undefined) values.app = parsed.positionals[0];
   if (parsed.appArgs !== undefined) values.args = parsed.appArgs;
