@@ -1255,14 +1255,10 @@ async function runInit(args: string[]): Promise<void> {
     );
   }
   const values = withDefaults(INIT_OPTIONS, parsed.flags);
-  for (const name of ["send-spec", "recv-spec"]) {
-    if (values[name] === undefined) continue;
-    try {
-      checkEndpoint(`--${name}`, values[name] as string);
-    } catch (error) {
-      throw new UsageError((error as Error).message);
-    }
-  }
+  checkEndpoints(
+    values["send-spec"] as string | undefined,
+    values["recv-spec"] as string | undefined,
+  );
   let result: InitResult;
   try {
     result = await initAppDir(parsed.positionals[0], {
