@@ -25,9 +25,13 @@ import { createLogger, type Logger } from "./runtime/log.ts";
 import { errorMessage } from "./runtime/error_message.ts";
 import {
   coerceOption,
+  CONF_OPTIONS,
+  DEV_OPTIONS,
+  INIT_OPTIONS,
   type OptionSpec,
   type OptionValues,
   SERVE_OPTIONS,
+  withDefaults,
 } from "./cli/options.ts";
 import {
   type Mongrel2Server,
@@ -60,87 +64,6 @@ import {
   renderHandlerConf,
 } from "./cli/scaffold.ts";
 import { type ModuleWatcher, watchModule } from "./cli/watch.ts";
-
-/** Options of the `dev` subcommand, on top of the serve options. */
-const DEV_OPTIONS = {
-  port: {
-    type: "integer",
-    value: "PORT",
-    default: 6767,
-    min: 0,
-    max: 65535,
-    description: "HTTP port for the private mongrel2 (0 picks a free one)",
-  },
-  host: {
-    type: "string",
-    value: "ADDR",
-    default: "127.0.0.1",
-    description: "address the private mongrel2 listens on",
-  },
-  "state-dir": {
-    type: "string",
-    value: "DIR",
-    default: ".state/dev",
-    description:
-      "where the private mongrel2 keeps its config, sockets, logs and uploads",
-  },
-  watch: {
-    type: "boolean",
-    default: false,
-    description:
-      "reload APP when files in its directory change, without restarting mongrel2",
-  },
-} as const satisfies Record<string, OptionSpec>;
-
-/** Options of `mongrel2-conf` and `init` for the mongrel2 server they describe. */
-const SITE_OPTIONS = {
-  port: {
-    type: "integer",
-    value: "PORT",
-    default: 6767,
-    min: 1,
-    max: 65535,
-    description: "HTTP port mongrel2 listens on",
-  },
-  host: {
-    type: "string",
-    value: "ADDR",
-    default: "127.0.0.1",
-    description: "address mongrel2 listens on",
-  },
-} as const satisfies Record<string, OptionSpec>;
-
-/** Options of the `mongrel2-conf` subcommand, on top of the serve options. */
-const CONF_OPTIONS = {
-  ...SITE_OPTIONS,
-  "mongrel2-dir": {
-    type: "string",
-    value: "DIR",
-    description:
-      "the directory mongrel2 runs in, holding its run/ logs/ tmp/ (default: --mongrel2-chroot, else the current directory)",
-  },
-  "send-ident": {
-    type: "string",
-    value: "IDENT",
-    description:
-      "the Handler's send_ident, also its recv_ident (default: a fresh UUID; give each mongrel2 server its own)",
-  },
-} as const satisfies Record<string, OptionSpec>;
-
-/** Options of the `init` subcommand. */
-const INIT_OPTIONS = {
-  ...SITE_OPTIONS,
-  "send-spec": {
-    type: "string",
-    value: "SPEC",
-    description: "mongrel2's send_spec (default: ipc://DIR/run/m2fetch_send)",
-  },
-  "recv-spec": {
-    type: "string",
-    value: "SPEC",
-    description: "mongrel2's recv_spec (default: ipc://DIR/run/m2fetch_recv)",
-  },
-} as const satisfies Record<string, OptionSpec>;
 
 const USAGE =
   `m2fetch ${denoJson.version}: serve a Web Fetch handler module behind mongrel2
@@ -312,18 +235,6 @@ function argumentError(error: Error & { code?: string }): string {
     }
   }
   return error.message;
-}
-
-function withDefaults(
-  schema: Record<string, OptionSpec>,
-  ...layers: OptionValues[]
-): OptionValues {
-  const values: OptionValues = {};
-  for (const [name, spec] of Object.entries(schema)) {
-    if (spec.default === undefined) continue;
-    values[name] = spec.multiple ? [String(spec.default)] : spec.default;
-  }
-  return Object.assign(values, ...layers);
 }
 
 /**
