@@ -13,7 +13,6 @@
 
 import { dirname, relative, resolve } from "node:path";
 import { setImmediate } from "node:timers";
-import { parseArgs } from "node:util";
 import denoJson from "./deno.json" with { type: "json" };
 import {
   loadedWithin,
@@ -23,8 +22,9 @@ import {
 import { WorkerPool } from "./runtime/workers/pool.ts";
 import { createLogger, type Logger } from "./runtime/log.ts";
 import { errorMessage } from "./runtime/error_message.ts";
+import { parse, type ParsedArgs, UsageError } from "./cli/args.ts";
+import { answeredHelpOrVersion } from "./cli/help.ts";
 import {
-  coerceOption,
   CONF_OPTIONS,
   DEV_OPTIONS,
   INIT_OPTIONS,
@@ -64,178 +64,6 @@ import {
   renderHandlerConf,
 } from "./cli/scaffold.ts";
 import { type ModuleWatcher, watchModule } from "./cli/watch.ts";
-
-const USAGE =
-  `m2fetch ${denoJson.version}: serve a Web Fetch handler module behind mongrel2
-
-Usage:
-  deno run -A cli.ts [options] APP            serve APP behind a running mongrel2
-  deno run -A cli.ts --app-path DIR [options] serve the app configured in DIR/m2fetch.json
-  deno run -A cli.ts config --app-path DIR [options] [APP] [-- ARGS]
-                                              write options (and APP, ARGS) to
-                                              DIR/m2fetch.json; --unset NAME
-                                              (repeatable) removes one
-  deno run -A cli.ts dev [options] [APP]      start a private mongrel2 (config
-                                              generated, flow control on) and
-                                              serve APP (default examples/hello.ts);
-                                              it sets the specs, upload store and
-                                              flow control itself
-  deno run -A cli.ts mongrel2-conf [options] [APP]
-                                              print a mongrel2.conf matching the
-                                              options (Handler, Server, settings)
-  deno run -A cli.ts init [options] DIR       create a ready-to-run app in DIR:
-                                              app.ts, app_test.ts, deno.json,
-                                              m2fetch.json, mongrel2.conf,
-                                              README.md (never overwrites)
-
-Options given on the command line win over DIR/m2fetch.json (DIR is
---app-path, else the directory of APP, else the current directory), which
-wins over the defaults; --no-NAME turns off a switch the file turns on
-(--no-quiet). SIGHUP reads them again with the module: options marked
-[reloads] apply to new requests, the others when m2fetch restarts.
-
-APP is a module exporting \`default { fetch }\`, a default function, or a named
-\`fetch\`: the same module \`deno serve APP\` runs. Arguments after \`--\`
-are its \`Deno.args\` (APP -- --greeting hey), as \`deno serve APP ARGS\` gives;
-config saves them as "args" in m2fetch.json (read at start, not on SIGHUP).
-`;
-
-/** 10000 → "10s", as the README writes durations. */
-function formatDuration(ms: number): string {
-  if (ms === 0) return "0";
-  if (ms % 1000 === 0) return `${ms / 1000}s`;
-  return `${ms}ms`;
-}
-
-function formatOptions(options: Record<string, OptionSpec>): string {
-  const rows = Object.entries(options).map(([name, spec]) => {
-    const flag = `--${name}${spec.value ? ` ${spec.value}` : ""}`;
-    const fallback = spec.default === undefined || spec.type === "boolean"
-      ? ""
-      : ` (default: ${
-        spec.type === "duration"
-          ? formatDuration(spec.default as number)
-          : spec.default
-      })`;
-    const reloads = spec.reloads ? " [reloads]" : "";
-    return `  ${flag.padEnd(30)} ${spec.description}${fallback}${reloads}`;
-  });
-  return rows.join("\n");
-}
-
-function helpText(): string {
-  return `${USAGE}
-Options:
-${formatOptions(SERVE_OPTIONS)}
-  --app-path DIR                 directory holding m2fetch.json (and the app)
-  --help                         show this help
-  --version                      show the version
-
-dev options:
-${formatOptions(DEV_OPTIONS)}
-
-mongrel2-conf options (the serve options above give the specs and upload store):
-${formatOptions(CONF_OPTIONS)}
-
-init options:
-${formatOptions(INIT_OPTIONS)}
-`;
-}
-
-/** A command-line mistake: printed as one line, exit code 2. */
-class UsageError extends Error {
-  override name = "UsageError";
-}
-
-interface ParsedArgs {
-  /** Typed values of the flags given (defaults not applied). */
-  flags: OptionValues;
-  positionals: string[];
-  /** What follows `--`: the handler's own `Deno.args` (undefined without `--`). */
-  appArgs: string[] | undefined;
-  help: boolean;
-  version: boolean;
-  appPath: string | undefined;
-  /** `config --unset NAME`: keys to drop from m2fetch.json. */
-  unset: string[];
-}
-
-function parse(
-  all: string[],
-  schema: Record<string, OptionSpec>,
-  options: { unset?: boolean } = {},
-): ParsedArgs {
-  const dashes = all.indexOf("--");
-  const args = dashes < 0 ? all : all.slice(0, dashes);
-  const appArgs = dashes < 0 ? undefined : all.slice(dashes + 1);
-  const parserOptions: Record<
-    string,
-    { type: "string" | "boolean"; multiple?: boolean }
-  > = {
-    help: { type: "boolean" },
-    version: { type: "boolean" },
-    "app-path": { type: "string" },
-    ...(options.unset ? { unset: { type: "string", multiple: true } } : {}),
-  };
-  for (const [name, spec] of Object.entries(schema)) {
-    parserOptions[name] = {
-      type: spec.type === "boolean" ? "boolean" : "string",
-      ...(spec.multiple ? { multiple: true } : {}),
-    };
-  }
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args,
-      options: parserOptions,
-      allowPositionals: true,
-      // --no-quiet turns off a flag that m2fetch.json turns on.
-      allowNegative: true,
-      strict: true,
-    });
-  } catch (error) {
-    throw new UsageError(argumentError(error as Error & { code?: string }));
-  }
-  const given = parsed.values as Record<string, unknown>;
-  const flags: OptionValues = {};
-  for (const [name, spec] of Object.entries(schema)) {
-    if (given[name] === undefined) continue;
-    try {
-      flags[name] = coerceOption(name, spec, given[name], `--${name}`);
-    } catch (error) {
-      throw new UsageError((error as Error).message);
-    }
-  }
-  return {
-    flags,
-    positionals: parsed.positionals,
-    appArgs,
-    help: given.help === true,
-    version: given.version === true,
-    appPath: given["app-path"] as string | undefined,
-    unset: (given.unset as string[] | undefined) ?? [],
-  };
-}
-
-/** node:util's parseArgs messages, in m2fetch's words. */
-function argumentError(error: Error & { code?: string }): string {
-  const option = /'(-[^' ]*)[^']*'/.exec(error.message)?.[1];
-  if (option !== undefined) {
-    if (error.code === "ERR_PARSE_ARGS_UNKNOWN_OPTION") {
-      return `Unknown option ${option} (see --help for the options)`;
-    }
-    if (error.message.includes("argument is ambiguous")) {
-      return `Option ${option} needs a value; for one that starts with "-", write ${option}=VALUE`;
-    }
-    if (error.message.includes("argument missing")) {
-      return `Option ${option} needs a value`;
-    }
-    if (error.message.includes("does not take an argument")) {
-      return `Option ${option} takes no value`;
-    }
-  }
-  return error.message;
-}
 
 /**
  * The m2fetch.json keys that name files on this machine (not as mongrel2
@@ -843,18 +671,6 @@ function applyDiscovery(
     ...values,
     ...Object.fromEntries(taken.map((name) => [name, discovered[name]])),
   };
-}
-
-/**
- * Prints the help or the version when asked for, whatever the command, so
- * that `config --version` does not also write a file.
- */
-function answeredHelpOrVersion(
-  parsed: { help: boolean; version: boolean },
-): boolean {
-  if (parsed.help) console.log(helpText());
-  else if (parsed.version) console.log(`m2fetch ${denoJson.version}`);
-  return parsed.help || parsed.version;
 }
 
 async function runServe(args: string[]): Promise<void> {
