@@ -11,7 +11,7 @@
  * @module
  */
 
-import { dirname, relative, resolve } from "node:path";
+import { relative, resolve } from "node:path";
 import { setImmediate } from "node:timers";
 import denoJson from "./deno.json" with { type: "json" };
 import {
@@ -22,8 +22,21 @@ import {
 import { WorkerPool } from "./runtime/workers/pool.ts";
 import { createLogger, type Logger } from "./runtime/log.ts";
 import { errorMessage } from "./runtime/error_message.ts";
-import { parse, type ParsedArgs, UsageError } from "./cli/args.ts";
+import { parse, UsageError } from "./cli/args.ts";
 import { answeredHelpOrVersion } from "./cli/help.ts";
+import {
+  appDirectory,
+  mapRelativePaths,
+  resolveSetup,
+  type Setup,
+} from "./cli/setup.ts";
+import {
+  applyDiscovery,
+  checkEndpoints,
+  checkHandlerChoice,
+  uploadOptions,
+  WIRING,
+} from "./cli/wiring.ts";
 import {
   CONF_OPTIONS,
   DEV_OPTIONS,
@@ -37,26 +50,19 @@ import {
   type Mongrel2Server,
   serveMongrel2,
   type ServerSettings,
-  type UploadOptions,
 } from "./runtime/server.ts";
 import {
   CONFIG_FILE_NAME,
   readConfigFile,
   writeConfigFile,
 } from "./cli/config_file.ts";
-import { checkTemplate } from "./runtime/upload/policy.ts";
 import {
   storeCannotDelete,
   storeDirectory,
   sweepStaleUploads,
 } from "./runtime/upload/store.ts";
-import { checkEndpoint, ZmqTransport } from "./runtime/transport/zmq.ts";
+import { ZmqTransport } from "./runtime/transport/zmq.ts";
 import { startMongrel2 } from "./runtime/mongrel2/mod.ts";
-import {
-  type DiscoveredHandler,
-  discoverHandler,
-  DiscoveryError,
-} from "./runtime/mongrel2/discover.ts";
 import {
   type HandlerConf,
   initAppDir,
@@ -64,114 +70,6 @@ import {
   renderHandlerConf,
 } from "./cli/scaffold.ts";
 import { type ModuleWatcher, watchModule } from "./cli/watch.ts";
-
-/**
- * The m2fetch.json keys that name files on this machine (not as mongrel2
- * sees them): relative to the file's directory.
- */
-const FILE_PATHS = ["app", "mongrel2-config", "mongrel2-chroot"];
-
-/**
- * Rewrites every relative path among the FILE_PATHS options and the
- * `ipc://` endpoints of the spec options (which name socket files the
- * same way) with `map`.
- */
-function mapRelativePaths(
-  values: OptionValues,
-  map: (path: string) => string,
-): void {
-  for (const name of FILE_PATHS) {
-    const path = values[name];
-    if (typeof path === "string" && !path.startsWith("/")) {
-      values[name] = map(path);
-    }
-  }
-  const mapSpec = (spec: string) =>
-    spec.startsWith("ipc://") && !spec.startsWith("ipc:///")
-      ? `ipc://${map(spec.slice("ipc://".length))}`
-      : spec;
-  for (const name of ["send-spec", "recv-spec"]) {
-    const specs = values[name];
-    if (typeof specs === "string") values[name] = mapSpec(specs);
-    else if (Array.isArray(specs)) values[name] = specs.map(mapSpec);
-  }
-}
-
-/** The directory --app-path names, made absolute; it must exist. */
-async function appDirectory(appPath: string): Promise<string> {
-  const dir = resolve(appPath);
-  const info = await Deno.stat(dir).catch(() => null);
-  if (info === null || !info.isDirectory) {
-    throw new UsageError(
-      `Cannot use --app-path ${appPath}: it is not a directory`,
-    );
-  }
-  return dir;
-}
-
-/**
- * Works out the handler module and the option values: flags on the command
- * line win over the app directory's m2fetch.json, which wins over defaults.
- * The app directory is --app-path, else the directory of APP, else the
- * current directory.
- */
-async function resolveSetup(
-  parsed: ParsedArgs,
-  schema: Record<string, OptionSpec>,
-  defaultApp?: string,
-): Promise<
-  {
-    app: string;
-    /** The handler's `Deno.args`: after `--`, else the file's `args`. */
-    args: string[];
-    values: OptionValues;
-    /** The options set by a flag or the config file (no defaults). */
-    explicit: OptionValues;
-    configFile: string | null;
-  }
-> {
-  if (parsed.positionals.length > 1) {
-    throw new UsageError(
-      `Expected one handler module, got ${parsed.positionals.length}: ${
-        parsed.positionals.join(" ")
-      }`,
-    );
-  }
-  const positional = parsed.positionals[0];
-  const appDir = parsed.appPath !== undefined
-    ? await appDirectory(parsed.appPath)
-    : positional !== undefined
-    ? dirname(resolve(positional))
-    : Deno.cwd();
-  let fileValues: OptionValues = {};
-  let configFile: string | null = null;
-  const path = `${appDir}/${CONFIG_FILE_NAME}`;
-  const read = await readConfigFile(path, schema);
-  if (read !== null) {
-    fileValues = read;
-    configFile = path;
-  }
-  // Paths in the file are relative to its directory, wherever m2fetch
-  // starts from.
-  mapRelativePaths(fileValues, (path) => resolve(appDir, path));
-  const fromFile = fileValues.app as string | undefined;
-  const argsFromFile = fileValues.args as string[] | undefined;
-  delete fileValues.app;
-  delete fileValues.args;
-  const app = positional ?? fromFile ?? defaultApp;
-  if (app === undefined) {
-    throw new UsageError(
-      'Missing the handler module to serve: m2fetch [options] APP, or --app-path DIR (or the current directory) with "app" in its m2fetch.json (see --help)',
-    );
-  }
-  return {
-    app,
-    args: parsed.appArgs ?? argsFromFile ?? [],
-    values: withDefaults(schema, fileValues, parsed.flags),
-    explicit: { ...fileValues, ...parsed.flags },
-    configFile,
-  };
-}
 
 interface ServeSetup {
   app: string;
@@ -181,53 +79,6 @@ interface ServeSetup {
   recvSpec: string | string[];
   values: OptionValues;
   logger: Logger;
-}
-
-function checkEndpoints(
-  sendSpec: string | string[] | undefined,
-  recvSpec: string | string[] | undefined,
-): void {
-  for (
-    const [flag, specs] of [
-      ["--send-spec", sendSpec],
-      ["--recv-spec", recvSpec],
-    ] as const
-  ) {
-    for (const spec of [specs ?? []].flat()) {
-      try {
-        checkEndpoint(flag, spec);
-      } catch (error) {
-        throw new UsageError((error as Error).message);
-      }
-    }
-  }
-}
-
-function uploadOptions(values: OptionValues): UploadOptions | undefined {
-  const template = values["upload-temp-store"] as string | undefined;
-  const chroot = values["mongrel2-chroot"] as string | undefined;
-  if (template === undefined) {
-    if (chroot !== undefined) {
-      throw new UsageError(
-        "Cannot use --mongrel2-chroot without --upload-temp-store: the chroot only locates upload files",
-      );
-    }
-    return undefined;
-  }
-  try {
-    return {
-      store: { template: checkTemplate(template), chroot },
-      invokeAt: values["upload-invoke"] as "start" | "done",
-    };
-  } catch (error) {
-    throw new UsageError((error as Error).message);
-  }
-}
-
-/** The handler module and the options it is served with. */
-interface Setup {
-  app: string;
-  values: OptionValues;
 }
 
 /** A server with the handler it runs, which a reload can replace. */
@@ -564,113 +415,6 @@ class CliLog {
     this.#current = createLogger({ format, quiet });
     this.#status = quiet ? createLogger({ format }) : this.#current;
   }
-}
-
-/**
- * The options that wire m2fetch to a mongrel2: what --mongrel2-config
- * discovers, and what dev sets from the mongrel2 it starts.
- */
-const WIRING = [
-  "send-spec",
-  "recv-spec",
-  "upload-temp-store",
-  "mongrel2-chroot",
-  "flow-control",
-];
-
-/** --handler and --route pick a handler in --mongrel2-config's database. */
-function checkHandlerChoice(values: OptionValues): void {
-  if (values["mongrel2-config"] !== undefined) return;
-  for (const name of ["handler", "route"]) {
-    if (values[name] !== undefined) {
-      throw new UsageError(
-        `Cannot use --${name} without --mongrel2-config: it picks a handler in mongrel2's config database`,
-      );
-    }
-  }
-}
-
-/**
- * With --mongrel2-config: reads the handler's specs, chroot and upload store
- * from mongrel2's config database. They only replace defaults: an option set
- * by a flag or in m2fetch.json wins, with a warning when it differs.
- */
-function applyDiscovery(
-  values: OptionValues,
-  explicit: OptionValues,
-  logger: Logger,
-): OptionValues {
-  const database = values["mongrel2-config"] as string | undefined;
-  checkHandlerChoice(values);
-  if (database === undefined) return values;
-  let found: DiscoveredHandler;
-  try {
-    found = discoverHandler(database, {
-      handler: values.handler as string | undefined,
-      route: values.route as string | undefined,
-    });
-  } catch (error) {
-    if (error instanceof DiscoveryError) throw new UsageError(error.message);
-    throw error;
-  }
-  const discovered: OptionValues = {
-    "send-spec": [found.sendSpec],
-    "recv-spec": [found.recvSpec],
-    "flow-control": found.flowControl ? "on" : "off",
-  };
-  if (found.uploads !== undefined) {
-    discovered["upload-temp-store"] = found.uploads.template;
-    // The chroot locates the store's files whoever names the store: an
-    // explicit --upload-temp-store is still a path inside it.
-    if (found.uploads.chroot !== undefined) {
-      discovered["mongrel2-chroot"] = found.uploads.chroot;
-    }
-  }
-  const taken = Object.keys(discovered).filter((name) =>
-    explicit[name] === undefined
-  );
-  for (const name of WIRING) {
-    if (discovered[name] === undefined) continue;
-    const given = [explicit[name] ?? []].flat();
-    const found = [discovered[name]].flat();
-    if (given.length > 0 && given.join(" ") !== found.join(" ")) {
-      logger.warn(
-        `Using --${name} ${
-          given.join(" ")
-        } (given by a flag or m2fetch.json) instead of ${
-          found.join(" ")
-        }, which ${database} gives for this handler: drop one of them if that is not meant (${
-          name.endsWith("-spec")
-            ? "a spec nothing binds leaves m2fetch waiting"
-            : name === "flow-control"
-            ? "replies sized for the wrong mode make mongrel2 close connections"
-            : "upload files are then looked for in the wrong place"
-        })`,
-      );
-    }
-  }
-  const routes = found.routes.map((route) => `${route.host}:${route.pattern}`);
-  logger.info(
-    `Read handler ${found.sendIdent} (route ${routes.join(" ")} of server ${
-      found.routes[0].server
-    }${
-      found.server.root !== undefined ? `, chroot ${found.server.root}` : ""
-    }) from ${found.database}${
-      taken.length > 0
-        ? `: ${
-          taken.map((name) =>
-            `--${name} ${[discovered[name]].flat().join(" ")}`
-          )
-            .join(", ")
-        }`
-        : "; every value it holds was given explicitly"
-    }`,
-  );
-  for (const warning of found.warnings) logger.warn(warning);
-  return {
-    ...values,
-    ...Object.fromEntries(taken.map((name) => [name, discovered[name]])),
-  };
 }
 
 async function runServe(args: string[]): Promise<void> {
