@@ -20,10 +20,11 @@ import {
   setHandlerArgs,
 } from "./runtime/handler.ts";
 import { WorkerPool } from "./runtime/workers/pool.ts";
-import { createLogger, type Logger } from "./runtime/log.ts";
-import { errorMessage } from "./runtime/error_message.ts";
+import type { Logger } from "./runtime/log.ts";
 import { parse, UsageError } from "./cli/args.ts";
 import { answeredHelpOrVersion } from "./cli/help.ts";
+import { CliLog, messageOf } from "./cli/log.ts";
+import { handleUncaught } from "./cli/uncaught.ts";
 import {
   appDirectory,
   mapRelativePaths,
@@ -334,12 +335,6 @@ class Reloader {
   }
 }
 
-function messageOf(error: unknown): string {
-  // Deno colours some module errors; a log is no terminal.
-  // deno-lint-ignore no-control-regex
-  return errorMessage(error).replace(/\x1b\[[0-9;]*m/g, "");
-}
-
 function onSignals(stop: () => Promise<void>): void {
   let stopping = false;
   const handle = () => {
@@ -352,69 +347,6 @@ function onSignals(stop: () => Promise<void>): void {
   };
   Deno.addSignalListener("SIGINT", handle);
   Deno.addSignalListener("SIGTERM", handle);
-}
-
-/** The process's resident memory and the main thread's V8 heap. */
-function memory(): string {
-  const { rss, heapUsed, external } = Deno.memoryUsage();
-  return `rss ${rss} bytes (main thread: heap ${heapUsed}, external ${external})`;
-}
-
-/**
- * The command's log: a reload may change --quiet and --log-format, so the
- * server, the workers and the CLI write through this one, whose target is
- * replaced.
- */
-class CliLog {
-  #current!: Logger;
-  /** Writes status lines, which were asked for, even with --quiet. */
-  #status!: Logger;
-
-  /** The logger to hand out; it follows {@linkcode CliLog.use}. */
-  readonly logger: Logger = {
-    error: (message, error) => this.#current.error(message, error),
-    warn: (message) => this.#current.warn(message),
-    info: (message) => this.#current.info(message),
-    access: (entry) => this.#current.access(entry),
-  };
-
-  #server: Mongrel2Server | undefined;
-  #format: string | undefined;
-  #quiet: boolean | undefined;
-
-  constructor(values: OptionValues) {
-    this.use(values);
-    processLog = this.logger;
-    // SIGUSR2 logs one status line: connections held, requests in flight
-    // and the process's resident memory (for soak runs and leak hunting).
-    // Listening from the start keeps the signal's default action (exit)
-    // away from a process that is still loading its handler.
-    Deno.addSignalListener("SIGUSR2", () => {
-      const server = this.#server;
-      this.#status.info(
-        server === undefined
-          ? "status: starting"
-          : `status: ${server.connections} connection(s), ${server.inFlight} request(s) in flight, ${memory()}`,
-      );
-    });
-  }
-
-  /** Status lines report this server from now on. */
-  watch(server: Mongrel2Server): void {
-    this.#server = server;
-  }
-
-  /** Logs with these values of --quiet and --log-format from now on. */
-  use(values: OptionValues): void {
-    const format = values["log-format"] as "text" | "json";
-    const quiet = values.quiet as boolean;
-    // A new logger only for a change: each holds a buffer and an exit hook.
-    if (format === this.#format && quiet === this.#quiet) return;
-    this.#format = format;
-    this.#quiet = quiet;
-    this.#current = createLogger({ format, quiet });
-    this.#status = quiet ? createLogger({ format }) : this.#current;
-  }
 }
 
 async function runServe(args: string[]): Promise<void> {
@@ -777,34 +709,6 @@ export async function main(args: string[]): Promise<number> {
     console.error(`m2fetch: ${messageOf(error)}`);
     return error instanceof UsageError ? 2 : 1;
   }
-}
-
-/** The serving process's log, once its options are known. */
-let processLog: Logger | undefined;
-
-/**
- * An uncaught error (a handler's timer that throws, say) is reported as
- * m2fetch's and ends the process with 1, as `deno serve` does. An unhandled
- * rejection is only logged: a handler's stray promise must not take every
- * other request down with it. Both go to the log in its format (one JSON
- * object per line with --log-format json) once there is one.
- */
-function handleUncaught(): void {
-  globalThis.addEventListener("error", (event) => {
-    event.preventDefault();
-    const why = "Uncaught error in handler code; exiting with 1";
-    if (processLog === undefined) {
-      console.error(`m2fetch: ${why}:`, event.error);
-    } else processLog.error(why, event.error);
-    Deno.exit(1);
-  });
-  globalThis.addEventListener("unhandledrejection", (event) => {
-    event.preventDefault();
-    const why = "Unhandled promise rejection in handler code; still serving";
-    if (processLog === undefined) {
-      console.error(`m2fetch: ${why}:`, event.reason);
-    } else processLog.error(why, event.reason);
-  });
 }
 
 if (import.meta.main) {
