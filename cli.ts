@@ -13,378 +13,42 @@
 
 import { relative, resolve } from "node:path";
 import { setImmediate } from "node:timers";
-import denoJson from "./deno.json" with { type: "json" };
-import {
-  loadedWithin,
-  loadHandler,
-  setHandlerArgs,
-} from "./runtime/handler.ts";
-import { WorkerPool } from "./runtime/workers/pool.ts";
+import { setHandlerArgs } from "./runtime/handler.ts";
 import type { Logger } from "./runtime/log.ts";
+import { startMongrel2 } from "./runtime/mongrel2/mod.ts";
 import { parse, UsageError } from "./cli/args.ts";
-import { answeredHelpOrVersion } from "./cli/help.ts";
-import { CliLog, messageOf } from "./cli/log.ts";
-import { handleUncaught } from "./cli/uncaught.ts";
-import {
-  appDirectory,
-  mapRelativePaths,
-  resolveSetup,
-  type Setup,
-} from "./cli/setup.ts";
-import {
-  applyDiscovery,
-  checkEndpoints,
-  checkHandlerChoice,
-  uploadOptions,
-  WIRING,
-} from "./cli/wiring.ts";
-import {
-  CONF_OPTIONS,
-  DEV_OPTIONS,
-  INIT_OPTIONS,
-  type OptionSpec,
-  type OptionValues,
-  SERVE_OPTIONS,
-  withDefaults,
-} from "./cli/options.ts";
-import {
-  type Mongrel2Server,
-  serveMongrel2,
-  type ServerSettings,
-} from "./runtime/server.ts";
 import {
   CONFIG_FILE_NAME,
   readConfigFile,
   writeConfigFile,
 } from "./cli/config_file.ts";
+import { answeredHelpOrVersion } from "./cli/help.ts";
+import { CliLog, messageOf } from "./cli/log.ts";
 import {
-  storeCannotDelete,
-  storeDirectory,
-  sweepStaleUploads,
-} from "./runtime/upload/store.ts";
-import { ZmqTransport } from "./runtime/transport/zmq.ts";
-import { startMongrel2 } from "./runtime/mongrel2/mod.ts";
+  CONF_OPTIONS,
+  DEV_OPTIONS,
+  INIT_OPTIONS,
+  type OptionValues,
+  SERVE_OPTIONS,
+  withDefaults,
+} from "./cli/options.ts";
+import { Reloader, type Served } from "./cli/reload.ts";
 import {
   type HandlerConf,
   initAppDir,
   type InitResult,
   renderHandlerConf,
 } from "./cli/scaffold.ts";
+import { onSignals, runServe, serve } from "./cli/serve.ts";
+import { appDirectory, mapRelativePaths, resolveSetup } from "./cli/setup.ts";
+import { handleUncaught } from "./cli/uncaught.ts";
 import { type ModuleWatcher, watchModule } from "./cli/watch.ts";
-
-interface ServeSetup {
-  app: string;
-  /** One spec, or one per mongrel2 server. */
-  sendSpec: string | string[];
-  /** One spec, or one per mongrel2 server. */
-  recvSpec: string | string[];
-  values: OptionValues;
-  logger: Logger;
-}
-
-/** A server with the handler it runs, which a reload can replace. */
-interface Served {
-  server: Mongrel2Server;
-  /** What is served now; a reload replaces it. */
-  readonly current: Setup;
-  /**
-   * Loads the handler module afresh and applies the options that a reload
-   * can change (requests in flight finish on the old code and settings).
-   * Options that need a restart keep their values.
-   *
-   * @returns The options whose new values wait for a restart.
-   */
-  reload(next: Setup): Promise<string[]>;
-  /** Graceful shutdown (bounded by --shutdown-timeout), then the workers stop. */
-  stop(timeoutMs?: number): Promise<void>;
-}
-
-/**
- * Loads the handler: in Web Workers when --workers is above 0, else on the
- * main thread. Reloading on the main thread re-imports the module under a
- * new URL (Deno caches modules per URL); workers load it in fresh isolates,
- * which also picks up changed imports.
- */
-async function startHandler(app: string, values: OptionValues, logger: Logger) {
-  const workers = values.workers as number;
-  if (workers > 0) {
-    const pool = await WorkerPool.start({
-      module: app,
-      workers,
-      // What setHandlerArgs() gave the main thread, for each worker.
-      args: Deno.args,
-      logger,
-      unresponsiveTimeout: values["worker-timeout"] as number,
-    });
-    return {
-      fetch: pool.fetch,
-      description: `${workers} worker${workers === 1 ? "" : "s"}`,
-      reload: (_server: Mongrel2Server, next: Setup) =>
-        pool.reload(next.values["shutdown-timeout"] as number, {
-          module: next.app,
-          workers: next.values.workers as number,
-        }),
-      close: () => pool.close(),
-    };
-  }
-  const loaded = await loadHandler(app);
-  let generation = 0;
-  return {
-    fetch: loaded.fetch,
-    description: `export ${loaded.source}, main thread`,
-    reload: async (server: Mongrel2Server, next: Setup) => {
-      const url = new URL(next.app, `file://${Deno.cwd()}/`);
-      url.searchParams.set("m2fetch-reload", String(++generation));
-      server.setHandler((await loadedWithin(loadHandler(url.href))).fetch);
-    },
-    close: () => Promise.resolve(),
-  };
-}
-
-/**
- * The options whose values differ between two setups and that a reload
- * cannot apply: every option not marked `reloads` in the schema, and
- * --workers between 0 (the main thread) and more.
- */
-function restartOnlyChanges(
-  before: OptionValues,
-  after: OptionValues,
-): string[] {
-  const names = new Set([...Object.keys(before), ...Object.keys(after)]);
-  return [...names].filter((name) => {
-    if (JSON.stringify(before[name]) === JSON.stringify(after[name])) {
-      return false;
-    }
-    if (name === "workers") {
-      return (before.workers === 0) !== (after.workers === 0);
-    }
-    return !(SERVE_OPTIONS as Record<string, OptionSpec>)[name]?.reloads;
-  });
-}
-
-function serverSettings(values: OptionValues): ServerSettings {
-  return {
-    idleTimeout: values["idle-timeout"] as number,
-    writeTimeout: values["write-timeout"] as number,
-    keepAliveInterval: values["keep-alive-interval"] as number,
-    maxBodySize: values["max-body-size"] as number | undefined,
-    handlerTimeout: values.timeout as number,
-    invokeAt: values["upload-invoke"] as "start" | "done",
-  };
-}
-
-async function serve(setup: ServeSetup): Promise<Served> {
-  const { app, sendSpec, recvSpec, values, logger } = setup;
-  checkEndpoints(sendSpec, recvSpec);
-  const uploads = uploadOptions(values);
-  if (uploads === undefined && values["sweep-uploads"] === true) {
-    throw new UsageError(
-      "Cannot use --sweep-uploads without --upload-temp-store (or --mongrel2-config): the template says which files are uploads",
-    );
-  }
-  const handler = await startHandler(app, values, logger);
-  if (uploads !== undefined) {
-    const why = await storeCannotDelete(await storeDirectory(uploads.store));
-    if (why !== null) logger.warn(why);
-    if (values["sweep-uploads"]) {
-      const removed = await sweepStaleUploads(
-        uploads.store,
-        values["write-timeout"] as number,
-      );
-      logger.info(
-        `Swept ${removed.length} stale upload file(s)${
-          removed.length > 0 ? `: ${removed.join(", ")}` : ""
-        }`,
-      );
-    }
-  }
-  const transport = new ZmqTransport({
-    sendSpec,
-    recvSpec,
-    onError: (error) => logger.error("ZeroMQ transport error", error),
-    onStatus: (message) => logger.info(message),
-    onWarning: (message) => logger.warn(message),
-  });
-  const server = serveMongrel2({
-    handler: handler.fetch,
-    transport,
-    logger,
-    ...serverSettings(values),
-    uploads,
-    flowControl: { on: true, off: false }[values["flow-control"] as string],
-  });
-  logger.info(
-    `m2fetch ${denoJson.version} serving ${app} (${handler.description}) via mongrel2: requests from ${
-      [sendSpec].flat().join(", ")
-    }, replies to ${[recvSpec].flat().join(", ")}${
-      uploads
-        ? `, uploads from ${uploads.store.template}${
-          uploads.store.chroot === undefined
-            ? ""
-            : ` in mongrel2's chroot ${uploads.store.chroot}`
-        }`
-        : ""
-    }`,
-  );
-  let current: Setup = { app, values };
-  return {
-    server,
-    get current() {
-      return current;
-    },
-    async reload(next) {
-      const waiting = restartOnlyChanges(current.values, next.values);
-      const values = { ...next.values };
-      for (const name of waiting) values[name] = current.values[name];
-      await handler.reload(server, { app: next.app, values });
-      server.reconfigure(serverSettings(values));
-      current = { app: next.app, values };
-      return waiting;
-    },
-    stop: async (timeoutMs = current.values["shutdown-timeout"] as number) => {
-      try {
-        await server.shutdown(timeoutMs);
-      } finally {
-        await handler.close();
-      }
-    },
-  };
-}
-
-/**
- * Reloads on SIGHUP: reads the options again (m2fetch.json, and mongrel2's
- * config database with --mongrel2-config), loads the handler module afresh
- * and applies the options a reload can change. A module or configuration
- * that fails leaves the old code and options serving. A SIGHUP during
- * start-up is not lost (nor fatal, its default action): the reload runs
- * once serving.
- */
-class Reloader {
-  #log: CliLog;
-  #reread: (() => Promise<Setup>) | undefined;
-  #served: Served | undefined;
-  #running: Promise<void> | undefined;
-  #again = false;
-
-  constructor(log: CliLog) {
-    this.#log = log;
-    Deno.addSignalListener("SIGHUP", () => void this.reload());
-  }
-
-  /** Starts reloading for real; a SIGHUP that came during start-up runs now. */
-  serving(served: Served, reread: () => Promise<Setup>): void {
-    this.#served = served;
-    this.#reread = reread;
-    if (this.#again) {
-      this.#again = false;
-      this.reload(" (SIGHUP during start-up)");
-    }
-  }
-
-  /**
-   * Reloads now, or once the reload under way has finished (they never
-   * overlap).
-   *
-   * @param context Said after the module's name in the log lines.
-   */
-  reload(context = ""): Promise<void> {
-    if (this.#served === undefined || this.#running !== undefined) {
-      this.#again = true;
-      return this.#running ?? Promise.resolve();
-    }
-    this.#running = this.#run(context).finally(() => {
-      this.#running = undefined;
-      if (this.#again) {
-        this.#again = false;
-        this.reload(" (asked for during the previous reload)");
-      }
-    });
-    return this.#running;
-  }
-
-  async #run(context: string): Promise<void> {
-    const served = this.#served!;
-    const logger = this.#log.logger;
-    let app = served.current.app;
-    logger.info(`Reloading ${app}${context}`);
-    try {
-      const next = await this.#reread!();
-      app = next.app;
-      const waiting = await served.reload(next);
-      if (waiting.length > 0) {
-        logger.warn(
-          `Reload kept ${
-            waiting.map((name) => `--${name}`).join(", ")
-          } as before: a new value takes effect when m2fetch restarts`,
-        );
-      }
-      logger.info(
-        `Reloaded ${app}${context}: new requests use the new code and options`,
-      );
-      // Last, so that a reload to --quiet still says it happened.
-      this.#log.use(served.current.values);
-    } catch (error) {
-      // As at start-up: the module's or the file's problem, without
-      // m2fetch's frames.
-      logger.error(
-        `Reload of ${app} failed${context}; the old code and options keep serving: ${
-          messageOf(error)
-        }`,
-      );
-    }
-  }
-}
-
-function onSignals(stop: () => Promise<void>): void {
-  let stopping = false;
-  const handle = () => {
-    if (stopping) Deno.exit(130);
-    stopping = true;
-    stop().then(() => Deno.exit(0), (error) => {
-      console.error(error);
-      Deno.exit(1);
-    });
-  };
-  Deno.addSignalListener("SIGINT", handle);
-  Deno.addSignalListener("SIGTERM", handle);
-}
-
-async function runServe(args: string[]): Promise<void> {
-  const parsed = parse(args, SERVE_OPTIONS);
-  if (answeredHelpOrVersion(parsed)) return;
-  const setup = await resolveSetup(parsed, SERVE_OPTIONS);
-  setHandlerArgs(setup.args);
-  const log = new CliLog(setup.values);
-  const logger = log.logger;
-  const reloader = new Reloader(log);
-  const discovered = (next: typeof setup): Setup => {
-    if (next.configFile !== null) {
-      logger.info(`Read options from ${next.configFile}`);
-    }
-    return {
-      app: next.app,
-      values: applyDiscovery(next.values, next.explicit, logger),
-    };
-  };
-  const { app, values } = discovered(setup);
-  const served = await serve({
-    app,
-    sendSpec: values["send-spec"] as string[],
-    recvSpec: values["recv-spec"] as string[],
-    values,
-    logger,
-  });
-  log.watch(served.server);
-  reloader.serving(
-    served,
-    async () => discovered(await resolveSetup(parsed, SERVE_OPTIONS)),
-  );
-  onSignals(async () => {
-    logger.info("Shutting down: finishing responses in flight");
-    await served.stop();
-  });
-  await served.server.finished;
-}
+import {
+  checkEndpoints,
+  checkHandlerChoice,
+  uploadOptions,
+  WIRING,
+} from "./cli/wiring.ts";
 
 async function runConfig(args: string[]): Promise<void> {
   const parsed = parse(args, SERVE_OPTIONS, { unset: true });
