@@ -16,8 +16,9 @@ import type { Setup } from "./setup.ts";
  * @example Usage
  * ```ts
  * import type { Served } from "./reload.ts";
- * async function restartOnlyOptions(served: Served): Promise<string[]> {
- *   return await served.reload({ ...served.current });
+ * // Serves another module from now on, with the same options.
+ * async function switchTo(served: Served, app: string): Promise<string[]> {
+ *   return await served.reload({ ...served.current, app });
  * }
  * ```
  */
@@ -53,11 +54,14 @@ export interface Served {
  * once serving.
  *
  * @example Usage
- * ```ts ignore
- * import { Reloader } from "./reload.ts";
- * const reloader = new Reloader(log); // listens for SIGHUP from now on
- * const served = await serve({ app, sendSpec, recvSpec, values, logger });
- * reloader.serving(served, () => rereadOptions());
+ * ```ts
+ * import { CliLog } from "./log.ts";
+ * import { Reloader, type Served } from "./reload.ts";
+ * import type { Setup } from "./setup.ts";
+ * declare const served: Served; // what serve() started
+ * declare function reread(): Promise<Setup>; // m2fetch.json read again
+ * const reloader = new Reloader(new CliLog(served.current.values)); // SIGHUP
+ * reloader.serving(served, reread);
  * ```
  */
 export class Reloader {

@@ -152,8 +152,9 @@ function serverSettings(values: OptionValues): ServerSettings {
  * @throws {UsageError} On options that do not fit together.
  *
  * @example Usage
- * ```ts ignore
- * import { serve } from "./serve.ts";
+ * ```ts
+ * import { serve, type ServeSetup } from "./serve.ts";
+ * declare const setup: ServeSetup;
  * const served = await serve(setup);
  * await served.server.finished;
  * ```
@@ -243,8 +244,10 @@ export async function serve(setup: ServeSetup): Promise<Served> {
  * @param stop Finishes the responses in flight and closes.
  *
  * @example Usage
- * ```ts ignore
+ * ```ts
+ * import type { Served } from "./reload.ts";
  * import { onSignals } from "./serve.ts";
+ * declare const served: Served;
  * onSignals(() => served.stop());
  * ```
  */
