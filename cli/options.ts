@@ -6,7 +6,16 @@
  * @module
  */
 
-/** The kinds of values an option takes. */
+/**
+ * The kinds of values an option takes.
+ *
+ * @example Usage
+ * ```ts
+ * import type { OptionType } from "./options.ts";
+ * const type: OptionType = "duration";
+ * console.assert(type === "duration");
+ * ```
+ */
 export type OptionType =
   | "string"
   | "boolean"
@@ -14,7 +23,21 @@ export type OptionType =
   | "duration"
   | "size";
 
-/** One option of the schema. */
+/**
+ * One option of the schema.
+ *
+ * @example Usage
+ * ```ts
+ * import type { OptionSpec } from "./options.ts";
+ * const spec: OptionSpec = {
+ *   type: "duration",
+ *   value: "TIME",
+ *   default: 5000,
+ *   description: "how long to wait",
+ * };
+ * console.assert(spec.default === 5000);
+ * ```
+ */
 export interface OptionSpec {
   /**
    * Value type; durations are milliseconds given as `500ms`, `30s`, `2m` or
@@ -47,7 +70,15 @@ export interface OptionSpec {
   reloads?: boolean;
 }
 
-/** Every option of the serve command, by flag name. */
+/**
+ * Every option of the serve command, by flag name.
+ *
+ * @example Usage
+ * ```ts
+ * import { SERVE_OPTIONS } from "./options.ts";
+ * console.assert(SERVE_OPTIONS.workers.default === 0);
+ * ```
+ */
 export const SERVE_OPTIONS = {
   "send-spec": {
     type: "string",
@@ -311,10 +342,28 @@ export const INIT_OPTIONS = {
   },
 } as const satisfies Record<string, OptionSpec>;
 
-/** One option's typed value; an array for options with `multiple`. */
+/**
+ * One option's typed value; an array for options with `multiple`.
+ *
+ * @example Usage
+ * ```ts
+ * import type { OptionValue } from "./options.ts";
+ * const specs: OptionValue = ["tcp://127.0.0.1:9997"];
+ * console.assert(Array.isArray(specs));
+ * ```
+ */
 export type OptionValue = string | number | boolean | string[];
 
-/** Option values by flag name. */
+/**
+ * Option values by flag name.
+ *
+ * @example Usage
+ * ```ts
+ * import type { OptionValues } from "./options.ts";
+ * const values: OptionValues = { workers: 2, quiet: true };
+ * console.assert(values.workers === 2);
+ * ```
+ */
 export type OptionValues = Record<string, OptionValue>;
 
 /**
