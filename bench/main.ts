@@ -457,6 +457,7 @@ async function describeMachine(mongrel2Server: string): Promise<Machine> {
     "--untracked-files=all",
     "--",
     "cli.ts",
+    "cli",
     "mod.ts",
     "runtime",
     "examples",
@@ -474,7 +475,7 @@ async function describeMachine(mongrel2Server: string): Promise<Machine> {
       ? head
       : `${head} plus ${
         dirty.split("\n").length
-      } uncommitted file(s) in cli.ts, mod.ts, runtime/, examples/, bench/ (the working tree as it was)`,
+      } uncommitted file(s) in cli.ts, cli/, mod.ts, runtime/, examples/, bench/ (the working tree as it was)`,
     loadAverage: (await Deno.readTextFile("/proc/loadavg").catch(() => ""))
       .split(" ").slice(0, 3).join(" "),
   };

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { coerceOption, SERVE_OPTIONS } from "../../runtime/options.ts";
-import { readConfigFile } from "../../runtime/config_file.ts";
+import { coerceOption, SERVE_OPTIONS } from "../../cli/options.ts";
+import { readConfigFile } from "../../cli/config_file.ts";
 import { runCli, spawnCli, tempDir } from "./helpers.ts";
 
 Deno.test("coerceOption() gives --send-spec and --recv-spec as lists", () => {

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { parseDuration } from "../../runtime/options.ts";
+import { parseDuration } from "../../cli/options.ts";
 import {
   findFreePort,
   m2shLoad,

@@ -1,11 +1,21 @@
 /**
  * The one typed schema of m2fetch's options, shared by the command line and
- * (later) the config file, so a value means the same thing everywhere.
+ * the config file, so a value means the same thing everywhere: the serve
+ * options, and those each subcommand adds.
  *
  * @module
  */
 
-/** The kinds of values an option takes. */
+/**
+ * The kinds of values an option takes.
+ *
+ * @example Usage
+ * ```ts
+ * import type { OptionType } from "./options.ts";
+ * const type: OptionType = "duration";
+ * console.assert(type === "duration");
+ * ```
+ */
 export type OptionType =
   | "string"
   | "boolean"
@@ -13,7 +23,21 @@ export type OptionType =
   | "duration"
   | "size";
 
-/** One option of the schema. */
+/**
+ * One option of the schema.
+ *
+ * @example Usage
+ * ```ts
+ * import type { OptionSpec } from "./options.ts";
+ * const spec: OptionSpec = {
+ *   type: "duration",
+ *   value: "TIME",
+ *   default: 5000,
+ *   description: "how long to wait",
+ * };
+ * console.assert(spec.default === 5000);
+ * ```
+ */
 export interface OptionSpec {
   /**
    * Value type; durations are milliseconds given as `500ms`, `30s`, `2m` or
@@ -46,7 +70,15 @@ export interface OptionSpec {
   reloads?: boolean;
 }
 
-/** Every option of the serve command, by flag name. */
+/**
+ * Every option of the serve command, by flag name.
+ *
+ * @example Usage
+ * ```ts
+ * import { SERVE_OPTIONS } from "./options.ts";
+ * console.assert(SERVE_OPTIONS.workers.default === 0);
+ * ```
+ */
 export const SERVE_OPTIONS = {
   "send-spec": {
     type: "string",
@@ -205,11 +237,162 @@ export const SERVE_OPTIONS = {
   },
 } as const satisfies Record<string, OptionSpec>;
 
-/** One option's typed value; an array for options with `multiple`. */
+/**
+ * Options of the `dev` subcommand, on top of the serve options.
+ *
+ * @example Usage
+ * ```ts
+ * import { DEV_OPTIONS } from "./options.ts";
+ * console.assert(DEV_OPTIONS.port.default === 6767);
+ * ```
+ */
+export const DEV_OPTIONS = {
+  port: {
+    type: "integer",
+    value: "PORT",
+    default: 6767,
+    min: 0,
+    max: 65535,
+    description: "HTTP port for the private mongrel2 (0 picks a free one)",
+  },
+  host: {
+    type: "string",
+    value: "ADDR",
+    default: "127.0.0.1",
+    description: "address the private mongrel2 listens on",
+  },
+  "state-dir": {
+    type: "string",
+    value: "DIR",
+    default: ".state/dev",
+    description:
+      "where the private mongrel2 keeps its config, sockets, logs and uploads",
+  },
+  watch: {
+    type: "boolean",
+    default: false,
+    description:
+      "reload APP when files in its directory change, without restarting mongrel2",
+  },
+} as const satisfies Record<string, OptionSpec>;
+
+/** Options of `mongrel2-conf` and `init` for the mongrel2 server they describe. */
+const SITE_OPTIONS = {
+  port: {
+    type: "integer",
+    value: "PORT",
+    default: 6767,
+    min: 1,
+    max: 65535,
+    description: "HTTP port mongrel2 listens on",
+  },
+  host: {
+    type: "string",
+    value: "ADDR",
+    default: "127.0.0.1",
+    description: "address mongrel2 listens on",
+  },
+} as const satisfies Record<string, OptionSpec>;
+
+/**
+ * Options of the `mongrel2-conf` subcommand, on top of the serve options.
+ *
+ * @example Usage
+ * ```ts
+ * import { CONF_OPTIONS } from "./options.ts";
+ * console.assert(CONF_OPTIONS["send-ident"].value === "IDENT");
+ * ```
+ */
+export const CONF_OPTIONS = {
+  ...SITE_OPTIONS,
+  "mongrel2-dir": {
+    type: "string",
+    value: "DIR",
+    description:
+      "the directory mongrel2 runs in, holding its run/ logs/ tmp/ (default: --mongrel2-chroot, else the current directory)",
+  },
+  "send-ident": {
+    type: "string",
+    value: "IDENT",
+    description:
+      "the Handler's send_ident, also its recv_ident (default: a fresh UUID; give each mongrel2 server its own)",
+  },
+} as const satisfies Record<string, OptionSpec>;
+
+/**
+ * Options of the `init` subcommand.
+ *
+ * @example Usage
+ * ```ts
+ * import { INIT_OPTIONS } from "./options.ts";
+ * console.assert(INIT_OPTIONS.host.default === "127.0.0.1");
+ * ```
+ */
+export const INIT_OPTIONS = {
+  ...SITE_OPTIONS,
+  "send-spec": {
+    type: "string",
+    value: "SPEC",
+    description: "mongrel2's send_spec (default: ipc://DIR/run/m2fetch_send)",
+  },
+  "recv-spec": {
+    type: "string",
+    value: "SPEC",
+    description: "mongrel2's recv_spec (default: ipc://DIR/run/m2fetch_recv)",
+  },
+} as const satisfies Record<string, OptionSpec>;
+
+/**
+ * One option's typed value; an array for options with `multiple`.
+ *
+ * @example Usage
+ * ```ts
+ * import type { OptionValue } from "./options.ts";
+ * const specs: OptionValue = ["tcp://127.0.0.1:9997"];
+ * console.assert(Array.isArray(specs));
+ * ```
+ */
 export type OptionValue = string | number | boolean | string[];
 
-/** Option values by flag name. */
+/**
+ * Option values by flag name.
+ *
+ * @example Usage
+ * ```ts
+ * import type { OptionValues } from "./options.ts";
+ * const values: OptionValues = { workers: 2, quiet: true };
+ * console.assert(values.workers === 2);
+ * ```
+ */
 export type OptionValues = Record<string, OptionValue>;
+
+/**
+ * Layers option values over the schema's defaults: later layers win (the
+ * config file's values, then the command line's).
+ *
+ * @param schema The options, with their defaults.
+ * @param layers Values to apply over the defaults, in order.
+ * @returns Every option with a value.
+ *
+ * @example Usage
+ * ```ts
+ * import { SERVE_OPTIONS, withDefaults } from "./options.ts";
+ * const values = withDefaults(SERVE_OPTIONS, { workers: 2 }, { quiet: true });
+ * console.assert(values.workers === 2 && values.quiet === true);
+ * console.assert(values["log-format"] === "text");
+ * ```
+ */
+export function withDefaults(
+  schema: Record<string, OptionSpec>,
+  ...layers: OptionValues[]
+): OptionValues {
+  const values: OptionValues = {};
+  for (const [name, spec] of Object.entries(schema)) {
+    if (spec.default === undefined) continue;
+    values[name] = spec.multiple ? [String(spec.default)] : spec.default;
+  }
+  return Object.assign(values, ...layers);
+}
 
 /** The longest duration a timer can wait (2^31 - 1 ms, about 24.8 days). */
 const MAX_DURATION_MS = 2 ** 31 - 1;

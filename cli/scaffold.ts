@@ -9,7 +9,7 @@
 import {
   renderMongrel2Config,
   resolveMongrel2Config,
-} from "./mongrel2/config.ts";
+} from "../runtime/mongrel2/config.ts";
 import { CONFIG_FILE_NAME, writeConfigFile } from "./config_file.ts";
 import { SERVE_OPTIONS } from "./options.ts";
 
@@ -159,7 +159,15 @@ export function renderHandlerConf(options: HandlerConfOptions): HandlerConf {
   };
 }
 
-/** The files `init` writes, relative to the app directory. */
+/**
+ * The files `init` writes, relative to the app directory.
+ *
+ * @example Usage
+ * ```ts
+ * import { INIT_FILES } from "./scaffold.ts";
+ * console.assert(INIT_FILES.includes("mongrel2.conf"));
+ * ```
+ */
 export const INIT_FILES = [
   "app.ts",
   "app_test.ts",
@@ -214,7 +222,19 @@ export interface InitResult {
   serverUuid: string;
 }
 
-/** `init` found files it will not overwrite. */
+/**
+ * `init` found files it will not overwrite, or a file where the directory
+ * should be.
+ *
+ * @example Usage
+ * ```ts
+ * import { initAppDir, InitError } from "./scaffold.ts";
+ * const file = await Deno.makeTempFile();
+ * const error = await initAppDir(file).catch((error) => error);
+ * console.assert(error instanceof InitError);
+ * await Deno.remove(file);
+ * ```
+ */
 export class InitError extends Error {
   /**
    * Creates the error.

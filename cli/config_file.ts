@@ -9,10 +9,31 @@
 
 import { coerceOption, type OptionSpec, type OptionValues } from "./options.ts";
 
-/** The file name looked up in an app directory. */
+/**
+ * The file name looked up in an app directory.
+ *
+ * @example Usage
+ * ```ts
+ * import { CONFIG_FILE_NAME } from "./config_file.ts";
+ * console.assert(`/srv/app/${CONFIG_FILE_NAME}` === "/srv/app/m2fetch.json");
+ * ```
+ */
 export const CONFIG_FILE_NAME = "m2fetch.json";
 
-/** A config file could not be read or holds something invalid. */
+/**
+ * A config file could not be read or holds something invalid.
+ *
+ * @example Usage
+ * ```ts
+ * import { ConfigFileError, readConfigFile } from "./config_file.ts";
+ * import { SERVE_OPTIONS } from "./options.ts";
+ * const path = await Deno.makeTempFile({ suffix: ".json" });
+ * await Deno.writeTextFile(path, '{"workers": "two"}');
+ * const error = await readConfigFile(path, SERVE_OPTIONS).catch((error) => error);
+ * console.assert(error instanceof ConfigFileError);
+ * await Deno.remove(path);
+ * ```
+ */
 export class ConfigFileError extends Error {
   /**
    * Creates the error.

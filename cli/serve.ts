@@ -1,0 +1,316 @@
+/**
+ * Serving a handler module behind mongrel2: the handler started on the
+ * main thread or in workers, the server with its transport and upload
+ * store, graceful stops on SIGINT/SIGTERM, and the serve command itself.
+ *
+ * @module
+ */
+
+import denoJson from "../deno.json" with { type: "json" };
+import {
+  loadedWithin,
+  loadHandler,
+  setHandlerArgs,
+} from "../runtime/handler.ts";
+import type { Logger } from "../runtime/log.ts";
+import {
+  type Mongrel2Server,
+  serveMongrel2,
+  type ServerSettings,
+} from "../runtime/server.ts";
+import { ZmqTransport } from "../runtime/transport/zmq.ts";
+import {
+  storeCannotDelete,
+  storeDirectory,
+  sweepStaleUploads,
+} from "../runtime/upload/store.ts";
+import { WorkerPool } from "../runtime/workers/pool.ts";
+import { parse, UsageError } from "./args.ts";
+import { answeredHelpOrVersion } from "./help.ts";
+import { CliLog } from "./log.ts";
+import {
+  type OptionSpec,
+  type OptionValues,
+  SERVE_OPTIONS,
+} from "./options.ts";
+import { Reloader, type Served } from "./reload.ts";
+import { resolveSetup, type Setup } from "./setup.ts";
+import { applyDiscovery, checkEndpoints, uploadOptions } from "./wiring.ts";
+
+/**
+ * What {@linkcode serve} serves, and through which mongrel2 sockets.
+ *
+ * @example Usage
+ * ```ts
+ * import type { ServeSetup } from "./serve.ts";
+ * import { SERVE_OPTIONS, withDefaults } from "./options.ts";
+ * import { createLogger } from "../runtime/log.ts";
+ * const setup: ServeSetup = {
+ *   app: "examples/hello.ts",
+ *   sendSpec: "tcp://127.0.0.1:9997",
+ *   recvSpec: "tcp://127.0.0.1:9996",
+ *   values: withDefaults(SERVE_OPTIONS),
+ *   logger: createLogger(),
+ * };
+ * console.assert(setup.values.workers === 0);
+ * ```
+ */
+export interface ServeSetup {
+  /** The handler module. */
+  app: string;
+  /** One spec, or one per mongrel2 server. */
+  sendSpec: string | string[];
+  /** One spec, or one per mongrel2 server. */
+  recvSpec: string | string[];
+  /** Every option's value. */
+  values: OptionValues;
+  /** The command's log. */
+  logger: Logger;
+}
+
+/**
+ * Loads the handler: in Web Workers when --workers is above 0, else on the
+ * main thread. Reloading on the main thread re-imports the module under a
+ * new URL (Deno caches modules per URL); workers load it in fresh isolates,
+ * which also picks up changed imports.
+ */
+async function startHandler(app: string, values: OptionValues, logger: Logger) {
+  const workers = values.workers as number;
+  if (workers > 0) {
+    const pool = await WorkerPool.start({
+      module: app,
+      workers,
+      // What setHandlerArgs() gave the main thread, for each worker.
+      args: Deno.args,
+      logger,
+      unresponsiveTimeout: values["worker-timeout"] as number,
+    });
+    return {
+      fetch: pool.fetch,
+      description: `${workers} worker${workers === 1 ? "" : "s"}`,
+      reload: (_server: Mongrel2Server, next: Setup) =>
+        pool.reload(next.values["shutdown-timeout"] as number, {
+          module: next.app,
+          workers: next.values.workers as number,
+        }),
+      close: () => pool.close(),
+    };
+  }
+  const loaded = await loadHandler(app);
+  let generation = 0;
+  return {
+    fetch: loaded.fetch,
+    description: `export ${loaded.source}, main thread`,
+    reload: async (server: Mongrel2Server, next: Setup) => {
+      const url = new URL(next.app, `file://${Deno.cwd()}/`);
+      url.searchParams.set("m2fetch-reload", String(++generation));
+      server.setHandler((await loadedWithin(loadHandler(url.href))).fetch);
+    },
+    close: () => Promise.resolve(),
+  };
+}
+
+/**
+ * The options whose values differ between two setups and that a reload
+ * cannot apply: every option not marked `reloads` in the schema, and
+ * --workers between 0 (the main thread) and more.
+ */
+function restartOnlyChanges(
+  before: OptionValues,
+  after: OptionValues,
+): string[] {
+  const names = new Set([...Object.keys(before), ...Object.keys(after)]);
+  return [...names].filter((name) => {
+    if (JSON.stringify(before[name]) === JSON.stringify(after[name])) {
+      return false;
+    }
+    if (name === "workers") {
+      return (before.workers === 0) !== (after.workers === 0);
+    }
+    return !(SERVE_OPTIONS as Record<string, OptionSpec>)[name]?.reloads;
+  });
+}
+
+function serverSettings(values: OptionValues): ServerSettings {
+  return {
+    idleTimeout: values["idle-timeout"] as number,
+    writeTimeout: values["write-timeout"] as number,
+    keepAliveInterval: values["keep-alive-interval"] as number,
+    maxBodySize: values["max-body-size"] as number | undefined,
+    handlerTimeout: values.timeout as number,
+    invokeAt: values["upload-invoke"] as "start" | "done",
+  };
+}
+
+/**
+ * Checks the options, starts the handler (on the main thread or in
+ * workers), sweeps the upload store when asked to, and serves it through
+ * mongrel2's sockets.
+ *
+ * @param setup The module, the specs, the options and the log.
+ * @returns The running server, which can reload and stop.
+ * @throws {UsageError} On options that do not fit together.
+ *
+ * @example Usage
+ * ```ts
+ * import { serve, type ServeSetup } from "./serve.ts";
+ * declare const setup: ServeSetup;
+ * const served = await serve(setup);
+ * await served.server.finished;
+ * ```
+ */
+export async function serve(setup: ServeSetup): Promise<Served> {
+  const { app, sendSpec, recvSpec, values, logger } = setup;
+  checkEndpoints(sendSpec, recvSpec);
+  const uploads = uploadOptions(values);
+  if (uploads === undefined && values["sweep-uploads"] === true) {
+    throw new UsageError(
+      "Cannot use --sweep-uploads without --upload-temp-store (or --mongrel2-config): the template says which files are uploads",
+    );
+  }
+  const handler = await startHandler(app, values, logger);
+  if (uploads !== undefined) {
+    const why = await storeCannotDelete(await storeDirectory(uploads.store));
+    if (why !== null) logger.warn(why);
+    if (values["sweep-uploads"]) {
+      const removed = await sweepStaleUploads(
+        uploads.store,
+        values["write-timeout"] as number,
+      );
+      logger.info(
+        `Swept ${removed.length} stale upload file(s)${
+          removed.length > 0 ? `: ${removed.join(", ")}` : ""
+        }`,
+      );
+    }
+  }
+  const transport = new ZmqTransport({
+    sendSpec,
+    recvSpec,
+    onError: (error) => logger.error("ZeroMQ transport error", error),
+    onStatus: (message) => logger.info(message),
+    onWarning: (message) => logger.warn(message),
+  });
+  const server = serveMongrel2({
+    handler: handler.fetch,
+    transport,
+    logger,
+    ...serverSettings(values),
+    uploads,
+    flowControl: { on: true, off: false }[values["flow-control"] as string],
+  });
+  logger.info(
+    `m2fetch ${denoJson.version} serving ${app} (${handler.description}) via mongrel2: requests from ${
+      [sendSpec].flat().join(", ")
+    }, replies to ${[recvSpec].flat().join(", ")}${
+      uploads
+        ? `, uploads from ${uploads.store.template}${
+          uploads.store.chroot === undefined
+            ? ""
+            : ` in mongrel2's chroot ${uploads.store.chroot}`
+        }`
+        : ""
+    }`,
+  );
+  let current: Setup = { app, values };
+  return {
+    server,
+    get current() {
+      return current;
+    },
+    async reload(next) {
+      const waiting = restartOnlyChanges(current.values, next.values);
+      const values = { ...next.values };
+      for (const name of waiting) values[name] = current.values[name];
+      await handler.reload(server, { app: next.app, values });
+      server.reconfigure(serverSettings(values));
+      current = { app: next.app, values };
+      return waiting;
+    },
+    stop: async (timeoutMs = current.values["shutdown-timeout"] as number) => {
+      try {
+        await server.shutdown(timeoutMs);
+      } finally {
+        await handler.close();
+      }
+    },
+  };
+}
+
+/**
+ * SIGINT and SIGTERM stop gracefully: `stop`, then exit with 0 (1 when it
+ * fails). A second signal exits at once with 130.
+ *
+ * @param stop Finishes the responses in flight and closes.
+ *
+ * @example Usage
+ * ```ts
+ * import type { Served } from "./reload.ts";
+ * import { onSignals } from "./serve.ts";
+ * declare const served: Served;
+ * onSignals(() => served.stop());
+ * ```
+ */
+export function onSignals(stop: () => Promise<void>): void {
+  let stopping = false;
+  const handle = () => {
+    if (stopping) Deno.exit(130);
+    stopping = true;
+    stop().then(() => Deno.exit(0), (error) => {
+      console.error(error);
+      Deno.exit(1);
+    });
+  };
+  Deno.addSignalListener("SIGINT", handle);
+  Deno.addSignalListener("SIGTERM", handle);
+}
+
+/**
+ * The serve command (`cli.ts [options] APP`): serves APP behind a running
+ * mongrel2 until SIGINT or SIGTERM; SIGHUP reloads it.
+ *
+ * @param args The arguments.
+ * @throws {UsageError} On a command-line mistake.
+ *
+ * @example Usage
+ * ```ts
+ * import { runServe } from "./serve.ts";
+ * await runServe(["--version"]);
+ * ```
+ */
+export async function runServe(args: string[]): Promise<void> {
+  const parsed = parse(args, SERVE_OPTIONS);
+  if (answeredHelpOrVersion(parsed)) return;
+  const setup = await resolveSetup(parsed, SERVE_OPTIONS);
+  setHandlerArgs(setup.args);
+  const log = new CliLog(setup.values);
+  const logger = log.logger;
+  const reloader = new Reloader(log);
+  const discovered = (next: typeof setup): Setup => {
+    if (next.configFile !== null) {
+      logger.info(`Read options from ${next.configFile}`);
+    }
+    return {
+      app: next.app,
+      values: applyDiscovery(next.values, next.explicit, logger),
+    };
+  };
+  const { app, values } = discovered(setup);
+  const served = await serve({
+    app,
+    sendSpec: values["send-spec"] as string[],
+    recvSpec: values["recv-spec"] as string[],
+    values,
+    logger,
+  });
+  log.watch(served.server);
+  reloader.serving(
+    served,
+    async () => discovered(await resolveSetup(parsed, SERVE_OPTIONS)),
+  );
+  onSignals(async () => {
+    logger.info("Shutting down: finishing responses in flight");
+    await served.stop();
+  });
+  await served.server.finished;
+}

@@ -1,0 +1,65 @@
+/**
+ * What the m2fetch process does with an error that no code caught: the
+ * handler's, most likely, reported in m2fetch's log once there is one.
+ *
+ * @module
+ */
+
+import type { Logger } from "../runtime/log.ts";
+
+/**
+ * The serving process's log, once its options are known: set by
+ * {@linkcode reportUncaughtIn}, read by the listeners of
+ * {@linkcode handleUncaught}.
+ */
+let processLog: Logger | undefined;
+
+/**
+ * Reports uncaught errors in `logger` from now on, in the log's format
+ * (until then they go to stderr). `CliLog` (cli/log.ts) calls it with
+ * its logger once the options are known.
+ *
+ * @param logger The serving process's log.
+ *
+ * @example Usage
+ * ```ts
+ * import { reportUncaughtIn } from "./uncaught.ts";
+ * import { createLogger } from "../runtime/log.ts";
+ * reportUncaughtIn(createLogger({ format: "json" }));
+ * ```
+ */
+export function reportUncaughtIn(logger: Logger): void {
+  processLog = logger;
+}
+
+/**
+ * An uncaught error (a handler's timer that throws, say) is reported as
+ * m2fetch's and ends the process with 1, as `deno serve` does. An unhandled
+ * rejection is only logged: a handler's stray promise must not take every
+ * other request down with it. Both go to the log in its format (one JSON
+ * object per line with --log-format json) once there is one.
+ *
+ * @example Usage
+ * ```ts
+ * import { handleUncaught } from "./uncaught.ts";
+ * // First thing in the process, before any handler code runs:
+ * handleUncaught();
+ * ```
+ */
+export function handleUncaught(): void {
+  globalThis.addEventListener("error", (event) => {
+    event.preventDefault();
+    const why = "Uncaught error in handler code; exiting with 1";
+    if (processLog === undefined) {
+      console.error(`m2fetch: ${why}:`, event.error);
+    } else processLog.error(why, event.error);
+    Deno.exit(1);
+  });
+  globalThis.addEventListener("unhandledrejection", (event) => {
+    event.preventDefault();
+    const why = "Unhandled promise rejection in handler code; still serving";
+    if (processLog === undefined) {
+      console.error(`m2fetch: ${why}:`, event.reason);
+    } else processLog.error(why, event.reason);
+  });
+}
