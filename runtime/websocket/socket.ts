@@ -739,6 +739,12 @@ export class Mongrel2WebSocket extends EventTarget implements WebSocket {
   }
 }
 
+// `socket instanceof WebSocket` holds, as for Deno's server sockets (a
+// handler's type checks, Hono's `ws.raw`). Every member WebSocket defines
+// is this class's own, so none of WebSocket's internal-slot getters runs on
+// it; only the constructor and the events' EventTarget are not WebSocket's.
+Object.setPrototypeOf(Mongrel2WebSocket.prototype, WebSocket.prototype);
+
 /**
  * Most frames held from before the socket opened: more than the server
  * holds before the handshake is answered, since with workers more can come

@@ -666,3 +666,15 @@ Deno.test("broadcast() uses send() for other sockets and refuses a Blob", () => 
     { name: "TypeError" },
   );
 });
+
+Deno.test("the socket is a WebSocket to instanceof and toString, and inspects like one, as Deno's server sockets", () => {
+  const { socket } = harness();
+  assert.ok(socket instanceof WebSocket);
+  assert.equal(Object.prototype.toString.call(socket), "[object WebSocket]");
+  assert.equal(socket.url, "");
+  assert.equal(socket.extensions, "");
+  assert.match(
+    Deno.inspect(socket),
+    /readyState: 0,[^]*binaryType: "arraybuffer"/,
+  );
+});
