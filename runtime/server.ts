@@ -12,7 +12,11 @@ import {
 import { STATUS_TEXT } from "./http/status_text.ts";
 import { ActiveUpload } from "./upload/active_upload.ts";
 import { uploadFailure, uploadPlaceHint } from "./upload/failure.ts";
-import { readUploadMarker, type UploadStore } from "./upload/policy.ts";
+import {
+  readUploadMarker,
+  type UploadFacts,
+  type UploadStore,
+} from "./upload/policy.ts";
 import { removeUploadFile, verifyUploadFile } from "./upload/store.ts";
 import { httpDate, requestKeepsAlive } from "./http/response.ts";
 import { requestMethod } from "./http/request.ts";
@@ -582,7 +586,7 @@ class Server implements Mongrel2Server {
       this.#logger.info(
         `Took over the upload "${marker.path}" that mongrel2 finished for ${method} ${message.path}: its upload-start went to an earlier m2fetch`,
       );
-      this.#startUpload(connection, exchange, message, context, marker.path, {
+      this.#startUpload(connection, exchange, message, context, marker, {
         complete: true,
       });
       return;
@@ -618,7 +622,7 @@ class Server implements Mongrel2Server {
         );
         return;
       }
-      this.#startUpload(connection, exchange, message, context, marker.path);
+      this.#startUpload(connection, exchange, message, context, marker);
       return;
     }
     const refusal = refusalOf(message, {
@@ -727,22 +731,15 @@ class Server implements Mongrel2Server {
     exchange: Exchange,
     message: Mongrel2Message,
     context: ResponseContext,
-    path: string,
+    { path, chunked, length: declared }: UploadFacts,
     { complete = false }: { complete?: boolean } = {},
   ): Promise<void> {
     const uploads = this.#uploads!;
     const upload = new ActiveUpload(path, exchange, uploads.store, {
-      chunked: /\bchunked\b/i.test(
-        firstHeader(message.headers, "transfer-encoding") ?? "",
-      ),
+      chunked,
     });
     connection.upload = upload;
     if (complete) upload.markDone();
-    const lengthHeader = firstHeader(message.headers, "content-length");
-    const declared =
-      lengthHeader !== undefined && /^\d{1,15}$/.test(lengthHeader)
-        ? Number(lengthHeader)
-        : undefined;
     if (declared !== undefined && declared > this.#maxBodySize) {
       this.#reject(
         exchange,

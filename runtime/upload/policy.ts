@@ -28,11 +28,21 @@ export interface UploadStore {
   chroot?: string;
 }
 
+/** A genuine upload's facts, from the message that marks it. */
+export interface UploadFacts {
+  /** The path mongrel2 spooled the body to. */
+  path: string;
+  /** The request came with chunked coding (no length known ahead). */
+  chunked: boolean;
+  /** The declared `Content-Length`, when there is one. */
+  length: number | undefined;
+}
+
 /** What an upload marker on a message means. */
 export type UploadMarker =
   | { kind: "none" }
-  | { kind: "start"; path: string }
-  | { kind: "done"; path: string }
+  | ({ kind: "start" } & UploadFacts)
+  | ({ kind: "done" } & UploadFacts)
   /**
    * mongrel2's own upload-start or upload-done (it has the shape), but
    * m2fetch was given no temp store: the deployment is wrong, not the
@@ -182,12 +192,15 @@ export function readUploadMarker(
   if (body.length !== 0) {
     return forged("upload headers on a request with an inline body");
   }
-  const chunked = (firstHeader(headers, "transfer-encoding") ?? "")
-    .toLowerCase()
-    .includes("chunked");
-  const length = firstHeader(headers, "content-length");
-  const announced = length !== undefined && /^\d{1,10}$/.test(length) &&
-    Number(length) > 0 && Number(length) <= MAX_MONGREL2_CONTENT_LENGTH;
+  const chunked = /\bchunked\b/i.test(
+    firstHeader(headers, "transfer-encoding") ?? "",
+  );
+  const declared = firstHeader(headers, "content-length");
+  const length = declared !== undefined && /^\d{1,10}$/.test(declared)
+    ? Number(declared)
+    : undefined;
+  const announced = length !== undefined && length > 0 &&
+    length <= MAX_MONGREL2_CONTENT_LENGTH;
   if (!chunked && !announced) {
     return forged(
       "an upload-start without a Content-Length mongrel2 could have spooled or chunked coding",
@@ -203,7 +216,7 @@ export function readUploadMarker(
     };
   }
   if (done !== undefined) {
-    if (done === start) return { kind: "done", path: start };
+    if (done === start) return { kind: "done", path: start, chunked, length };
     return {
       kind: "forged",
       reason: typeof done === "string"
@@ -212,5 +225,5 @@ export function readUploadMarker(
       upload: start,
     };
   }
-  return { kind: "start", path: start };
+  return { kind: "start", path: start, chunked, length };
 }

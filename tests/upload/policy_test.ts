@@ -149,27 +149,29 @@ Deno.test("readUploadMarker: no upload headers is no marker", () => {
   });
 });
 
-Deno.test("readUploadMarker: mongrel2's genuine start and done", () => {
+Deno.test("readUploadMarker: mongrel2's genuine start and done, with the length and coding", () => {
   const path = "/tmp/upload.15yUxo";
   assert.deepEqual(marker({ [START]: path, "content-length": "5000" }), {
     kind: "start",
     path,
+    chunked: false,
+    length: 5000,
   });
   assert.deepEqual(
     marker({ [START]: path, "transfer-encoding": "chunked" }),
-    { kind: "start", path },
+    { kind: "start", path, chunked: true, length: undefined },
   );
   assert.deepEqual(
     marker({ [START]: path, "transfer-encoding": "gzip, Chunked" }),
-    { kind: "start", path },
+    { kind: "start", path, chunked: true, length: undefined },
   );
   assert.deepEqual(
     marker({ [START]: path, "content-length": String(2 ** 31 - 1) }),
-    { kind: "start", path },
+    { kind: "start", path, chunked: false, length: 2 ** 31 - 1 },
   );
   assert.deepEqual(
     marker({ [START]: path, [DONE]: path, "content-length": "5000" }),
-    { kind: "done", path },
+    { kind: "done", path, chunked: false, length: 5000 },
   );
 });
 
