@@ -195,6 +195,8 @@ class Server implements Mongrel2Server {
   #handler: FetchHandler;
   #handlerTimeout: number;
   readonly #transport: Transport;
+  /** The transport's send, one function for every socket's route. */
+  readonly #sendReply = (reply: Uint8Array) => this.#transport.send(reply);
   readonly #onError: (error: unknown) => Response | Promise<Response>;
   readonly #logger: Logger;
   #idleTimeout: number;
@@ -940,7 +942,7 @@ class Server implements Mongrel2Server {
     control.attach({
       sender: connection.sender,
       id: connection.id,
-      transport: this.#transport,
+      send: this.#sendReply,
       takeCredits: (bytes) => connection.takeCredits(bytes),
       closing: () => exchange.abortHandler(REQUEST_FINISHED),
     });

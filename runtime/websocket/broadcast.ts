@@ -8,8 +8,7 @@
  */
 
 import { encodeReplies } from "../protocol/reply.ts";
-import type { Transport } from "../transport/transport.ts";
-import { encodeDataFrame, socketControl } from "./socket.ts";
+import { encodeDataFrame, socketControl, type SocketRoute } from "./socket.ts";
 
 /**
  * Sends `data` to every open socket in `sockets` (each socket once; sockets
@@ -53,7 +52,7 @@ export function broadcast(
     );
   }
   let encoded: { frame: Uint8Array; size: number } | undefined;
-  const shared = new Map<Transport, Map<string, string[]>>();
+  const shared = new Map<SocketRoute["send"], Map<string, string[]>>();
   let count = 0;
   for (const socket of new Set(sockets)) {
     if (socket.readyState !== WebSocket.OPEN) continue;
@@ -66,10 +65,10 @@ export function broadcast(
     encoded ??= encodeDataFrame(data);
     const route = control.idleRoute();
     if (route !== null && route.takeCredits(encoded.frame.length)) {
-      let senders = shared.get(route.transport);
+      let senders = shared.get(route.send);
       if (senders === undefined) {
         senders = new Map();
-        shared.set(route.transport, senders);
+        shared.set(route.send, senders);
       }
       const ids = senders.get(route.sender);
       if (ids === undefined) senders.set(route.sender, [route.id]);
@@ -78,10 +77,10 @@ export function broadcast(
       control.queue(encoded.frame, encoded.size);
     }
   }
-  for (const [transport, senders] of shared) {
+  for (const [send, senders] of shared) {
     for (const [sender, ids] of senders) {
       for (const message of encodeReplies(sender, ids, encoded!.frame)) {
-        transport.send(message);
+        send(message);
       }
     }
   }

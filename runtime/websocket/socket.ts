@@ -22,9 +22,6 @@ import {
   OPCODE,
   WebSocketProtocolError,
 } from "./frame.ts";
-import type { Transport } from "../transport/transport.ts";
-
-export type { Transport } from "../transport/transport.ts";
 
 const CONNECTING = 0;
 const OPEN = 1;
@@ -54,15 +51,11 @@ const EMPTY = new Uint8Array(0);
  * @example
  * ```ts
  * import type { SocketRoute } from "./socket.ts";
+ * const sent: Uint8Array[] = [];
  * const route: SocketRoute = {
  *   sender: "abc",
  *   id: "7",
- *   transport: {
- *     messages: async function* () {},
- *     send() {},
- *     stopReceiving: async () => {},
- *     close: async () => {},
- *   },
+ *   send: (reply) => void sent.push(reply),
  *   takeCredits: () => true,
  * };
  * console.assert(route.id === "7");
@@ -73,8 +66,12 @@ export interface SocketRoute {
   readonly sender: string;
   /** mongrel2's connection id. */
   readonly id: string;
-  /** The transport replies to this connection go through. */
-  readonly transport: Transport;
+  /**
+   * Sends a reply through the connection's transport: one function for
+   * every socket of a transport, so that `broadcast()` can group sockets
+   * by it into shared replies.
+   */
+  readonly send: (reply: Uint8Array) => void;
   /**
    * Takes download credits for `bytes` written to the connection by a reply
    * of someone else's (a shared broadcast reply).

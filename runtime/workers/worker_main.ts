@@ -296,12 +296,7 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
       socket?.control.attach({
         sender: "",
         id: "",
-        transport: {
-          messages: async function* () {},
-          send() {},
-          stopReceiving: () => Promise.resolve(),
-          close: () => Promise.resolve(),
-        },
+        send: () => {},
         takeCredits: () => false,
         closing: () => socket.request.abort(REQUEST_FINISHED),
       });

@@ -24,7 +24,6 @@ import {
   routeDenoUpgradeWebSocket,
   upgradeWebSocket,
 } from "../../runtime/websocket/upgrade.ts";
-import type { Transport } from "../../runtime/transport/transport.ts";
 import { MemoryTransport } from "../../runtime/transport/memory.ts";
 import {
   type DecodedFrame,
@@ -594,11 +593,15 @@ Deno.test("the default message size limit is 64 MiB, as Deno's", () => {
 });
 
 /** A route that records what broadcast() takes, with `credits` to spend. */
-function route(id: string, transport: Transport, credits: number): SocketRoute {
+function route(
+  id: string,
+  send: SocketRoute["send"],
+  credits: number,
+): SocketRoute {
   return {
     sender: "abc",
     id,
-    transport,
+    send,
     takeCredits(bytes) {
       if (credits < bytes) return false;
       credits -= bytes;
@@ -609,11 +612,12 @@ function route(id: string, transport: Transport, credits: number): SocketRoute {
 
 Deno.test("broadcast() shares one reply among idle sockets with credits", async () => {
   const transport = new MemoryTransport();
+  const send = (reply: Uint8Array) => transport.send(reply);
   const sockets: Harness[] = [];
   const pending: Promise<DecodedFrame | null>[] = [];
   for (const [id, credits] of [["1", 100], ["2", 100], ["3", 2], ["4", 100]]) {
     const { h, next } = await opened();
-    h.control.attach(route(id as string, transport, credits as number));
+    h.control.attach(route(id as string, send, credits as number));
     sockets.push(h);
     pending.push(next);
   }
@@ -639,11 +643,12 @@ Deno.test("broadcast() shares one reply among idle sockets with credits", async 
 
 Deno.test("broadcast() splits at 128 ids and sends bytes as binary", async () => {
   const transport = new MemoryTransport();
+  const send = (reply: Uint8Array) => transport.send(reply);
   const sent = transport.replies;
   const sockets: Harness[] = [];
   for (let i = 1; i <= 130; i++) {
     const { h } = await opened();
-    h.control.attach(route(`${i}`, transport, 1000));
+    h.control.attach(route(`${i}`, send, 1000));
     sockets.push(h);
   }
   assert.equal(broadcast(sockets.map((h) => h.socket), pattern(3)), 130);
