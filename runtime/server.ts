@@ -207,6 +207,8 @@ class Server implements Mongrel2Server {
   #warnedMissingUpload = false;
   #uploads: UploadOptions | undefined;
   #maxBodySize: number;
+  /** The async upload in progress on a connection. */
+  readonly #uploadsOf = new WeakMap<Connection, ActiveUpload>();
   /** Upload paths whose requests ended lately: a late upload-done is expected. */
   readonly #recentUploads = new Map<string, number>();
   /** Those of them whose file was not there when m2fetch opened it. */
@@ -508,8 +510,9 @@ class Server implements Mongrel2Server {
       return;
     }
     if (marker.kind === "done") {
-      const upload = this.#connections.get(key)?.upload ?? null;
-      if (upload !== null && upload.path === marker.path) {
+      const connection = this.#connections.get(key);
+      const upload = connection && this.#uploadsOf.get(connection);
+      if (upload !== undefined && upload.path === marker.path) {
         upload.markDone();
         return;
       }
@@ -578,7 +581,7 @@ class Server implements Mongrel2Server {
       );
       return;
     }
-    if (marker.kind === "done" && connection.upload === null) {
+    if (marker.kind === "done" && !this.#uploadsOf.has(connection)) {
       // An upload whose upload-start went to an m2fetch that has stopped
       // since (killed, or restarted mid-upload). readUploadMarker let only
       // what mongrel2 itself sends pass: one upload path in both headers,
@@ -599,11 +602,10 @@ class Server implements Mongrel2Server {
         : `a second upload-done for "${marker.path}" on a connection with an upload in progress`;
       // A file mongrel2 really wrote is deleted when this request ends.
       const genuine = marker.kind === "done" ? marker.path : marker.upload;
-      if (genuine !== undefined && connection.upload === null) {
-        connection.upload = new ActiveUpload(
-          genuine,
-          exchange,
-          this.#uploads!.store,
+      if (genuine !== undefined && !this.#uploadsOf.has(connection)) {
+        this.#uploadsOf.set(
+          connection,
+          new ActiveUpload(genuine, exchange, this.#uploads!.store),
         );
       }
       this.#reject(
@@ -615,7 +617,7 @@ class Server implements Mongrel2Server {
       return;
     }
     if (marker.kind === "start") {
-      if (connection.upload !== null) {
+      if (this.#uploadsOf.has(connection)) {
         this.#reject(
           exchange,
           context,
@@ -740,7 +742,7 @@ class Server implements Mongrel2Server {
     const upload = new ActiveUpload(path, exchange, uploads.store, {
       chunked,
     });
-    connection.upload = upload;
+    this.#uploadsOf.set(connection, upload);
     if (complete) upload.markDone();
     if (declared !== undefined && declared > this.#maxBodySize) {
       this.#reject(
@@ -979,9 +981,9 @@ class Server implements Mongrel2Server {
         `Ignored ${early.length} WebSocket frame(s) on connection ${connection.id}: the handshake they followed was not accepted`,
       );
     }
-    const upload = connection.upload;
-    if (upload !== null && upload.exchange === exchange) {
-      connection.upload = null;
+    const upload = this.#uploadsOf.get(connection);
+    if (upload !== undefined && upload.exchange === exchange) {
+      this.#uploadsOf.delete(connection);
       this.#recentUploads.set(upload.path, performance.now());
       upload.end().catch((failure) =>
         this.#logger.error(

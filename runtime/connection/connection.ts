@@ -14,7 +14,6 @@ import {
 } from "../protocol/reply.ts";
 import type { Exchange } from "./exchange.ts";
 import type { ResponseEncoder } from "../http/response_encoder.ts";
-import type { ActiveUpload } from "../upload/active_upload.ts";
 
 /** mongrel2's fixed per-connection credit window (`MAX_CREDITS`, 100 KiB). */
 export const MAX_CREDITS = 102400;
@@ -68,8 +67,6 @@ export class Connection {
   readonly id: string;
   /** When a message last came or went (ms, `performance.now()`). */
   lastActivity: number = performance.now();
-  /** The async upload in progress on this connection, if any. */
-  upload: ActiveUpload | null = null;
   /**
    * A request that ends the connection (`Connection: close`, HTTP/1.0)
    * was taken, or m2fetch closed it: requests pipelined behind are not
