@@ -192,10 +192,13 @@ export function readUploadMarker(
   if (body.length !== 0) {
     return forged("upload headers on a request with an inline body");
   }
-  const chunked = /\bchunked\b/i.test(
-    firstHeader(headers, "transfer-encoding") ?? "",
-  );
   const declared = firstHeader(headers, "content-length");
+  // Exactly mongrel2's rule (request.c): a first Transfer-Encoding value of
+  // "chunked", case and all, and no Content-Length. Anything looser lets a
+  // client's "Chunked" request, which mongrel2 forwards inline with the
+  // client's own upload headers, pass for a spooled upload.
+  const chunked = firstHeader(headers, "transfer-encoding") === "chunked" &&
+    declared === undefined;
   const length = declared !== undefined && /^\d{1,10}$/.test(declared)
     ? Number(declared)
     : undefined;
