@@ -17,7 +17,11 @@ import {
   type UploadFacts,
   type UploadStore,
 } from "./upload/policy.ts";
-import { removeUploadFile, verifyUploadFile } from "./upload/store.ts";
+import {
+  removeUploadFile,
+  takeOverRefusal,
+  verifyUploadFile,
+} from "./upload/store.ts";
 import { httpDate, requestKeepsAlive } from "./http/response.ts";
 import { requestMethod } from "./http/request.ts";
 import { isHandshake, refusalOf } from "./http/refusal.ts";
@@ -207,6 +211,8 @@ class Server implements Mongrel2Server {
   #warnedMissingUpload = false;
   #uploads: UploadOptions | undefined;
   #maxBodySize: number;
+  /** When the server started (ms since the epoch), to date upload files. */
+  readonly #startedAt = Date.now();
   /** The async upload in progress on a connection. */
   readonly #uploadsOf = new WeakMap<Connection, ActiveUpload>();
   /** Upload paths whose requests ended lately: a late upload-done is expected. */
@@ -582,18 +588,7 @@ class Server implements Mongrel2Server {
       return;
     }
     if (marker.kind === "done" && !this.#uploadsOf.has(connection)) {
-      // An upload whose upload-start went to an m2fetch that has stopped
-      // since (killed, or restarted mid-upload). readUploadMarker let only
-      // what mongrel2 itself sends pass: one upload path in both headers,
-      // no inline body, a Content-Length mongrel2 spooled (a client's own
-      // upload headers come with an inline body, or doubled by mongrel2's).
-      // The file is complete, so it is served as with --upload-invoke done.
-      this.#logger.info(
-        `Took over the upload "${marker.path}" that mongrel2 finished for ${method} ${message.path}: its upload-start went to an earlier m2fetch`,
-      );
-      this.#startUpload(connection, exchange, message, context, marker, {
-        complete: true,
-      });
+      this.#takeOver(connection, exchange, message, context, marker);
       return;
     }
     if (marker.kind === "forged" || marker.kind === "done") {
@@ -728,6 +723,45 @@ class Server implements Mongrel2Server {
         { ...context, keepAlive: false },
       ),
     );
+  }
+
+  /**
+   * An upload whose upload-start went to an m2fetch that has stopped since
+   * (killed, or restarted mid-upload). readUploadMarker let only what
+   * mongrel2 itself sends pass: one upload path in both headers, no inline
+   * body, a length or coding mongrel2 spools (it replaces a client's own
+   * upload headers on a spooled request, and passes a small request's
+   * inline). The file must also predate this server and be complete; it is
+   * then served as with --upload-invoke done.
+   */
+  async #takeOver(
+    connection: Connection,
+    exchange: Exchange,
+    message: Mongrel2Message,
+    context: ResponseContext,
+    marker: UploadFacts,
+  ): Promise<void> {
+    const refusal = await takeOverRefusal(
+      marker,
+      this.#uploads!.store,
+      this.#startedAt,
+    );
+    if (exchange.settled) return;
+    if (refusal !== null) {
+      this.#reject(
+        exchange,
+        context,
+        400,
+        `Rejected upload headers: an upload-done without an upload-start on this connection, for "${marker.path}", which ${refusal}`,
+      );
+      return;
+    }
+    this.#logger.info(
+      `Took over the upload "${marker.path}" that mongrel2 finished for ${exchange.method} ${message.path}: its upload-start went to an earlier m2fetch`,
+    );
+    await this.#startUpload(connection, exchange, message, context, marker, {
+      complete: true,
+    });
   }
 
   async #startUpload(

@@ -5,7 +5,12 @@
  * @module
  */
 
-import { realUploadPath, templatePattern, type UploadStore } from "./policy.ts";
+import {
+  realUploadPath,
+  templatePattern,
+  type UploadFacts,
+  type UploadStore,
+} from "./policy.ts";
 
 /** An upload path failed a check; nothing was opened or deleted. */
 export class UploadRejectedError extends Error {
@@ -75,6 +80,55 @@ export async function storeDirectory(store: UploadStore): Promise<string> {
       "setup",
     );
   }
+}
+
+/**
+ * Why the file of an upload-done that came without its upload-start may
+ * not be taken over, if anything stands against it. Only an upload whose
+ * upload-start went to an earlier m2fetch can be taken over: its file was
+ * created before this one started, and it is complete.
+ *
+ * @param facts The upload-done's path, coding and length.
+ * @param store The configured store.
+ * @param startedAt When this server started (ms since the epoch).
+ * @returns The reason to refuse (completing "the file …"), or `null`; a
+ * file that fails the store's checks is left for opening it to report.
+ *
+ * @example Usage
+ * ```ts
+ * import { takeOverRefusal } from "./store.ts";
+ * const dir = await Deno.makeTempDir();
+ * await Deno.writeTextFile(`${dir}/upload.Ab12Cd`, "hello");
+ * const why = await takeOverRefusal(
+ *   { path: `${dir}/upload.Ab12Cd`, chunked: false, length: 5 },
+ *   { template: `${dir}/upload.XXXXXX` },
+ *   Date.now() - 60_000,
+ * );
+ * console.assert(why !== null && why.includes("created after"));
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ */
+export async function takeOverRefusal(
+  facts: UploadFacts,
+  store: UploadStore,
+  startedAt: number,
+): Promise<string | null> {
+  let info: Deno.FileInfo;
+  try {
+    info = await Deno.stat(await verifyUploadFile(facts.path, store));
+  } catch {
+    return null;
+  }
+  if (info.birthtime === null) {
+    return "has no creation time on this file system, so it cannot be told from a new one";
+  }
+  if (info.birthtime.getTime() >= startedAt) {
+    return "was created after this m2fetch started, so no earlier one had its upload-start";
+  }
+  if (!facts.chunked && info.size !== facts.length) {
+    return `holds ${info.size} bytes, not its Content-Length of ${facts.length}`;
+  }
+  return null;
 }
 
 /**

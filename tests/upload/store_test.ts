@@ -14,6 +14,7 @@ import {
   removeUploadFile,
   storeDirectory,
   sweepStaleUploads,
+  takeOverRefusal,
   UploadRejectedError,
   verifyUploadFile,
 } from "../../runtime/upload/store.ts";
@@ -300,6 +301,40 @@ Deno.test("sweepStaleUploads works under a chroot", async () => {
         60_000,
       ),
       [`${dir}/tmp/upload.Stale1`],
+    );
+  });
+});
+
+Deno.test("takeOverRefusal takes only a complete file older than the server", async () => {
+  await withDir(async (dir) => {
+    const store = { template: `${dir}/up.XXXXXX` };
+    const path = `${dir}/up.Ab12Cd`;
+    await Deno.writeTextFile(path, "hello");
+    const before = Date.now() - 60_000;
+    const after = Date.now() + 60_000;
+    const facts = { path, chunked: false, length: 5 };
+    assert.equal(await takeOverRefusal(facts, store, after), null);
+    assert.match(
+      (await takeOverRefusal(facts, store, before))!,
+      /created after this m2fetch started/,
+    );
+    assert.match(
+      (await takeOverRefusal({ ...facts, length: 6 }, store, after))!,
+      /holds 5 bytes, not its Content-Length of 6/,
+    );
+    // Chunked: no length to compare.
+    assert.equal(
+      await takeOverRefusal(
+        { path, chunked: true, length: undefined },
+        store,
+        after,
+      ),
+      null,
+    );
+    // Not a file of the store: opening it reports that, as for any upload.
+    assert.equal(
+      await takeOverRefusal({ ...facts, path: "/etc/passwd" }, store, before),
+      null,
     );
   });
 });
