@@ -287,12 +287,19 @@ class HandlerWorker {
         this.bodies.add(controller);
       },
       pull: async (controller) => {
-        const { done, value } = await reader.read();
-        if (done) {
+        let next: ReadableStreamReadResult<Uint8Array>;
+        try {
+          next = await reader.read();
+        } catch (error) {
+          // A body the handler's stream failed: no longer streaming.
+          this.bodies.delete(own);
+          throw error;
+        }
+        if (next.done) {
           this.bodies.delete(own);
           controller.close();
         } else {
-          controller.enqueue(value);
+          controller.enqueue(next.value);
         }
       },
       cancel: (reason) => {
@@ -641,7 +648,8 @@ export class WorkerPool {
     // Its sockets would never finish on their own: they close with 1001
     // (going away) and their clients reconnect to the new code.
     worker.send({ type: "ws-go-away" });
-    const deadline = performance.now() + drainMs;
+    const started = performance.now();
+    const deadline = started + drainMs;
     // Responses still streaming count, sockets among them: a socket's
     // request is complete once its 101 is out.
     while (
@@ -651,10 +659,15 @@ export class WorkerPool {
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
     this.#retired.delete(worker);
-    if (!worker.dead) {
-      worker.failPending("was retired before it answered");
-      worker.terminate();
-    }
+    if (worker.dead) return;
+    const cut = worker.pending.size + worker.bodies.size;
+    worker.failPending("was retired before it answered");
+    worker.terminate();
+    this.#logger.info(
+      `A worker running the old code stopped after ${
+        Math.round(performance.now() - started)
+      } ms${cut > 0 ? `, cutting ${cut} response(s) still in flight` : ""}`,
+    );
   }
 
   /** Terminates every worker. */

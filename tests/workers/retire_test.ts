@@ -1,0 +1,27 @@
+/**
+ * A reload (SIGHUP) with `--workers` retires the old workers as soon as
+ * their responses are done: one whose response body failed half-way is not
+ * held for the whole `--shutdown-timeout`.
+ */
+
+import assert from "node:assert/strict";
+import { startCliHarness } from "../e2e/harness.ts";
+
+Deno.test("--workers 1: after a response body failed, SIGHUP retires the old worker at once, not after --shutdown-timeout", async () => {
+  await using harness = await startCliHarness(
+    "tests/workers/failed_body_app.ts",
+    { args: ["--workers", "1", "--shutdown-timeout", "30s"] },
+  );
+  const response = await fetch(harness.url);
+  await assert.rejects(response.text());
+  harness.process.kill("SIGHUP");
+  let stopped: RegExpExecArray | null = null;
+  for (let attempt = 0; attempt < 200 && stopped === null; attempt++) {
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    stopped = /A worker running the old code stopped after (\d+) ms/.exec(
+      harness.output(),
+    );
+  }
+  assert.ok(stopped !== null, harness.output());
+  assert.ok(Number(stopped[1]) < 5000, stopped[0]);
+});
