@@ -55,7 +55,7 @@ export async function runDev(args: string[]): Promise<void> {
       } cannot apply; to serve through your own mongrel2, leave out "dev"`,
     );
   }
-  const { app, args: handlerArgs, values } = await resolveSetup(
+  const { app, args: handlerArgs, values, configFile } = await resolveSetup(
     parsed,
     schema,
     new URL("../examples/hello.ts", import.meta.url).pathname,
@@ -63,6 +63,7 @@ export async function runDev(args: string[]): Promise<void> {
   setHandlerArgs(handlerArgs);
   const log = new CliLog(values);
   const logger = log.logger;
+  if (configFile !== null) logger.info(`Read options from ${configFile}`);
   const reloader = new Reloader(log);
   const mongrel2 = await startMongrel2({
     dir: resolve(values["state-dir"] as string),

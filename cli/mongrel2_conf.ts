@@ -32,7 +32,9 @@ export async function runMongrel2Conf(args: string[]): Promise<void> {
   const parsed = parse(args, schema);
   if (answeredHelpOrVersion(parsed)) return;
   // No APP is fine: the conf only needs the options.
-  const { values } = await resolveSetup(parsed, schema, "");
+  const { values, configFile } = await resolveSetup(parsed, schema, "");
+  // The conf goes to stdout, to be saved; where its options came from, not.
+  if (configFile !== null) console.error(`Read options from ${configFile}`);
   const sendSpecs = values["send-spec"] as string[];
   const recvSpecs = values["recv-spec"] as string[];
   if (sendSpecs.length !== 1 || recvSpecs.length !== 1) {

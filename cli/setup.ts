@@ -58,7 +58,7 @@ export interface ResolvedSetup extends Setup {
  * The m2fetch.json keys that name files on this machine (not as mongrel2
  * sees them): relative to the file's directory.
  */
-const FILE_PATHS = ["app", "mongrel2-config", "mongrel2-chroot"];
+const FILE_PATHS = ["app", "mongrel2-config", "mongrel2-chroot", "state-dir"];
 
 /**
  * Rewrites every relative path among the FILE_PATHS options and the
@@ -87,8 +87,9 @@ export function mapRelativePaths(
       values[name] = map(path);
     }
   }
+  // Not an absolute path, nor an abstract socket name (`ipc://@name`).
   const mapSpec = (spec: string) =>
-    spec.startsWith("ipc://") && !spec.startsWith("ipc:///")
+    spec.startsWith("ipc://") && !/^ipc:\/\/[/@]/.test(spec)
       ? `ipc://${map(spec.slice("ipc://".length))}`
       : spec;
   for (const name of ["send-spec", "recv-spec"]) {
@@ -183,6 +184,9 @@ export async function resolveSetup(
   delete fileValues.app;
   delete fileValues.args;
   const app = positional ?? fromFile ?? defaultApp;
+  // The file's arguments belong to the file's module.
+  const fileArgsApply = positional === undefined ||
+    (fromFile !== undefined && resolve(positional) === resolve(fromFile));
   if (app === undefined) {
     throw new UsageError(
       'Missing the handler module to serve: m2fetch [options] APP, or --app-path DIR (or the current directory) with "app" in its m2fetch.json (see --help)',
@@ -190,7 +194,7 @@ export async function resolveSetup(
   }
   return {
     app,
-    args: parsed.appArgs ?? argsFromFile ?? [],
+    args: parsed.appArgs ?? (fileArgsApply ? argsFromFile : undefined) ?? [],
     values: withDefaults(schema, fileValues, parsed.flags),
     explicit: { ...fileValues, ...parsed.flags },
     configFile,

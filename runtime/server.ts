@@ -958,16 +958,19 @@ class Server implements Mongrel2Server {
     checkHandlerResult(result);
     const control = acceptedSocket(result, handshake);
     if (control === undefined) return result;
-    this.#accept(control, key, exchange);
-    exchange.upgraded();
+    if (this.#accept(control, key, exchange)) exchange.upgraded();
     return framesResponse(result, control);
   }
 
-  /** Attaches the socket of an accepted upgrade to its connection. */
-  #accept(control: SocketControl, key: string, exchange: Exchange): void {
-    // A connection already gone cancels the socket's stream when answered.
+  /**
+   * Attaches the socket of an accepted upgrade to its connection.
+   *
+   * @returns False when the connection is gone already (the socket's
+   * stream is cancelled when answered).
+   */
+  #accept(control: SocketControl, key: string, exchange: Exchange): boolean {
     const connection = this.#connections.get(key);
-    if (connection === undefined) return;
+    if (connection === undefined) return false;
     this.#sockets.set(connection, control);
     if (connection.credits === null && !this.#warnedUnflowedSocket) {
       this.#warnedUnflowedSocket = true;
@@ -986,6 +989,7 @@ class Server implements Mongrel2Server {
       control.receive(flags, payload);
     }
     this.#earlyFrames.delete(connection);
+    return true;
   }
 
   async #errorResponse(error: unknown): Promise<Response> {

@@ -127,6 +127,29 @@ Deno.test("dev refuses the wiring flags it sets itself", async () => {
   );
 });
 
+Deno.test("dev takes a state-dir from m2fetch.json relative to the file, and says it read the file", async () => {
+  await using tmp = await tempDir("m2ds-");
+  await Deno.writeTextFile(
+    `${tmp.path}/app.ts`,
+    "export default { fetch: () => new Response('ok') };\n",
+  );
+  await Deno.writeTextFile(
+    `${tmp.path}/m2fetch.json`,
+    JSON.stringify({ app: "app.ts", "state-dir": "state" }),
+  );
+  await using dev = await spawnCli(
+    ["dev", "--port", "0", "--app-path", tmp.path],
+    " is serving ",
+    { cwd: "/" },
+  );
+  assert.match(dev.output(), new RegExp(`state in ${tmp.path}/state\\)`));
+  assert.match(
+    dev.output(),
+    new RegExp(`Read options from ${tmp.path}/m2fetch\\.json`),
+  );
+  assert.equal((await dev.stop()).code, 0, dev.output());
+});
+
 Deno.test("dev leaves aside the production wiring in m2fetch.json and serves uploads through its own mongrel2", async () => {
   await using tmp = await tempDir("m2dw-");
   await Deno.writeTextFile(
@@ -167,7 +190,7 @@ for (const workers of ["0", "2"]) {
       app,
       "const args = [...Deno.args];\nexport default { fetch: () => Response.json({ args, now: Deno.args }) };\n",
     );
-    const argsSeen = async (extra: string[]) => {
+    const argsSeen = async (extra: string[], module = app) => {
       await using dev = await spawnCli(
         [
           "dev",
@@ -177,7 +200,7 @@ for (const workers of ["0", "2"]) {
           workers,
           "--state-dir",
           `${tmp.path}/state`,
-          app,
+          module,
           ...extra,
         ],
         " is serving ",
@@ -205,5 +228,9 @@ for (const workers of ["0", "2"]) {
     });
     // The command line's win, as with every option.
     assert.deepEqual(await argsSeen(["--", ...hey]), { args: hey, now: hey });
+    // The file's belong to the file's module, not to another one.
+    const other = `${tmp.path}/other.ts`;
+    await Deno.copyFile(app, other);
+    assert.deepEqual(await argsSeen([], other), { args: [], now: [] });
   });
 }

@@ -173,15 +173,24 @@ Deno.test("relative ipc:// endpoints in m2fetch.json are relative to its directo
       "--send-spec",
       "ipc://app/run/send",
       "--recv-spec",
-      "ipc:///srv/run/recv",
+      "ipc://@m2fetch-recv",
     ], base);
     assert.equal(written.code, 0, written.stderr);
     const file = await readJson(`${dir}/m2fetch.json`);
     assert.deepEqual(file["send-spec"], ["ipc://run/send"]);
-    assert.deepEqual(file["recv-spec"], ["ipc:///srv/run/recv"]);
-    const printed = await cli(["mongrel2-conf", "--app-path", dir], base);
+    // An abstract socket name is no path: left as it is.
+    assert.deepEqual(file["recv-spec"], ["ipc://@m2fetch-recv"]);
+    // (mongrel2 itself binds only real paths: a flag replaces that one.)
+    const printed = await cli([
+      "mongrel2-conf",
+      "--app-path",
+      dir,
+      "--recv-spec",
+      "ipc:///srv/run/recv",
+    ], base);
     assert.equal(printed.code, 0, printed.stderr);
     assert.ok(printed.stdout.includes(`ipc://${dir}/run/send`), printed.stdout);
+    assert.match(printed.stderr, /Read options from .*app\/m2fetch\.json/);
   });
 });
 
