@@ -377,9 +377,10 @@ function track(child: Deno.ChildProcess): void {
 /**
  * A second start in the same directory would lock the first one's config
  * database and delete its sockets under it: refuse while the mongrel2 of
- * the pid file still runs from there for a live m2fetch. One whose starter
- * is gone (a `dev` killed with SIGKILL cannot stop its child) would hold
- * the port for ever, so it is stopped instead.
+ * the pid file still runs from there for a live starter (the process whose
+ * pid and start time run/starter records). One whose starter is gone (a
+ * `dev` killed with SIGKILL cannot stop its child) would hold the port for
+ * ever, so it is stopped instead.
  *
  * @returns The pid of the mongrel2 stopped that way, if any.
  */
@@ -406,13 +407,55 @@ async function clearDirectory(
     return undefined; // Gone, or not a process this user may look at.
   }
   if (command !== "mongrel2" || cwd !== config.dir) return undefined;
-  if (parentCommand === "deno") {
+  const starter = await readStarter(config.dir);
+  const starterLives = starter === undefined
+    ? parentCommand === "deno" // A dir from before starters were recorded.
+    : await processStartTime(starter.pid) === starter.startTime;
+  if (starterLives) {
     throw new Mongrel2Error(
       `Cannot start mongrel2 in ${config.dir}: the mongrel2 started there before is still running (pid ${pid}); stop it first, or use another directory (for dev, --state-dir)`,
     );
   }
   await stopLeftover(pid, config.dir, stopTimeout);
   return pid;
+}
+
+/** Where the process that starts a dir's mongrel2 says who it is. */
+function starterPath(dir: string): string {
+  return `${dir}/run/starter`;
+}
+
+/**
+ * A process's start time (clock ticks since boot, from `/proc`): with the
+ * pid, it names one process even after the pid is reused.
+ */
+async function processStartTime(pid: number): Promise<string | undefined> {
+  try {
+    const stat = await Deno.readTextFile(`/proc/${pid}/stat`);
+    // Field 22; the command name, in parentheses, may hold any byte.
+    return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19];
+  } catch {
+    return undefined;
+  }
+}
+
+/** Records this process as the one that started the dir's mongrel2. */
+async function recordStarter(dir: string): Promise<void> {
+  const startTime = await processStartTime(Deno.pid);
+  if (startTime === undefined) return;
+  await Deno.writeTextFile(starterPath(dir), `${Deno.pid} ${startTime}\n`);
+}
+
+async function readStarter(
+  dir: string,
+): Promise<{ pid: number; startTime: string } | undefined> {
+  try {
+    const [pid, startTime] = (await Deno.readTextFile(starterPath(dir)))
+      .trim().split(" ");
+    return { pid: Number(pid), startTime };
+  } catch {
+    return undefined;
+  }
 }
 
 /** The command name of a process's parent (undefined for init's children). */
@@ -464,6 +507,7 @@ async function launch(
   const { dir } = config;
   const stopTimeout = options.stopTimeout ?? 5000;
   const replaced = await clearDirectory(config, stopTimeout);
+  await recordStarter(dir);
   const configPath = `${dir}/mongrel2.conf`;
   await Deno.writeTextFile(configPath, renderMongrel2Config(config));
   const databasePath = await loadMongrel2Config(dir, {

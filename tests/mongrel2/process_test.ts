@@ -274,6 +274,27 @@ Deno.test("startMongrel2() refuses a dir whose mongrel2 still runs, and leaves t
   });
 });
 
+Deno.test("startMongrel2() refuses a dir whose starter lives, whatever mongrel2's parent is", async () => {
+  await withTempDir(async (dir) => {
+    // mongrel2 under a shell that does not exec it: its parent is not
+    // deno (as under a wrapper, or with deno as a container's pid 1).
+    const wrapper = `${dir}/mongrel2-wrapper`;
+    await Deno.writeTextFile(
+      wrapper,
+      "#!/bin/sh\nmongrel2 \"$@\" &\nchild=$!\ntrap 'kill -INT $child' INT TERM\nwait $child\nwait $child\n",
+    );
+    await Deno.chmod(wrapper, 0o755);
+    const options: Mongrel2Options = {
+      dir: `${dir}/state`,
+      handlers: [{ route: "/app/" }],
+      mongrel2Path: wrapper,
+    };
+    await using first = await startMongrel2(options);
+    await assert.rejects(startMongrel2(options), /still running/);
+    await checkHandlerRoute(first);
+  });
+});
+
 Deno.test("startMongrel2() stops the mongrel2 a killed starter left in the dir, and serves", async () => {
   await withTempDir(async (dir) => {
     const options: Mongrel2Options = { dir, handlers: [{ route: "/app/" }] };
