@@ -74,6 +74,18 @@ const DONE = "x-mongrel2-upload-done";
 const MAX_MONGREL2_CONTENT_LENGTH = 2 ** 31 - 1;
 
 /**
+ * A Content-Length as mongrel2 reads it: C's `strtol` (leading white
+ * space, a sign, then decimal digits up to the first other character),
+ * with anything negative, above 2^31-1 or unreadable taken as 0.
+ */
+function strtolLength(value: string): number {
+  const match = /^[ \t\n\v\f\r]*([+-]?)(\d+)/.exec(value);
+  if (match === null || match[1] === "-") return 0;
+  const length = Number(match[2]);
+  return length <= MAX_MONGREL2_CONTENT_LENGTH ? length : 0;
+}
+
+/**
  * Checks a `upload.temp_store` template and returns it normalised.
  *
  * @param template The template.
@@ -205,9 +217,19 @@ export function readUploadMarker(
   const announced = length !== undefined && length > 0 &&
     length <= MAX_MONGREL2_CONTENT_LENGTH;
   if (!chunked && !announced) {
-    return forged(
-      "an upload-start without a Content-Length mongrel2 could have spooled or chunked coding",
-    );
+    const spooled = declared !== undefined && strtolLength(declared) > 0 &&
+      store !== undefined && templatePattern(store.template).test(start);
+    return {
+      kind: "forged",
+      reason: spooled
+        ? `an upload-start whose Content-Length "${declared}" is not a plain number (mongrel2 read it as ${
+          strtolLength(declared)
+        })`
+        : "an upload-start without a Content-Length mongrel2 could have spooled or chunked coding",
+      // mongrel2 read a length from it all the same, and no body came with
+      // the message: the file is mongrel2's own spool, to delete.
+      ...(spooled ? { upload: start } : {}),
+    };
   }
   if (store === undefined) return { kind: "unconfigured", path: start };
   if (!templatePattern(store.template).test(start)) {

@@ -1041,6 +1041,33 @@ for (const invokeAt of ["start", "done"] as const) {
   );
 }
 
+Deno.test("an upload whose Content-Length mongrel2 reads but m2fetch refuses gets 400, and its file is deleted", async () => {
+  let calls = 0;
+  await using rig = await startRig({
+    contentLength: LIMIT,
+    handler: () => {
+      calls++;
+      return new Response("unreachable");
+    },
+  });
+  for (const length of ["+30000", "000000000000030000", "30000abc"]) {
+    const conn = await RawConn.open(rig.port);
+    try {
+      await conn.write(
+        `POST /odd HTTP/1.1\r\nHost: x\r\nContent-Length: ${length}\r\n\r\n`,
+      );
+      await conn.write(new Uint8Array(30000).fill(0x61));
+      assert.equal((await conn.response())?.status, 400, length);
+      await conn.closed(5000);
+    } finally {
+      await conn.close();
+    }
+  }
+  assert.equal(calls, 0);
+  // mongrel2 finished those files; m2fetch deletes them (rig.close checks).
+  assert.deepEqual(await rig.waitStoreEmpty(5000), []);
+});
+
 /** A handler module that answers with its body's length and SHA-256. */
 const HASH_APP = `
 import { createHash } from "node:crypto";
