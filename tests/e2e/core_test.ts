@@ -23,6 +23,7 @@ import {
   startHarness,
 } from "./harness.ts";
 import type { FetchHandler } from "../../runtime/server.ts";
+import { tempDir } from "../site.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -988,140 +989,122 @@ Deno.test(
   },
 );
 
+/** A handler module whose every request leaves a timer that throws. */
+function throwingTimerApp(afterMs: number): string {
+  return `export default {
+  fetch() {
+    setTimeout(() => { throw new Error("uncaught in a timer"); }, ${afterMs});
+    return new Response("ok");
+  },
+};
+`;
+}
+
+/** Every line of a `--log-format json` log, parsed: each must be JSON. */
+function jsonLogRecords(output: string): Record<string, string>[] {
+  return output.split("\n").filter((line) => line !== "").map((line) => {
+    try {
+      return JSON.parse(line);
+    } catch {
+      assert.fail(`not a JSON line: ${line}\n${output}`);
+    }
+  });
+}
+
 Deno.test(
   "an uncaught error in handler code ends the CLI with exit 1 and the error, like deno serve",
   async () => {
-    const dir = await Deno.makeTempDir({ prefix: "m2u-" });
-    try {
-      const app = `${dir}/uncaught.ts`;
-      await Deno.writeTextFile(
-        app,
-        `export default {
-          fetch() {
-            setTimeout(() => { throw new Error("uncaught in a timer"); }, 300);
-            return new Response("ok");
-          },
-        };\n`,
-      );
-      const timeout = () => delay(15_000).then(() => null);
+    await using tmp = await tempDir("m2u-");
+    const app = `${tmp.path}/uncaught.ts`;
+    await Deno.writeTextFile(app, throwingTimerApp(300));
+    const timeout = () => delay(15_000).then(() => null);
 
-      // What deno serve does: answer, then die of the error with exit 1.
-      await using direct = await startDenoServe(app);
-      assert.equal(await (await fetch(direct.url)).text(), "ok");
-      const directStatus = await Promise.race([direct.status, timeout()]);
-      assert.ok(directStatus !== null, "deno serve kept running");
-      assert.equal(directStatus.code, 1);
-      assert.match(direct.output(), /uncaught in a timer/);
+    // What deno serve does: answer, then die of the error with exit 1.
+    await using direct = await startDenoServe(app);
+    assert.equal(await (await fetch(direct.url)).text(), "ok");
+    const directStatus = await Promise.race([direct.status, timeout()]);
+    assert.ok(directStatus !== null, "deno serve kept running");
+    assert.equal(directStatus.code, 1);
+    assert.match(direct.output(), /uncaught in a timer/);
 
-      // m2fetch the same: exit 1 with the message, not a crash by signal.
-      await using h = await startCliHarness(app);
-      const result = await curl(["-s", `${h.url}/`]);
-      assert.equal(decoder.decode(result.stdout), "ok");
-      const status = await Promise.race([h.process.status, timeout()]);
-      assert.ok(status !== null, "m2fetch kept running");
-      assert.equal(status.signal, null, h.output());
-      assert.equal(status.code, 1);
-      assert.match(h.output(), /uncaught in a timer/);
-      assert.ok(!isRunning(h.process.pid));
-    } finally {
-      await Deno.remove(dir, { recursive: true });
-    }
+    // m2fetch the same: exit 1 with the message, not a crash by signal.
+    await using h = await startCliHarness(app);
+    const result = await curl(["-s", `${h.url}/`]);
+    assert.equal(decoder.decode(result.stdout), "ok");
+    const status = await Promise.race([h.process.status, timeout()]);
+    assert.ok(status !== null, "m2fetch kept running");
+    assert.equal(status.signal, null, h.output());
+    assert.equal(status.code, 1);
+    assert.match(h.output(), /uncaught in a timer/);
+    assert.ok(!isRunning(h.process.pid));
   },
 );
 
 Deno.test(
   "with --workers and --log-format json, a worker's uncaught error is a JSON line with its stack, and the worker is replaced",
   async () => {
-    const dir = await Deno.makeTempDir({ prefix: "m2u-" });
-    try {
-      const app = `${dir}/uncaught.ts`;
-      await Deno.writeTextFile(
-        app,
-        `export default {
-          fetch() {
-            setTimeout(() => { throw new Error("uncaught in a timer"); }, 100);
-            return new Response("ok");
-          },
-        };\n`,
-      );
-      await using h = await startCliHarness(app, {
-        args: ["--workers", "1", "--log-format", "json"],
-      });
-      assert.equal(await (await fetch(h.url)).text(), "ok");
-      assert.ok(
-        await waitForValue(
-          () => h.output().includes("Handler worker 0 replaced"),
-          10_000,
-        ),
-        h.output(),
-      );
-      assert.equal(await (await fetch(h.url)).text(), "ok");
-      const records = h.output().split("\n").filter((line) => line !== "")
-        .map((line) => {
-          try {
-            return JSON.parse(line);
-          } catch {
-            assert.fail(`not a JSON line: ${line}\n${h.output()}`);
-          }
-        });
-      const [crash] = records.filter((record) => record.level === "error");
-      assert.match(
-        crash.message,
-        /^Handler worker 0 threw an uncaught error \(Error: uncaught in a timer\); replacing it/,
-      );
-      assert.match(crash.error, /uncaught in a timer\n\s+at .*uncaught\.ts:3/);
-    } finally {
-      await Deno.remove(dir, { recursive: true });
-    }
+    await using tmp = await tempDir("m2u-");
+    const app = `${tmp.path}/uncaught.ts`;
+    await Deno.writeTextFile(app, throwingTimerApp(100));
+    await using h = await startCliHarness(app, {
+      args: ["--workers", "1", "--log-format", "json"],
+    });
+    assert.equal(await (await fetch(h.url)).text(), "ok");
+    assert.ok(
+      await waitForValue(
+        () => h.output().includes("Handler worker 0 replaced"),
+        10_000,
+      ),
+      h.output(),
+    );
+    assert.equal(await (await fetch(h.url)).text(), "ok");
+    const [crash] = jsonLogRecords(h.output()).filter((record) =>
+      record.level === "error"
+    );
+    assert.match(
+      crash.message,
+      /^Handler worker 0 threw an uncaught error \(Error: uncaught in a timer\); replacing it/,
+    );
+    assert.match(crash.error, /uncaught in a timer\n\s+at .*uncaught\.ts:3/);
   },
 );
 
 Deno.test(
   "with --log-format json, a stray rejection and an uncaught error are logged as JSON lines",
   async () => {
-    const dir = await Deno.makeTempDir({ prefix: "m2u-" });
-    try {
-      const app = `${dir}/stray.ts`;
-      await Deno.writeTextFile(
-        app,
-        `export default {
-          fetch(request) {
-            if (new URL(request.url).pathname === "/reject") {
-              Promise.reject(new Error("stray rejection"));
-            } else {
-              setTimeout(() => { throw new Error("uncaught in a timer"); }, 100);
-            }
-            return new Response("ok");
-          },
-        };\n`,
-      );
-      await using h = await startCliHarness(app, {
-        args: ["--log-format", "json"],
-      });
-      assert.equal(await (await fetch(`${h.url}/reject`)).text(), "ok");
-      assert.equal(await (await fetch(`${h.url}/`)).text(), "ok");
-      const status = await Promise.race([
-        h.process.status,
-        delay(15_000).then(() => null),
-      ]);
-      assert.equal(status?.code, 1, h.output());
-      const lines = h.output().split("\n").filter((line) => line !== "");
-      const records = lines.map((line) => {
-        try {
-          return JSON.parse(line);
-        } catch {
-          assert.fail(`not a JSON line: ${line}\n${h.output()}`);
-        }
-      });
-      const errors = records.filter((record) => record.level === "error");
-      assert.deepEqual(errors.map((record) => record.message), [
-        "Unhandled promise rejection in handler code; still serving",
-        "Uncaught error in handler code; exiting with 1",
-      ]);
-      assert.match(errors[0].error, /stray rejection/);
-      assert.match(errors[1].error, /uncaught in a timer/);
-    } finally {
-      await Deno.remove(dir, { recursive: true });
-    }
+    await using tmp = await tempDir("m2u-");
+    const app = `${tmp.path}/stray.ts`;
+    await Deno.writeTextFile(
+      app,
+      `export default {
+        fetch(request) {
+          if (new URL(request.url).pathname === "/reject") {
+            Promise.reject(new Error("stray rejection"));
+          } else {
+            setTimeout(() => { throw new Error("uncaught in a timer"); }, 100);
+          }
+          return new Response("ok");
+        },
+      };\n`,
+    );
+    await using h = await startCliHarness(app, {
+      args: ["--log-format", "json"],
+    });
+    assert.equal(await (await fetch(`${h.url}/reject`)).text(), "ok");
+    assert.equal(await (await fetch(`${h.url}/`)).text(), "ok");
+    const status = await Promise.race([
+      h.process.status,
+      delay(15_000).then(() => null),
+    ]);
+    assert.equal(status?.code, 1, h.output());
+    const errors = jsonLogRecords(h.output()).filter((record) =>
+      record.level === "error"
+    );
+    assert.deepEqual(errors.map((record) => record.message), [
+      "Unhandled promise rejection in handler code; still serving",
+      "Uncaught error in handler code; exiting with 1",
+    ]);
+    assert.match(errors[0].error, /stray rejection/);
+    assert.match(errors[1].error, /uncaught in a timer/);
   },
 );
