@@ -425,21 +425,9 @@ async function upload(
 
 Deno.test("precedence on a real mongrel2: a flag beats m2fetch.json, which beats the default", async () => {
   await withAppDir(async (dir) => {
-    await Deno.writeTextFile(
+    await Deno.copyFile(
+      new URL("./hash_app.ts", import.meta.url),
       `${dir}/app.ts`,
-      `import { createHash } from "node:crypto";
-export default {
-  async fetch(request: Request): Promise<Response> {
-    const hash = createHash("sha256");
-    let bytes = 0;
-    for await (const chunk of request.body ?? []) {
-      hash.update(chunk);
-      bytes += chunk.length;
-    }
-    return Response.json({ bytes, sha256: hash.digest("hex") });
-  },
-};
-`,
     );
     await Deno.mkdir(`${dir}/m2`);
     await using mongrel2 = await startMongrel2({

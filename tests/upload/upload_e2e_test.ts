@@ -1069,20 +1069,7 @@ Deno.test("an upload whose Content-Length mongrel2 reads but m2fetch refuses get
 });
 
 /** A handler module that answers with its body's length and SHA-256. */
-const HASH_APP = `
-import { createHash } from "node:crypto";
-export default {
-  async fetch(request) {
-    const hash = createHash("sha256");
-    let bytes = 0;
-    for await (const chunk of request.body ?? []) {
-      hash.update(chunk);
-      bytes += chunk.length;
-    }
-    return Response.json({ bytes, sha256: hash.digest("hex") });
-  },
-};
-`;
+const HASH_APP = new URL("./hash_app.ts", import.meta.url).pathname;
 
 /**
  * Starts a 3 MiB upload through `site` to an m2fetch serving HASH_APP,
@@ -1101,9 +1088,7 @@ async function uploadAcrossKill(
   const storeDir = site.mongrel2.resolvePath(
     template.slice(0, template.lastIndexOf("/")),
   );
-  const app = `${site.dir}/hash_app.ts`;
-  await Deno.writeTextFile(app, HASH_APP);
-  const first = await startM2fetch(site, app, { args: firstArgs });
+  const first = await startM2fetch(site, HASH_APP, { args: firstArgs });
   const source = new PatternSource(3 * MiB);
   const conn = await RawConn.open(site.port);
   try {
@@ -1117,7 +1102,9 @@ async function uploadAcrossKill(
     );
     first.signal("SIGKILL");
     await first.status;
-    await using second = await startM2fetch(site, app, { args: secondArgs });
+    await using second = await startM2fetch(site, HASH_APP, {
+      args: secondArgs,
+    });
     for (let next = source.next(); next !== null; next = source.next()) {
       await conn.write(next);
     }
