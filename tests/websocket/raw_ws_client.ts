@@ -60,19 +60,27 @@ export class RawWsClient {
    * Connects and sends a handshake for `path`; resolves once the response
    * head has arrived (whatever its status).
    *
+   * @param headers More handshake header lines (a subprotocol, say).
+   *
    * @example
    * ```ts ignore
    * import { RawWsClient } from "./raw_ws_client.ts";
-   * await RawWsClient.connect(8080, "/echo");
+   * await RawWsClient.connect(8080, "/echo", { "Sec-WebSocket-Protocol": "chat" });
    * ```
    */
-  static async connect(port: number, path: string): Promise<RawWsClient> {
+  static async connect(
+    port: number,
+    path: string,
+    headers: Record<string, string> = {},
+  ): Promise<RawWsClient> {
     const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    const more = Object.entries(headers)
+      .map(([name, value]) => `${name}: ${value}\r\n`).join("");
     await conn.write(encoder.encode(
       `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n` +
         "Upgrade: websocket\r\nConnection: Upgrade\r\n" +
         "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n" +
-        "Sec-WebSocket-Version: 13\r\n\r\n",
+        `Sec-WebSocket-Version: 13\r\n${more}\r\n`,
     ));
     let buffer: Uint8Array = new Uint8Array(0);
     while (indexOf(buffer, HEAD_END) < 0) {

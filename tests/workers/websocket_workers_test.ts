@@ -5,6 +5,7 @@
 
 import assert from "node:assert/strict";
 import { startCliHarness } from "../e2e/harness.ts";
+import { RawWsClient } from "../websocket/raw_ws_client.ts";
 
 const APP = "tests/workers/ws_worker_app.ts";
 
@@ -54,22 +55,9 @@ for (const workers of ["0", "2"]) {
     await using harness = await startCliHarness(APP, {
       args: ["--workers", workers],
     });
-    using conn = await Deno.connect({
-      port: harness.port,
-      hostname: "127.0.0.1",
-    });
-    await conn.write(new TextEncoder().encode(
-      `GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${
-        btoa("0123456789abcdef")
-      }\r\nSec-WebSocket-Version: 13\r\n\r\n`,
-    ));
-    let head = "";
-    const buffer = new Uint8Array(1024);
-    while (!head.includes("\r\n\r\n")) {
-      const n = await conn.read(buffer);
-      if (n === null) break;
-      head += new TextDecoder().decode(buffer.subarray(0, n));
-    }
+    const client = await RawWsClient.connect(harness.port, "/ws");
+    client.abort();
+    const { head } = client;
     assert.match(head, /^HTTP\/1\.1 101/);
     const lines = head.toLowerCase().split("\r\n");
     assert.ok(lines.includes("x-app: ws"), head);

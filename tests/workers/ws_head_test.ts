@@ -8,32 +8,19 @@
 
 import assert from "node:assert/strict";
 import { type CliHarness, startCliHarness } from "../e2e/harness.ts";
+import { RawWsClient } from "../websocket/raw_ws_client.ts";
 
 const APP = "tests/workers/ws_head_app.ts";
 const PATHS = ["/added", "/protocol", "/recased"];
 
 /** The head of the 101 for a handshake on `path`, without its date. */
 async function upgradeHead(harness: CliHarness, path: string): Promise<string> {
-  using conn = await Deno.connect({
-    port: harness.port,
-    hostname: "127.0.0.1",
+  const client = await RawWsClient.connect(harness.port, path, {
+    "Sec-WebSocket-Protocol": "chat, superchat",
   });
-  await conn.write(new TextEncoder().encode(
-    `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${
-      btoa("0123456789abcdef")
-    }\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: chat, superchat\r\n\r\n`,
-  ));
-  let head = "";
-  const buffer = new Uint8Array(1024);
-  while (!head.includes("\r\n\r\n")) {
-    const n = await conn.read(buffer);
-    if (n === null) break;
-    head += new TextDecoder().decode(buffer.subarray(0, n));
-  }
-  head = head.slice(0, head.indexOf("\r\n\r\n"));
-  return head.split("\r\n").filter((line) => !/^date:/i.test(line)).join(
-    "\r\n",
-  );
+  client.abort();
+  return client.head.trimEnd().split("\r\n")
+    .filter((line) => !/^date:/i.test(line)).join("\r\n");
 }
 
 Deno.test("a handler's 101 goes out with the same head under --workers 0 and --workers 1", async () => {
