@@ -10,6 +10,7 @@
 import assert from "node:assert/strict";
 import { startDenoServe } from "../websocket/servers.ts";
 import { startCliHarness } from "./harness.ts";
+import { waitFor } from "../subprocess.ts";
 
 const APP = "tests/e2e/signal_app.ts";
 const FINISHED = "AbortError: The request has been cancelled.";
@@ -17,10 +18,10 @@ const FINISHED = "AbortError: The request has been cancelled.";
 /** Asks (for up to 2 s) until `/last` says something other than `from`. */
 async function lastAfter(origin: string, from: string): Promise<string> {
   let last = from;
-  for (let attempt = 0; attempt < 40 && last === from; attempt++) {
-    last = await (await fetch(`${origin}/last`)).json();
-    if (last === from) await new Promise((resolve) => setTimeout(resolve, 50));
-  }
+  await waitFor(
+    async () => (last = await (await fetch(`${origin}/last`)).json()) !== from,
+    2000,
+  );
   return last;
 }
 

@@ -8,15 +8,7 @@
 
 import assert from "node:assert/strict";
 import { buildRequestMessage, runHandler } from "../../testing.ts";
-
-async function withTempDir(fn: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "m2su-" });
-  try {
-    await fn(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
+import { tempDir } from "../site.ts";
 
 const fields = {
   method: "POST",
@@ -50,21 +42,19 @@ async function uploadNotThere(dir: string, doneAfterAnswer: boolean) {
 }
 
 Deno.test("an upload found missing that mongrel2 had already finished gets 500 that names the options to check", async () => {
-  await withTempDir(async (dir) => {
-    assert.match(
-      await uploadNotThere(dir, false),
-      /warn mongrel2 finished the upload ".*upload\.Ab12Cd", but it is not there: --upload-temp-store and --mongrel2-chroot must match .*; the file is left where mongrel2 wrote it; answered 500/,
-    );
-  });
+  await using tmp = await tempDir("m2su-");
+  assert.match(
+    await uploadNotThere(tmp.path, false),
+    /warn mongrel2 finished the upload ".*upload\.Ab12Cd", but it is not there: --upload-temp-store and --mongrel2-chroot must match .*; the file is left where mongrel2 wrote it; answered 500/,
+  );
 });
 
 Deno.test("the upload-done of an upload found missing at its start says the set-up is wrong", async () => {
-  await withTempDir(async (dir) => {
-    const logs = await uploadNotThere(dir, true);
-    assert.match(logs, /the client probably left/);
-    assert.match(
-      logs,
-      /warn mongrel2 finished the upload ".*upload\.Ab12Cd" that m2fetch did not find at .*: --upload-temp-store and --mongrel2-chroot must match/,
-    );
-  });
+  await using tmp = await tempDir("m2su-");
+  const logs = await uploadNotThere(tmp.path, true);
+  assert.match(logs, /the client probably left/);
+  assert.match(
+    logs,
+    /warn mongrel2 finished the upload ".*upload\.Ab12Cd" that m2fetch did not find at .*: --upload-temp-store and --mongrel2-chroot must match/,
+  );
 });

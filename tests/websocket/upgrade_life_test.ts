@@ -8,6 +8,7 @@
 import assert from "node:assert/strict";
 import { startCliHarness } from "../e2e/harness.ts";
 import { startDenoServe } from "./servers.ts";
+import { waitFor } from "../subprocess.ts";
 
 const APP = "tests/websocket/upgrade_life_app.ts";
 
@@ -24,11 +25,10 @@ async function lifeOfASocket(origin: string): Promise<string[]> {
   socket.close(1000);
   await closed;
   let events: string[] = [];
-  for (let attempt = 0; attempt < 100; attempt++) {
+  await waitFor(async () => {
     events = await (await fetch(`${origin}/events`)).json();
-    if (events.some((event) => event.startsWith("later"))) break;
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
+    return events.some((event) => event.startsWith("later"));
+  }, 2500);
   return events;
 }
 

@@ -6,6 +6,7 @@
 
 import assert from "node:assert/strict";
 import { startCliHarness } from "../e2e/harness.ts";
+import { waitFor } from "../subprocess.ts";
 
 Deno.test("--workers 1: after a response body failed, SIGHUP retires the old worker at once, not after --shutdown-timeout", async () => {
   await using harness = await startCliHarness(
@@ -16,12 +17,13 @@ Deno.test("--workers 1: after a response body failed, SIGHUP retires the old wor
   await assert.rejects(response.text());
   harness.process.kill("SIGHUP");
   let stopped: RegExpExecArray | null = null;
-  for (let attempt = 0; attempt < 200 && stopped === null; attempt++) {
-    await new Promise((resolve) => setTimeout(resolve, 50));
-    stopped = /A worker running the old code stopped after (\d+) ms/.exec(
-      harness.output(),
-    );
-  }
+  await waitFor(
+    () =>
+      (stopped = /A worker running the old code stopped after (\d+) ms/.exec(
+        harness.output(),
+      )) !== null,
+    10_000,
+  );
   assert.ok(stopped !== null, harness.output());
   assert.ok(Number(stopped[1]) < 5000, stopped[0]);
 });

@@ -8,17 +8,18 @@ import assert from "node:assert/strict";
 import { startCliHarness } from "../e2e/harness.ts";
 import { RawWsClient } from "../websocket/raw_ws_client.ts";
 import { encodeMaskedFrame } from "../websocket/frame_helpers.ts";
+import { waitFor } from "../subprocess.ts";
 
 const APP = "tests/workers/ws_burst_app.ts";
 const MASK = [1, 2, 3, 4];
 
 async function readWhenWritten(path: string): Promise<string> {
-  for (let attempt = 0; attempt < 200; attempt++) {
-    const text = await Deno.readTextFile(path).catch(() => "");
-    if (text !== "") return text;
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-  return "nothing written";
+  let text = "";
+  await waitFor(
+    async () => (text = await Deno.readTextFile(path).catch(() => "")) !== "",
+    5000,
+  );
+  return text || "nothing written";
 }
 
 for (const workers of ["0", "2"]) {
