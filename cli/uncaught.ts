@@ -49,17 +49,20 @@ export function reportUncaughtIn(logger: Logger): void {
 export function handleUncaught(): void {
   globalThis.addEventListener("error", (event) => {
     event.preventDefault();
-    const why = "Uncaught error in handler code; exiting with 1";
-    if (processLog === undefined) {
-      console.error(`m2fetch: ${why}:`, event.error);
-    } else processLog.error(why, event.error);
+    report("Uncaught error in handler code; exiting with 1", event.error);
     Deno.exit(1);
   });
   globalThis.addEventListener("unhandledrejection", (event) => {
     event.preventDefault();
-    const why = "Unhandled promise rejection in handler code; still serving";
-    if (processLog === undefined) {
-      console.error(`m2fetch: ${why}:`, event.reason);
-    } else processLog.error(why, event.reason);
+    report(
+      "Unhandled promise rejection in handler code; still serving",
+      event.reason,
+    );
   });
+}
+
+/** To the log in its format once there is one, else to stderr. */
+function report(why: string, error: unknown): void {
+  if (processLog === undefined) console.error(`m2fetch: ${why}:`, error);
+  else processLog.error(why, error);
 }
