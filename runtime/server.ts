@@ -14,6 +14,7 @@ import { ActiveUpload } from "./upload/active_upload.ts";
 import { uploadFailure, uploadPlaceHint } from "./upload/failure.ts";
 import {
   readUploadMarker,
+  realUploadPath,
   type UploadFacts,
   type UploadStore,
 } from "./upload/policy.ts";
@@ -530,8 +531,8 @@ class Server implements Mongrel2Server {
           // Not a client that left, then: mongrel2 wrote it elsewhere.
           this.#logger.warn(
             `mongrel2 finished the upload "${marker.path}" that m2fetch did not find at ${
-              this.#uploads!.store.chroot ?? ""
-            }${marker.path}: ${
+              realUploadPath(marker.path, this.#uploads!.store)
+            }: ${
               uploadPlaceHint(this.#uploads!.store)
             }; the file is left where mongrel2 wrote it`,
           );
