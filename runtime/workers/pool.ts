@@ -345,21 +345,14 @@ class HandlerWorker {
       request.signal.removeEventListener("abort", onAbort);
       this.pending.delete(id);
       await posted;
-      // An upgrade's comes at once: the socket's events follow it.
-      this.#complete(ok ? id : -id, handshake !== undefined);
+      this.#complete(ok ? id : -id);
     };
     info.completed.then(() => finish(true), () => finish(false));
     return promise;
   }
 
-  #complete(completion: number, now = false): void {
+  #complete(completion: number): void {
     this.#completions.push(completion);
-    if (now) {
-      clearTimeout(this.#completionsTimer);
-      this.#completionsTimer = undefined;
-      this.send({ type: "completed", completed: this.#takeCompletions() });
-      return;
-    }
     if (this.#completionsTimer !== undefined) return;
     const timer = setTimeout(() => {
       this.#completionsTimer = undefined;
