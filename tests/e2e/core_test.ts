@@ -24,6 +24,7 @@ import {
 } from "./harness.ts";
 import type { FetchHandler } from "../../runtime/server.ts";
 import { tempDir } from "../site.ts";
+import { waitFor } from "../subprocess.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -540,7 +541,7 @@ withHarness(
     const rest = await client.waitForClose(5000);
     assert.ok(rest !== null, "the connection stayed open");
     assert.equal(decoder.decode(rest), "");
-    assert.ok(await waitForValue(() => h.server.inFlight === 0, 2000));
+    assert.ok(await waitFor(() => h.server.inFlight === 0, 2000));
   },
 );
 
@@ -585,7 +586,7 @@ Deno.test("requests pipelined after one that closes the connection are not serve
     assert.equal(decoder.decode(response.body), body);
     assert.ok((await client.waitForClose(5000)) !== null, "still open");
     assert.ok(
-      await waitForValue(
+      await waitFor(
         () =>
           h.logs.slice(logged).filter((line) =>
             /Ignored (POST \/side-effect|GET \/after): the client pipelined it after a request that closes connection/
@@ -712,7 +713,7 @@ Deno.test("a client leaving mid-stream aborts request.signal", async () => {
   assert.ok(reason instanceof DOMException, String(reason));
   assert.equal(reason.name, "AbortError");
   assert.ok(
-    await waitForValue(() => cancelled, 2000),
+    await waitFor(() => cancelled, 2000),
     "the body stream was not cancelled",
   );
   // info.completed of the abandoned response rejects.
@@ -720,22 +721,13 @@ Deno.test("a client leaving mid-stream aborts request.signal", async () => {
   assert.equal(finished(), "true AbortError: The request has been cancelled.");
   // The access log shows the status and bytes that went out, not 0 0.
   assert.ok(
-    await waitForValue(
+    await waitFor(
       () => h.logs.some((line) => /access GET \/forever 200 [1-9]/.test(line)),
       2000,
     ),
     h.logs.join("\n"),
   );
 });
-
-async function waitForValue(
-  condition: () => boolean,
-  timeoutMs: number,
-): Promise<boolean> {
-  const deadline = performance.now() + timeoutMs;
-  while (!condition() && performance.now() < deadline) await delay(20);
-  return condition();
-}
 
 Deno.test("a client leaving mid-body of a response with a Content-Length ends its exchange once", async () => {
   let started!: () => void;
@@ -757,7 +749,7 @@ Deno.test("a client leaving mid-body of a response with a Content-Length ends it
   assert.equal((await client.readHead()).status, 200);
   client.close();
   assert.ok(
-    await waitForValue(() => h.server.connections === 0, 5000),
+    await waitFor(() => h.server.connections === 0, 5000),
     "the connection stayed",
   );
   await delay(100);
@@ -793,7 +785,7 @@ Deno.test("a client leaving before the response aborts request.signal", async ()
   ]);
   assert.notEqual(reason, "timeout", "request.signal did not abort in 5 s");
   assert.ok(reason instanceof DOMException && reason.name === "AbortError");
-  assert.ok(await waitForValue(() => h.server.inFlight === 0, 2000));
+  assert.ok(await waitFor(() => h.server.inFlight === 0, 2000));
 });
 
 Deno.test("a body stream failing mid-way closes the connection", async () => {
@@ -1051,7 +1043,7 @@ Deno.test(
     });
     assert.equal(await (await fetch(h.url)).text(), "ok");
     assert.ok(
-      await waitForValue(
+      await waitFor(
         () => h.output().includes("Handler worker 0 replaced"),
         10_000,
       ),
