@@ -30,6 +30,7 @@ import {
 } from "./messages.ts";
 import { OPCODE, parseFlags } from "../websocket/frame.ts";
 import { settleBody } from "../http/ready_body.ts";
+import { MessageBatcher } from "./batch.ts";
 import { REQUEST_FINISHED } from "../abort_reasons.ts";
 
 function checkWorkerCount(action: string, workers: number): void {
@@ -101,6 +102,9 @@ class HandlerWorker {
   loaded = false;
   #nextId = 1;
   #completions: Completions = [];
+  readonly #outbox = new MessageBatcher<ToWorker>((messages, transfer) => {
+    if (!this.dead) this.worker.postMessage(messages, transfer);
+  });
   #completionsTimer: ReturnType<typeof setTimeout> | undefined;
   readonly #module: string;
   #ready: Promise<string>;
@@ -130,46 +134,47 @@ class HandlerWorker {
       settleReady = { resolve, reject }
     );
     this.#ready.catch(() => {});
-    this.worker.onmessage = (event: MessageEvent<FromWorker>) => {
-      const message = event.data;
-      switch (message.type) {
-        case "ready":
-          this.loaded = true;
-          settleReady.resolve(message.source);
-          break;
-        case "load-error":
-          this.#stopLoading(message.message);
-          break;
-        case "response":
-          this.#respond(message.id, message);
-          break;
-        case "error": {
-          const pending = this.pending.get(message.id);
-          if (pending === undefined || pending.responded) break;
-          pending.responded = true;
-          pending.reject(revive(message));
-          break;
+    this.worker.onmessage = (event: MessageEvent<FromWorker[]>) => {
+      for (const message of event.data) {
+        switch (message.type) {
+          case "ready":
+            this.loaded = true;
+            settleReady.resolve(message.source);
+            break;
+          case "load-error":
+            this.#stopLoading(message.message);
+            break;
+          case "response":
+            this.#respond(message.id, message);
+            break;
+          case "error": {
+            const pending = this.pending.get(message.id);
+            if (pending === undefined || pending.responded) break;
+            pending.responded = true;
+            pending.reject(revive(message));
+            break;
+          }
+          case "pong":
+            this.lastPong = performance.now();
+            break;
+          case "ws-cancelled":
+            this.send({ type: "ws-lost", id: message.id });
+            break;
+          case "exit":
+            this.#onDeath(this, `called Deno.exit(${message.code})`);
+            break;
+          case "crash":
+            this.#onDeath(
+              this,
+              `threw an uncaught error (${message.message})`,
+              revive(message),
+            );
+            break;
+          case "log":
+            if (message.level === "error") this.#logger.error(message.message);
+            else this.#logger.warn(message.message);
+            break;
         }
-        case "pong":
-          this.lastPong = performance.now();
-          break;
-        case "ws-cancelled":
-          this.send({ type: "ws-lost", id: message.id });
-          break;
-        case "exit":
-          this.#onDeath(this, `called Deno.exit(${message.code})`);
-          break;
-        case "crash":
-          this.#onDeath(
-            this,
-            `threw an uncaught error (${message.message})`,
-            revive(message),
-          );
-          break;
-        case "log":
-          if (message.level === "error") this.#logger.error(message.message);
-          else this.#logger.warn(message.message);
-          break;
       }
     };
     this.worker.onerror = (event: ErrorEvent) => {
@@ -188,7 +193,7 @@ class HandlerWorker {
   }
 
   send(message: ToWorker, transfer: Transferable[] = []): void {
-    if (!this.dead) this.worker.postMessage(message, transfer);
+    if (!this.dead) this.#outbox.add(message, transfer);
   }
 
   /** Asks for a sign of life. */

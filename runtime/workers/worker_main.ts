@@ -25,6 +25,7 @@ import { headerList } from "../http/header_list.ts";
 import { DECODED_AWAY, decodedByFetch } from "../http/response.ts";
 import { settleBody } from "../http/ready_body.ts";
 import { asByteStream, byteStreamOf } from "../http/byte_stream.ts";
+import { MessageBatcher } from "./batch.ts";
 import {
   type Completions,
   type FromWorker,
@@ -52,8 +53,12 @@ const requests = new Map<number, HeldRequest>();
 // mongrel2's sockets too.
 routeDenoUpgradeWebSocket();
 
+const outbox = new MessageBatcher<FromWorker>((messages, transfer) =>
+  self.postMessage(messages, transfer)
+);
+
 function post(message: FromWorker, transfer: Transferable[] = []): void {
-  self.postMessage(message, transfer);
+  outbox.add(message, transfer);
 }
 
 function describe(error: unknown): { message: string; stack?: string } {
@@ -68,6 +73,7 @@ const exit = Deno.exit;
 Object.defineProperty(Deno, "exit", {
   value: (code?: number): never => {
     post({ type: "exit", code: code ?? 0 });
+    outbox.flush();
     return exit(code);
   },
   configurable: true,
@@ -80,6 +86,7 @@ Object.defineProperty(Deno, "exit", {
 self.addEventListener("error", (event) => {
   event.preventDefault();
   post({ type: "crash", ...describe(event.error) });
+  outbox.flush();
   self.close();
 });
 
@@ -258,12 +265,17 @@ let lastPong = 0;
  */
 const PONG_EVERY_MS = 100;
 
-self.onmessage = async (event: MessageEvent<ToWorker>) => {
-  const message = event.data;
+self.onmessage = (event: MessageEvent<ToWorker[]>) => {
+  for (const message of event.data) receive(message);
+};
+
+async function receive(message: ToWorker): Promise<void> {
   const now = performance.now();
   if (message.type === "ping" || now - lastPong >= PONG_EVERY_MS) {
     lastPong = now;
     post({ type: "pong" });
+    // Not held for the rest of a backlog this turn is working through.
+    outbox.flush();
   }
   switch (message.type) {
     case "load":
@@ -319,4 +331,4 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
       break;
     }
   }
-};
+}

@@ -1,0 +1,88 @@
+/**
+ * The batcher behind every message between the main thread and a worker:
+ * what one turn posts goes as one message, in order, and nothing waits
+ * past a bound.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import {
+  MAX_BATCH_MESSAGES,
+  MessageBatcher,
+} from "../../runtime/workers/batch.ts";
+
+function recorder() {
+  const batches: { messages: number[]; transfer: Transferable[] }[] = [];
+  const batcher = new MessageBatcher<number>((messages, transfer) =>
+    batches.push({ messages, transfer })
+  );
+  return { batches, batcher };
+}
+
+const nextTurn = () => new Promise((resolve) => setTimeout(resolve, 0));
+
+Deno.test("messages added in one turn are posted together once it ends", async () => {
+  const { batches, batcher } = recorder();
+  batcher.add(1);
+  await Promise.resolve();
+  batcher.add(2);
+  batcher.add(3);
+  assert.equal(batches.length, 0, "nothing is posted while the turn runs");
+  await nextTurn();
+  assert.deepEqual(batches.map((batch) => batch.messages), [[1, 2, 3]]);
+  batcher.add(4);
+  await nextTurn();
+  assert.deepEqual(batches.map((batch) => batch.messages), [[1, 2, 3], [4]]);
+});
+
+Deno.test("a full batch is posted at once, and order holds across batches", async () => {
+  const { batches, batcher } = recorder();
+  for (let i = 0; i < MAX_BATCH_MESSAGES + 2; i++) batcher.add(i);
+  assert.equal(batches.length, 1);
+  assert.equal(batches[0].messages.length, MAX_BATCH_MESSAGES);
+  await nextTurn();
+  assert.deepEqual(
+    batches.flatMap((batch) => batch.messages),
+    Array.from({ length: MAX_BATCH_MESSAGES + 2 }, (_, i) => i),
+  );
+});
+
+Deno.test("flush() posts what is queued now, with its transfers", async () => {
+  const { batches, batcher } = recorder();
+  const first = new ArrayBuffer(1);
+  const second = new ArrayBuffer(2);
+  batcher.add(1, [first]);
+  batcher.add(2, [second]);
+  batcher.flush();
+  assert.equal(batches.length, 1);
+  assert.deepEqual(batches[0].messages, [1, 2]);
+  assert.deepEqual(batches[0].transfer, [first, second]);
+  batcher.flush();
+  await nextTurn();
+  assert.equal(batches.length, 1, "an empty queue posts nothing");
+});
+
+Deno.test("a batch crosses to a worker as one message event", async () => {
+  const worker = new Worker(
+    `data:text/javascript,self.onmessage = (event) => self.postMessage(event.data.length);`,
+    { type: "module" },
+  );
+  try {
+    const counts: number[] = [];
+    const received = new Promise<void>((resolve) => {
+      worker.onmessage = (event: MessageEvent<number>) => {
+        counts.push(event.data);
+        resolve();
+      };
+    });
+    const batcher = new MessageBatcher<string>((messages, transfer) =>
+      worker.postMessage(messages, transfer)
+    );
+    for (const message of ["a", "b", "c"]) batcher.add(message);
+    await received;
+    assert.deepEqual(counts, [3]);
+  } finally {
+    worker.terminate();
+  }
+});
