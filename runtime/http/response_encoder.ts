@@ -187,7 +187,9 @@ export class ResponseEncoder {
     if (head.framing === "none") {
       buffered = [];
       this.#finished = true;
-      await this.cancel();
+      // Not awaited: the head must not wait for the source's cancel() (one
+      // that closes a slow resource, or never settles), as under deno serve.
+      this.cancel();
     } else if (done) {
       this.#finished = true;
       this.#reader = null;

@@ -394,11 +394,20 @@ class HandlerWorker {
     }, body instanceof ReadableStream ? [body] : []);
   }
 
-  /** Fails every request this worker held: 502 if it had not answered. */
-  failPending(why: string): void {
+  /**
+   * Fails every request this worker held: 502 if it had not answered, a
+   * failed body if its response was still streaming.
+   *
+   * @param why What happened to the worker, completing "a worker that …".
+   * @returns How many responses were cut: each counts once, though a
+   * streaming one is both held and streaming.
+   */
+  failPending(why: string): number {
+    let cut = 0;
     for (const pending of this.pending.values()) {
       if (pending.responded) continue;
       pending.responded = true;
+      cut++;
       this.#logger.warn(
         `Answered 502 for a request held by a worker that ${why}`,
       );
@@ -406,9 +415,11 @@ class HandlerWorker {
     }
     this.pending.clear();
     for (const body of this.bodies) {
+      cut++;
       body.error(new Error(`The worker streaming this response ${why}`));
     }
     this.bodies.clear();
+    return cut;
   }
 
   /**
@@ -658,10 +669,12 @@ export class WorkerPool {
     }
     this.#retired.delete(worker);
     if (worker.dead) return;
-    const cut = worker.pending.size + worker.bodies.size;
-    worker.failPending("was retired before it answered");
+    // A response still streaming had its answer; it is cut all the same.
+    const cut = worker.failPending(
+      "was retired by a reload before its response was complete",
+    );
     worker.terminate();
-    this.#logger.info(
+    this.#logger[cut > 0 ? "warn" : "info"](
       `A worker running the old code stopped after ${
         Math.round(performance.now() - started)
       } ms${cut > 0 ? `, cutting ${cut} response(s) still in flight` : ""}`,
