@@ -162,6 +162,14 @@ export interface Mongrel2Server {
 const INTERNAL_SERVER_ERROR = new TextEncoder().encode("Internal Server Error");
 /** Most WebSocket frames held while a handshake is being answered. */
 const MAX_EARLY_FRAMES = 16;
+/**
+ * Most handlers running at once for one connection's pipelined requests:
+ * the rest start, in order, as earlier responses go out. A handler runs
+ * ahead of its response's turn to be written, so without a bound one
+ * client pipelining hundreds of requests would hold hundreds of responses
+ * in memory (`deno serve` runs them one at a time).
+ */
+export const MAX_PIPELINED_HANDLERS = 8;
 /** How long a request pipelined behind a closing one is still recognised. */
 const PIPELINED_AFTER_LAST_MS = 2000;
 
@@ -227,6 +235,11 @@ class Server implements Mongrel2Server {
   readonly #closedAfterLast = new Map<string, number>();
   readonly #connections = new Map<string, Connection>();
   readonly #sockets = new WeakMap<Connection, SocketControl>();
+  /** Pipelined requests whose handlers wait for earlier ones to end. */
+  readonly #waitingHandlers = new WeakMap<
+    Connection,
+    { exchange: Exchange; start: () => void }[]
+  >();
   /** Frames that came before the handshake was answered. */
   readonly #earlyFrames = new WeakMap<Connection, [string, Uint8Array][]>();
   #inFlight = 0;
@@ -841,6 +854,20 @@ class Server implements Mongrel2Server {
     context: ResponseContext,
     body?: ReadableStream<Uint8Array>,
   ): void {
+    const key = `${message.sender} ${message.connectionId}`;
+    const connection = this.#connections.get(key);
+    if (
+      connection !== undefined &&
+      connection.queuedBefore(exchange) >= MAX_PIPELINED_HANDLERS
+    ) {
+      const waiting = this.#waitingHandlers.get(connection) ?? [];
+      this.#waitingHandlers.set(connection, waiting);
+      waiting.push({
+        exchange,
+        start: () => this.#handle(exchange, message, context, body),
+      });
+      return;
+    }
     let call: HandlerCall;
     try {
       call = handlerCall({
@@ -868,7 +895,6 @@ class Server implements Mongrel2Server {
       );
       return;
     }
-    const key = `${message.sender} ${message.connectionId}`;
     this.#run(exchange, call.request, call.info, context, call.handshake, key);
   }
 
@@ -993,6 +1019,25 @@ class Server implements Mongrel2Server {
     return true;
   }
 
+  /** Starts the handlers of pipelined requests that have come within bounds. */
+  #startWaitingHandlers(connection: Connection): void {
+    const waiting = this.#waitingHandlers.get(connection);
+    if (waiting === undefined) return;
+    if (connection.finished) {
+      // Their exchanges were aborted with the connection.
+      this.#waitingHandlers.delete(connection);
+      return;
+    }
+    while (
+      waiting.length > 0 &&
+      connection.queuedBefore(waiting[0].exchange) < MAX_PIPELINED_HANDLERS
+    ) {
+      const { exchange, start } = waiting.shift()!;
+      if (!exchange.settled) start();
+    }
+    if (waiting.length === 0) this.#waitingHandlers.delete(connection);
+  }
+
   async #errorResponse(error: unknown): Promise<Response> {
     try {
       const response = await this.#onError(error);
@@ -1013,6 +1058,7 @@ class Server implements Mongrel2Server {
     error?: unknown,
   ): void {
     this.#inFlight--;
+    this.#startWaitingHandlers(connection);
     const early = this.#earlyFrames.get(connection);
     if (early !== undefined && !this.#sockets.has(connection)) {
       this.#earlyFrames.delete(connection);

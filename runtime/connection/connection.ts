@@ -117,6 +117,17 @@ export class Connection {
     return this.#exchanges.length;
   }
 
+  /**
+   * How many of this connection's requests come before `exchange` in the
+   * order responses are written.
+   *
+   * @param exchange One of its exchanges.
+   * @returns The count, or -1 when `exchange` is not queued (any more).
+   */
+  queuedBefore(exchange: Exchange): number {
+    return this.#exchanges.indexOf(exchange);
+  }
+
   /** Download credits left, or `null` without flow control. */
   get credits(): number | null {
     return this.#credits;

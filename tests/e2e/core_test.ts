@@ -22,7 +22,10 @@ import {
   startDenoServe,
   startHarness,
 } from "./harness.ts";
-import type { FetchHandler } from "../../runtime/server.ts";
+import {
+  type FetchHandler,
+  MAX_PIPELINED_HANDLERS,
+} from "../../runtime/server.ts";
 import { tempDir } from "../site.ts";
 import { waitFor } from "../subprocess.ts";
 
@@ -635,6 +638,49 @@ Deno.test("pipelined requests are answered in request order", async () => {
   // The handlers ran at once: the slow first one finished last.
   assert.equal(finished.at(-1), "/slow/300");
   assert.equal(finished.length, 5);
+});
+
+Deno.test("one connection's pipelined requests run at most MAX_PIPELINED_HANDLERS handlers at once", async () => {
+  // Each handler holds a response of its own until written: a client
+  // pipelining many must not make m2fetch hold them all.
+  let running = 0;
+  let most = 0;
+  const started: string[] = [];
+  await using h = await startHarness(async (request) => {
+    const path = new URL(request.url).pathname;
+    started.push(path);
+    running++;
+    most = Math.max(most, running);
+    await delay(100);
+    running--;
+    return new Response(path);
+  });
+  const count = MAX_PIPELINED_HANDLERS * 3;
+  const paths = Array.from({ length: count }, (_, i) => `/r/${i}`);
+  {
+    await using client = await h.raw();
+    await client.write(
+      paths.map((path) => `GET ${path} HTTP/1.1\r\nHost: x\r\n\r\n`).join(""),
+    );
+    for (const path of paths) {
+      const response = await client.readResponse();
+      assert.equal(decoder.decode(response.body), path);
+    }
+  }
+  assert.equal(most, MAX_PIPELINED_HANDLERS);
+  assert.deepEqual(started, paths, "the waiting ones start in order");
+
+  // A client that leaves with requests waiting: theirs never start.
+  started.length = 0;
+  {
+    await using client = await h.raw();
+    await client.write(
+      paths.map((path) => `GET ${path} HTTP/1.1\r\nHost: x\r\n\r\n`).join(""),
+    );
+    await waitFor(() => started.length === MAX_PIPELINED_HANDLERS, 5000);
+  }
+  await delay(400);
+  assert.equal(started.length, MAX_PIPELINED_HANDLERS);
 });
 
 Deno.test("many keep-alive requests on one connection keep credits right", async () => {
