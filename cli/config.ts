@@ -8,6 +8,7 @@ import { relative, resolve } from "node:path";
 import { parse, UsageError } from "./args.ts";
 import {
   CONFIG_FILE_NAME,
+  isConfigKey,
   readConfigFile,
   writeConfigFile,
 } from "./config_file.ts";
@@ -56,9 +57,7 @@ export async function runConfig(args: string[]): Promise<void> {
   const path = `${dir}/${CONFIG_FILE_NAME}`;
   // Checked together with what the file already holds, as serving will.
   for (const name of parsed.unset) {
-    if (
-      name !== "app" && name !== "args" && !Object.hasOwn(SERVE_OPTIONS, name)
-    ) {
+    if (!isConfigKey(name, SERVE_OPTIONS)) {
       throw new UsageError(
         `Cannot unset "${name}": m2fetch.json holds app, args and the options (${
           Object.keys(SERVE_OPTIONS).join(", ")

@@ -7,7 +7,48 @@
  * @module
  */
 
-import { coerceOption, type OptionSpec, type OptionValues } from "./options.ts";
+import {
+  coerceOption,
+  CONF_OPTIONS,
+  DEV_OPTIONS,
+  type OptionSpec,
+  type OptionValues,
+} from "./options.ts";
+
+/**
+ * The options only some commands take (`dev`'s `state-dir`, `port`, …;
+ * `mongrel2-conf`'s `send-ident`, …). m2fetch.json is shared by every
+ * command, so a command whose schema lacks one of these checks its value
+ * and leaves it aside instead of refusing the file.
+ */
+const COMMAND_OPTIONS: Record<string, OptionSpec> = {
+  ...CONF_OPTIONS,
+  ...DEV_OPTIONS,
+};
+
+/**
+ * Whether m2fetch.json may hold `name` for a command with `schema`: `app`,
+ * `args`, the command's own options and the other commands' ones.
+ *
+ * @param name A key.
+ * @param schema The command's options.
+ * @returns Whether the key belongs in the file.
+ *
+ * @example Usage
+ * ```ts
+ * import { isConfigKey } from "./config_file.ts";
+ * import { SERVE_OPTIONS } from "./options.ts";
+ * console.assert(isConfigKey("state-dir", SERVE_OPTIONS));
+ * console.assert(!isConfigKey("wrokers", SERVE_OPTIONS));
+ * ```
+ */
+export function isConfigKey(
+  name: string,
+  schema: Record<string, OptionSpec>,
+): boolean {
+  return name === "app" || name === "args" || Object.hasOwn(schema, name) ||
+    Object.hasOwn(COMMAND_OPTIONS, name);
+}
 
 /**
  * The file name looked up in an app directory.
@@ -48,10 +89,14 @@ export class ConfigFileError extends Error {
 
 /**
  * Reads and checks a config file. Every key must be an option of `schema`
- * (or `app`, the handler module relative to the file).
+ * (or `app`, the handler module relative to the file, or `args`). Another
+ * command's option (`dev`'s `state-dir`, say) is checked too, then left
+ * out unless `keepOthers` is set.
  *
  * @param path The file.
  * @param schema The options it may set.
+ * @param keepOthers Return other commands' options as well (to write the
+ * file back without losing them).
  * @returns The typed values it sets, or `null` when the file does not exist.
  * @throws {ConfigFileError} On invalid JSON, unknown keys or bad values.
  *
@@ -68,6 +113,7 @@ export class ConfigFileError extends Error {
 export async function readConfigFile(
   path: string,
   schema: Record<string, OptionSpec>,
+  keepOthers = false,
 ): Promise<OptionValues | null> {
   let text: string;
   try {
@@ -115,18 +161,25 @@ export async function readConfigFile(
       values.args = [...raw];
       continue;
     }
-    if (!Object.hasOwn(schema, key)) {
+    const spec = Object.hasOwn(schema, key)
+      ? schema[key]
+      : Object.hasOwn(COMMAND_OPTIONS, key)
+      ? COMMAND_OPTIONS[key]
+      : undefined;
+    if (spec === undefined) {
       throw new ConfigFileError(
         `Unknown option "${key}" in ${path}: expected one of app, args, ${
           Object.keys(schema).join(", ")
         }`,
       );
     }
+    let value;
     try {
-      values[key] = coerceOption(key, schema[key], raw, `"${key}" in ${path}`);
+      value = coerceOption(key, spec, raw, `"${key}" in ${path}`);
     } catch (error) {
       throw new ConfigFileError((error as Error).message);
     }
+    if (Object.hasOwn(schema, key) || keepOthers) values[key] = value;
   }
   return values;
 }
@@ -158,7 +211,7 @@ export async function writeConfigFile(
   schema: Record<string, OptionSpec>,
   remove: readonly string[] = [],
 ): Promise<OptionValues> {
-  const existing = await readConfigFile(path, schema) ?? {};
+  const existing = await readConfigFile(path, schema, true) ?? {};
   const merged: OptionValues = { ...existing, ...values };
   for (const key of remove) delete merged[key];
   const sorted = Object.fromEntries(

@@ -249,10 +249,20 @@ export function discoverHandler(
   try {
     db = new DatabaseSync(path, { readOnly: true });
   } catch (error) {
+    // SQLite says only "unable to open database file"; the usual cause,
+    // a file m2fetch's user may not read, deserves its own words.
+    let cause = errorMessage(error);
+    try {
+      Deno.openSync(path).close();
+    } catch (openError) {
+      if (openError instanceof Deno.errors.PermissionDenied) {
+        const mode = ((info.mode ?? 0) & 0o777).toString(8).padStart(4, "0");
+        cause =
+          `permission denied: m2fetch runs as uid ${Deno.uid()}, the file is owned by uid ${info.uid}, gid ${info.gid}, mode ${mode}; make it readable by m2fetch's user (and its directory searchable)`;
+      }
+    }
     throw new DiscoveryError(
-      `Cannot open mongrel2 config ${database} read-only: ${
-        errorMessage(error)
-      }`,
+      `Cannot open mongrel2 config ${database} read-only: ${cause}`,
     );
   }
   try {

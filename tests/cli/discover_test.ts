@@ -4,7 +4,16 @@ import {
   DiscoveryError,
 } from "../../runtime/mongrel2/discover.ts";
 import { startMongrel2 } from "../../runtime/mongrel2/mod.ts";
-import { m2shLoad, runCli, spawnCli, tempDir } from "./helpers.ts";
+import {
+  CLI,
+  m2shLoad,
+  ROOT,
+  runCli,
+  runCommand,
+  spawnCli,
+  tempDir,
+} from "./helpers.ts";
+import { DENO } from "../subprocess.ts";
 
 const isRoot = Deno.uid() === 0;
 
@@ -214,6 +223,43 @@ Deno.test("cli: --handler without --mongrel2-config, and a missing database, are
   assert.match(
     missing.stderr,
     /Cannot read mongrel2 config \/nonexistent\/config\.sqlite: the file does not exist/,
+  );
+});
+
+Deno.test("cli: a config.sqlite m2fetch's user may not read says so, with owner and mode", async () => {
+  await using tmp = await tempDir("m2d-");
+  await Deno.writeTextFile(`${tmp.path}/mongrel2.conf`, TWO_HANDLERS);
+  await m2shLoad(tmp.path);
+  const database = `${tmp.path}/config.sqlite`;
+  await Deno.chmod(database, 0o000);
+  // Root would read it anyway: as root, run without the capabilities that
+  // override file modes (the owner, root, then has no read permission).
+  const caps = "-dac_override,-dac_read_search";
+  const wrapper = isRoot
+    ? ["setpriv", "--inh-caps", caps, "--bounding-set", caps]
+    : [];
+  const args = [
+    "run",
+    "-A",
+    CLI,
+    "--mongrel2-config",
+    database,
+    "--handler",
+    "web-ident",
+    "examples/hello.ts",
+  ];
+  const result = await runCommand(wrapper[0] ?? DENO, [
+    ...wrapper.slice(1),
+    ...(isRoot ? [DENO] : []),
+    ...args,
+  ], { cwd: ROOT, env: { NO_COLOR: "1" } });
+  assert.equal(result.code, 2, result.stderr);
+  // It used to be SQLite's "unable to open database file" alone.
+  assert.match(
+    result.stderr,
+    new RegExp(
+      `^m2fetch: Cannot open mongrel2 config ${database} read-only: permission denied: m2fetch runs as uid ${Deno.uid()}, the file is owned by uid ${Deno.uid()}, gid \\d+, mode 0000; make it readable by m2fetch's user`,
+    ),
   );
 });
 

@@ -194,6 +194,56 @@ Deno.test("relative ipc:// endpoints in m2fetch.json are relative to its directo
   });
 });
 
+Deno.test("one m2fetch.json serves every command: dev's and mongrel2-conf's keys are checked and left aside by the others", async () => {
+  await withAppDir(async (dir) => {
+    // What README says a file may hold for dev (state-dir, port) and
+    // mongrel2-conf (send-ident); serving used to refuse it as unknown.
+    const file = {
+      app: "app.ts",
+      "state-dir": "state",
+      port: 8080,
+      host: "127.0.0.1",
+      watch: true,
+      "send-ident": "site-a",
+      "mongrel2-dir": "m2",
+      "mongrel2-config": "site/config.sqlite",
+    };
+    await Deno.writeTextFile(`${dir}/m2fetch.json`, JSON.stringify(file));
+    // The file is read: serving gets as far as the database it names.
+    const served = await cli(["--app-path", dir]);
+    assert.equal(served.code, 2, served.stderr);
+    assert.match(
+      served.stderr,
+      /\nm2fetch: Cannot read mongrel2 config .*site\/config\.sqlite: the file does not exist/,
+    );
+    const printed = await cli(["mongrel2-conf", "--app-path", dir]);
+    assert.equal(printed.code, 0, printed.stderr);
+    assert.match(printed.stdout, /send_ident="site-a"/);
+    // config keeps them when it merges, and unsets them.
+    const written = await cli([
+      "config",
+      "--app-path",
+      dir,
+      "--quiet",
+      "--unset",
+      "watch",
+    ]);
+    assert.equal(written.code, 0, written.stderr);
+    const { watch: _, ...kept } = file;
+    assert.deepEqual(await readJson(`${dir}/m2fetch.json`), {
+      ...kept,
+      quiet: true,
+    });
+    // Their values are still checked, by every command.
+    await Deno.writeTextFile(`${dir}/m2fetch.json`, '{"port": "http"}');
+    assertOneLineError(
+      await cli(["--app-path", dir, "app.ts"]),
+      1,
+      /Invalid value for "port" in .*m2fetch\.json: expected a whole number/,
+    );
+  });
+});
+
 Deno.test("config checks what it adds together with what the file holds", async () => {
   await withAppDir(async (dir) => {
     await Deno.writeTextFile(
