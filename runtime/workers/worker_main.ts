@@ -266,6 +266,9 @@ let lastPong = 0;
 const PONG_EVERY_MS = 100;
 
 self.onmessage = (event: MessageEvent<ToWorker[]>) => {
+  // Responses made so far go before this batch is worked on: a handler
+  // that keeps the thread busy must not hold the previous ones back.
+  outbox.flush();
   for (const message of event.data) receive(message);
 };
 
