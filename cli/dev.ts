@@ -117,11 +117,10 @@ export async function runDev(args: string[]): Promise<void> {
     stopping = true;
     return mongrel2.stop();
   };
-  onSignals(async () => {
+  onSignals(served, logger, async () => {
     // A terminal's Ctrl-C reaches mongrel2 too (same process group): its
     // exit from now on is expected.
     stopping = true;
-    logger.info("Shutting down: finishing responses in flight");
     try {
       await served.stop();
     } finally {

@@ -239,30 +239,46 @@ export async function serve(setup: ServeSetup): Promise<Served> {
 
 /**
  * SIGINT and SIGTERM stop gracefully: `stop`, then exit with 0 (1 when it
- * fails). A second signal exits at once with 130.
+ * fails). A second signal exits at once with 130, after a warning that
+ * says how many responses it cuts.
  *
- * @param stop Finishes the responses in flight and closes.
+ * @param served What is served: stopped by the first signal.
+ * @param logger Where the second signal's warning goes.
+ * @param stop Finishes the responses in flight and closes (default
+ * `served.stop()`).
  *
  * @example Usage
  * ```ts
  * import type { Served } from "./reload.ts";
+ * import type { Logger } from "../runtime/log.ts";
  * import { onSignals } from "./serve.ts";
  * declare const served: Served;
- * onSignals(() => served.stop());
+ * declare const logger: Logger;
+ * onSignals(served, logger);
  * ```
  */
-export function onSignals(stop: () => Promise<void>): void {
+export function onSignals(
+  served: Served,
+  logger: Logger,
+  stop: () => Promise<void> = () => served.stop(),
+): void {
   let stopping = false;
-  const handle = () => {
-    if (stopping) Deno.exit(130);
+  const handle = (signal: Deno.Signal) => {
+    if (stopping) {
+      logger.warn(
+        `${signal} again: exiting at once with 130, cutting the ${served.server.inFlight} response(s) still in flight`,
+      );
+      Deno.exit(130);
+    }
     stopping = true;
+    logger.info("Shutting down: finishing responses in flight");
     stop().then(() => Deno.exit(0), (error) => {
       console.error(error);
       Deno.exit(1);
     });
   };
-  Deno.addSignalListener("SIGINT", handle);
-  Deno.addSignalListener("SIGTERM", handle);
+  Deno.addSignalListener("SIGINT", () => handle("SIGINT"));
+  Deno.addSignalListener("SIGTERM", () => handle("SIGTERM"));
 }
 
 /**
@@ -308,9 +324,6 @@ export async function runServe(args: string[]): Promise<void> {
     served,
     async () => discovered(await resolveSetup(parsed, SERVE_OPTIONS)),
   );
-  onSignals(async () => {
-    logger.info("Shutting down: finishing responses in flight");
-    await served.stop();
-  });
+  onSignals(served, logger);
   await served.server.finished;
 }

@@ -111,3 +111,34 @@ Deno.test("SIGTERM under load: exit 0, nothing lost, a fresh m2fetch answers wha
 Deno.test("SIGINT under load behaves the same", async () => {
   await shutdownUnderLoad("SIGINT");
 });
+
+Deno.test("a second SIGTERM during the drain exits with 130 and says what it cut", async () => {
+  await using site = await startSite();
+  await writeFiles(site.dir, {
+    "app.ts": `export default {
+  fetch(request) {
+    console.log("handler started");
+    return new Promise(() => {}); // never answers
+  },
+};
+`,
+  });
+  const client = new AbortController();
+  await using m2fetch = await startM2fetch(site, `${site.dir}/app.ts`);
+  const request = fetch(site.url, { signal: client.signal }).catch(() => null);
+  try {
+    await m2fetch.waitForOutput("handler started");
+    m2fetch.signal("SIGTERM");
+    await m2fetch.waitForOutput("Shutting down");
+    m2fetch.signal("SIGTERM");
+    const status = await m2fetch.status;
+    assert.equal(status.code, 130, m2fetch.output());
+    assert.match(
+      m2fetch.output(),
+      /SIGTERM again: exiting at once with 130, cutting the 1 response\(s\) still in flight/,
+    );
+  } finally {
+    client.abort();
+    await request;
+  }
+});
