@@ -408,13 +408,16 @@ const MAX_DURATION_MS = 2 ** 31 - 1;
  * ```ts
  * import { parseDuration } from "./options.ts";
  * console.assert(parseDuration("30s") === 30_000 && parseDuration("250") === 250);
+ * console.assert(parseDuration("0.3ms") === 1 && parseDuration("0") === 0);
  * ```
  */
 export function parseDuration(text: string): number {
   const match = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(text.trim());
   if (match === null) return NaN;
   const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[match[2] ?? "ms"]!;
-  return Math.round(Number(match[1]) * unit);
+  const ms = Number(match[1]) * unit;
+  // Rounded to 0, a timeout of 0.3ms would mean no timeout at all.
+  return ms > 0 && ms < 1 ? 1 : Math.round(ms);
 }
 
 /**

@@ -1,5 +1,9 @@
 import assert from "node:assert/strict";
-import { coerceOption, SERVE_OPTIONS } from "../../cli/options.ts";
+import {
+  coerceOption,
+  parseDuration,
+  SERVE_OPTIONS,
+} from "../../cli/options.ts";
 import { readConfigFile } from "../../cli/config_file.ts";
 import { runCli, spawnCli, tempDir } from "./helpers.ts";
 
@@ -23,6 +27,18 @@ Deno.test("coerceOption() gives --send-spec and --recv-spec as lists", () => {
     () => coerceOption("send-spec", spec, ["tcp://a:1", 5], "--send-spec"),
     /Invalid value for --send-spec: expected a non-empty string, got 5/,
   );
+});
+
+Deno.test("parseDuration() reads each unit, and a positive duration never becomes 0 (no timeout)", () => {
+  assert.equal(parseDuration("250"), 250);
+  assert.equal(parseDuration("1.1s"), 1100);
+  assert.equal(parseDuration("2m"), 120_000);
+  assert.equal(parseDuration("1h"), 3_600_000);
+  assert.equal(parseDuration("0"), 0);
+  assert.equal(parseDuration("0.3ms"), 1);
+  assert.equal(parseDuration("0.0004s"), 1);
+  assert.ok(Number.isNaN(parseDuration("-1s")));
+  assert.ok(Number.isNaN(parseDuration("5d")));
 });
 
 Deno.test("m2fetch.json takes lists (or one string) for the specs, and config writes repeated flags as lists", async () => {
