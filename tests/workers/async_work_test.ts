@@ -1,0 +1,33 @@
+/**
+ * Handlers whose CPU work comes after an `await`, with `--workers`: the
+ * requests that reach a worker in one batch are worked through one after
+ * the other, as when each was a message of its own, so a worker busy with
+ * such a backlog still shows it is alive and is not replaced.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { startCliHarness } from "../e2e/harness.ts";
+
+const APP = "tests/workers/async_work_app.ts";
+
+Deno.test("--workers 1: a backlog of handlers busy after an await, longer than --worker-timeout, is served, not taken for a hung worker", async () => {
+  await using harness = await startCliHarness(APP, {
+    args: ["--workers", "1", "--worker-timeout", "1s"],
+  });
+  // 2.4 s of work at once, each request 120 ms: the worker answers pings
+  // between them, as it did before its messages were batched.
+  const statuses = await Promise.all(
+    Array.from(
+      { length: 20 },
+      () =>
+        fetch(`${harness.url}/work?ms=120`).then(async (response) => {
+          await response.body?.cancel();
+          return response.status;
+        }),
+    ),
+  );
+  assert.deepEqual(statuses, Array(20).fill(200), harness.output());
+  assert.doesNotMatch(harness.output(), /answered no ping/);
+});
