@@ -303,7 +303,8 @@ function nextTurn(): Promise<void> {
 
 /**
  * Handles the inbox in order. A request is taken once the one before it
- * has answered or waits for something else (the event loop turned): the
+ * has answered or waits for something else (the event loop turned), a
+ * socket's frame once the event loop turned after the one before it: the
  * work a handler does after an `await` runs before the next request, as
  * when each request was a message of its own, so its response is not
  * held behind the next handlers' work, and the worker sees its messages
@@ -317,7 +318,14 @@ async function handleInbox(): Promise<void> {
   while ((next = inbox.shift()) !== undefined) {
     const started = performance.now();
     const received = receive(next);
-    if (next.type !== "request" || inbox.length === 0) continue;
+    if (inbox.length === 0) continue;
+    if (next.type === "ws-frame") {
+      // A socket's listener may work after an await too: its callbacks
+      // run before the next frame, as when each frame was a message.
+      await nextTurn();
+      continue;
+    }
+    if (next.type !== "request") continue;
     // handle() answers a handler's failure itself: nothing to report here.
     await Promise.race([received, nextTurn()]).catch(() => {});
     const now = performance.now();
