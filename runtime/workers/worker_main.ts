@@ -279,36 +279,58 @@ self.onmessage = (event: MessageEvent<ToWorker[]>) => {
 };
 
 /**
- * A handler that keeps the thread this long in one go (ms) makes the
- * worker post each response before it takes the next request, for a
- * while ({@linkcode SLOW_HANDLER_MEMORY_MS}). Above the young-generation
- * collections (1–3 ms) that quick handlers meet now and then.
+ * A handler that keeps the thread this long in one go (ms), its callbacks
+ * after an `await` included, makes the worker post each response before
+ * it takes the next request, for a while ({@linkcode SLOW_HANDLER_MEMORY_MS}).
+ * Above the young-generation collections (1–3 ms) that quick handlers meet
+ * now and then.
  */
 const SLOW_HANDLER_MS = 5;
 const SLOW_HANDLER_MEMORY_MS = 1000;
 /** When a handler last kept the thread for SLOW_HANDLER_MS or more. */
 let lastSlowHandler = -Infinity;
 
+/** Resolves once the event loop turns (shared by whoever waits meanwhile). */
+let turnEnded: Promise<void> | undefined;
+function nextTurn(): Promise<void> {
+  return turnEnded ??= new Promise((resolve) =>
+    setImmediate(() => {
+      turnEnded = undefined;
+      resolve();
+    })
+  );
+}
+
 /**
- * Handles the inbox in order. While handlers are slow to give the thread
- * back, the callbacks a request queued run and its response is posted
- * before the next request is taken: a response ready at once must not
- * wait for the synchronous work of the handler after it. Quick handlers'
- * responses go out together, when the batch is done.
+ * Handles the inbox in order. A request is taken once the one before it
+ * has answered or waits for something else (the event loop turned), a
+ * socket's frame once the event loop turned after the one before it: the
+ * work a handler does after an `await` runs before the next request, as
+ * when each request was a message of its own, so its response is not
+ * held behind the next handlers' work, and the worker sees its messages
+ * (pings among them) as it goes. While handlers are slow to give the
+ * thread back, each response is posted before the next request is taken;
+ * quick handlers' responses go out together, when the batch is done.
  */
 async function handleInbox(): Promise<void> {
   handling = true;
   let next: ToWorker | undefined;
   while ((next = inbox.shift()) !== undefined) {
     const started = performance.now();
-    receive(next);
-    if (next.type !== "request" || inbox.length === 0) continue;
+    const received = receive(next);
+    if (inbox.length === 0) continue;
+    if (next.type === "ws-frame") {
+      // A socket's listener may work after an await too: its callbacks
+      // run before the next frame, as when each frame was a message.
+      await nextTurn();
+      continue;
+    }
+    if (next.type !== "request") continue;
+    // handle() answers a handler's failure itself: nothing to report here.
+    await Promise.race([received, nextTurn()]).catch(() => {});
     const now = performance.now();
     if (now - started >= SLOW_HANDLER_MS) lastSlowHandler = now;
-    if (now - lastSlowHandler < SLOW_HANDLER_MEMORY_MS) {
-      await new Promise((resolve) => setImmediate(resolve));
-      outbox.flush();
-    }
+    if (now - lastSlowHandler < SLOW_HANDLER_MEMORY_MS) outbox.flush();
   }
   handling = false;
 }
@@ -334,7 +356,7 @@ async function receive(message: ToWorker): Promise<void> {
       break;
     case "request":
       complete(message.completed);
-      handle(message);
+      await handle(message);
       break;
     case "abort":
       requests.get(message.id)?.controller.abort(

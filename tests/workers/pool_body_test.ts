@@ -304,3 +304,45 @@ Deno.test("requests that reach a worker together: a quick response does not wait
       );
     },
   ));
+
+Deno.test("requests that reach a worker together: a quick response does not wait for the work a slow handler does after an await", () =>
+  withPool(
+    `export default {
+  async fetch(request) {
+    await request.text();
+    if (new URL(request.url).pathname === "/slow") {
+      const until = performance.now() + 300;
+      while (performance.now() < until);
+    }
+    return new Response("done");
+  },
+};
+`,
+    async (pool) => {
+      // Sent in one turn, they cross in one batch; each handler's work
+      // after its await runs, and its response leaves, before the next
+      // request is taken.
+      const arrivals: [string, number][] = [];
+      const timed = async (path: string) => {
+        const { response, completed } = await send(pool, path);
+        arrivals.push([path, performance.now()]);
+        await response.text();
+        completed.resolve();
+      };
+      await Promise.all([timed("/slow"), timed("/quick"), timed("/slow")]);
+      const [first, quick, second] = arrivals;
+      assert.deepEqual(arrivals.map(([path]) => path), [
+        "/slow",
+        "/quick",
+        "/slow",
+      ]);
+      assert.ok(
+        second[1] - quick[1] >= 200,
+        `the quick response came ${
+          (second[1] - quick[1]).toFixed(0)
+        } ms before the second slow one, ${
+          (quick[1] - first[1]).toFixed(0)
+        } ms after the first`,
+      );
+    },
+  ));
