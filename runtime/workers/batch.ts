@@ -34,17 +34,28 @@ export const MAX_BATCH_MESSAGES = 64;
  */
 export class MessageBatcher<T> {
   readonly #post: (messages: T[], transfer: Transferable[]) => void;
+  readonly #onFailure: (message: T, error: unknown) => void;
   #messages: T[] = [];
-  #transfer: Transferable[] = [];
+  /** What each queued message transfers (`undefined` for nothing). */
+  #transfers: (readonly Transferable[] | undefined)[] = [];
   #scheduled = false;
 
   /**
    * Creates a batcher.
    *
    * @param post Sends one batch (`worker.postMessage` or `self.postMessage`).
+   * @param onFailure Told about a message that cannot be posted (one that
+   * cannot be cloned or transferred); the others of its batch still go.
+   * By default the error is thrown from the flush.
    */
-  constructor(post: (messages: T[], transfer: Transferable[]) => void) {
+  constructor(
+    post: (messages: T[], transfer: Transferable[]) => void,
+    onFailure: (message: T, error: unknown) => void = (_, error) => {
+      throw error;
+    },
+  ) {
     this.#post = post;
+    this.#onFailure = onFailure;
   }
 
   /**
@@ -55,7 +66,7 @@ export class MessageBatcher<T> {
    */
   add(message: T, transfer: readonly Transferable[] = []): void {
     this.#messages.push(message);
-    for (const item of transfer) this.#transfer.push(item);
+    this.#transfers.push(transfer.length > 0 ? transfer : undefined);
     if (this.#messages.length >= MAX_BATCH_MESSAGES) {
       this.flush();
     } else if (!this.#scheduled) {
@@ -68,10 +79,25 @@ export class MessageBatcher<T> {
   flush(): void {
     if (this.#messages.length === 0) return;
     const messages = this.#messages;
-    const transfer = this.#transfer;
+    const transfers = this.#transfers;
     this.#messages = [];
-    this.#transfer = [];
-    this.#post(messages, transfer);
+    this.#transfers = [];
+    const transfer: Transferable[] = [];
+    for (const items of transfers) if (items) transfer.push(...items);
+    try {
+      this.#post(messages, transfer);
+    } catch {
+      // Nothing of a batch that fails to serialise has crossed: each goes
+      // on its own, so one bad message does not take the others down (one
+      // whose buffers the failed post detached fails again).
+      for (const [index, message] of messages.entries()) {
+        try {
+          this.#post([message], [...transfers[index] ?? []]);
+        } catch (error) {
+          this.#onFailure(message, error);
+        }
+      }
+    }
   }
 
   readonly #scheduledFlush = () => {

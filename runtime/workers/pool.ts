@@ -102,9 +102,22 @@ class HandlerWorker {
   loaded = false;
   #nextId = 1;
   #completions: Completions = [];
-  readonly #outbox = new MessageBatcher<ToWorker>((messages, transfer) => {
-    if (!this.dead) this.worker.postMessage(messages, transfer);
-  });
+  readonly #outbox = new MessageBatcher<ToWorker>(
+    (messages, transfer) => {
+      if (!this.dead) this.worker.postMessage(messages, transfer);
+    },
+    (message, error) => {
+      this.#logger.error(
+        `Cannot pass a ${message.type} message to a handler worker`,
+        error,
+      );
+      if (message.type !== "request") return;
+      const pending = this.pending.get(message.id);
+      if (pending === undefined || pending.responded) return;
+      pending.responded = true;
+      pending.reject(error);
+    },
+  );
   #completionsTimer: ReturnType<typeof setTimeout> | undefined;
   readonly #module: string;
   #ready: Promise<string>;

@@ -54,8 +54,23 @@ const requests = new Map<number, HeldRequest>();
 // mongrel2's sockets too.
 routeDenoUpgradeWebSocket();
 
-const outbox = new MessageBatcher<FromWorker>((messages, transfer) =>
-  self.postMessage(messages, transfer)
+const outbox = new MessageBatcher<FromWorker>(
+  (messages, transfer) => self.postMessage(messages, transfer),
+  // What is said instead is made of strings, which always cross.
+  (message, error) => {
+    const { message: text, stack } = describe(error);
+    post(
+      message.type === "response"
+        ? { type: "error", id: message.id, message: text, stack }
+        : {
+          type: "log",
+          level: "error",
+          message: `Cannot pass a ${message.type} message to the main thread: ${
+            stack ?? text
+          }`,
+        },
+    );
+  },
 );
 
 function post(message: FromWorker, transfer: Transferable[] = []): void {

@@ -86,3 +86,36 @@ Deno.test("a batch crosses to a worker as one message event", async () => {
     worker.terminate();
   }
 });
+
+Deno.test("a message that cannot be posted fails alone: the rest of its batch goes", async () => {
+  const worker = new Worker(
+    `data:text/javascript,self.onmessage = (event) => self.postMessage(event.data);`,
+    { type: "module" },
+  );
+  try {
+    const echoed: unknown[] = [];
+    const received = new Promise<void>((resolve) => {
+      worker.onmessage = (event: MessageEvent<unknown[]>) => {
+        echoed.push(...event.data);
+        if (echoed.length === 2) resolve();
+      };
+    });
+    const failed: [unknown, unknown][] = [];
+    const batcher = new MessageBatcher<unknown>(
+      (messages, transfer) => worker.postMessage(messages, transfer),
+      (message, error) => failed.push([message, error]),
+    );
+    const uncloneable = { run: () => {} };
+    batcher.add("before");
+    batcher.add(uncloneable);
+    batcher.add("after");
+    batcher.flush();
+    await received;
+    assert.deepEqual(echoed, ["before", "after"]);
+    assert.equal(failed.length, 1);
+    assert.equal(failed[0][0], uncloneable);
+    assert.equal((failed[0][1] as Error).name, "DataCloneError");
+  } finally {
+    worker.terminate();
+  }
+});
