@@ -194,3 +194,28 @@ export async function startDenoServe(
   }
   return { port, get, closeClient, [Symbol.asyncDispose]: stop };
 }
+
+/**
+ * Opens a WebSocket and waits until it is open.
+ *
+ * @param url The `ws://` URL.
+ * @param describe Text for a close before the first message (a server log).
+ * @returns The socket and its first message; the message rejects if the
+ * socket closes first.
+ */
+export async function openSocket(
+  url: string,
+  describe: () => string = () => "",
+): Promise<{ socket: WebSocket; firstMessage: Promise<string> }> {
+  const socket = new WebSocket(url);
+  await new Promise((resolve, reject) => {
+    socket.onopen = resolve;
+    socket.onerror = reject;
+  });
+  const firstMessage = new Promise<string>((resolve, reject) => {
+    socket.onmessage = (event) => resolve(event.data);
+    socket.onclose = (event) =>
+      reject(new Error(`closed ${event.code}: ${describe()}`));
+  });
+  return { socket, firstMessage };
+}

@@ -10,6 +10,7 @@
 
 import assert from "node:assert/strict";
 import { startCliHarness } from "../e2e/harness.ts";
+import { openSocket } from "../websocket/servers.ts";
 
 const APP = "tests/workers/async_work_app.ts";
 
@@ -37,18 +38,10 @@ Deno.test("--workers 1: a socket whose listener works after an await, for longer
   await using harness = await startCliHarness(APP, {
     args: ["--workers", "1", "--worker-timeout", "1s"],
   });
-  const socket = new WebSocket(
+  const { socket, firstMessage: answer } = await openSocket(
     `${harness.url.replace("http", "ws")}/socket?ms=30`,
+    harness.output,
   );
-  await new Promise((resolve, reject) => {
-    socket.onopen = resolve;
-    socket.onerror = reject;
-  });
-  const answer = new Promise<string>((resolve, reject) => {
-    socket.onmessage = (event) => resolve(event.data);
-    socket.onclose = (event) =>
-      reject(new Error(`closed ${event.code}: ${harness.output()}`));
-  });
   // 3 s of work, sent at once: up to 64 messages cross in one batch.
   for (let i = 0; i < 100; i++) socket.send("x");
   socket.send("end");

@@ -265,9 +265,42 @@ Deno.test("the pool refuses a request without mongrel2 facts, which its workers 
     },
   ));
 
+/**
+ * Sends /slow, /quick and /slow in one turn (so they cross in one batch)
+ * to a pool running `module`, whose /slow handler keeps the thread for
+ * 300 ms, and checks that the quick response left before the second slow
+ * handler's work: each request's work, and its response, come before the
+ * next request is taken.
+ */
+function quickResponseNotHeldBehindSlow(module: string): Promise<void> {
+  return withPool(module, async (pool) => {
+    const arrivals: [string, number][] = [];
+    const timed = async (path: string) => {
+      const { response, completed } = await send(pool, path);
+      arrivals.push([path, performance.now()]);
+      await response.text();
+      completed.resolve();
+    };
+    await Promise.all([timed("/slow"), timed("/quick"), timed("/slow")]);
+    const [first, quick, second] = arrivals;
+    assert.deepEqual(arrivals.map(([path]) => path), [
+      "/slow",
+      "/quick",
+      "/slow",
+    ]);
+    assert.ok(
+      second[1] - quick[1] >= 200,
+      `the quick response came ${
+        (second[1] - quick[1]).toFixed(0)
+      } ms before the second slow one, ${
+        (quick[1] - first[1]).toFixed(0)
+      } ms after the first`,
+    );
+  });
+}
+
 Deno.test("requests that reach a worker together: a quick response does not wait for a slow handler's work after it", () =>
-  withPool(
-    `export default {
+  quickResponseNotHeldBehindSlow(`export default {
   fetch(request) {
     if (new URL(request.url).pathname === "/slow") {
       const until = performance.now() + 300;
@@ -276,38 +309,10 @@ Deno.test("requests that reach a worker together: a quick response does not wait
     return new Response("done");
   },
 };
-`,
-    async (pool) => {
-      // Sent in one turn, they cross in one batch; the first slow handler
-      // makes the worker post each response before the next request.
-      const arrivals: [string, number][] = [];
-      const timed = async (path: string) => {
-        const { response, completed } = await send(pool, path);
-        arrivals.push([path, performance.now()]);
-        await response.text();
-        completed.resolve();
-      };
-      await Promise.all([timed("/slow"), timed("/quick"), timed("/slow")]);
-      const [first, quick, second] = arrivals;
-      assert.deepEqual(arrivals.map(([path]) => path), [
-        "/slow",
-        "/quick",
-        "/slow",
-      ]);
-      assert.ok(
-        second[1] - quick[1] >= 200,
-        `the quick response came ${
-          (second[1] - quick[1]).toFixed(0)
-        } ms before the second slow one, ${
-          (quick[1] - first[1]).toFixed(0)
-        } ms after the first`,
-      );
-    },
-  ));
+`));
 
 Deno.test("requests that reach a worker together: a quick response does not wait for the work a slow handler does after an await", () =>
-  withPool(
-    `export default {
+  quickResponseNotHeldBehindSlow(`export default {
   async fetch(request) {
     await request.text();
     if (new URL(request.url).pathname === "/slow") {
@@ -317,32 +322,4 @@ Deno.test("requests that reach a worker together: a quick response does not wait
     return new Response("done");
   },
 };
-`,
-    async (pool) => {
-      // Sent in one turn, they cross in one batch; each handler's work
-      // after its await runs, and its response leaves, before the next
-      // request is taken.
-      const arrivals: [string, number][] = [];
-      const timed = async (path: string) => {
-        const { response, completed } = await send(pool, path);
-        arrivals.push([path, performance.now()]);
-        await response.text();
-        completed.resolve();
-      };
-      await Promise.all([timed("/slow"), timed("/quick"), timed("/slow")]);
-      const [first, quick, second] = arrivals;
-      assert.deepEqual(arrivals.map(([path]) => path), [
-        "/slow",
-        "/quick",
-        "/slow",
-      ]);
-      assert.ok(
-        second[1] - quick[1] >= 200,
-        `the quick response came ${
-          (second[1] - quick[1]).toFixed(0)
-        } ms before the second slow one, ${
-          (quick[1] - first[1]).toFixed(0)
-        } ms after the first`,
-      );
-    },
-  ));
+`));

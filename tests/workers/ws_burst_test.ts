@@ -6,6 +6,7 @@
 
 import assert from "node:assert/strict";
 import { startCliHarness } from "../e2e/harness.ts";
+import { openSocket } from "../websocket/servers.ts";
 import { RawWsClient } from "../websocket/raw_ws_client.ts";
 import { encodeMaskedFrame } from "../websocket/frame_helpers.ts";
 import { waitFor } from "../subprocess.ts";
@@ -60,16 +61,10 @@ Deno.test("--workers 1: a worker working through a socket's backlog longer than 
   await using harness = await startCliHarness(APP, {
     args: ["--workers", "1", "--worker-timeout", "1s"],
   });
-  const socket = new WebSocket(`${harness.url.replace("http", "ws")}/slow`);
-  await new Promise((resolve, reject) => {
-    socket.onopen = resolve;
-    socket.onerror = reject;
-  });
-  const answer = new Promise<string>((resolve, reject) => {
-    socket.onmessage = (event) => resolve(event.data);
-    socket.onclose = (event) =>
-      reject(new Error(`closed ${event.code}: ${harness.output()}`));
-  });
+  const { socket, firstMessage: answer } = await openSocket(
+    `${harness.url.replace("http", "ws")}/slow`,
+    harness.output,
+  );
   // 3 s of work for the handler, sent at once.
   for (let i = 0; i < 3000; i++) socket.send("x".repeat(100));
   socket.send("end");
