@@ -293,6 +293,90 @@ export function handlerCall(
 }
 
 /**
+ * A handler that builds the `Request` itself from mongrel2's facts, so the
+ * server builds none: the worker pool, whose workers each build their own.
+ * The server calls it in place of the {@linkcode FetchHandler} it is
+ * attached to ({@linkcode withFactsHandler}).
+ *
+ * @example Usage
+ * ```ts
+ * import type { FactsHandler } from "./handler.ts";
+ * const facts: FactsHandler = (source) => new Response(`id ${source.connectionId}`);
+ * ```
+ */
+export type FactsHandler = (
+  source: Mongrel2RequestInfo,
+  init: HandlerCallInit,
+  handshake: Handshake | undefined,
+) => Response | Promise<Response>;
+
+const FACTS_HANDLER = Symbol("m2fetch.factsHandler");
+
+/**
+ * Attaches a {@linkcode FactsHandler} to a Fetch handler that does the same
+ * from a `Request`.
+ *
+ * @param handler The Fetch handler (what users and tests call).
+ * @param facts What the server calls instead.
+ * @returns `handler`, carrying `facts`.
+ *
+ * @example Usage
+ * ```ts
+ * import { factsHandlerOf, withFactsHandler } from "./handler.ts";
+ * const handler = withFactsHandler(() => new Response("a"), () => new Response("b"));
+ * console.assert(factsHandlerOf(handler) !== undefined);
+ * ```
+ */
+export function withFactsHandler(
+  handler: FetchHandler,
+  facts: FactsHandler,
+): FetchHandler {
+  return Object.assign(handler, { [FACTS_HANDLER]: facts });
+}
+
+/**
+ * Returns the {@linkcode FactsHandler} attached to a Fetch handler.
+ *
+ * @param handler A Fetch handler.
+ * @returns The facts handler, or `undefined`.
+ *
+ * @example Usage
+ * ```ts
+ * import { factsHandlerOf } from "./handler.ts";
+ * console.assert(factsHandlerOf(() => new Response("a")) === undefined);
+ * ```
+ */
+export function factsHandlerOf(
+  handler: FetchHandler,
+): FactsHandler | undefined {
+  return (handler as { [FACTS_HANDLER]?: FactsHandler })[FACTS_HANDLER];
+}
+
+/**
+ * A request mongrel2 passed that `Request` cannot represent (a method or
+ * header value it rejects): a bad request, answered 400 before any
+ * handler runs. Thrown where the `Request` is built, in a worker too.
+ *
+ * @example Usage
+ * ```ts
+ * import { UnrepresentableRequestError } from "./handler.ts";
+ * const error = new UnrepresentableRequestError("Method is forbidden");
+ * console.assert(error.name === "UnrepresentableRequestError");
+ * ```
+ */
+export class UnrepresentableRequestError extends TypeError {
+  /**
+   * Creates the error.
+   *
+   * @param message Why `Request` refused it.
+   */
+  constructor(message: string) {
+    super(message);
+    this.name = "UnrepresentableRequestError";
+  }
+}
+
+/**
  * Longest a reload waits for the handler module to load (a top-level
  * `await` that never settles must not block every later reload).
  */

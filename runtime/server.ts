@@ -40,10 +40,14 @@ import { createLogger, type Logger } from "./log.ts";
 import type { Transport } from "./transport/transport.ts";
 import {
   checkHandlerResult,
+  factsHandlerOf,
   type FetchHandler,
   type HandlerCall,
   handlerCall,
+  type HandlerCallInit,
+  UnrepresentableRequestError,
 } from "./handler.ts";
+import type { Mongrel2RequestInfo } from "./info.ts";
 import type { SocketControl } from "./websocket/socket.ts";
 import {
   acceptedSocket,
@@ -868,34 +872,67 @@ class Server implements Mongrel2Server {
       });
       return;
     }
-    let call: HandlerCall;
-    try {
-      call = handlerCall({
-        connectionId: message.connectionId,
-        sender: message.sender,
-        pattern: firstHeader(message.headers, "PATTERN"),
-        path: message.path,
-        headers: message.headers,
-      }, {
-        signal: exchange.signal,
-        body: body ?? message.body,
-        completed: exchange.completed,
-        acceptKey: isHandshake(message)
-          ? new TextDecoder().decode(message.body)
-          : undefined,
-      });
-    } catch (error) {
-      this.#reject(
+    const source: Mongrel2RequestInfo = {
+      connectionId: message.connectionId,
+      sender: message.sender,
+      pattern: firstHeader(message.headers, "PATTERN"),
+      path: message.path,
+      headers: message.headers,
+    };
+    const init: HandlerCallInit = {
+      signal: exchange.signal,
+      body: body ?? message.body,
+      completed: exchange.completed,
+      acceptKey: isHandshake(message)
+        ? new TextDecoder().decode(message.body)
+        : undefined,
+    };
+    const handler = this.#handler;
+    const facts = factsHandlerOf(handler);
+    if (facts !== undefined) {
+      // The workers build the Request; building one here too would be
+      // thrown away.
+      const handshake = init.acceptKey === undefined
+        ? undefined
+        : { acceptKey: init.acceptKey };
+      this.#run(
         exchange,
+        () => facts(source, init, handshake),
         context,
-        400,
-        `Refused a request mongrel2 passed but Request rejects (${
-          (error as Error).message
-        })`,
+        handshake,
+        key,
       );
       return;
     }
-    this.#run(exchange, call.request, call.info, context, call.handshake, key);
+    let call: HandlerCall;
+    try {
+      call = handlerCall(source, init);
+    } catch (error) {
+      this.#refuseUnrepresentable(exchange, context, error);
+      return;
+    }
+    this.#run(
+      exchange,
+      () => handler(call.request, call.info),
+      context,
+      call.handshake,
+      key,
+    );
+  }
+
+  #refuseUnrepresentable(
+    exchange: Exchange,
+    context: ResponseContext,
+    error: unknown,
+  ): void {
+    this.#reject(
+      exchange,
+      context,
+      400,
+      `Refused a request mongrel2 passed but Request rejects (${
+        (error as Error).message
+      })`,
+    );
   }
 
   /**
@@ -904,8 +941,7 @@ class Server implements Mongrel2Server {
    */
   #run(
     exchange: Exchange,
-    request: Request,
-    info: Deno.ServeHandlerInfo<Deno.NetAddr>,
+    invoke: () => unknown,
     context: ResponseContext,
     handshake: Handshake | undefined,
     key: string,
@@ -927,7 +963,7 @@ class Server implements Mongrel2Server {
     }
     let response: Response;
     try {
-      const result = this.#handler(request, info);
+      const result = invoke();
       if (!(result instanceof Response)) {
         this.#await(exchange, result, context, handshake, key, timer);
         return;
@@ -968,6 +1004,10 @@ class Server implements Mongrel2Server {
     context: ResponseContext,
   ): Promise<void> {
     if (exchange.settled || exchange.responded) return;
+    if (error instanceof UnrepresentableRequestError) {
+      this.#refuseUnrepresentable(exchange, context, error);
+      return;
+    }
     const response = await this.#errorResponse(error);
     exchange.respond(new ResponseEncoder(response, context));
   }

@@ -80,7 +80,17 @@ export type FromWorker =
      */
     upgrade: boolean;
   }
-  | { type: "error"; id: number; message: string; stack: string | undefined }
+  | {
+    type: "error";
+    id: number;
+    message: string;
+    stack: string | undefined;
+    /**
+     * Set when the `Request` could not be built from mongrel2's facts (a
+     * bad request, answered 400) rather than the handler failing.
+     */
+    unrepresentable?: boolean;
+  }
   /**
    * A sign of life: the answer to a ping, and, while the worker works
    * through a backlog that holds its pings back, sent unasked.

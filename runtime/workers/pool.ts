@@ -14,7 +14,13 @@
  */
 
 import { mongrel2Info, type Mongrel2RequestInfo } from "../info.ts";
-import { type FetchHandler, loadedWithin } from "../handler.ts";
+import {
+  type FetchHandler,
+  loadedWithin,
+  UnrepresentableRequestError,
+  withFactsHandler,
+} from "../handler.ts";
+import { firstHeader } from "../protocol/message.ts";
 import type { Logger } from "../log.ts";
 import type { SocketControl } from "../websocket/socket.ts";
 import {
@@ -60,6 +66,18 @@ export interface WorkerPoolOptions {
   unresponsiveTimeout?: number;
   /** The handler's `Deno.args` (default none). */
   args?: readonly string[];
+}
+
+/** What a worker needs of a request besides mongrel2's facts. */
+interface WorkerCall {
+  /** Behind the worker's `request.signal`. */
+  signal: AbortSignal;
+  /** The body, as the server has it (a stream, or bytes in the message). */
+  body: ReadableStream<Uint8Array> | Uint8Array | null;
+  /** Settles when the response is out (the worker's `info.completed`). */
+  completed: Promise<void>;
+  /** The handshake mark, for a WebSocket handshake. */
+  handshake: Handshake | undefined;
 }
 
 interface Pending {
@@ -164,7 +182,11 @@ class HandlerWorker {
             const pending = this.pending.get(message.id);
             if (pending === undefined || pending.responded) break;
             pending.responded = true;
-            pending.reject(revive(message));
+            pending.reject(
+              message.unrepresentable
+                ? new UnrepresentableRequestError(message.message)
+                : revive(message),
+            );
             break;
           }
           case "pong":
@@ -327,25 +349,22 @@ class HandlerWorker {
     }, { highWaterMark: 0 });
   }
 
-  fetch(
-    request: Request,
-    source: Mongrel2RequestInfo,
-    info: Deno.ServeHandlerInfo<Deno.NetAddr>,
-  ): Promise<Response> {
+  fetch(source: Mongrel2RequestInfo, call: WorkerCall): Promise<Response> {
     const id = this.#nextId++;
     const { promise, resolve, reject } = Promise.withResolvers<Response>();
-    const handshake = handshakeOf(request);
+    const { signal, handshake } = call;
     this.pending.set(id, { resolve, reject, responded: false, handshake });
     // Abort and completion follow the request, which may wait a few
     // microtasks while a small body is read.
-    const posted = this.#post(id, request, source, handshake?.acceptKey).catch(
-      (error) => {
-        this.pending.delete(id);
-        reject(error);
-      },
-    );
+    const posted = this.#post(id, source, call.body, handshake?.acceptKey)
+      .catch(
+        (error) => {
+          this.pending.delete(id);
+          reject(error);
+        },
+      );
     const onAbort = async () => {
-      const reason = request.signal.reason;
+      const reason = signal.reason;
       // The request is over: the worker learns it with the completion.
       if (reason === REQUEST_FINISHED) return;
       await posted;
@@ -358,14 +377,14 @@ class HandlerWorker {
         name: reason instanceof Error ? reason.name : undefined,
       });
     };
-    request.signal.addEventListener("abort", onAbort, { once: true });
+    signal.addEventListener("abort", onAbort, { once: true });
     const finish = async (ok: boolean) => {
-      request.signal.removeEventListener("abort", onAbort);
+      signal.removeEventListener("abort", onAbort);
       this.pending.delete(id);
       await posted;
       this.#complete(ok ? id : -id);
     };
-    info.completed.then(() => finish(true), () => finish(false));
+    call.completed.then(() => finish(true), () => finish(false));
     return promise;
   }
 
@@ -389,14 +408,22 @@ class HandlerWorker {
 
   async #post(
     id: number,
-    request: Request,
     source: Mongrel2RequestInfo,
+    requestBody: WorkerCall["body"],
     handshake: string | undefined,
   ): Promise<void> {
-    const length = Number(request.headers.get("content-length") ?? NaN);
-    const body = request.body !== null && length <= SMALL_BODY_BYTES
-      ? await settleBody(request.body, SMALL_BODY_BYTES)
-      : request.body;
+    let body: ReadableStream<Uint8Array> | Uint8Array<ArrayBuffer> | null;
+    if (requestBody instanceof Uint8Array) {
+      // A view into the whole ZeroMQ message: copy just the body.
+      body = requestBody.length === 0 ? null : requestBody.slice();
+    } else {
+      const length = Number(
+        firstHeader(source.headers, "content-length") ?? NaN,
+      );
+      body = requestBody !== null && length <= SMALL_BODY_BYTES
+        ? await settleBody(requestBody, SMALL_BODY_BYTES)
+        : requestBody;
+    }
     this.send({
       type: "request",
       id,
@@ -589,13 +616,34 @@ export class WorkerPool {
    * @throws {TypeError} For a request without mongrel2 facts (`mongrel2Info()`),
    * which the worker rebuilds it from.
    */
-  fetch: FetchHandler = (request, info) => {
-    const source = mongrel2Info(request);
-    if (source === undefined) {
-      throw new TypeError(
-        "Cannot pass the request to a handler worker: it has no mongrel2 facts (mongrel2Info()), which the worker rebuilds it from",
-      );
-    }
+  fetch: FetchHandler = withFactsHandler(
+    (request, info) => {
+      const source = mongrel2Info(request);
+      if (source === undefined) {
+        throw new TypeError(
+          "Cannot pass the request to a handler worker: it has no mongrel2 facts (mongrel2Info()), which the worker rebuilds it from",
+        );
+      }
+      return this.#dispatch(source, {
+        signal: request.signal,
+        body: request.body,
+        completed: info.completed,
+        handshake: handshakeOf(request),
+      });
+    },
+    (source, init, handshake) =>
+      this.#dispatch(source, {
+        signal: init.signal,
+        body: init.body,
+        completed: init.completed,
+        handshake,
+      }),
+  );
+
+  #dispatch(
+    source: Mongrel2RequestInfo,
+    call: WorkerCall,
+  ): Response | Promise<Response> {
     let worker = this.#slots[Number(source.connectionId) % this.#slots.length];
     if (worker.dead || !worker.loaded) {
       // Its worker crashed and its replacement is not up yet: another takes
@@ -610,12 +658,12 @@ export class WorkerPool {
       // Every worker is starting: wait for this one's module.
       const starting = worker;
       return starting.ready().then(
-        () => starting.fetch(request, source, info),
+        () => starting.fetch(source, call),
         () => new Response(BAD_GATEWAY, { status: 502 }),
       );
     }
-    return worker.fetch(request, source, info);
-  };
+    return worker.fetch(source, call);
+  }
 
   /**
    * Replaces the workers with workers that load the module afresh: all of

@@ -11,6 +11,7 @@
 import {
   checkHandlerResult,
   type FetchHandler,
+  type HandlerCall,
   handlerCall,
   loadHandler,
   setHandlerArgs,
@@ -225,13 +226,28 @@ async function handle(message: WorkerRequest): Promise<void> {
     upgraded: false,
   };
   requests.set(message.id, held);
+  let call: HandlerCall;
   try {
-    const { request, info, handshake } = handlerCall(message.source, {
+    call = handlerCall(message.source, {
       signal: controller.signal,
       body: requestBody,
       completed,
       acceptKey: message.handshake,
     });
+  } catch (error) {
+    // The main thread answers 400, as it does for a Request it cannot
+    // build itself.
+    post({
+      type: "error",
+      id: message.id,
+      message: (error as Error).message,
+      stack: undefined,
+      unrepresentable: true,
+    });
+    return;
+  }
+  const { request, info, handshake } = call;
+  try {
     const response = await handler!(request, info);
     checkHandlerResult(response);
     const socket = acceptedSocket(response, handshake);
