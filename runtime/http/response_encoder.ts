@@ -58,6 +58,11 @@ export class ResponseEncoder {
   #sent = 0;
   #status: number;
   #bodyFailure: { error: unknown } | null = null;
+  /**
+   * A body failure that came right after chunks still to send: those go
+   * out first, and the next read raises it.
+   */
+  #laterFailure: { error: unknown } | null = null;
 
   /**
    * Creates an encoder; nothing is read until {@linkcode next}.
@@ -101,6 +106,11 @@ export class ResponseEncoder {
    */
   get bodyFailure(): { error: unknown } | null {
     return this.#bodyFailure;
+  }
+
+  /** Whether the head has been produced with a body to follow it. */
+  get #headSent(): boolean {
+    return this.#started && this.#framing !== "none";
   }
 
   /** Body bytes produced so far (without framing). */
@@ -230,33 +240,44 @@ export class ResponseEncoder {
   async #gather(pieces: Uint8Array[], wait: boolean): Promise<boolean> {
     const reader = this.#reader;
     if (reader === null) return true;
+    if (this.#laterFailure !== null) throw this.#laterFailure.error;
     const raw: Uint8Array[] = [];
     let bytes = 0;
     let ended = false;
     while (bytes < SEGMENT_BYTES) {
       const read = this.#pendingRead ?? reader.read();
       this.#pendingRead = null;
-      let result: ReadableStreamReadResult<Uint8Array>;
-      if (wait && raw.length === 0) {
-        result = await read;
-      } else {
-        const first = await readyOrPending(read);
-        if (first === PENDING) {
-          this.#pendingRead = read;
+      let chunk: Uint8Array;
+      try {
+        let result: ReadableStreamReadResult<Uint8Array>;
+        if (wait && raw.length === 0) {
+          result = await read;
+        } else {
+          const first = await readyOrPending(read);
+          if (first === PENDING) {
+            this.#pendingRead = read;
+            break;
+          }
+          result = first;
+        }
+        if (result.done) {
+          ended = true;
+          this.#reader = null;
           break;
         }
-        result = first;
-      }
-      if (result.done) {
-        ended = true;
-        this.#reader = null;
+        chunk = result.value;
+        if (!(chunk instanceof Uint8Array)) {
+          throw new TypeError(
+            "Cannot send response body: the stream produced a chunk that is not a Uint8Array",
+          );
+        }
+      } catch (error) {
+        // Once the head is out, the chunks read before the failure still
+        // go to the client, as deno serve sends them; before it, the
+        // whole response becomes a 500 (see #answerFailure).
+        if (raw.length === 0 || !this.#headSent) throw error;
+        this.#laterFailure = { error };
         break;
-      }
-      const chunk = result.value;
-      if (!(chunk instanceof Uint8Array)) {
-        throw new TypeError(
-          "Cannot send response body: the stream produced a chunk that is not a Uint8Array",
-        );
       }
       if (chunk.length === 0) continue;
       raw.push(chunk);
@@ -286,7 +307,7 @@ export class ResponseEncoder {
         }
       }
     }
-    if (this.#started && this.#framing !== "none") {
+    if (this.#headSent) {
       this.#frame(raw, pieces);
     } else {
       pieces.push(...raw);

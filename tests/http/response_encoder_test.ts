@@ -497,6 +497,20 @@ Deno.test("ResponseEncoder sends a full segment before the failure that follows 
   await assertRejects(encoder.next(), (error) => assert.equal(error, failure));
 });
 
+Deno.test("ResponseEncoder sends the chunks that were ready with a failure before raising it", async () => {
+  const failure = new Error("upstream reset");
+  const { stream, controller } = manualStream();
+  controller.enqueue(new TextEncoder().encode("first"));
+  const encoder = encoderFor(new Response(stream), HTTP10);
+  const head = (await encoder.next())!.map(latin1).join("");
+  assert.match(head, /^HTTP\/1\.0 200 OK\r\n[\s\S]*\r\n\r\nfirst$/);
+  controller.enqueue(new TextEncoder().encode("last words"));
+  controller.error(failure);
+  const segment = (await encoder.next())!.map(latin1).join("");
+  assert.equal(segment, "last words");
+  await assertRejects(encoder.next(), (error) => assert.equal(error, failure));
+});
+
 Deno.test("ResponseEncoder answers 500 in place of a body that errors before anything was sent", async () => {
   const failure = new Error("no body");
   let cancelled: unknown = null;
