@@ -145,8 +145,28 @@ export class ResponseEncoder {
       this.#checkLength();
       if (this.#framing === "chunked") pieces.push(lastChunk());
       if (pieces.length === 0) return null;
+    } else {
+      this.#endAtDeclaredLength();
     }
     return pieces;
+  }
+
+  /**
+   * Ends a response whose declared length has gone out in full, without
+   * waiting for its stream to say so: the client has its answer and may
+   * send the next request (an upload, which a response still in progress
+   * would refuse) before a stream from a worker, or one that closes late,
+   * reports its end. The stream is cancelled, not awaited, as `deno serve`
+   * does (hyper drops a body once its length is written).
+   */
+  #endAtDeclaredLength(): void {
+    if (this.#framing !== "length" || this.#sent !== this.#declaredLength) {
+      return;
+    }
+    // Cancelling settles a read still pending; its outcome is not needed.
+    this.#pendingRead?.catch(() => {});
+    this.#pendingRead = null;
+    this.cancel();
   }
 
   /**
@@ -207,6 +227,7 @@ export class ResponseEncoder {
     const pieces = [head.head];
     this.#frame(buffered, pieces);
     if (done && head.framing === "chunked") pieces.push(lastChunk());
+    if (!done) this.#endAtDeclaredLength();
     return pieces;
   }
 

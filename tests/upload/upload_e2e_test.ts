@@ -710,6 +710,56 @@ Deno.test("an upload pipelined behind a request that closes the connection is no
   );
 });
 
+Deno.test("the next upload on a connection is served once the last one's declared length is out, though its stream closes later", async () => {
+  // A stream from a worker reports its end a thread hop after its last
+  // bytes (and a file or proxy stream may close later still): the client
+  // has its whole answer and sends the next upload meanwhile. It must not
+  // meet the previous upload still in progress (400); deno serve, too,
+  // ends a response at its declared length and cancels the stream.
+  let cancelled = 0;
+  await using rig = await startRig({
+    contentLength: LIMIT,
+    handler: async (request) => {
+      const { bytes } = await hashRequestBody(request);
+      const answer = new TextEncoder().encode(`got ${bytes}`);
+      return new Response(
+        new ReadableStream<Uint8Array>({
+          async start(controller) {
+            controller.enqueue(answer);
+            await delay(2000);
+            controller.close();
+          },
+          cancel() {
+            cancelled++;
+          },
+        }),
+        { headers: { "content-length": String(answer.length) } },
+      );
+    },
+  });
+  const sizes = [LIMIT * 10, LIMIT * 12];
+  const conn = await RawConn.open(rig.port);
+  const statuses = () =>
+    [...conn.text.matchAll(/HTTP\/1\.1 (\d{3})/g)].map((match) => match[1]);
+  try {
+    for (const [index, size] of sizes.entries()) {
+      await conn.write(
+        `POST /up HTTP/1.1\r\nHost: localhost\r\nContent-Length: ${size}\r\n\r\n`,
+      );
+      await conn.write(new PatternSource(size).next()!);
+      assert.ok(
+        await conn.until((text) => text.endsWith(`got ${size}`), 1500),
+        `answer ${index + 1}: ${conn.text.slice(-300)}`,
+      );
+    }
+  } finally {
+    await conn.close();
+  }
+  assert.deepEqual(statuses(), ["200", "200"]);
+  assert.equal(cancelled, 2);
+  assert.deepEqual(await rig.waitStoreEmpty(), []);
+});
+
 Deno.test("a chunked upload's connection closes after its answer, so the next upload cannot follow it there", async () => {
   // mongrel2 1.12.2 spools an upload that follows a chunked one on the
   // same connection wrongly: stuck at limits.content_length, or with 8
