@@ -123,7 +123,7 @@ export class ResponseEncoder {
    * response is complete.
    *
    * @returns The pieces, or `null`.
-   * @throws {Error} When the body stream errors or breaks its declared length.
+   * @throws {Error} When the body stream errors or ends short of its declared length.
    */
   async next(): Promise<Uint8Array[] | null> {
     if (this.#finished) return null;
@@ -337,17 +337,16 @@ export class ResponseEncoder {
   }
 
   #frame(raw: Uint8Array[], pieces: Uint8Array[]): void {
-    if (this.#framing === "length") {
-      let total = this.#sent;
-      for (const chunk of raw) total += chunk.length;
-      if (total > this.#declaredLength) {
-        // Nothing of this segment goes out (nor counts in the access log).
-        throw new RangeError(
-          `Cannot send response body: it is longer than its content-length of ${this.#declaredLength} bytes`,
-        );
+    for (let chunk of raw) {
+      if (this.#framing === "length") {
+        // Bytes past the declared length are dropped, as hyper drops them
+        // under deno serve; #endAtDeclaredLength then ends the response,
+        // whether they came in one segment with the last declared bytes or
+        // in a later one.
+        const room = this.#declaredLength - this.#sent;
+        if (room === 0) break;
+        if (chunk.length > room) chunk = chunk.subarray(0, room);
       }
-    }
-    for (const chunk of raw) {
       this.#sent += chunk.length;
       if (this.#framing === "chunked") {
         pieces.push(...chunkPieces(chunk));

@@ -422,30 +422,46 @@ Deno.test("ResponseEncoder ends a stream's response at its declared content-leng
   assert.ok(cancelled, "the stream was not cancelled");
 });
 
-Deno.test("ResponseEncoder counts nothing of a later segment that overruns its content-length", async () => {
+Deno.test("ResponseEncoder sends a segment that overruns its content-length up to that length and cancels the rest, as deno serve does", async () => {
+  let cancelled = false;
   const response = new Response(
     new ReadableStream({
       start(controller) {
-        controller.enqueue(new Uint8Array(5));
+        controller.enqueue(new TextEncoder().encode("hello"));
         // Later, two chunks at once: together past the declared 12 bytes.
         setTimeout(() => {
-          controller.enqueue(new Uint8Array(5));
-          controller.enqueue(new Uint8Array(10));
+          controller.enqueue(new TextEncoder().encode(" there"));
+          controller.enqueue(new TextEncoder().encode(" world"));
         }, 20);
+      },
+      cancel() {
+        cancelled = true;
       },
     }),
     { headers: { "content-length": "12" } },
   );
   const encoder = encoderFor(response);
-  await encoder.next(); // the head and the first 5 bytes
-  await assertRejects(
-    (async () => {
-      while (await encoder.next() !== null) { /* until it fails */ }
-    })(),
-    (error) => assert.ok(error instanceof RangeError, String(error)),
+  assert.equal(
+    (await drain(encoder)).join(""),
+    `HTTP/1.1 200 OK\r\ndate: ${DATE}\r\ncontent-length: 12\r\n\r\nhello there `,
   );
+  assert.equal(encoder.bodyBytes, 12);
+  assert.ok(encoder.keepAlive);
+  assert.ok(cancelled, "the stream was not cancelled");
+});
+
+Deno.test("ResponseEncoder sends a first segment past its content-length up to that length while the stream is open", async () => {
+  const { stream, controller } = manualStream();
+  controller.enqueue(new TextEncoder().encode("hello world"));
+  const encoder = encoderFor(
+    new Response(stream, { headers: { "content-length": "5" } }),
+  );
+  assert.equal(
+    (await drain(encoder)).join(""),
+    `HTTP/1.1 200 OK\r\ndate: ${DATE}\r\ncontent-length: 5\r\n\r\nhello`,
+  );
+  assert.equal(encoder.status, 200);
   assert.equal(encoder.bodyBytes, 5);
-  await encoder.cancel();
 });
 
 // --- chunk handling and errors -------------------------------------------------
