@@ -1127,6 +1127,11 @@ class Server implements Mongrel2Server {
         `Response body for ${exchange.method} ${exchange.path} failed after the head was sent; closed connection ${connection.id}`,
         error,
       );
+    } else if (encoder?.failureAtEnd) {
+      this.#logger.error(
+        `Response body for ${exchange.method} ${exchange.path} failed after its declared length was sent`,
+        encoder.failureAtEnd.error,
+      );
     }
     this.#logger.access({
       method: exchange.method,

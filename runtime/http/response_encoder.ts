@@ -108,6 +108,17 @@ export class ResponseEncoder {
     return this.#bodyFailure;
   }
 
+  /**
+   * Set when the body failed together with its last declared bytes: the
+   * response went out whole and `next()` raised nothing, but the failure
+   * is the handler's to hear of (`deno serve` logs it too).
+   */
+  get failureAtEnd(): { error: unknown } | null {
+    return this.#finished && this.#sent === this.#declaredLength
+      ? this.#laterFailure
+      : null;
+  }
+
   /** Whether the head has been produced with a body to follow it. */
   get #headSent(): boolean {
     return this.#started && this.#framing !== "none";

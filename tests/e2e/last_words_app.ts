@@ -2,10 +2,12 @@
  * For tests/e2e/last_words_test.ts: a streamed body that sends a first
  * line, and 30 ms later enqueues its last line and errors in the same turn,
  * as a proxy does when its upstream sends its last bytes and then resets.
+ * At `/sized`, the same with a content-length the two lines fill.
  */
 export default {
-  fetch(): Response {
+  fetch(request: Request): Response {
     const encoder = new TextEncoder();
+    const sized = new URL(request.url).pathname === "/sized";
     return new Response(
       new ReadableStream<Uint8Array>({
         start(controller) {
@@ -16,6 +18,7 @@ export default {
           }, 30);
         },
       }),
+      sized ? { headers: { "content-length": "22" } } : {},
     );
   },
 } satisfies Deno.ServeDefaultExport;

@@ -53,3 +53,27 @@ for (const workers of ["0", "1"]) {
     await checkLastWords(m2fetch.port);
   });
 }
+
+// Main thread only: with --workers the failure crosses a thread after the
+// last bytes, and the response has ended (and cancelled the stream) by then.
+for (const workers of ["0"]) {
+  Deno.test(`--workers ${workers}: a stream that errors with its last declared bytes is answered whole, and its failure is logged`, async () => {
+    await using m2fetch = await startCliHarness(APP, {
+      args: ["--workers", workers],
+    });
+    const response = await fetch(new URL("/sized", m2fetch.url));
+    assert.equal(await response.text(), "first line\nlast words\n");
+    // deno serve logs the handler's failure though the body was whole.
+    await waitFor(() => /upstream reset/.test(m2fetch.output()));
+    assert.match(
+      m2fetch.output(),
+      /Response body for GET \/sized failed after its declared length was sent/,
+    );
+  });
+}
+
+async function waitFor(check: () => boolean): Promise<void> {
+  for (let i = 0; i < 100 && !check(); i++) {
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}

@@ -536,6 +536,24 @@ Deno.test("ResponseEncoder sends the chunks that were ready with a failure befor
   await assertRejects(encoder.next(), (error) => assert.equal(error, failure));
 });
 
+Deno.test("ResponseEncoder ends at its content-length when its last declared bytes come with a failure, and keeps the failure to report", async () => {
+  const failure = new Error("upstream reset");
+  const { stream, controller } = manualStream();
+  controller.enqueue(new TextEncoder().encode("he"));
+  const encoder = encoderFor(
+    new Response(stream, { headers: { "content-length": "5" } }),
+  );
+  await encoder.next();
+  assert.equal(encoder.failureAtEnd, null);
+  controller.enqueue(new TextEncoder().encode("llo"));
+  controller.error(failure);
+  assert.equal((await encoder.next())!.map(latin1).join(""), "llo");
+  assert.equal(await encoder.next(), null);
+  assert.ok(encoder.keepAlive);
+  // deno serve logs it though the client got the whole body.
+  assert.deepEqual(encoder.failureAtEnd, { error: failure });
+});
+
 Deno.test("ResponseEncoder answers 500 in place of a body that errors before anything was sent", async () => {
   const failure = new Error("no body");
   let cancelled: unknown = null;
