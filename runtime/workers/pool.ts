@@ -609,8 +609,10 @@ export class WorkerPool {
 
   /**
    * The pool as a Fetch handler: sends the request to its connection's worker.
+   * The server calls the facts handler attached to it instead
+   * ({@linkcode withFactsHandler}), and builds no `Request` on this thread.
    *
-   * @param request The request, as the server builds it.
+   * @param request A request carrying mongrel2 facts (`handlerCall()`).
    * @param info Client address and completion.
    * @returns The worker's response.
    * @throws {TypeError} For a request without mongrel2 facts (`mongrel2Info()`),

@@ -9,7 +9,11 @@
  */
 
 import assert from "node:assert/strict";
-import { handlerCall } from "../../runtime/handler.ts";
+import {
+  factsHandlerOf,
+  handlerCall,
+  UnrepresentableRequestError,
+} from "../../runtime/handler.ts";
 import { createLogger } from "../../runtime/log.ts";
 import { WorkerPool } from "../../runtime/workers/pool.ts";
 import { waitFor } from "../subprocess.ts";
@@ -323,3 +327,48 @@ Deno.test("requests that reach a worker together: a quick response does not wait
   },
 };
 `));
+
+Deno.test("the server's way into the pool: the worker builds the Request, refuses one it cannot build, and gets a POST's inline body", () =>
+  withPool(
+    `export default { fetch: async (r) => new Response(r.method + " " + await r.text()) };\n`,
+    async (pool) => {
+      const facts = factsHandlerOf(pool.fetch);
+      assert.ok(facts, "the pool carries no facts handler for the server");
+      const call = (method: string, body: Uint8Array) => {
+        const completed = Promise.withResolvers<void>();
+        const response = facts({
+          connectionId: String(++lastConnection),
+          sender: "pool-test",
+          pattern: "/",
+          path: "/",
+          headers: {
+            METHOD: method,
+            URI: "/",
+            VERSION: "HTTP/1.1",
+            REMOTE_ADDR: "127.0.0.1",
+            host: "localhost",
+            "content-length": String(body.length),
+          },
+        }, {
+          signal: new AbortController().signal,
+          body,
+          completed: completed.promise,
+          acceptKey: undefined,
+        }, undefined);
+        return { response, completed };
+      };
+      // A view into a bigger message, as the server hands it over.
+      const message = new TextEncoder().encode("headers...hello");
+      const posted = call("POST", message.subarray(10));
+      const response = await posted.response;
+      assert.equal(await response.text(), "POST hello");
+      posted.completed.resolve();
+      const refused = call("TRACE", new Uint8Array());
+      await assert.rejects(Promise.resolve(refused.response), (error) => {
+        assert.ok(error instanceof UnrepresentableRequestError, String(error));
+        assert.equal(error.message, "Method is forbidden");
+        return true;
+      });
+      refused.completed.resolve();
+    },
+  ));
