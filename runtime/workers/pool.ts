@@ -354,8 +354,8 @@ class HandlerWorker {
     const { promise, resolve, reject } = Promise.withResolvers<Response>();
     const { signal, handshake } = call;
     this.pending.set(id, { resolve, reject, responded: false, handshake });
-    // Abort and completion follow the request, which may wait a few
-    // microtasks while a small body is read.
+    // The abort and completion messages go after the request message,
+    // which may wait a few microtasks while a small body is read.
     const posted = this.#post(id, source, call.body, handshake?.acceptKey)
       .catch(
         (error) => {
