@@ -238,9 +238,16 @@ export async function serve(setup: ServeSetup): Promise<Served> {
 }
 
 /**
+ * How soon after the first a signal counts as the same one delivered
+ * twice, not as a second (ms).
+ */
+const REPEATED_SIGNAL_MS = 250;
+
+/**
  * SIGINT and SIGTERM stop gracefully: `stop`, then exit with 0 (1 when it
  * fails). A second signal exits at once with 130, after a warning that
- * says how many responses it cuts.
+ * says how many responses it cuts; one within 250 ms of the first is the
+ * same Ctrl-C delivered twice and is ignored.
  *
  * @param served What is served: stopped by the first signal.
  * @param logger Where the second signal's warning goes.
@@ -262,15 +269,18 @@ export function onSignals(
   logger: Logger,
   stop: () => Promise<void> = () => served.stop(),
 ): void {
-  let stopping = false;
+  let stoppedAt: number | null = null;
   const handle = (signal: Deno.Signal) => {
-    if (stopping) {
+    if (stoppedAt !== null) {
+      // One Ctrl-C often arrives twice: the terminal signals the whole
+      // process group, and `deno task` forwards it to its child as well.
+      if (performance.now() - stoppedAt < REPEATED_SIGNAL_MS) return;
       logger.warn(
         `${signal} again: exiting at once with 130, cutting the ${served.server.inFlight} response(s) still in flight`,
       );
       Deno.exit(130);
     }
-    stopping = true;
+    stoppedAt = performance.now();
     logger.info("Shutting down: finishing responses in flight");
     stop().then(() => Deno.exit(0), (error) => {
       console.error(error);

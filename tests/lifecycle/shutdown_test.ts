@@ -112,6 +112,34 @@ Deno.test("SIGINT under load behaves the same", async () => {
   await shutdownUnderLoad("SIGINT");
 });
 
+Deno.test("one Ctrl-C delivered twice (the process group's and deno task's) still drains and exits 0", async () => {
+  await using site = await startSite();
+  await writeFiles(site.dir, {
+    "app.ts": `export default {
+  async fetch() {
+    console.log("handler started");
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    return new Response("done");
+  },
+};
+`,
+  });
+  await using m2fetch = await startM2fetch(site, `${site.dir}/app.ts`);
+  const answer = fetch(site.url).then(
+    (response) => response.text(),
+    (error) => `no answer: ${error.message}`,
+  );
+  await m2fetch.waitForOutput("handler started");
+  m2fetch.signal("SIGINT");
+  // deno task's forward comes once the first has been taken, moments later.
+  await m2fetch.waitForOutput("Shutting down");
+  m2fetch.signal("SIGINT");
+  const status = await m2fetch.status;
+  assert.equal(status.code, 0, m2fetch.output());
+  assert.doesNotMatch(m2fetch.output(), /again: exiting at once/);
+  assert.equal(await answer, "done");
+});
+
 Deno.test("a second SIGTERM during the drain exits with 130 and says what it cut", async () => {
   await using site = await startSite();
   await writeFiles(site.dir, {
@@ -130,6 +158,8 @@ Deno.test("a second SIGTERM during the drain exits with 130 and says what it cut
     await m2fetch.waitForOutput("handler started");
     m2fetch.signal("SIGTERM");
     await m2fetch.waitForOutput("Shutting down");
+    // One within 250 ms would be the same signal delivered twice.
+    await delay(400);
     m2fetch.signal("SIGTERM");
     const status = await m2fetch.status;
     assert.equal(status.code, 130, m2fetch.output());
