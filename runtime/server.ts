@@ -28,7 +28,7 @@ import { requestMethod } from "./http/request.ts";
 import { isHandshake, refusalOf } from "./http/refusal.ts";
 import { Connection, MAX_CREDITS } from "./connection/connection.ts";
 import { Exchange } from "./connection/exchange.ts";
-import { REQUEST_FINISHED } from "./abort_reasons.ts";
+import { REQUEST_FINISHED, requestCancelled } from "./abort_reasons.ts";
 import {
   firstHeader,
   type Mongrel2Message,
@@ -396,10 +396,9 @@ class Server implements Mongrel2Server {
         } else {
           const connection = this.#connections.get(key);
           const socket = connection && this.#sockets.get(connection);
-          // deno serve's reason when the client leaves, but its own
-          // instance: the pool passes this one on to a worker.
+          // deno serve's reason when the client leaves.
           connection?.lost(
-            new DOMException(REQUEST_FINISHED.message, "AbortError"),
+            requestCancelled(),
             socket?.closedCleanly() ?? false,
           );
         }

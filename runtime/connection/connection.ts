@@ -14,7 +14,7 @@ import {
 } from "../protocol/reply.ts";
 import type { Exchange } from "./exchange.ts";
 import type { ResponseEncoder } from "../http/response_encoder.ts";
-import { REQUEST_FINISHED } from "../abort_reasons.ts";
+import { requestCancelled } from "../abort_reasons.ts";
 
 /** mongrel2's fixed per-connection credit window (`MAX_CREDITS`, 100 KiB). */
 export const MAX_CREDITS = 102400;
@@ -270,9 +270,7 @@ export class Connection {
           // The body stream failed after the head went out: the framing is
           // broken, so the only honest signal left is closing. The handler's
           // signal says so as under deno serve (the failure is logged).
-          exchange.abort(
-            new DOMException(REQUEST_FINISHED.message, "AbortError"),
-          );
+          exchange.abort(requestCancelled());
           this.#exchanges.shift();
           this.#hooks.exchangeEnded(this, exchange, encoder, error);
           this.close();
