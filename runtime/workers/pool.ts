@@ -129,11 +129,7 @@ class HandlerWorker {
         `Cannot pass a ${message.type} message to a handler worker`,
         error,
       );
-      if (message.type !== "request") return;
-      const pending = this.pending.get(message.id);
-      if (pending === undefined || pending.responded) return;
-      pending.responded = true;
-      pending.reject(error);
+      if (message.type === "request") this.#fail(message.id, error);
     },
   );
   #completionsTimer: ReturnType<typeof setTimeout> | undefined;
@@ -178,17 +174,14 @@ class HandlerWorker {
           case "response":
             this.#respond(message.id, message);
             break;
-          case "error": {
-            const pending = this.pending.get(message.id);
-            if (pending === undefined || pending.responded) break;
-            pending.responded = true;
-            pending.reject(
+          case "error":
+            this.#fail(
+              message.id,
               message.unrepresentable
                 ? new UnrepresentableRequestError(message.message)
                 : revive(message),
             );
             break;
-          }
           case "pong":
             this.lastPong = performance.now();
             break;
@@ -234,6 +227,14 @@ class HandlerWorker {
   /** Asks for a sign of life. */
   ping(): void {
     this.send({ type: "ping" });
+  }
+
+  /** Rejects a request that has not been answered yet with `error`. */
+  #fail(id: number, error: unknown): void {
+    const pending = this.pending.get(id);
+    if (pending === undefined || pending.responded) return;
+    pending.responded = true;
+    pending.reject(error);
   }
 
   #respond(
