@@ -7,7 +7,10 @@
  *   requests/s and the 2-vs-1 ratio (the ideal on 2 cores is 2; the main
  *   thread's share of the CPU keeps it lower);
  * - examples/hello.ts with --workers 0 and --workers 1: the cost of the
- *   worker hop per request.
+ *   worker hop per request;
+ * - the same at wrk -c 1, one request at a time: what each request costs
+ *   when no wake-up of a thread is shared with another request, which is
+ *   how requests reach the main thread behind a CPU-bound handler.
  *
  * For every run it also prints the CPU seconds of each m2fetch thread over
  * the measured window (main, the handler workers, ZeroMQ's I/O thread,
@@ -84,6 +87,7 @@ async function measure(
   label: string,
   app: string,
   workers: number,
+  connections: number,
   mongrel2: { url: string; sendSpec: string; recvSpec: string; pid: number },
   seconds: number,
 ): Promise<Run> {
@@ -109,7 +113,7 @@ async function measure(
     const machineBefore = readMachineBusySeconds();
     const wrk = await runWrk({
       url: `${mongrel2.url}/`,
-      connections: 16,
+      connections,
       seconds,
     });
     const cpu = readCpuSeconds(m2fetch.pid) - cpuBefore;
@@ -202,15 +206,25 @@ async function main(): Promise<void> {
   );
   const runs: Run[] = [];
   try {
-    const plan: [string, string, number][] = [
-      ["cpu 1 ms, --workers 1", `${dir}/cpu_app.ts`, 1],
-      ["cpu 1 ms, --workers 2", `${dir}/cpu_app.ts`, 2],
-      ["cpu 1 ms, --workers 0", `${dir}/cpu_app.ts`, 0],
-      ["hello, --workers 0", `${REPO_ROOT}/examples/hello.ts`, 0],
-      ["hello, --workers 1", `${REPO_ROOT}/examples/hello.ts`, 1],
+    const hello = `${REPO_ROOT}/examples/hello.ts`;
+    const plan: [string, string, number, number][] = [
+      ["cpu 1 ms, --workers 1", `${dir}/cpu_app.ts`, 1, 16],
+      ["cpu 1 ms, --workers 2", `${dir}/cpu_app.ts`, 2, 16],
+      ["cpu 1 ms, --workers 0", `${dir}/cpu_app.ts`, 0, 16],
+      ["hello, --workers 0", hello, 0, 16],
+      ["hello, --workers 1", hello, 1, 16],
+      ["hello, --workers 0, -c 1", hello, 0, 1],
+      ["hello, --workers 1, -c 1", hello, 1, 1],
     ];
-    for (const [label, app, workers] of plan) {
-      const run = await measure(label, app, workers, site, seconds);
+    for (const [label, app, workers, connections] of plan) {
+      const run = await measure(
+        label,
+        app,
+        workers,
+        connections,
+        site,
+        seconds,
+      );
       runs.push(run);
       console.log(describe(run, seconds));
       await delay(500);
@@ -221,9 +235,10 @@ async function main(): Promise<void> {
   }
   const rate = (label: string) =>
     runs.find((run) => run.label === label)!.wrk.requestsPerSecond;
-  const perRequest = (label: string) => {
+  const perRequest = (label: string, thread?: string) => {
     const run = runs.find((r) => r.label === label)!;
-    return run.cpu / run.wrk.requests * 1e6;
+    const cpu = thread === undefined ? run.cpu : run.threads[thread] ?? 0;
+    return cpu / run.wrk.requests * 1e6;
   };
   const ratio = rate("cpu 1 ms, --workers 2") / rate("cpu 1 ms, --workers 1");
   console.log(
@@ -243,6 +258,16 @@ async function main(): Promise<void> {
       (perRequest("hello, --workers 1") - perRequest("hello, --workers 0"))
         .toFixed(0)
     } µs of CPU per request`,
+  );
+  const mainThread = (label: string) => perRequest(label, "main").toFixed(0);
+  console.log(
+    `the main thread's CPU per request, hello with --workers 0 / 1: ${
+      mainThread("hello, --workers 0")
+    } / ${mainThread("hello, --workers 1")} µs at wrk -c 16, ${
+      mainThread("hello, --workers 0, -c 1")
+    } / ${
+      mainThread("hello, --workers 1, -c 1")
+    } µs at -c 1 (one request at a time: no wake-up is shared, as behind a CPU-bound handler)`,
   );
 }
 
