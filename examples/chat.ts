@@ -32,6 +32,7 @@ function join(request: Request): Response {
   const given = new URL(request.url).searchParams.get("name") ?? "";
   const name = given.trim().slice(0, 32) || "anonymous";
   const { socket, response } = upgradeWebSocket(request, {
+    // chat.html's input holds at most 1000 characters: 3000 bytes at most.
     maxMessageSize: 4096,
   });
   socket.onopen = () => {

@@ -62,6 +62,48 @@ Deno.test("examples/chat.ts behind mongrel2", async () => {
   await converse(server);
 });
 
+// What a browser sends is what chat.html's input holds, so its longest line
+// must fit chat.ts's maxMessageSize (4096 bytes) in the worst case, three
+// UTF-8 bytes per character. Before, the input had no maxlength: pasting a
+// long text closed the sender's socket with 1009 behind mongrel2 ("left" for
+// everyone, "Disconnected (1009)" for them), while `deno serve`, which
+// ignores maxMessageSize, posted it.
+Deno.test("examples/chat.ts takes the longest line chat.html lets a user send", async () => {
+  const page = await Deno.readTextFile(
+    new URL("../../examples/chat.html", import.meta.url),
+  );
+  const maxLength = page.match(/<input id="text"[^>]*\smaxlength="(\d+)"/)
+    ?.[1];
+  assert.ok(maxLength !== undefined, "chat.html's input has no maxlength");
+  await using server = await startM2fetch(chat.fetch);
+  const ws = new WebSocket(`ws://127.0.0.1:${server.port}/ws?name=ann`);
+  const lines: Line[] = [];
+  let arrived = () => {};
+  ws.onmessage = (event) => {
+    lines.push(JSON.parse(event.data));
+    arrived();
+  };
+  const closed = new Promise<CloseEvent>((resolve) => ws.onclose = resolve);
+  const next = async (count: number) => {
+    while (lines.length < count) {
+      const line = new Promise<void>((resolve) => arrived = resolve);
+      const close = await Promise.race([line.then(() => null), closed]);
+      if (close !== null) {
+        assert.fail(`closed with ${close.code} before line ${count} came`);
+      }
+    }
+    return lines[count - 1];
+  };
+  await new Promise((resolve) => ws.onopen = resolve);
+  assert.equal((await next(1)).text, "ann joined (1 here)");
+  const longest = "\u20ac".repeat(Number(maxLength)); // 3 bytes each
+  ws.send(longest);
+  const line = await next(2);
+  assert.equal(`${line.from}|${line.text}`, `ann|${longest}`);
+  ws.close();
+  await closed;
+});
+
 // Without --allow-ffi: importing mod.ts must not load libzmq.
 Deno.test("examples/chat.ts under deno serve --allow-read", async () => {
   await using server = await startDenoServe(CHAT, ["--allow-read"], "/");
