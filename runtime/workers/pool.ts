@@ -37,6 +37,7 @@ import {
 import { OPCODE, parseFlags } from "../websocket/frame.ts";
 import { settleBody } from "../http/ready_body.ts";
 import { MessageBatcher } from "./batch.ts";
+import { checkDescriptorsFor } from "./descriptors.ts";
 import { REQUEST_FINISHED } from "../abort_reasons.ts";
 
 function checkWorkerCount(action: string, workers: number): void {
@@ -88,6 +89,9 @@ interface Pending {
 }
 
 const BAD_GATEWAY = new TextEncoder().encode("Bad Gateway");
+
+/** What every worker runs first, which loads the handler module. */
+const WORKER_MAIN = new URL("./worker_main.ts", import.meta.url);
 
 /**
  * Longest a worker waits to hear that a response ended when no request
@@ -148,9 +152,7 @@ class HandlerWorker {
     this.#module = moduleUrl;
     this.#logger = logger;
     this.#onDeath = onDeath;
-    this.worker = new Worker(new URL("./worker_main.ts", import.meta.url), {
-      type: "module",
-    });
+    this.worker = new Worker(WORKER_MAIN, { type: "module" });
     let settleReady!: {
       resolve: (s: string) => void;
       reject: (e: Error) => void;
@@ -543,6 +545,7 @@ export class WorkerPool {
     checkWorkerCount("start", options.workers);
     const pool = new WorkerPool(options);
     try {
+      checkDescriptorsFor(options.workers, WORKER_MAIN);
       for (let i = 0; i < options.workers; i++) pool.#slots.push(pool.#spawn());
       await Promise.all(pool.#slots.map((worker) => worker.ready()));
       pool.#starting = false;
@@ -581,10 +584,31 @@ export class WorkerPool {
     // A replacement that stays up for a while resets the backoff.
     this.#stableTimer = setTimeout(() => this.#backoff = 100, 30_000);
     Deno.unrefTimer(this.#stableTimer as unknown as number);
+    this.#replaceLater(slot, worker, delay);
+  }
+
+  /** Puts a new worker in the dead one's slot after `delay` ms. */
+  #replaceLater(slot: number, dead: HandlerWorker, delay: number): void {
     setTimeout(() => {
       // A reload meanwhile has put a fresh worker in the slot already.
-      if (this.#closed || this.#slots[slot] !== worker) return;
-      const replacement = this.#spawn();
+      if (this.#closed || this.#slots[slot] !== dead) return;
+      let replacement: HandlerWorker;
+      try {
+        // Started without the descriptors it needs, a worker would take
+        // the whole process down: the others keep serving meanwhile.
+        checkDescriptorsFor(1, WORKER_MAIN);
+        replacement = this.#spawn();
+      } catch (error) {
+        const retry = this.#backoff;
+        this.#backoff = Math.min(10_000, this.#backoff * 2);
+        this.#logger.error(
+          `Cannot replace handler worker ${slot}: ${
+            (error as Error).message
+          }; trying again in ${retry} ms`,
+        );
+        this.#replaceLater(slot, dead, retry);
+        return;
+      }
       this.#slots[slot] = replacement;
       replacement.ready().then(
         () => this.#logger.info(`Handler worker ${slot} replaced`),
@@ -688,6 +712,9 @@ export class WorkerPool {
     const workers = changes.workers ?? this.#slots.length;
     checkWorkerCount("reload with", workers);
     const module = changes.module ?? this.#module;
+    // The old workers run until the new ones have loaded: both at once
+    // need their descriptors.
+    checkDescriptorsFor(workers, WORKER_MAIN);
     const fresh = Array.from({ length: workers }, () => this.#spawn(module));
     try {
       await loadedWithin(
