@@ -396,6 +396,15 @@ class Server implements Mongrel2Server {
         } else {
           const connection = this.#connections.get(key);
           const socket = connection && this.#sockets.get(connection);
+          const upload = connection && this.#uploadsOf.get(connection);
+          if (upload !== undefined && !upload.done) {
+            // mongrel2 gives up an upload the same way whether the client
+            // left or its own write to the temp file failed: only its
+            // error log tells them apart.
+            this.#logger.info(
+              `mongrel2 closed connection ${message.connectionId} before the upload of ${upload.exchange.method} ${upload.exchange.path} was complete (${upload.bytesRead} bytes read): the client left, or mongrel2 could not write its upload.temp_store (full or not writable: its error log says "Failed to write requested amount to tempfile")`,
+            );
+          }
           // deno serve's reason when the client leaves.
           connection?.lost(
             requestCancelled(),
