@@ -35,7 +35,12 @@ import type { ParsedResponse } from "./runtime/http/parse_response.ts";
 import { createLogger, type Logger } from "./runtime/log.ts";
 import { concatBytes, encodeByteString } from "./runtime/protocol/bytes.ts";
 import { ProtocolError } from "./runtime/protocol/errors.ts";
-import { parseMessage } from "./runtime/protocol/message.ts";
+import {
+  firstHeader,
+  type Mongrel2Message,
+  parseMessage,
+} from "./runtime/protocol/message.ts";
+import { parseNotice } from "./runtime/protocol/notice.ts";
 import { encodeTNetstring } from "./runtime/protocol/tnetstring.ts";
 import {
   type FetchHandler,
@@ -139,7 +144,9 @@ export interface RequestMessageOptions {
   /**
    * `DOWNLOAD_CREDITS`, which mongrel2 adds to the first request of a
    * connection when `download.flow_control` is on (default 102400), or
-   * `false` for a later request or a mongrel2 without flow control.
+   * `false` for a later request on the same connection (which
+   * {@linkcode runHandler} otherwise refuses) or a mongrel2 without flow
+   * control.
    */
   downloadCredits?: number | false;
   /**
@@ -725,7 +732,8 @@ export function parseReply(reply: Uint8Array): ParsedReply {
 /**
  * Runs the real m2fetch server on `messages` with `handler`, over an
  * in-memory transport: delivers the messages, simulates mongrel2's credits
- * notices so streamed responses complete, waits until no request is in
+ * notices so streamed responses complete and a WebSocket client's answer to
+ * the handler's close frame, waits until no request is in
  * flight, shuts the server down, and returns the replies together with the
  * HTTP responses parsed back from them.
  *
@@ -736,6 +744,9 @@ export function parseReply(reply: Uint8Array): ParsedReply {
  *   {@linkcode buildRequestMessage} and {@linkcode buildNotice}).
  * @param options Credits simulation, a reply hook, timeout and logging.
  * @returns The replies and the responses.
+ * @throws {TypeError} When a message is not bytes (an unawaited builder), or
+ *   a later request on a connection carries `DOWNLOAD_CREDITS`, which only a
+ *   connection's first request has (build it with `downloadCredits: false`).
  * @throws {Error} When the handler cannot be loaded, the responses are not
  *   complete in time, or the reply hook throws.
  *
@@ -776,6 +787,14 @@ export async function runHandler(
     onReply: (reply) => onReply(reply),
   });
   const deliver = (message: Uint8Array) => {
+    const given: unknown = message;
+    if (!(given instanceof Uint8Array)) {
+      throw new TypeError(
+        `Cannot deliver ${
+          given instanceof Promise ? "a Promise" : typeof given
+        }: a message is the Uint8Array that buildRequestMessage, buildWebSocketMessage or buildNotice built (await the async builders)`,
+      );
+    }
     track(connections, message);
     transport.deliver(message);
   };
@@ -787,6 +806,7 @@ export async function runHandler(
   };
   const onReply = (reply: Uint8Array) => {
     if (options.credits ?? true) grantCredits(reply);
+    echoClose(reply);
     if (options.onReply !== undefined && hookError === null) {
       try {
         options.onReply(reply, control);
@@ -819,8 +839,52 @@ export async function runHandler(
     }
   };
 
+  // A client answers the server's close frame with its own (RFC 6455
+  // 5.5.1), which ends the socket cleanly; without it the socket waits 5 s
+  // and closes with 1006.
+  const echoClose = (reply: Uint8Array) => {
+    let parsed: ParsedReply;
+    try {
+      parsed = parseReply(reply);
+    } catch {
+      return;
+    }
+    if (parsed.extended || parsed.body.length === 0) return;
+    for (const id of parsed.ids) {
+      const record = connections.get(`${parsed.sender} ${id}`);
+      if (record?.handshake === undefined || record.closing) continue;
+      // What the server sent and was not decoded yet: the 101's head, then
+      // frames.
+      let bytes = concatBytes([
+        record.unread ?? new Uint8Array(0),
+        parsed.body,
+      ]);
+      if (!record.upgraded) {
+        const upgrade =
+          parseResponses(bytes, ["WEBSOCKET_HANDSHAKE"], false)[0];
+        if (upgrade?.status !== 101 || !upgrade.complete) {
+          record.unread = bytes;
+          continue;
+        }
+        record.upgraded = true;
+        bytes = bytes.subarray(upgrade.end);
+      }
+      const sent = decodeServerFrames(bytes);
+      record.unread = bytes.slice(sent.end);
+      const close = sent.messages.find((message) => message.type === "close");
+      if (close === undefined || !transport.receiving) continue;
+      record.closing = true;
+      record.unread = undefined;
+      transport.deliver(closeEcho(record.handshake, close));
+    }
+  };
+
+  const given: unknown = messages;
   for (
-    const message of messages instanceof Uint8Array ? [messages] : messages
+    const message of given instanceof Uint8Array ||
+        !(Symbol.iterator in Object(given))
+      ? [messages as Uint8Array]
+      : messages as readonly Uint8Array[]
   ) {
     deliver(message);
   }
@@ -882,6 +946,14 @@ interface ConnectionRecord {
   flowControl: boolean;
   methods: string[];
   order: number;
+  /** A WebSocket's handshake message, to build the client's close echo. */
+  handshake?: Mongrel2Message;
+  /** Whether a close frame from either side has been seen, or the client left. */
+  closing?: boolean;
+  /** Whether the server's 101 has been sent whole. */
+  upgraded?: boolean;
+  /** What the server sent that is not decoded yet (a part of a frame). */
+  unread?: Uint8Array;
 }
 
 /** Notes the format, flow control and methods of each connection's requests. */
@@ -895,17 +967,29 @@ function track(
   } catch {
     return;
   }
-  if (parsed.path === "@*") return;
+  const key = `${parsed.sender} ${parsed.connectionId}`;
+  if (parsed.path === "@*") {
+    const record = connections.get(key);
+    // The client left: no close echo is to come.
+    if (record !== undefined && isDisconnect(parsed)) record.closing = true;
+    return;
+  }
   const method = parsed.headers.METHOD;
+  if (method === "WEBSOCKET") {
+    const flags = Number(firstHeader(parsed.headers, "FLAGS"));
+    const record = connections.get(key);
+    if (record !== undefined && (flags & 0x0f) === OPCODE.close) {
+      record.closing = true;
+    }
+    return;
+  }
   if (
-    typeof method !== "string" || method === "JSON" || method === "XML" ||
-    method === "WEBSOCKET"
+    typeof method !== "string" || method === "JSON" || method === "XML"
   ) {
     return;
   }
   // An upload-done continues the request its upload-start began.
   if (parsed.headers["x-mongrel2-upload-done"] !== undefined) return;
-  const key = `${parsed.sender} ${parsed.connectionId}`;
   let record = connections.get(key);
   if (record === undefined) {
     record = {
@@ -916,8 +1000,26 @@ function track(
     };
     connections.set(key, record);
   }
-  if (parsed.headers.DOWNLOAD_CREDITS !== undefined) record.flowControl = true;
+  if (parsed.headers.DOWNLOAD_CREDITS !== undefined) {
+    if (record.methods.length > 0) {
+      // m2fetch takes it for a new client reusing the id (a mongrel2
+      // restart), and drops the requests it holds for the old one.
+      throw new TypeError(
+        `Cannot deliver ${method} ${parsed.path}: connection ${parsed.connectionId} already had a request, and this one carries DOWNLOAD_CREDITS, which mongrel2 sends only with a connection's first request; build later requests on a connection with { downloadCredits: false }, or give each request its own connectionId`,
+      );
+    }
+    record.flowControl = true;
+  }
   record.methods.push(method);
+  if (method === "WEBSOCKET_HANDSHAKE") record.handshake = parsed;
+}
+
+function isDisconnect(message: Mongrel2Message): boolean {
+  try {
+    return parseNotice(message)?.type === "disconnect";
+  } catch {
+    return false;
+  }
 }
 
 function collect(
@@ -1019,7 +1121,7 @@ function collect(
  */
 function decodeServerFrames(
   bytes: Uint8Array,
-): { messages: WebSocketMessage[]; whole: boolean } {
+): { messages: WebSocketMessage[]; whole: boolean; end: number } {
   const messages: WebSocketMessage[] = [];
   let offset = 0;
   while (offset + 2 <= bytes.length) {
@@ -1043,7 +1145,7 @@ function decodeServerFrames(
     );
     offset = start + length;
   }
-  return { messages, whole: offset === bytes.length };
+  return { messages, whole: offset === bytes.length, end: offset };
 }
 
 function classifyServerFrame(
@@ -1055,6 +1157,34 @@ function classifyServerFrame(
     payload,
     Infinity,
   );
+}
+
+/**
+ * The client's close frame echoing the server's, as mongrel2 passes it on:
+ * the handshake's headers with `METHOD: "WEBSOCKET"` and `FLAGS`.
+ */
+function closeEcho(
+  handshake: Mongrel2Message,
+  close: WebSocketMessage,
+): Uint8Array {
+  // A close without a code reads as 1005, which is never sent back.
+  const code = close.type === "close" && close.code !== 1005
+    ? close.code
+    : undefined;
+  const payload = new Uint8Array(code === undefined ? 0 : 2);
+  if (code !== undefined) new DataView(payload.buffer).setUint16(0, code);
+  const headers = {
+    ...handshake.headers,
+    METHOD: "WEBSOCKET",
+    FLAGS: `0x${(0x80 | OPCODE.close).toString(16).toUpperCase()}`,
+  };
+  return concatBytes([
+    encodeByteString(
+      `${handshake.sender} ${handshake.connectionId} ${handshake.path} `,
+    ),
+    encodeTNetstring(headers),
+    encodeTNetstring(payload),
+  ]);
 }
 
 async function resolveHandler(handler: HandlerSource): Promise<FetchHandler> {

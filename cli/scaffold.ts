@@ -384,7 +384,9 @@ function denoJson(command: string): string {
       tasks: {
         start: `${command} --app-path .`,
         dev: `${command} dev --watch app.ts`,
-        test: "deno test",
+        // Upload tests write the temp file the server reads and deletes,
+        // and runHandler reads a handler given by path (docs/testing.md).
+        test: "deno test --allow-read --allow-write",
       },
     },
     null,
@@ -443,8 +445,9 @@ m2fetch can also take the endpoints straight from mongrel2's database:
 
 \`${command} dev --watch app.ts\` (\`deno task dev\`) starts a private
 mongrel2 and reloads \`app.ts\` on every save, without restarting mongrel2.
-\`deno task test\` runs \`app_test.ts\`; m2fetch's docs/testing.md shows
-uploads, disconnects and WebSockets in tests.
+\`deno task test\` runs \`app_test.ts\` with read and write access (upload
+tests write the temp file the server reads and deletes); m2fetch's
+docs/testing.md shows uploads, disconnects and WebSockets in tests.
 
 ## Notes
 

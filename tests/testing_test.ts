@@ -379,6 +379,57 @@ Deno.test("runHandler: a WebSocket left open times out with a hint", async () =>
   );
 });
 
+Deno.test("runHandler: the client answers the handler's close frame at once", async () => {
+  // A real client echoes the close frame (RFC 6455 5.5.1), so the handler
+  // sees a clean 1000 at once, not 1006 after the 5 s close timeout.
+  let closed: CloseEvent | undefined;
+  const started = performance.now();
+  const run = await runHandler(
+    (request: Request) => {
+      const { socket, response } = upgradeWebSocket(request);
+      socket.onmessage = () => socket.close(1000, "done");
+      socket.onclose = (event) => closed = event;
+      return response;
+    },
+    [
+      await buildRequestMessage(WS_HANDSHAKE),
+      await buildWebSocketMessage(WS_HANDSHAKE, "bye"),
+    ],
+  );
+  assert.ok(performance.now() - started < 2000);
+  assert.equal(closed?.code, 1000);
+  assert.equal(closed?.wasClean, true);
+  assert.deepEqual(run.frames, [{ type: "close", code: 1000, reason: "done" }]);
+  assert.ok(run.complete);
+});
+
+Deno.test("runHandler: a second request built as a connection's first is refused with the fix", async () => {
+  // With DOWNLOAD_CREDITS on both, m2fetch would take the second for a new
+  // client reusing the id and silently drop the first request.
+  await assert.rejects(
+    runHandler(() => new Response("ok"), [
+      await buildRequestMessage("/a"),
+      await buildRequestMessage("/b"),
+    ]),
+    /Cannot deliver GET \/b: connection 1 already had a request.*\{ downloadCredits: false \}/,
+  );
+});
+
+Deno.test("runHandler: a message that is not bytes (an unawaited builder) is refused", async () => {
+  const pending = buildRequestMessage("/");
+  await assert.rejects(
+    runHandler(() => new Response("ok"), pending as unknown as Uint8Array),
+    /Cannot deliver a Promise: .*await the async builders/,
+  );
+  await assert.rejects(
+    runHandler(() => new Response("ok"), [
+      pending as unknown as Uint8Array,
+    ]),
+    /Cannot deliver a Promise/,
+  );
+  await pending;
+});
+
 Deno.test("buildWebSocketMessage: refuses a handshake mongrel2 would not upgrade, and bad frames", async () => {
   await assert.rejects(
     buildWebSocketMessage(

@@ -214,8 +214,8 @@ function hasToken(value: string | null, token: string): boolean {
  * @param options `protocol` (must be one the client offered), `idleTimeout`
  * (seconds; default 30, 0 disables) and `maxMessageSize`.
  * @returns The socket and the upgrade response.
- * @throws {TypeError} When the request is not a WebSocket handshake, or the
- * client did not offer `options.protocol`.
+ * @throws {TypeError} When the request is not a WebSocket handshake, was
+ * already upgraded, or the client did not offer `options.protocol`.
  * @throws {RangeError} When `maxMessageSize` or `idleTimeout` is negative or
  * not a number.
  *
@@ -247,6 +247,13 @@ export function upgradeWebSocket(
       );
     }
     return denoUpgradeWebSocket(request, options);
+  }
+  if (sockets.has(handshake)) {
+    // Deno's throws "Already upgraded" too; a second socket would orphan
+    // the first, which never opens.
+    throw new TypeError(
+      "Cannot upgrade to a WebSocket: this request was already upgraded (call upgradeWebSocket() once per request and keep its socket)",
+    );
   }
   const headers = request.headers;
   if (!hasToken(headers.get("upgrade"), "websocket")) {

@@ -154,3 +154,49 @@ Deno.test("cli init: fills an existing empty directory, and never overwrites a f
   assert.equal(none.code, 2);
   assert.match(none.stderr, /Expected one app directory/);
 });
+
+Deno.test("cli init: deno task test runs docs/testing.md's upload and module-path tests", async () => {
+  // Both touch files: the upload test writes the temp file the server reads
+  // and deletes, and a handler given by path is read from disk.
+  await using tmp = await tempDir("m2i-");
+  const init = await runCli(["init", tmp.path]);
+  assert.equal(init.code, 0, init.stderr);
+  await Deno.writeTextFile(
+    `${tmp.path}/files_test.ts`,
+    `import assert from "node:assert/strict";
+import { buildRequestMessage, runHandler } from "@m2fetch/m2fetch/testing";
+
+Deno.test("an upload mongrel2 spooled to a file", async () => {
+  const dir = await Deno.makeTempDir();
+  const path = \`\${dir}/upload.Ab12Cd\`;
+  await Deno.writeTextFile(path, "a large body");
+  const fields = { method: "POST", url: "/", headers: { "content-length": "12" } };
+  const run = await runHandler(
+    async (request: Request) => new Response(await request.text()),
+    [
+      await buildRequestMessage(fields, { upload: { path, stage: "start" } }),
+      await buildRequestMessage(fields, { upload: { path, stage: "done" } }),
+    ],
+    { server: { uploads: { store: { template: \`\${dir}/upload.XXXXXX\` } } } },
+  );
+  assert.equal(await run.response.text(), "a large body");
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("a handler module can be given by path", async () => {
+  const run = await runHandler(new URL("./app.ts", import.meta.url), await buildRequestMessage("/"));
+  assert.equal(await run.response.text(), "Hello from m2fetch at /\\n");
+});
+`,
+  );
+  const test = await new Deno.Command(Deno.execPath(), {
+    args: ["task", "test"],
+    cwd: tmp.path,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const output = decoder.decode(test.stdout) + decoder.decode(test.stderr);
+  assert.ok(test.success, output);
+  assert.match(output, /3 passed/);
+});

@@ -121,3 +121,24 @@ Deno.test("upgradeWebSocket() on a handshake mongrel2 passed as a plain request 
     /Cannot upgrade to a WebSocket: mongrel2 passed this request as a plain request, not a WebSocket handshake/,
   );
 });
+
+Deno.test("upgradeWebSocket() called twice on one request says so, as Deno's does", async () => {
+  // Deno.upgradeWebSocket() throws "Already upgraded"; a second socket
+  // would leave the first one never opening.
+  await using server = await startM2fetch((request) => {
+    upgradeWebSocket(request);
+    return upgradeWebSocket(request).response;
+  });
+  const client = new WebSocket(`ws://127.0.0.1:${server.port}/ws`);
+  let opened = false;
+  client.onopen = () => {
+    opened = true;
+    client.close();
+  };
+  await new Promise((resolve) => client.onclose = resolve);
+  assert.equal(opened, false);
+  assert.match(
+    server.logs.join("\n"),
+    /Cannot upgrade to a WebSocket: this request was already upgraded/,
+  );
+});
