@@ -805,8 +805,7 @@ export async function runHandler(
     },
   };
   const onReply = (reply: Uint8Array) => {
-    if (options.credits ?? true) grantCredits(reply);
-    echoClose(reply);
+    playMongrel2AndClient(reply);
     if (options.onReply !== undefined && hookError === null) {
       try {
         options.onReply(reply, control);
@@ -816,7 +815,9 @@ export async function runHandler(
       }
     }
   };
-  const grantCredits = (reply: Uint8Array) => {
+  // What mongrel2 and the client would answer to a reply with a body:
+  // credits for what it took, and a close frame echoing the handler's.
+  const playMongrel2AndClient = (reply: Uint8Array) => {
     let parsed: ParsedReply;
     try {
       parsed = parseReply(reply);
@@ -826,57 +827,50 @@ export async function runHandler(
     if (parsed.extended || parsed.body.length === 0) return;
     for (const id of parsed.ids) {
       const record = connections.get(`${parsed.sender} ${id}`);
-      if (record?.flowControl && transport.receiving) {
-        transport.deliver(
-          buildNotice("credits", {
-            format: record.format,
-            sender: parsed.sender,
-            connectionId: id,
-            credits: parsed.body.length,
-          }),
-        );
-      }
+      if (record === undefined) continue;
+      if (options.credits ?? true) grantCredits(parsed, id, record);
+      echoClose(parsed, record);
     }
   };
-
+  const grantCredits = (
+    parsed: ParsedReply,
+    id: string,
+    record: ConnectionRecord,
+  ) => {
+    if (!record.flowControl || !transport.receiving) return;
+    transport.deliver(
+      buildNotice("credits", {
+        format: record.format,
+        sender: parsed.sender,
+        connectionId: id,
+        credits: parsed.body.length,
+      }),
+    );
+  };
   // A client answers the server's close frame with its own (RFC 6455
   // 5.5.1), which ends the socket cleanly; without it the socket waits 5 s
   // and closes with 1006.
-  const echoClose = (reply: Uint8Array) => {
-    let parsed: ParsedReply;
-    try {
-      parsed = parseReply(reply);
-    } catch {
-      return;
-    }
-    if (parsed.extended || parsed.body.length === 0) return;
-    for (const id of parsed.ids) {
-      const record = connections.get(`${parsed.sender} ${id}`);
-      if (record?.handshake === undefined || record.closing) continue;
-      // What the server sent and was not decoded yet: the 101's head, then
-      // frames.
-      let bytes = concatBytes([
-        record.unread ?? new Uint8Array(0),
-        parsed.body,
-      ]);
-      if (!record.upgraded) {
-        const upgrade =
-          parseResponses(bytes, ["WEBSOCKET_HANDSHAKE"], false)[0];
-        if (upgrade?.status !== 101 || !upgrade.complete) {
-          record.unread = bytes;
-          continue;
-        }
-        record.upgraded = true;
-        bytes = bytes.subarray(upgrade.end);
+  const echoClose = (parsed: ParsedReply, record: ConnectionRecord) => {
+    if (record.handshake === undefined || record.closing) return;
+    // What the server sent and was not decoded yet: the 101's head, then
+    // frames.
+    let bytes = concatBytes([record.unread ?? new Uint8Array(0), parsed.body]);
+    if (!record.upgraded) {
+      const upgrade = parseResponses(bytes, ["WEBSOCKET_HANDSHAKE"], false)[0];
+      if (upgrade?.status !== 101 || !upgrade.complete) {
+        record.unread = bytes;
+        return;
       }
-      const sent = decodeServerFrames(bytes);
-      record.unread = bytes.slice(sent.end);
-      const close = sent.messages.find((message) => message.type === "close");
-      if (close === undefined || !transport.receiving) continue;
-      record.closing = true;
-      record.unread = undefined;
-      transport.deliver(closeEcho(record.handshake, close));
+      record.upgraded = true;
+      bytes = bytes.subarray(upgrade.end);
     }
+    const sent = decodeServerFrames(bytes);
+    record.unread = bytes.slice(sent.end);
+    const close = sent.messages.find((message) => message.type === "close");
+    if (close === undefined || !transport.receiving) return;
+    record.closing = true;
+    record.unread = undefined;
+    transport.deliver(closeEcho(record.handshake, close));
   };
 
   const given: unknown = messages;
