@@ -30,7 +30,8 @@ const DEV_WIRED = [...WIRING, "mongrel2-config", "handler", "route"];
  * The dev command (`cli.ts dev [options] [APP]`): starts a private
  * mongrel2 in --state-dir and serves APP (default examples/hello.ts)
  * behind it, with the specs, upload store and flow control taken from it;
- * --watch reloads APP after edits. Stops with SIGINT/SIGTERM, or when
+ * --watch reloads APP after edits (in a worker unless --workers is given,
+ * so that its imports reload too). Stops with SIGINT/SIGTERM, or when
  * mongrel2 exits.
  *
  * @param args The arguments after `dev`.
@@ -55,11 +56,17 @@ export async function runDev(args: string[]): Promise<void> {
       } cannot apply; to serve through your own mongrel2, leave out "dev"`,
     );
   }
-  const { app, args: handlerArgs, values, configFile } = await resolveSetup(
-    parsed,
-    schema,
-    new URL("../examples/hello.ts", import.meta.url).pathname,
-  );
+  const { app, args: handlerArgs, values, explicit, configFile } =
+    await resolveSetup(
+      parsed,
+      schema,
+      new URL("../examples/hello.ts", import.meta.url).pathname,
+    );
+  // On the main thread a reload re-imports the handler module but not what
+  // it imports (Deno caches a module per URL); a worker loads the whole
+  // graph afresh, which is what an edit to any file should do.
+  const workerForWatch = (values: OptionValues, explicit: OptionValues) =>
+    values.watch === true && explicit.workers === undefined;
   setHandlerArgs(handlerArgs);
   const log = new CliLog(values);
   const logger = log.logger;
@@ -77,10 +84,14 @@ export async function runDev(args: string[]): Promise<void> {
     );
   }
   // What the private mongrel2 was set up with replaces the file's wiring.
-  const withMongrel2 = (values: OptionValues): OptionValues => ({
+  const withMongrel2 = (
+    values: OptionValues,
+    explicit: OptionValues,
+  ): OptionValues => ({
     ...Object.fromEntries(
       Object.entries(values).filter(([name]) => !DEV_WIRED.includes(name)),
     ),
+    ...(workerForWatch(values, explicit) ? { workers: 1 } : {}),
     "upload-temp-store": String(mongrel2.settings["upload.temp_store"]),
     "flow-control": mongrel2.settings["download.flow_control"] === 1
       ? "on"
@@ -94,7 +105,7 @@ export async function runDev(args: string[]): Promise<void> {
       app,
       sendSpec: handler.sendSpec,
       recvSpec: handler.recvSpec,
-      values: withMongrel2(values),
+      values: withMongrel2(values, explicit),
       logger,
     });
   } catch (error) {
@@ -107,10 +118,18 @@ export async function runDev(args: string[]): Promise<void> {
   log.watch(served.server);
   reloader.serving(served, async () => {
     const next = await resolveSetup(parsed, schema, app);
-    return { app: next.app, values: withMongrel2(next.values) };
+    return {
+      app: next.app,
+      values: withMongrel2(next.values, next.explicit),
+    };
   });
   const watcher = values.watch
-    ? watchReload(reloader, app, values.workers as number, logger)
+    ? watchReload(
+      reloader,
+      app,
+      workerForWatch(values, explicit) ? 1 : values.workers as number,
+      logger,
+    )
     : undefined;
   let stopping = false;
   const stopMongrel2 = () => {
@@ -163,7 +182,7 @@ function watchReload(
     const count = ++reloads;
     if (workers === 0 && paths.some((path) => path !== watcher.module)) {
       logger.warn(
-        "Modules the handler imports stay cached on the main thread (Deno caches a module per URL): only the handler module itself is reloaded; use --workers 1 to reload its imports too",
+        "Modules the handler imports stay cached on the main thread (Deno caches a module per URL): only the handler module itself is reloaded; without --workers 0, dev --watch serves from a worker and reloads its imports too",
       );
     }
     const edited = paths.map((path) =>
@@ -177,7 +196,9 @@ function watchReload(
       logger.error(`Watching for edits to ${app} failed`, error),
   });
   logger.info(
-    `Watching ${watcher.directory} for edits: ${app} reloads without restarting mongrel2`,
+    `Watching ${watcher.directory} for edits: ${app} reloads without restarting mongrel2${
+      workers > 0 ? ", in fresh workers with everything it imports" : ""
+    }`,
   );
   return watcher;
 }

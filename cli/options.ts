@@ -272,7 +272,7 @@ export const DEV_OPTIONS = {
     type: "boolean",
     default: false,
     description:
-      "reload APP when files in its directory change, without restarting mongrel2",
+      "reload APP when files in its directory change, without restarting mongrel2 (in a worker unless --workers is given, so that its imports reload too)",
   },
 } as const satisfies Record<string, OptionSpec>;
 

@@ -67,7 +67,7 @@ Deno.test("cli dev --watch: an edit swaps the handler without restarting mongrel
   assert.equal((await cli.stop()).code, 0, cli.output());
 });
 
-Deno.test("cli dev --watch: an edit to an imported module warns on the main thread, and is served with --workers 1", async () => {
+Deno.test("cli dev --watch: an edit to an imported module is served in a worker (the default, and --workers 1), and warns with --workers 0", async () => {
   await using tmp = await tempDir("m2w-");
   const app = `${tmp.path}/app.ts`;
   const lib = `${tmp.path}/lib.ts`;
@@ -76,20 +76,23 @@ Deno.test("cli dev --watch: an edit to an imported module warns on the main thre
     app,
     'import { version } from "./lib.ts";\nexport default { fetch: () => new Response(version) };\n',
   );
-  for (const workers of ["0", "1"]) {
+  for (const workers of ["0", "1", undefined]) {
     await Deno.writeTextFile(lib, 'export const version = "lib1";\n');
     await using cli = await spawnCli([
       "dev",
       "--watch",
-      "--workers",
-      workers,
+      ...(workers === undefined ? [] : ["--workers", workers]),
       "--port",
       "0",
       "--state-dir",
-      `${tmp.path}/state${workers}`,
+      `${tmp.path}/state${workers ?? "default"}`,
       app,
     ], /is serving .* at http:\/\/\S+\//);
     await cli.waitForOutput("Watching");
+    if (workers === undefined) {
+      assert.match(cli.output(), /serving \S+app\.ts \(1 worker\)/);
+      assert.match(cli.output(), /in fresh workers with everything it imports/);
+    }
     const url = /at (http:\/\/[^/\s]+)\//.exec(cli.output())![1];
     assert.equal(await (await fetch(`${url}/`)).text(), "lib1");
     await Deno.writeTextFile(lib, 'export const version = "lib2";\n');
