@@ -444,7 +444,8 @@ m2fetch can also take the endpoints straight from mongrel2's database:
 ## Develop
 
 \`${command} dev --watch app.ts\` (\`deno task dev\`) starts a private
-mongrel2 and reloads \`app.ts\` on every save, without restarting mongrel2.
+mongrel2 and reloads \`app.ts\` and what it imports on every save, without
+restarting mongrel2.
 \`deno task test\` runs \`app_test.ts\` with read and write access (upload
 tests write the temp file the server reads and deletes); m2fetch's
 docs/testing.md shows uploads, disconnects and WebSockets in tests.
