@@ -57,6 +57,16 @@ Deno.test("cli dev --watch: an edit swaps the handler without restarting mongrel
   await Deno.writeTextFile(app, appSource("v3"));
   await cli.waitForOutput(/Reloaded .*app\.ts \(reload 3/);
   assert.equal(await (await fetch(`${url}/`)).text(), "v3");
+  // Without --workers each reload keeps dev --watch's one worker, and reads
+  // m2fetch.json's --workers afresh: 0 there cannot leave the worker
+  // without a restart, and says so.
+  assert.doesNotMatch(cli.output(), /Reload kept/);
+  await Deno.writeTextFile(`${tmp.path}/m2fetch.json`, '{ "workers": 0 }\n');
+  await cli.waitForOutput(
+    /Reloaded .*app\.ts \(reload 4, after edits to m2fetch\.json\)/,
+  );
+  assert.match(cli.output(), /Reload kept --workers as before/);
+  assert.equal(await (await fetch(`${url}/`)).text(), "v3");
 
   assert.doesNotMatch(cli.output(), /stay cached/);
   // The same mongrel2 served every version.
