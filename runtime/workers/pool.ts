@@ -517,6 +517,8 @@ export class WorkerPool {
   readonly #retired = new Set<HandlerWorker>();
   #backoff = 100;
   #stableTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Replacements waiting out their backoff: a closed pool starts none. */
+  readonly #replacements = new Set<ReturnType<typeof setTimeout>>();
   #heartbeat: ReturnType<typeof setInterval>;
   /** Until every first worker has loaded: one that dies loading fails the start. */
   #starting = true;
@@ -589,7 +591,8 @@ export class WorkerPool {
 
   /** Puts a new worker in the dead one's slot after `delay` ms. */
   #replaceLater(slot: number, dead: HandlerWorker, delay: number): void {
-    setTimeout(() => {
+    const timer = setTimeout(() => {
+      this.#replacements.delete(timer);
       // A reload meanwhile has put a fresh worker in the slot already.
       if (this.#closed || this.#slots[slot] !== dead) return;
       let replacement: HandlerWorker;
@@ -615,6 +618,7 @@ export class WorkerPool {
         (error) => this.#died(replacement, `failed to load: ${error.message}`),
       );
     }, delay);
+    this.#replacements.add(timer);
   }
 
   #checkHealth(): void {
@@ -777,6 +781,8 @@ export class WorkerPool {
     this.#closed = true;
     clearInterval(this.#heartbeat);
     clearTimeout(this.#stableTimer);
+    for (const timer of this.#replacements) clearTimeout(timer);
+    this.#replacements.clear();
     for (const worker of [...this.#slots, ...this.#retired]) {
       worker.failPending("was stopped");
       worker.terminate();

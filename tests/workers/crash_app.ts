@@ -1,5 +1,5 @@
 /**
- * For tests/workers/descriptors_test.ts: `/crash` answers, then throws an
+ * For tests/workers/descriptors_test.ts and pool_body_test.ts: `/crash` answers, then throws an
  * uncaught error in its worker; anything else is answered `ok`.
  */
 export default {

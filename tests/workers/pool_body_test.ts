@@ -372,3 +372,33 @@ Deno.test("the server's way into the pool: the worker builds the Request, refuse
       refused.completed.resolve();
     },
   ));
+
+// The op sanitizer (on explicitly: Deno 2.9's default leaves timers out)
+// fails this test if the replacement's timer outlives the pool, holding an
+// embedder's process up to 10 s past close().
+Deno.test({
+  name:
+    "a pool closed while a crashed worker's replacement waits out its backoff leaves no timer behind",
+  sanitizeOps: true,
+}, async () => {
+  const lines: string[] = [];
+  const pool = await WorkerPool.start({
+    module: new URL("./crash_app.ts", import.meta.url).pathname,
+    workers: 1,
+    logger: createLogger({ write: (line) => lines.push(line) }),
+  });
+  try {
+    const { response, completed } = await send(pool, "/crash");
+    assert.equal(await response.text(), "crashing\n");
+    completed.resolve();
+    assert.ok(
+      await waitFor(
+        () => lines.some((line) => line.includes("replacing it in")),
+        5000,
+      ),
+      "the worker did not crash",
+    );
+  } finally {
+    await pool.close();
+  }
+});
