@@ -402,7 +402,7 @@ class Server implements Mongrel2Server {
             // left or its own write to the temp file failed: only its
             // error log tells them apart.
             this.#logger.info(
-              `mongrel2 closed connection ${message.connectionId} before the upload of ${upload.exchange.method} ${upload.exchange.path} was complete (${upload.bytesRead} bytes read): the client left, or mongrel2 could not write its upload.temp_store (full or not writable: its error log says "Failed to write requested amount to tempfile")`,
+              `mongrel2 closed connection ${message.connectionId} before the upload of ${upload.exchange.method} ${upload.exchange.path} was complete (the handler had read ${upload.bytesRead} bytes of it): the client left, or mongrel2 could not write its upload.temp_store (full or not writable: its error log says "Failed to write requested amount to tempfile")`,
             );
           }
           // deno serve's reason when the client leaves.

@@ -67,7 +67,7 @@ Deno.test({
       for (const answer of answers) assert.equal(answer, null);
       assert.doesNotMatch(m2fetch.output(), /access POST \/up 200/);
       await m2fetch.waitForOutput(
-        /mongrel2 closed connection \d+ before the upload of POST \/up was complete \(\d+ bytes read\): the client left, or mongrel2 could not write its upload.temp_store/,
+        /mongrel2 closed connection \d+ before the upload of POST \/up was complete \(the handler had read \d+ bytes of it\): the client left, or mongrel2 could not write its upload.temp_store/,
       );
       assert.ok(
         await waitFor(() => [...Deno.readDirSync(store)].length === 0, 5000),
