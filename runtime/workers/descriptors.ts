@@ -9,7 +9,7 @@
  */
 
 /** About what one worker thread opens as it starts (6 once started). */
-export const DESCRIPTORS_PER_WORKER = 8;
+const DESCRIPTORS_PER_WORKER = 8;
 
 /**
  * Left over on top of the workers' share: what other requests (upload
@@ -17,7 +17,23 @@ export const DESCRIPTORS_PER_WORKER = 8;
  */
 const DESCRIPTOR_MARGIN = 32;
 
-/** Too few file descriptors are free to start a worker. */
+/**
+ * Too few file descriptors are free to start a worker.
+ *
+ * @example Usage
+ * ```ts
+ * import {
+ *   checkDescriptorsFor,
+ *   DescriptorsExhaustedError,
+ * } from "./descriptors.ts";
+ * try {
+ *   checkDescriptorsFor(2, new URL(import.meta.url));
+ * } catch (error) {
+ *   if (!(error instanceof DescriptorsExhaustedError)) throw error;
+ *   console.error(error.message); // names the limit and how to raise it
+ * }
+ * ```
+ */
 export class DescriptorsExhaustedError extends Error {
   /**
    * Creates the error.
