@@ -90,6 +90,9 @@ export async function openUploadBody(
   let finalSize: number | null = null;
   let failure: unknown = null;
   let wake: (() => void) | null = null;
+  // The poll of the current wait: a wait that ends early (data, done,
+  // failure) clears it, or it would cut a later wait short.
+  let pollTimer: ReturnType<typeof setTimeout> | undefined;
   let closed = false;
   let bytesRead = 0;
   // When the event loop last took a turn (an asynchronous read or a poll).
@@ -107,6 +110,8 @@ export async function openUploadBody(
     }
   };
   const nudge = () => {
+    clearTimeout(pollTimer);
+    pollTimer = undefined;
     const resolve = wake;
     wake = null;
     resolve?.();
@@ -211,7 +216,7 @@ export async function openUploadBody(
       // send no notice (mongrel2 issue #261), so check it still exists.
       await new Promise<void>((resolve) => {
         wake = resolve;
-        setTimeout(nudge, pause);
+        pollTimer = setTimeout(nudge, pause);
       });
       turnedAt = performance.now();
       waited += pause;
