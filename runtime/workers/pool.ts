@@ -392,6 +392,9 @@ class HandlerWorker {
   }
 
   #complete(completion: number): void {
+    // A request failed by close() or a death settles after terminate():
+    // nobody is left to tell.
+    if (this.dead) return;
     this.#completions.push(completion);
     if (this.#completionsTimer !== undefined) return;
     const timer = setTimeout(() => {
