@@ -55,6 +55,38 @@ export function delay(ms: number): Promise<void> {
 }
 
 /**
+ * Settles like `promise`, or with `fallback` if `ms` pass first. The timer
+ * is cleared either way: a `delay()` raced against a promise stays pending
+ * after the test, which the op sanitizer reports.
+ *
+ * @param promise What to wait for.
+ * @param ms The longest wait.
+ * @param fallback The value when time runs out.
+ * @returns The promise's value, or `fallback`.
+ *
+ * @example
+ * ```ts
+ * import { within } from "./subprocess.ts";
+ * console.assert(await within(new Promise(() => {}), 1, "late") === "late");
+ * ```
+ */
+export async function within<T, U>(
+  promise: Promise<T>,
+  ms: number,
+  fallback: U,
+): Promise<T | U> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<U>((resolve) => {
+    timer = setTimeout(() => resolve(fallback), ms);
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
  * Polls `condition` every 20 ms until it holds or `timeoutMs` passes.
  *
  * @param condition What to wait for (may be async).

@@ -8,7 +8,7 @@
  */
 
 import { findFreePort } from "../../runtime/mongrel2/mod.ts";
-import { delay, runCommand, waitFor } from "../subprocess.ts";
+import { runCommand, waitFor, within } from "../subprocess.ts";
 
 export { tempDir } from "../site.ts";
 export {
@@ -90,7 +90,7 @@ export async function runMongrel2(
       } catch {
         // Gone.
       }
-      const done = await Promise.race([status, delay(5000).then(() => null)]);
+      const done = await within(status, 5000, null);
       if (done === null) child.kill("SIGKILL");
     }
     await status;

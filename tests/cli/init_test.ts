@@ -1,12 +1,6 @@
 import assert from "node:assert/strict";
-import {
-  delay,
-  findFreePort,
-  runCli,
-  spawnCli,
-  tempDir,
-  waitFor,
-} from "./helpers.ts";
+import { within } from "../subprocess.ts";
+import { findFreePort, runCli, spawnCli, tempDir, waitFor } from "./helpers.ts";
 
 const decoder = new TextDecoder();
 
@@ -109,10 +103,7 @@ Deno.test("cli init: the created app runs behind mongrel2 the way its README say
   } finally {
     await m2sh(["stop", "-db", "config.sqlite", "-name", "main"], dir)
       .output();
-    const stopped = await Promise.race([
-      mongrel2.status,
-      delay(5000).then(() => null),
-    ]);
+    const stopped = await within(mongrel2.status, 5000, null);
     if (stopped === null) {
       // m2sh start runs mongrel2 through system(): kill by its pid file.
       const pid = Number(

@@ -27,7 +27,7 @@ import {
   MAX_PIPELINED_HANDLERS,
 } from "../../runtime/server.ts";
 import { tempDir } from "../site.ts";
-import { waitFor } from "../subprocess.ts";
+import { waitFor, within } from "../subprocess.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -753,8 +753,7 @@ Deno.test("a client leaving mid-stream aborts request.signal", async () => {
   assert.deepEqual(headerValues(head, "transfer-encoding"), ["chunked"]);
   await client.readSome(); // some ticks arrived
   client.close();
-  const timeout = delay(5000).then(() => "timeout");
-  const reason = await Promise.race([aborted, timeout]);
+  const reason = await within(aborted, 5000, "timeout");
   assert.notEqual(reason, "timeout", "request.signal did not abort in 5 s");
   assert.ok(reason instanceof DOMException, String(reason));
   assert.equal(reason.name, "AbortError");
@@ -825,10 +824,7 @@ Deno.test("a client leaving before the response aborts request.signal", async ()
   await client.write("GET /poll HTTP/1.1\r\nHost: x\r\n\r\n");
   await handlerStarted;
   client.close();
-  const reason = await Promise.race([
-    aborted,
-    delay(5000).then(() => "timeout"),
-  ]);
+  const reason = await within(aborted, 5000, "timeout");
   assert.notEqual(reason, "timeout", "request.signal did not abort in 5 s");
   assert.ok(reason instanceof DOMException && reason.name === "AbortError");
   assert.ok(await waitFor(() => h.server.inFlight === 0, 2000));
@@ -1026,10 +1022,7 @@ Deno.test(
         text += decoder.decode(piece);
       }
     })();
-    const outcome = await Promise.race([
-      read.then(() => "done"),
-      delay(5000).then(() => "timeout"),
-    ]);
+    const outcome = await within(read.then(() => "done"), 5000, "timeout");
     assert.equal(outcome, "done", `the response stopped at: ${text}`);
     assert.ok(text.endsWith("line 8 of 8\n"), text);
     const status = await stopped;
@@ -1066,12 +1059,11 @@ Deno.test(
     await using tmp = await tempDir("m2u-");
     const app = `${tmp.path}/uncaught.ts`;
     await Deno.writeTextFile(app, throwingTimerApp(300));
-    const timeout = () => delay(15_000).then(() => null);
 
     // What deno serve does: answer, then die of the error with exit 1.
     await using direct = await startDenoServe(app);
     assert.equal(await (await fetch(direct.url)).text(), "ok");
-    const directStatus = await Promise.race([direct.status, timeout()]);
+    const directStatus = await within(direct.status, 15_000, null);
     assert.ok(directStatus !== null, "deno serve kept running");
     assert.equal(directStatus.code, 1);
     assert.match(direct.output(), /uncaught in a timer/);
@@ -1080,7 +1072,7 @@ Deno.test(
     await using h = await startCliHarness(app);
     const result = await curl(["-s", `${h.url}/`]);
     assert.equal(decoder.decode(result.stdout), "ok");
-    const status = await Promise.race([h.process.status, timeout()]);
+    const status = await within(h.process.status, 15_000, null);
     assert.ok(status !== null, "m2fetch kept running");
     assert.equal(status.signal, null, h.output());
     assert.equal(status.code, 1);
@@ -1141,10 +1133,7 @@ Deno.test(
     });
     assert.equal(await (await fetch(`${h.url}/reject`)).text(), "ok");
     assert.equal(await (await fetch(`${h.url}/`)).text(), "ok");
-    const status = await Promise.race([
-      h.process.status,
-      delay(15_000).then(() => null),
-    ]);
+    const status = await within(h.process.status, 15_000, null);
     assert.equal(status?.code, 1, h.output());
     const errors = jsonLogRecords(h.output()).filter((record) =>
       record.level === "error"

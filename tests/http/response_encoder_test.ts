@@ -72,9 +72,10 @@ function timedStream(chunks: (string | Uint8Array | Error)[]): ReadableStream<
   Uint8Array
 > {
   let index = 0;
+  let tick: ReturnType<typeof setTimeout> | undefined;
   return new ReadableStream<Uint8Array>({
     async pull(controller) {
-      await new Promise((resolve) => setTimeout(resolve, 1));
+      await new Promise((resolve) => tick = setTimeout(resolve, 1));
       if (index >= chunks.length) {
         controller.close();
         return;
@@ -85,6 +86,10 @@ function timedStream(chunks: (string | Uint8Array | Error)[]): ReadableStream<
       } else {
         controller.enqueue(typeof chunk === "string" ? bytes(chunk) : chunk);
       }
+    },
+    // A pull waiting on its timer when the encoder cancels never resumes.
+    cancel() {
+      clearTimeout(tick);
     },
   }, { highWaterMark: 0 });
 }

@@ -10,7 +10,7 @@
  * @module
  */
 
-import { delay } from "../subprocess.ts";
+import { within } from "../subprocess.ts";
 
 export { type Site, startSite } from "../site.ts";
 export {
@@ -168,10 +168,11 @@ export class Load {
    */
   async finish(timeoutMs: number): Promise<boolean> {
     this.#running = false;
-    const done = await Promise.race([
+    const done = await within(
       Promise.all(this.#loops).then(() => true),
-      delay(timeoutMs).then(() => false),
-    ]);
+      timeoutMs,
+      false,
+    );
     for (const http of this.#httpClients.splice(0)) http.close();
     // Closing the clients fails whatever was still waiting.
     await Promise.all(this.#loops);

@@ -17,6 +17,7 @@
  */
 
 import assert from "node:assert/strict";
+import { within } from "../subprocess.ts";
 import { RawClient, startHarness } from "../e2e/harness.ts";
 import { statusOf } from "../reliability/site.ts";
 import {
@@ -232,10 +233,7 @@ for (const workers of [0, 2]) {
     await using m2fetch = spawnM2fetch(site, `${site.dir}/app.ts`, {
       args: ["--workers", String(workers)],
     });
-    const status = await Promise.race([
-      m2fetch.status,
-      new Promise<null>((resolve) => setTimeout(() => resolve(null), 20_000)),
-    ]);
+    const status = await within(m2fetch.status, 20_000, null);
     assert.ok(status !== null, `still running:\n${m2fetch.output()}`);
     assert.notEqual(status.code, 0);
     const lines = m2fetch.output().trim().split("\n");

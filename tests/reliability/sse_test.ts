@@ -11,6 +11,7 @@
  */
 
 import assert from "node:assert/strict";
+import { within } from "../subprocess.ts";
 import { delay, RawClient } from "../e2e/harness.ts";
 import {
   rawRequest,
@@ -92,14 +93,14 @@ Deno.test("an event stream outlives a 3 s min_ping through keep-alive pings; a c
   const unpinged = await openStream(controlSite);
 
   // Without pings, the reaper cuts the stream within a few seconds.
-  const cutAfter = await Promise.race([unpinged.ended, delay(HOLD_MS)]);
+  const cutAfter = await within(unpinged.ended, HOLD_MS, undefined);
   assert.ok(
     typeof cutAfter === "number" && cutAfter < 8000,
     "the control stream was not reaped: the reaper settings had no effect",
   );
   // With pings every second it is still open, well past min_ping.
   await delay(Math.max(0, HOLD_MS - cutAfter));
-  const endedEarly = await Promise.race([kept.ended, delay(0)]);
+  const endedEarly = await within(kept.ended, 0, undefined);
   assert.equal(endedEarly, undefined, "the pinged stream was cut");
   const before = kept.events;
   await delay(1500);

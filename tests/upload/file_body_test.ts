@@ -8,6 +8,7 @@
  */
 
 import assert from "node:assert/strict";
+import { within } from "../subprocess.ts";
 import {
   openUploadBody,
   type UploadBodyOptions,
@@ -658,10 +659,7 @@ Deno.test("openUploadBody: release() ends a stream nobody is reading, so a pipe 
       (error) => `errored: ${error.message}`,
     );
     body.release();
-    const outcome = await Promise.race([
-      closed,
-      new Promise((resolve) => setTimeout(() => resolve("still open"), 1000)),
-    ]);
+    const outcome = await within(closed, 1000, "still open");
     assert.equal(
       outcome,
       "errored: Cannot read request body: the request has ended",

@@ -722,14 +722,15 @@ Deno.test("the next upload on a connection is served once the last one's declare
     handler: async (request) => {
       const { bytes } = await hashRequestBody(request);
       const answer = new TextEncoder().encode(`got ${bytes}`);
+      let closing: ReturnType<typeof setTimeout> | undefined;
       return new Response(
         new ReadableStream<Uint8Array>({
-          async start(controller) {
+          start(controller) {
             controller.enqueue(answer);
-            await delay(2000);
-            controller.close();
+            closing = setTimeout(() => controller.close(), 2000);
           },
           cancel() {
+            clearTimeout(closing);
             cancelled++;
           },
         }),

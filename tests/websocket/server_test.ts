@@ -7,6 +7,7 @@
  */
 
 import assert from "node:assert/strict";
+import { within } from "../subprocess.ts";
 import { createLogger } from "../../runtime/log.ts";
 import { serveMongrel2 } from "../../runtime/server.ts";
 import { MemoryTransport } from "../../runtime/transport/memory.ts";
@@ -201,10 +202,7 @@ Deno.test("frames sent before the handshake is answered reach the socket once it
     await transport.consumed();
     answer.resolve();
     // The fixture's payload: the message's last bytes in the capture.
-    const message = await Promise.race([
-      received.promise,
-      new Promise((resolve) => setTimeout(() => resolve("not received"), 2000)),
-    ]);
+    const message = await within(received.promise, 2000, "not received");
     assert.notEqual(message, "not received");
     assert.ok(
       new TextDecoder().decode(text).includes(message as string),

@@ -9,7 +9,7 @@
 
 import assert from "node:assert/strict";
 import { startSite } from "../site.ts";
-import { spawnM2fetch } from "../subprocess.ts";
+import { spawnM2fetch, within } from "../subprocess.ts";
 
 const CASES = [
   {
@@ -37,10 +37,7 @@ for (const { name, source, line } of CASES) {
       await using m2fetch = spawnM2fetch(site, `${site.dir}/app.ts`, {
         args: ["--workers", workers],
       });
-      const status = await Promise.race([
-        m2fetch.status,
-        new Promise<null>((resolve) => setTimeout(() => resolve(null), 20_000)),
-      ]);
+      const status = await within(m2fetch.status, 20_000, null);
       assert.ok(status !== null, `still running:\n${m2fetch.output()}`);
       assert.notEqual(status.code, 0);
       const errors = m2fetch.output().split("\n").filter((text) =>
