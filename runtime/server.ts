@@ -258,6 +258,8 @@ class Server implements Mongrel2Server {
   #held: (() => void)[] | null = null;
   #drained: (() => void) | null = null;
   #resolveFinished!: () => void;
+  /** Upload files being deleted, which shutdown waits for. */
+  readonly #uploadRemovals = new Set<Promise<unknown>>();
 
   constructor(options: ServeMongrel2Options) {
     this.#handler = options.handler;
@@ -1118,12 +1120,14 @@ class Server implements Mongrel2Server {
     if (upload !== undefined && upload.exchange === exchange) {
       this.#uploadsOf.delete(connection);
       this.#recentUploads.set(upload.path, performance.now());
-      upload.end().catch((failure) =>
+      const removal = upload.end().catch((failure) =>
         this.#logger.error(
           `Cannot delete the upload file of ${exchange.method} ${exchange.path} (${upload.path})`,
           failure,
         )
       );
+      this.#uploadRemovals.add(removal);
+      removal.finally(() => this.#uploadRemovals.delete(removal));
     }
     if (encoder?.bodyFailure) {
       this.#logger.error(
@@ -1268,6 +1272,9 @@ class Server implements Mongrel2Server {
     }
     clearInterval(this.#sweepTimer);
     await this.#transport.close();
+    // The CLI exits once stopped: an upload file still being deleted
+    // would stay in the store.
+    await Promise.all(this.#uploadRemovals);
     this.#logger.info("Stopped");
     this.#resolveFinished();
   }
