@@ -62,11 +62,6 @@ export async function runDev(args: string[]): Promise<void> {
       schema,
       new URL("../examples/hello.ts", import.meta.url).pathname,
     );
-  // On the main thread a reload re-imports the handler module but not what
-  // it imports (Deno caches a module per URL); a worker loads the whole
-  // graph afresh, which is what an edit to any file should do.
-  const workerForWatch = (values: OptionValues, explicit: OptionValues) =>
-    values.watch === true && explicit.workers === undefined;
   setHandlerArgs(handlerArgs);
   const log = new CliLog(values);
   const logger = log.logger;
@@ -91,13 +86,19 @@ export async function runDev(args: string[]): Promise<void> {
     ...Object.fromEntries(
       Object.entries(values).filter(([name]) => !DEV_WIRED.includes(name)),
     ),
-    ...(workerForWatch(values, explicit) ? { workers: 1 } : {}),
+    // On the main thread a reload re-imports the handler module but not
+    // what it imports (Deno caches a module per URL); a worker loads the
+    // whole graph afresh, which is what an edit to any file should do.
+    ...(values.watch === true && explicit.workers === undefined
+      ? { workers: 1 }
+      : {}),
     "upload-temp-store": String(mongrel2.settings["upload.temp_store"]),
     "flow-control": mongrel2.settings["download.flow_control"] === 1
       ? "on"
       : "off",
     ...(mongrel2.chroot ? { "mongrel2-chroot": mongrel2.dir } : {}),
   });
+  const servedValues = withMongrel2(values, explicit);
   let served: Served;
   try {
     const [handler] = mongrel2.handlers;
@@ -105,7 +106,7 @@ export async function runDev(args: string[]): Promise<void> {
       app,
       sendSpec: handler.sendSpec,
       recvSpec: handler.recvSpec,
-      values: withMongrel2(values, explicit),
+      values: servedValues,
       logger,
     });
   } catch (error) {
@@ -124,12 +125,7 @@ export async function runDev(args: string[]): Promise<void> {
     };
   });
   const watcher = values.watch
-    ? watchReload(
-      reloader,
-      app,
-      workerForWatch(values, explicit) ? 1 : values.workers as number,
-      logger,
-    )
+    ? watchReload(reloader, app, servedValues.workers as number, logger)
     : undefined;
   let stopping = false;
   const stopMongrel2 = () => {

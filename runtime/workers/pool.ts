@@ -579,17 +579,23 @@ export class WorkerPool {
     const slot = this.#slots.indexOf(worker);
     // One that dies loading at start fails the start: nothing to replace.
     if (slot < 0 || this.#closed || (this.#starting && !worker.loaded)) return;
+    const delay = this.#nextBackoff();
     this.#logger.error(
-      `Handler worker ${slot} ${why}; replacing it in ${this.#backoff} ms`,
+      `Handler worker ${slot} ${why}; replacing it in ${delay} ms`,
       error,
     );
-    const delay = this.#backoff;
-    this.#backoff = Math.min(10_000, this.#backoff * 2);
     clearTimeout(this.#stableTimer);
     // A replacement that stays up for a while resets the backoff.
     this.#stableTimer = setTimeout(() => this.#backoff = 100, 30_000);
     Deno.unrefTimer(this.#stableTimer as unknown as number);
     this.#replaceLater(slot, worker, delay);
+  }
+
+  /** The wait before the next replacement, doubling it up to 10 s. */
+  #nextBackoff(): number {
+    const delay = this.#backoff;
+    this.#backoff = Math.min(10_000, this.#backoff * 2);
+    return delay;
   }
 
   /** Puts a new worker in the dead one's slot after `delay` ms. */
@@ -605,8 +611,7 @@ export class WorkerPool {
         checkDescriptorsFor(1, WORKER_MAIN);
         replacement = this.#spawn();
       } catch (error) {
-        const retry = this.#backoff;
-        this.#backoff = Math.min(10_000, this.#backoff * 2);
+        const retry = this.#nextBackoff();
         this.#logger.error(
           `Cannot replace handler worker ${slot}: ${
             (error as Error).message
