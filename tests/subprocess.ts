@@ -87,6 +87,33 @@ export async function within<T, U>(
 }
 
 /**
+ * Settles like `promise`, or rejects with an error saying `why()` if `ms`
+ * pass first (built on {@linkcode within}, so its timer is cleared too).
+ *
+ * @param promise What to wait for.
+ * @param ms The longest wait.
+ * @param why What was being waited for, for the error message.
+ * @returns The promise's value.
+ * @throws {Error} When time runs out.
+ *
+ * @example
+ * ```ts
+ * import { withDeadline } from "./subprocess.ts";
+ * console.assert(await withDeadline(Promise.resolve(1), 10, () => "one") === 1);
+ * ```
+ */
+export async function withDeadline<T>(
+  promise: Promise<T>,
+  ms: number,
+  why: () => string,
+): Promise<T> {
+  const timedOut = Symbol("timed out");
+  const settled = await within(promise, ms, timedOut);
+  if (settled === timedOut) throw new Error(why());
+  return settled as T;
+}
+
+/**
  * Polls `condition` every 20 ms until it holds or `timeoutMs` passes.
  *
  * @param condition What to wait for (may be async).

@@ -51,6 +51,7 @@ import {
   startM2fetch,
   type Subprocess,
   waitFor,
+  within,
 } from "../subprocess.ts";
 
 export { delay, DENO, isRunning, ROOT, waitFor };
@@ -796,15 +797,12 @@ export class RawClient implements AsyncDisposable {
     while (!this.#eof) {
       const left = deadline - performance.now();
       if (left <= 0) return null;
-      let timer: ReturnType<typeof setTimeout> | undefined;
       const chunk = new Uint8Array(65536);
-      const n = await Promise.race([
+      const n = await within(
         this.conn.read(chunk).catch(() => null),
-        new Promise<"timeout">((resolve) => {
-          timer = setTimeout(() => resolve("timeout"), left);
-        }),
-      ]);
-      clearTimeout(timer);
+        left,
+        "timeout" as const,
+      );
       if (n === "timeout") {
         // The read stays pending; closing the connection cancels it.
         return null;

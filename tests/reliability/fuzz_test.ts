@@ -37,6 +37,7 @@ import {
   parseReply,
   runHandler,
 } from "../../testing.ts";
+import { withDeadline } from "../subprocess.ts";
 
 const SEED = Deno.env.get("FUZZ_SEED") === undefined
   ? Date.now() ^ (Math.random() * 0x7fffffff)
@@ -716,7 +717,7 @@ Deno.test("the server survives mutated messages: one log line per dropped messag
               { format, sender: PROBE_SENDER, connectionId: id },
             ),
           );
-          const replies = await withTimeout(
+          const replies = await withDeadline(
             transport.waitForReplies((all) => {
               for (let i = from; i < all.length; i++) {
                 if (isProbeReply(all[i], id)) return true;
@@ -778,24 +779,6 @@ function isProbeReply(reply: Uint8Array, id: number): boolean {
     if (reply[i] !== prefix.charCodeAt(i)) return false;
   }
   return true;
-}
-
-async function withTimeout<T>(
-  promise: Promise<T>,
-  ms: number,
-  why: () => string,
-): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  try {
-    return await Promise.race([
-      promise,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(why())), ms);
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 async function waitUntil(

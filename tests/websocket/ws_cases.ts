@@ -22,6 +22,7 @@
 import assert from "node:assert/strict";
 import { encodeMaskedFrame, pattern } from "./frame_helpers.ts";
 import { RawWsClient } from "./raw_ws_client.ts";
+import { withDeadline } from "../subprocess.ts";
 
 /** A running server of `ws_app.ts`. */
 export interface Target {
@@ -48,14 +49,11 @@ const utf8 = new TextEncoder();
 const TIMEOUT_MS = 15_000;
 
 function deadline<T>(promise: Promise<T>, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout>;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () => reject(new Error(`Timed out waiting for ${what}`)),
-      TIMEOUT_MS,
-    );
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+  return withDeadline(
+    promise,
+    TIMEOUT_MS,
+    () => `Timed out waiting for ${what}`,
+  );
 }
 
 /** A Deno `WebSocket` with its messages queued and its close awaited. */
