@@ -502,18 +502,21 @@ Deno.test("openUploadBody: a long read lets the event loop take a turn every syn
       syncSliceMs: 5,
     });
     await body.done();
-    let ticks = 0;
-    let timer: ReturnType<typeof setTimeout>;
-    const tick = () => {
-      ticks++;
-      timer = setTimeout(tick, 1);
+    // Other work waiting on the event loop: a message posted after a read
+    // arrives only when the loop takes a turn. (Not a timer: while op
+    // completions keep the loop busy, Deno may hold a due timer back for a
+    // good while, more so on a loaded machine.)
+    const { port1, port2 } = new MessageChannel();
+    let turns = 0;
+    let posted = false;
+    port1.onmessage = () => {
+      turns++;
+      posted = false;
     };
-    timer = setTimeout(tick, 1);
     // 256 reads at 1 ms of work each. A body that never yielded would read
     // them all synchronously; a 5 ms slice holds about 5. Reads are counted
     // rather than milliseconds measured: on a loaded machine a slice holds
-    // fewer reads, while Deno may run the file read's completion before a
-    // due timer for a good while, so gaps between ticks say little.
+    // fewer reads.
     const reader = body.stream.getReader({ mode: "byob" });
     let buffer = new Uint8Array(16 * 1024);
     let bytes = 0;
@@ -526,8 +529,13 @@ Deno.test("openUploadBody: a long read lets the event loop take a turn every syn
       while (performance.now() < until) {
         // the handler's work
       }
+      if (!posted) {
+        posted = true;
+        port2.postMessage(null);
+      }
     }
-    clearTimeout(timer);
+    port1.close();
+    port2.close();
     assert.equal(bytes, 4 * MiB);
     assert.ok(
       syncRun.longest <= 40,
@@ -535,7 +543,7 @@ Deno.test("openUploadBody: a long read lets the event loop take a turn every syn
     );
     assert.ok(counts.async >= 5, `${counts.async} asynchronous reads`);
     assert.ok(counts.sync > counts.async, `${counts.sync} synchronous reads`);
-    assert.ok(ticks >= 1, "a timer never ran during the read");
+    assert.ok(turns >= 1, "no other work ran during the read");
     body.release();
   });
 });
