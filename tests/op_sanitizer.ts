@@ -1,12 +1,12 @@
 /**
- * Preloaded by `deno task test:leaks`: turns Deno's op sanitizer on for
- * every test that does not set it. Deno 2.9's test runner no longer reports
- * timers a test leaves behind unless `sanitizeOps` is set, and a timer left
- * by m2fetch (a poll that outlives its wait, a pool's timer after close)
- * is a bug the suite should show.
+ * Preloaded by `deno task test` (and so by CI): turns Deno's op sanitizer
+ * on for every test that does not set it. Deno 2.9's test runner no longer
+ * reports timers a test leaves behind unless `sanitizeOps` is set, and a
+ * timer left by m2fetch (a poll that outlives its wait, a pool's timer
+ * after close) is a bug the suite should show.
  *
  * ```sh
- * deno task test:leaks
+ * deno test -A --preload tests/op_sanitizer.ts tests/upload/
  * ```
  *
  * @module
