@@ -25,7 +25,7 @@ import {
 } from "./upload/store.ts";
 import { httpDate, requestKeepsAlive } from "./http/response.ts";
 import { requestMethod } from "./http/request.ts";
-import { isHandshake, refusalOf } from "./http/refusal.ts";
+import { ambiguousFraming, isHandshake, refusalOf } from "./http/refusal.ts";
 import { Connection, MAX_CREDITS } from "./connection/connection.ts";
 import { Exchange } from "./connection/exchange.ts";
 import { REQUEST_FINISHED, requestCancelled } from "./abort_reasons.ts";
@@ -812,6 +812,16 @@ class Server implements Mongrel2Server {
         context,
         413,
         `Refused a ${declared}-byte upload over the ${this.#maxBodySize}-byte limit before receiving it`,
+      );
+      return;
+    }
+    const ambiguous = ambiguousFraming(message.headers, chunked);
+    if (ambiguous !== null) {
+      this.#reject(
+        exchange,
+        context,
+        400,
+        `Refused an upload whose body mongrel2 may have framed otherwise than the client: ${ambiguous}`,
       );
       return;
     }

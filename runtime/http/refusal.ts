@@ -6,7 +6,11 @@
  * @module
  */
 
-import { firstHeader, type Mongrel2Message } from "../protocol/message.ts";
+import {
+  firstHeader,
+  type Mongrel2Headers,
+  type Mongrel2Message,
+} from "../protocol/message.ts";
 
 /** Why a request is answered by m2fetch, and how loudly to log it. */
 export interface Refusal {
@@ -48,6 +52,51 @@ export function isHandshake(message: Mongrel2Message): boolean {
 }
 
 /**
+ * Why the client may have framed a request's body otherwise than mongrel2
+ * did, if it may: several different `Content-Length` values (mongrel2 reads
+ * the first), or a `Transfer-Encoding` mongrel2 did not decode (it decodes
+ * only a single `chunked`, which it spools, and otherwise reads the body by
+ * `Content-Length`, or takes none). What the client sent as body then
+ * reaches mongrel2 as further requests, which a proxy in front, reading
+ * the body as the client meant it, never checked: RFC 9112 §6.3 says to
+ * answer 400 and close, as `deno serve` does.
+ *
+ * @param headers The request's headers.
+ * @param dechunked Whether mongrel2 decoded a chunked body (a chunked upload).
+ * @returns The reason, or `null` when the framing is the client's.
+ *
+ * @example Usage
+ * ```ts
+ * import { ambiguousFraming } from "./refusal.ts";
+ * console.assert(ambiguousFraming({ "content-length": ["0", "35"] }, false) !== null);
+ * console.assert(ambiguousFraming({ "transfer-encoding": "gzip" }, false) !== null);
+ * console.assert(ambiguousFraming({ "transfer-encoding": "chunked" }, true) === null);
+ * ```
+ */
+export function ambiguousFraming(
+  headers: Mongrel2Headers,
+  dechunked: boolean,
+): string | null {
+  const lengths = Object.hasOwn(headers, "content-length")
+    ? headers["content-length"]
+    : undefined;
+  if (Array.isArray(lengths) && new Set(lengths).size > 1) {
+    return `several Content-Length values (${
+      lengths.join(", ")
+    }), of which mongrel2 took the first`;
+  }
+  const coding = Object.hasOwn(headers, "transfer-encoding")
+    ? headers["transfer-encoding"]
+    : undefined;
+  if (coding !== undefined && !(dechunked && typeof coding === "string")) {
+    return `Transfer-Encoding "${
+      [coding].flat().join(", ")
+    }", which mongrel2 did not decode (it decodes a single "chunked" only)`;
+  }
+  return null;
+}
+
+/**
  * The answer m2fetch gives a request with no upload marker instead of
  * calling the handler, if any.
  *
@@ -86,6 +135,15 @@ export function refusalOf(
       status: 413,
       why:
         `Refused a ${message.body.length}-byte body over the ${limits.maxBodySize}-byte limit`,
+      level: "warn",
+    };
+  }
+  const ambiguous = ambiguousFraming(message.headers, false);
+  if (ambiguous !== null) {
+    return {
+      status: 400,
+      why:
+        `Refused a request whose body mongrel2 may have framed otherwise than the client: ${ambiguous}`,
       level: "warn",
     };
   }

@@ -278,3 +278,44 @@ Deno.test("bad input over mongrel2's default 4 KiB buffer: mongrel2 answers 400,
   // m2fetch never saw those requests.
   assert.ok(!harness.logs.some((line) => /\/many|\/big/.test(line)));
 });
+
+/**
+ * Bodies mongrel2 frames otherwise than the client meant: what the client
+ * sent as body (here a whole request) reaches mongrel2 as a request of its
+ * own, which a proxy in front, reading the body as the client meant it,
+ * never saw as one.
+ */
+const SMUGGLED = "GET /smuggled HTTP/1.1\r\nHost: localhost\r\n\r\n";
+const AMBIGUOUS: [string, string][] = [
+  [
+    "two Content-Length values (mongrel2 reads the first)",
+    `POST /cl HTTP/1.1\r\n${HEAD}Content-Length: 0\r\nContent-Length: ${SMUGGLED.length}\r\n\r\n${SMUGGLED}`,
+  ],
+  [
+    "a Transfer-Encoding other than chunked (mongrel2 reads no body)",
+    `POST /te HTTP/1.1\r\n${HEAD}Transfer-Encoding: gzip\r\n\r\n${SMUGGLED}`,
+  ],
+  [
+    "Transfer-Encoding with Content-Length (mongrel2 reads by length)",
+    `POST /clte HTTP/1.1\r\n${HEAD}Content-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n${SMUGGLED}`,
+  ],
+];
+
+for (const protocol of ["json", "tnetstring"] as const) {
+  Deno.test(`a body mongrel2 may frame otherwise than the client (${protocol} handler): 400 and closed, as deno serve answers, and what followed is never served`, async () => {
+    const served: string[] = [];
+    await using harness = await startHarness((request) => {
+      served.push(new URL(request.url).pathname);
+      return echo(request);
+    }, { protocol });
+    for (const [name, request] of AMBIGUOUS) {
+      await using client = await harness.raw();
+      await client.write(request);
+      const response = await client.readResponse();
+      assert.equal(response.status, 400, name);
+      assert.notEqual(await client.waitForClose(5000), null, name);
+    }
+    await normalRequest(harness, "the ambiguous requests");
+    assert.deepEqual(served, ["/normal"]);
+  });
+}

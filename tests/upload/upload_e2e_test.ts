@@ -1119,6 +1119,32 @@ Deno.test("an upload whose Content-Length mongrel2 reads but m2fetch refuses get
   assert.deepEqual(await rig.waitStoreEmpty(5000), []);
 });
 
+Deno.test("an upload with both Content-Length and Transfer-Encoding gets 400, and its file is deleted", async () => {
+  // mongrel2 spools such a body by its length, chunk framing and all, where
+  // the client (and a proxy before mongrel2) meant it chunked.
+  let calls = 0;
+  await using rig = await startRig({
+    contentLength: LIMIT,
+    handler: () => {
+      calls++;
+      return new Response("unreachable");
+    },
+  });
+  const conn = await RawConn.open(rig.port);
+  try {
+    await conn.write(
+      "POST /clte HTTP/1.1\r\nHost: x\r\nContent-Length: 30000\r\nTransfer-Encoding: chunked\r\n\r\n",
+    );
+    await conn.write(new Uint8Array(30000).fill(0x61));
+    assert.equal((await conn.response())?.status, 400);
+    await conn.closed(5000);
+  } finally {
+    await conn.close();
+  }
+  assert.equal(calls, 0);
+  assert.deepEqual(await rig.waitStoreEmpty(5000), []);
+});
+
 /** A handler module that answers with its body's length and SHA-256. */
 const HASH_APP = new URL("./hash_app.ts", import.meta.url).pathname;
 
