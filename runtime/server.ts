@@ -174,6 +174,15 @@ const MAX_EARLY_FRAMES = 16;
  * in memory (`deno serve` runs them one at a time).
  */
 export const MAX_PIPELINED_HANDLERS = 8;
+/**
+ * Most requests one connection may have waiting for their responses.
+ * mongrel2 forwards pipelined requests as fast as a client sends them, and
+ * each held here costs m2fetch a few KiB: without a bound, one client
+ * pipelining behind a slow response makes m2fetch hold as many as it
+ * likes (`deno serve` reads the next request only after a response, and
+ * TCP holds the client back). A connection over it is cancelled.
+ */
+export const MAX_QUEUED_REQUESTS = 128;
 /** How long a request pipelined behind a closing one is still recognised. */
 const PIPELINED_AFTER_LAST_MS = 2000;
 
@@ -580,6 +589,22 @@ class Server implements Mongrel2Server {
       return;
     }
     const connection = this.#connection(key, message);
+    if (connection.pending >= MAX_QUEUED_REQUESTS) {
+      this.#logger.warn(
+        `Cancelled connection ${message.connectionId}: its client pipelined more than ${MAX_QUEUED_REQUESTS} requests ahead of their responses`,
+      );
+      // What mongrel2 still passes for it is ignored as pipelined after
+      // the last request.
+      connection.lastRequestTaken = true;
+      connection.cancel(
+        new DOMException(
+          "The client pipelined too many requests",
+          "AbortError",
+        ),
+      );
+      this.#ignorePipelined(message, marker, "closed");
+      return;
+    }
     const method = requestMethod(message);
     const version = firstHeader(message.headers, "VERSION") ?? "HTTP/1.1";
     const exchange = new Exchange(method, message.path);

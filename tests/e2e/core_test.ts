@@ -25,6 +25,7 @@ import {
 import {
   type FetchHandler,
   MAX_PIPELINED_HANDLERS,
+  MAX_QUEUED_REQUESTS,
 } from "../../runtime/server.ts";
 import { tempDir } from "../site.ts";
 import { waitFor, within } from "../subprocess.ts";
@@ -681,6 +682,63 @@ Deno.test("one connection's pipelined requests run at most MAX_PIPELINED_HANDLER
   }
   await delay(400);
   assert.equal(started.length, MAX_PIPELINED_HANDLERS);
+});
+
+Deno.test("a client pipelining more than MAX_QUEUED_REQUESTS behind a slow response is cut off; as many are served", async () => {
+  // mongrel2 forwards pipelined requests as fast as they come: 100,000 of
+  // them behind a response that never came held 400 MB in m2fetch, and
+  // stalled every other client for seconds.
+  const hold = Promise.withResolvers<void>();
+  let calls = 0;
+  await using h = await startHarness(async (request) => {
+    calls++;
+    const path = new URL(request.url).pathname;
+    if (path === "/hold") await hold.promise;
+    if (path === "/never") {
+      await new Promise((resolve) => request.signal.onabort = resolve);
+    }
+    return new Response(path);
+  });
+  const request = (path: string) => `GET ${path} HTTP/1.1\r\nHost: x\r\n\r\n`;
+  const behind = Array.from(
+    { length: MAX_QUEUED_REQUESTS - 1 },
+    (_, i) => `/r/${i}`,
+  );
+  {
+    // As many as the bound: every one is answered, in order.
+    await using client = await h.raw();
+    await client.write(request("/hold") + behind.map(request).join(""));
+    await waitFor(() => calls === MAX_PIPELINED_HANDLERS, 5000);
+    hold.resolve();
+    for (const path of ["/hold", ...behind]) {
+      const response = await client.readResponse();
+      assert.equal(decoder.decode(response.body), path);
+    }
+  }
+  calls = 0;
+  const logged = h.logs.length;
+  {
+    await using client = await h.raw();
+    await client.write(
+      request("/never") + behind.map(request).join("") +
+        request("/over").repeat(100),
+    );
+    assert.notEqual(
+      await client.waitForClose(5000),
+      null,
+      "the connection stayed open",
+    );
+  }
+  assert.ok(
+    h.logs.slice(logged).some((line) =>
+      line.includes(
+        `its client pipelined more than ${MAX_QUEUED_REQUESTS} requests ahead of their responses`,
+      )
+    ),
+    h.logs.slice(logged).join("\n"),
+  );
+  assert.equal(calls, MAX_PIPELINED_HANDLERS);
+  assert.ok(await waitFor(() => h.server.inFlight === 0, 2000));
 });
 
 Deno.test("many keep-alive requests on one connection keep credits right", async () => {
