@@ -246,6 +246,12 @@ class Server implements Mongrel2Server {
    * pipelined behind it may still be on its way.
    */
   readonly #closedAfterLast = new Map<string, number>();
+  /**
+   * Connections, by key, that have had a request ignored as pipelined after
+   * their last one: the next ones are logged at info, like access lines, so
+   * a client cannot make one warning per request it sends.
+   */
+  readonly #ignoring = new Set<string>();
   readonly #connections = new Map<string, Connection>();
   readonly #sockets = new WeakMap<Connection, SocketControl>();
   /** Pipelined requests whose handlers wait for earlier ones to end. */
@@ -535,6 +541,7 @@ class Server implements Mongrel2Server {
         },
       );
       this.#connections.set(key, connection);
+      this.#ignoring.delete(key);
     }
     return connection;
   }
@@ -596,6 +603,7 @@ class Server implements Mongrel2Server {
       // What mongrel2 still passes for it is ignored as pipelined after
       // the last request.
       connection.lastRequestTaken = true;
+      this.#ignoring.add(key);
       connection.cancel(
         new DOMException(
           "The client pipelined too many requests",
@@ -732,11 +740,13 @@ class Server implements Mongrel2Server {
     marker: ReturnType<typeof readUploadMarker>,
     behind: "open" | "closed",
   ): void {
-    this.#logger.warn(
+    const key = `${message.sender} ${message.connectionId}`;
+    this.#logger[this.#ignoring.has(key) ? "info" : "warn"](
       `Ignored ${
         requestMethod(message)
       } ${message.path}: the client pipelined it after a request that closes connection ${message.connectionId}, so it must send it again`,
     );
+    this.#ignoring.add(key);
     const store = this.#uploads?.store;
     if (
       store !== undefined &&
@@ -1204,6 +1214,11 @@ class Server implements Mongrel2Server {
     for (const [key, closed] of this.#closedAfterLast) {
       if (now - closed > PIPELINED_AFTER_LAST_MS) {
         this.#closedAfterLast.delete(key);
+      }
+    }
+    for (const key of this.#ignoring) {
+      if (!this.#connections.has(key) && !this.#closedAfterLast.has(key)) {
+        this.#ignoring.delete(key);
       }
     }
     const pings = new Map<string, string[]>();

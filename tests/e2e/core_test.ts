@@ -605,6 +605,29 @@ Deno.test("requests pipelined after one that closes the connection are not serve
   assert.equal(h.server.inFlight, 0);
 });
 
+Deno.test("requests pipelined after one that closes the connection make one warning, not one each", async () => {
+  // A client could otherwise write a warning line into the log for every
+  // few bytes it sends, for as long as the closing response takes.
+  const release = Promise.withResolvers<void>();
+  await using h = await startHarness(async () => {
+    await release.promise;
+    return new Response("last");
+  });
+  const logged = h.logs.length;
+  await using client = await h.raw();
+  await client.write(
+    "GET /last HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" +
+      "GET /after HTTP/1.1\r\nHost: x\r\n\r\n".repeat(200),
+  );
+  const ignored = () =>
+    h.logs.slice(logged).filter((line) => line.includes("Ignored GET /after"));
+  assert.ok(await waitFor(() => ignored().length === 200, 5000));
+  release.resolve();
+  assert.equal((await client.readResponse()).status, 200);
+  assert.equal(ignored().filter((line) => / warn /.test(line)).length, 1);
+  assert.equal(ignored().filter((line) => / info /.test(line)).length, 199);
+});
+
 Deno.test("pipelined requests are answered in request order", async () => {
   const finished: string[] = [];
   await using h = await startHarness(async (request) => {
