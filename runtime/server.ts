@@ -25,7 +25,7 @@ import {
 } from "./upload/store.ts";
 import { httpDate, requestKeepsAlive } from "./http/response.ts";
 import { requestMethod } from "./http/request.ts";
-import { ambiguousFraming, isHandshake, refusalOf } from "./http/refusal.ts";
+import { ambiguity, isHandshake, refusalOf } from "./http/refusal.ts";
 import { Connection, MAX_CREDITS } from "./connection/connection.ts";
 import { Exchange } from "./connection/exchange.ts";
 import { REQUEST_FINISHED, requestCancelled } from "./abort_reasons.ts";
@@ -850,13 +850,13 @@ class Server implements Mongrel2Server {
       );
       return;
     }
-    const ambiguous = ambiguousFraming(message.headers, chunked);
+    const ambiguous = ambiguity(message.headers, chunked);
     if (ambiguous !== null) {
       this.#reject(
         exchange,
         context,
         400,
-        `Refused an upload whose body mongrel2 may have framed otherwise than the client: ${ambiguous}`,
+        `Refused an ambiguous upload: ${ambiguous}`,
       );
       return;
     }

@@ -52,46 +52,53 @@ export function isHandshake(message: Mongrel2Message): boolean {
 }
 
 /**
- * Why the client may have framed a request's body otherwise than mongrel2
- * did, if it may: several different `Content-Length` values (mongrel2 reads
- * the first), or a `Transfer-Encoding` mongrel2 did not decode (it decodes
- * only a single `chunked`, which it spools, and otherwise reads the body by
- * `Content-Length`, or takes none). What the client sent as body then
- * reaches mongrel2 as further requests, which a proxy in front, reading
- * the body as the client meant it, never checked: RFC 9112 §6.3 says to
- * answer 400 and close, as `deno serve` does.
+ * Why a request may mean one thing to the client (or a proxy in front of
+ * mongrel2) and another to mongrel2 and the handler, if it may; RFC 9112
+ * says to answer 400 and close, as `deno serve` does:
+ *
+ * - several different `Content-Length` values (mongrel2 reads the first), or
+ *   a `Transfer-Encoding` mongrel2 did not decode (it decodes a single
+ *   `chunked` only, which it spools, and otherwise reads the body by
+ *   `Content-Length`, or takes none): what the client sent as body reaches
+ *   mongrel2 as further requests, which a proxy in front never saw as such
+ *   (§6.3);
+ * - several `Host` headers: `request.url` takes the first, a handler reading
+ *   the header gets them all, and mongrel2 routed by one of them (§3.2).
  *
  * @param headers The request's headers.
  * @param dechunked Whether mongrel2 decoded a chunked body (a chunked upload).
- * @returns The reason, or `null` when the framing is the client's.
+ * @returns The reason, or `null` when the request is unambiguous.
  *
  * @example Usage
  * ```ts
- * import { ambiguousFraming } from "./refusal.ts";
- * console.assert(ambiguousFraming({ "content-length": ["0", "35"] }, false) !== null);
- * console.assert(ambiguousFraming({ "transfer-encoding": "gzip" }, false) !== null);
- * console.assert(ambiguousFraming({ "transfer-encoding": "chunked" }, true) === null);
+ * import { ambiguity } from "./refusal.ts";
+ * console.assert(ambiguity({ "content-length": ["0", "35"] }, false) !== null);
+ * console.assert(ambiguity({ "transfer-encoding": "gzip" }, false) !== null);
+ * console.assert(ambiguity({ host: ["a", "b"] }, false) !== null);
+ * console.assert(ambiguity({ "transfer-encoding": "chunked" }, true) === null);
  * ```
  */
-export function ambiguousFraming(
+export function ambiguity(
   headers: Mongrel2Headers,
   dechunked: boolean,
 ): string | null {
-  const lengths = Object.hasOwn(headers, "content-length")
-    ? headers["content-length"]
-    : undefined;
+  const own = (name: string) =>
+    Object.hasOwn(headers, name) ? headers[name] : undefined;
+  const lengths = own("content-length");
   if (Array.isArray(lengths) && new Set(lengths).size > 1) {
     return `several Content-Length values (${
       lengths.join(", ")
     }), of which mongrel2 took the first`;
   }
-  const coding = Object.hasOwn(headers, "transfer-encoding")
-    ? headers["transfer-encoding"]
-    : undefined;
+  const coding = own("transfer-encoding");
   if (coding !== undefined && !(dechunked && typeof coding === "string")) {
     return `Transfer-Encoding "${
       [coding].flat().join(", ")
     }", which mongrel2 did not decode (it decodes a single "chunked" only)`;
+  }
+  const host = own("host");
+  if (Array.isArray(host)) {
+    return `several Host headers (${host.join(", ")})`;
   }
   return null;
 }
@@ -138,12 +145,11 @@ export function refusalOf(
       level: "warn",
     };
   }
-  const ambiguous = ambiguousFraming(message.headers, false);
+  const ambiguous = ambiguity(message.headers, false);
   if (ambiguous !== null) {
     return {
       status: 400,
-      why:
-        `Refused a request whose body mongrel2 may have framed otherwise than the client: ${ambiguous}`,
+      why: `Refused an ambiguous request: ${ambiguous}`,
       level: "warn",
     };
   }

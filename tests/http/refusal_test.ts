@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import {
-  ambiguousFraming,
+  ambiguity,
   isHandshake,
   refusalOf,
 } from "../../runtime/http/refusal.ts";
@@ -70,7 +70,7 @@ Deno.test("refusalOf takes a handshake's body as mongrel2's key, and refuses it 
   assert.equal(refusalOf(message({}), { ...open, stopping: true }), null);
 });
 
-Deno.test("refusalOf refuses a body mongrel2 may have framed otherwise than the client", () => {
+Deno.test("refusalOf refuses a request the client and mongrel2 may read differently", () => {
   // mongrel2 reads the first Content-Length, and decodes no coding on a
   // request it passes inline: the rest of the client's body would reach it
   // as further requests.
@@ -83,6 +83,7 @@ Deno.test("refusalOf refuses a body mongrel2 may have framed otherwise than the 
       ],
       [{ "content-length": ["5", "5", "9"] }, "hello", /\(5, 5, 9\)/],
       [{ "transfer-encoding": "gzip" }, "", /Transfer-Encoding "gzip"/],
+      [{ host: ["a", "evil"] }, "", /several Host headers \(a, evil\)/],
       [
         { "transfer-encoding": "Chunked" },
         "",
@@ -106,18 +107,18 @@ Deno.test("refusalOf refuses a body mongrel2 may have framed otherwise than the 
   );
 });
 
-Deno.test("ambiguousFraming takes a single chunked coding only where mongrel2 decoded it", () => {
+Deno.test("ambiguity takes a single chunked coding only where mongrel2 decoded it", () => {
   assert.equal(
-    ambiguousFraming({ "transfer-encoding": "chunked" }, true),
+    ambiguity({ "transfer-encoding": "chunked" }, true),
     null,
   );
   assert.match(
-    ambiguousFraming({ "transfer-encoding": ["chunked", "gzip"] }, true)!,
+    ambiguity({ "transfer-encoding": ["chunked", "gzip"] }, true)!,
     /"chunked, gzip"/,
   );
   assert.match(
-    ambiguousFraming({ "transfer-encoding": "chunked" }, false)!,
+    ambiguity({ "transfer-encoding": "chunked" }, false)!,
     /did not decode/,
   );
-  assert.equal(ambiguousFraming({ "content-length": "7" }, false), null);
+  assert.equal(ambiguity({ "content-length": "7" }, false), null);
 });

@@ -280,10 +280,11 @@ Deno.test("bad input over mongrel2's default 4 KiB buffer: mongrel2 answers 400,
 });
 
 /**
- * Bodies mongrel2 frames otherwise than the client meant: what the client
- * sent as body (here a whole request) reaches mongrel2 as a request of its
- * own, which a proxy in front, reading the body as the client meant it,
- * never saw as one.
+ * Requests the client (or a proxy in front) and mongrel2 may read
+ * differently. Bodies mongrel2 frames otherwise than the client meant: what
+ * the client sent as body (here a whole request) reaches mongrel2 as a
+ * request of its own, which a proxy in front never saw as one. And two Host
+ * headers, of which mongrel2 routes by one and `request.url` takes one.
  */
 const SMUGGLED = "GET /smuggled HTTP/1.1\r\nHost: localhost\r\n\r\n";
 const AMBIGUOUS: [string, string][] = [
@@ -299,10 +300,14 @@ const AMBIGUOUS: [string, string][] = [
     "Transfer-Encoding with Content-Length (mongrel2 reads by length)",
     `POST /clte HTTP/1.1\r\n${HEAD}Content-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n${SMUGGLED}`,
   ],
+  [
+    "two Host headers",
+    `GET /host HTTP/1.1\r\n${HEAD}Host: evil.example\r\n\r\n${SMUGGLED}`,
+  ],
 ];
 
 for (const protocol of ["json", "tnetstring"] as const) {
-  Deno.test(`a body mongrel2 may frame otherwise than the client (${protocol} handler): 400 and closed, as deno serve answers, and what followed is never served`, async () => {
+  Deno.test(`a request mongrel2 may read otherwise than the client (${protocol} handler): 400 and closed, as deno serve answers, and what followed is never served`, async () => {
     const served: string[] = [];
     await using harness = await startHarness((request) => {
       served.push(new URL(request.url).pathname);
