@@ -1176,7 +1176,7 @@ class Server implements Mongrel2Server {
     }
     if (encoder?.bodyFailure) {
       this.#logger.error(
-        `Response body for ${exchange.method} ${exchange.path} failed before its first byte; answered 500`,
+        `Response to ${exchange.method} ${exchange.path} failed before its first byte (its head could not be written, or its body failed); answered 500`,
         encoder.bodyFailure.error,
       );
     } else if (error !== undefined && encoder !== null) {

@@ -764,6 +764,37 @@ Deno.test("a client pipelining more than MAX_QUEUED_REQUESTS behind a slow respo
   assert.ok(await waitFor(() => h.server.inFlight === 0, 2000));
 });
 
+Deno.test("a response header with a control byte from the client's input is answered 500, not sent", async () => {
+  // deno serve 2.9.6 panics on such a header and takes every connection
+  // down; clients reject it, or print it to a terminal.
+  await using h = await startHarness((request) =>
+    new Response("echoed", {
+      headers: { "x-echo": new URL(request.url).searchParams.get("v") ?? "" },
+    })
+  );
+  const logged = h.logs.length;
+  {
+    await using client = await h.raw();
+    await client.write("GET /echo?v=a%1b%5b2Jb HTTP/1.1\r\nHost: x\r\n\r\n");
+    const response = await client.readResponse();
+    assert.equal(response.status, 500);
+    assert.equal(decoder.decode(response.body), "Internal Server Error");
+    assert.equal(headerValues(response, "x-echo").length, 0);
+    assert.notEqual(await client.waitForClose(5000), null);
+  }
+  assert.ok(
+    h.logs.slice(logged).some((line) =>
+      line.includes(
+        'Cannot send the response header "x-echo": its value holds the control byte 0x1b',
+      )
+    ),
+    h.logs.slice(logged).join("\n"),
+  );
+  const next = await h.fetch("/echo?v=plain");
+  assert.equal(next.headers.get("x-echo"), "plain");
+  await next.body?.cancel();
+});
+
 Deno.test("many keep-alive requests on one connection keep credits right", async () => {
   // 300 responses of 10 KiB: about 30 credit windows of mongrel2's 100 KiB.
   // Credits lost or double-counted would stall or kill the connection.
