@@ -1241,7 +1241,7 @@ class Server implements Mongrel2Server {
         if (idle > this.#idleTimeout && settled) {
           connection.lost(new DOMException("Idle", "AbortError"));
         }
-      } else if (keepAlive) {
+      } else if (keepAlive && !this.#uploadStalled(connection)) {
         const ids = pings.get(connection.sender) ?? [];
         ids.push(connection.id);
         pings.set(connection.sender, ids);
@@ -1256,6 +1256,19 @@ class Server implements Mongrel2Server {
         );
       }
     }
+  }
+
+  /**
+   * Whether the connection's request is an upload still arriving that has
+   * not grown since the last keep-alive round. Its client, not a response,
+   * is what the connection waits for: it gets no keep-alive, so mongrel2's
+   * reaper judges it as it would any client (a stalled upload would
+   * otherwise hold its connection, and a descriptor in both processes, for
+   * good).
+   */
+  #uploadStalled(connection: Connection): boolean {
+    const upload = this.#uploadsOf.get(connection);
+    return upload !== undefined && !upload.done && !upload.grew();
   }
 
   /** Waits (up to `timeoutMs`) until no request is in flight. */
