@@ -447,13 +447,20 @@ class Server implements Mongrel2Server {
       );
       return;
     }
-    if (method === "JSON" || method === "XML") {
+    // mongrel2's own socket messages and WebSocket frames carry these
+    // methods, and so may a client's HTTP request (`JSON / HTTP/1.1`),
+    // which is served as deno serve serves it: only mongrel2 can set
+    // VERSION (an HTTP request's) and FLAGS (a frame's), being upper case.
+    if (
+      (method === "JSON" || method === "XML") &&
+      message.headers.VERSION === undefined
+    ) {
       this.#logger.warn(
         `Ignored a ${method} socket message on connection ${message.connectionId}: m2fetch serves HTTP`,
       );
       return;
     }
-    if (method === "WEBSOCKET") {
+    if (method === "WEBSOCKET" && message.headers.FLAGS !== undefined) {
       this.#frame(key, message);
       return;
     }

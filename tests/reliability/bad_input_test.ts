@@ -169,6 +169,14 @@ const COMMON: Case[] = [
     status: 200,
     closes: true,
   },
+  ...["JSON", "XML", "WEBSOCKET"].map((method) => ({
+    name:
+      `a client's ${method} method, one mongrel2 also gives its own messages: served as deno serve serves it`,
+    request: `${method} /m HTTP/1.1\r\n${HEAD}\r\n`,
+    status: 200,
+    closes: false,
+    check: (r: RawResponse) => assert.equal(seen(r).method, method),
+  })),
   {
     name: "a lower-case method: mongrel2 answers 400",
     request: `get / HTTP/1.1\r\n${HEAD}\r\n`,
