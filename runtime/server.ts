@@ -25,7 +25,7 @@ import {
 } from "./upload/store.ts";
 import { httpDate, requestKeepsAlive } from "./http/response.ts";
 import { requestMethod } from "./http/request.ts";
-import { isHandshake, refusalOf } from "./http/refusal.ts";
+import { ambiguity, isHandshake, refusalOf } from "./http/refusal.ts";
 import { Connection, MAX_CREDITS } from "./connection/connection.ts";
 import { Exchange } from "./connection/exchange.ts";
 import { REQUEST_FINISHED, requestCancelled } from "./abort_reasons.ts";
@@ -174,6 +174,15 @@ const MAX_EARLY_FRAMES = 16;
  * in memory (`deno serve` runs them one at a time).
  */
 export const MAX_PIPELINED_HANDLERS = 8;
+/**
+ * Most requests one connection may have waiting for their responses.
+ * mongrel2 forwards pipelined requests as fast as a client sends them, and
+ * each held here costs m2fetch a few KiB: without a bound, one client
+ * pipelining behind a slow response makes m2fetch hold as many as it
+ * likes (`deno serve` reads the next request only after a response, and
+ * TCP holds the client back). A connection over it is cancelled.
+ */
+export const MAX_QUEUED_REQUESTS = 128;
 /** How long a request pipelined behind a closing one is still recognised. */
 const PIPELINED_AFTER_LAST_MS = 2000;
 
@@ -237,6 +246,12 @@ class Server implements Mongrel2Server {
    * pipelined behind it may still be on its way.
    */
   readonly #closedAfterLast = new Map<string, number>();
+  /**
+   * Connections, by key, that have had a request ignored as pipelined after
+   * their last one: the next ones are logged at info, like access lines, so
+   * a client cannot make one warning per request it sends.
+   */
+  readonly #ignoring = new Set<string>();
   readonly #connections = new Map<string, Connection>();
   readonly #sockets = new WeakMap<Connection, SocketControl>();
   /** Pipelined requests whose handlers wait for earlier ones to end. */
@@ -432,13 +447,20 @@ class Server implements Mongrel2Server {
       );
       return;
     }
-    if (method === "JSON" || method === "XML") {
+    // mongrel2's own socket messages and WebSocket frames carry these
+    // methods, and so may a client's HTTP request (`JSON / HTTP/1.1`),
+    // which is served as deno serve serves it: only mongrel2 can set
+    // VERSION (an HTTP request's) and FLAGS (a frame's), being upper case.
+    if (
+      (method === "JSON" || method === "XML") &&
+      message.headers.VERSION === undefined
+    ) {
       this.#logger.warn(
         `Ignored a ${method} socket message on connection ${message.connectionId}: m2fetch serves HTTP`,
       );
       return;
     }
-    if (method === "WEBSOCKET") {
+    if (method === "WEBSOCKET" && message.headers.FLAGS !== undefined) {
       this.#frame(key, message);
       return;
     }
@@ -526,6 +548,7 @@ class Server implements Mongrel2Server {
         },
       );
       this.#connections.set(key, connection);
+      this.#ignoring.delete(key);
     }
     return connection;
   }
@@ -580,6 +603,23 @@ class Server implements Mongrel2Server {
       return;
     }
     const connection = this.#connection(key, message);
+    if (connection.pending >= MAX_QUEUED_REQUESTS) {
+      this.#logger.warn(
+        `Cancelled connection ${message.connectionId}: its client pipelined more than ${MAX_QUEUED_REQUESTS} requests ahead of their responses`,
+      );
+      // What mongrel2 still passes for it is ignored as pipelined after
+      // the last request.
+      connection.lastRequestTaken = true;
+      this.#ignoring.add(key);
+      connection.cancel(
+        new DOMException(
+          "The client pipelined too many requests",
+          "AbortError",
+        ),
+      );
+      this.#ignorePipelined(message, marker, "closed");
+      return;
+    }
     const method = requestMethod(message);
     const version = firstHeader(message.headers, "VERSION") ?? "HTTP/1.1";
     const exchange = new Exchange(method, message.path);
@@ -707,11 +747,13 @@ class Server implements Mongrel2Server {
     marker: ReturnType<typeof readUploadMarker>,
     behind: "open" | "closed",
   ): void {
-    this.#logger.warn(
+    const key = `${message.sender} ${message.connectionId}`;
+    this.#logger[this.#ignoring.has(key) ? "info" : "warn"](
       `Ignored ${
         requestMethod(message)
       } ${message.path}: the client pipelined it after a request that closes connection ${message.connectionId}, so it must send it again`,
     );
+    this.#ignoring.add(key);
     const store = this.#uploads?.store;
     if (
       store !== undefined &&
@@ -812,6 +854,16 @@ class Server implements Mongrel2Server {
         context,
         413,
         `Refused a ${declared}-byte upload over the ${this.#maxBodySize}-byte limit before receiving it`,
+      );
+      return;
+    }
+    const ambiguous = ambiguity(message.headers, chunked);
+    if (ambiguous !== null) {
+      this.#reject(
+        exchange,
+        context,
+        400,
+        `Refused an ambiguous upload: ${ambiguous}`,
       );
       return;
     }
@@ -1131,7 +1183,7 @@ class Server implements Mongrel2Server {
     }
     if (encoder?.bodyFailure) {
       this.#logger.error(
-        `Response body for ${exchange.method} ${exchange.path} failed before its first byte; answered 500`,
+        `Response to ${exchange.method} ${exchange.path} failed before its first byte (its head could not be written, or its body failed); answered 500`,
         encoder.bodyFailure.error,
       );
     } else if (error !== undefined && encoder !== null) {
@@ -1171,6 +1223,11 @@ class Server implements Mongrel2Server {
         this.#closedAfterLast.delete(key);
       }
     }
+    for (const key of this.#ignoring) {
+      if (!this.#connections.has(key) && !this.#closedAfterLast.has(key)) {
+        this.#ignoring.delete(key);
+      }
+    }
     const pings = new Map<string, string[]>();
     for (const connection of this.#connections.values()) {
       const waiting = connection.waitingSince;
@@ -1191,7 +1248,7 @@ class Server implements Mongrel2Server {
         if (idle > this.#idleTimeout && settled) {
           connection.lost(new DOMException("Idle", "AbortError"));
         }
-      } else if (keepAlive) {
+      } else if (keepAlive && !this.#uploadStalled(connection)) {
         const ids = pings.get(connection.sender) ?? [];
         ids.push(connection.id);
         pings.set(connection.sender, ids);
@@ -1206,6 +1263,19 @@ class Server implements Mongrel2Server {
         );
       }
     }
+  }
+
+  /**
+   * Whether the connection's request is an upload still arriving that has
+   * not grown since the last keep-alive round. Its client, not a response,
+   * is what the connection waits for: it gets no keep-alive, so mongrel2's
+   * reaper judges it as it would any client (a stalled upload would
+   * otherwise hold its connection, and a descriptor in both processes, for
+   * good).
+   */
+  #uploadStalled(connection: Connection): boolean {
+    const upload = this.#uploadsOf.get(connection);
+    return upload !== undefined && !upload.done && !upload.grew();
   }
 
   /** Waits (up to `timeoutMs`) until no request is in flight. */

@@ -6,7 +6,11 @@
  * @module
  */
 
-import { firstHeader, type Mongrel2Message } from "../protocol/message.ts";
+import {
+  firstHeader,
+  type Mongrel2Headers,
+  type Mongrel2Message,
+} from "../protocol/message.ts";
 
 /** Why a request is answered by m2fetch, and how loudly to log it. */
 export interface Refusal {
@@ -48,6 +52,58 @@ export function isHandshake(message: Mongrel2Message): boolean {
 }
 
 /**
+ * Why a request may mean one thing to the client (or a proxy in front of
+ * mongrel2) and another to mongrel2 and the handler, if it may; RFC 9112
+ * says to answer 400 and close, as `deno serve` does:
+ *
+ * - several different `Content-Length` values (mongrel2 reads the first), or
+ *   a `Transfer-Encoding` mongrel2 did not decode (it decodes a single
+ *   `chunked` only, which it spools, and otherwise reads the body by
+ *   `Content-Length`, or takes none): what the client sent as body reaches
+ *   mongrel2 as further requests, which a proxy in front never saw as such
+ *   (§6.3);
+ * - several `Host` headers: `request.url` takes the first, a handler reading
+ *   the header gets them all, and mongrel2 routed by one of them (§3.2).
+ *
+ * @param headers The request's headers.
+ * @param dechunked Whether mongrel2 decoded a chunked body (a chunked upload).
+ * @returns The reason, or `null` when the request is unambiguous.
+ *
+ * @example Usage
+ * ```ts
+ * import { ambiguity } from "./refusal.ts";
+ * console.assert(ambiguity({ "content-length": ["0", "35"] }, false) !== null);
+ * console.assert(ambiguity({ "transfer-encoding": "gzip" }, false) !== null);
+ * console.assert(ambiguity({ host: ["a", "b"] }, false) !== null);
+ * console.assert(ambiguity({ "transfer-encoding": "chunked" }, true) === null);
+ * ```
+ */
+export function ambiguity(
+  headers: Mongrel2Headers,
+  dechunked: boolean,
+): string | null {
+  const own = (name: string) =>
+    Object.hasOwn(headers, name) ? headers[name] : undefined;
+  const lengths = own("content-length");
+  if (Array.isArray(lengths) && new Set(lengths).size > 1) {
+    return `several Content-Length values (${
+      lengths.join(", ")
+    }), of which mongrel2 took the first`;
+  }
+  const coding = own("transfer-encoding");
+  if (coding !== undefined && !(dechunked && typeof coding === "string")) {
+    return `Transfer-Encoding "${
+      [coding].flat().join(", ")
+    }", which mongrel2 did not decode (it decodes a single "chunked" only)`;
+  }
+  const host = own("host");
+  if (Array.isArray(host)) {
+    return `several Host headers (${host.join(", ")})`;
+  }
+  return null;
+}
+
+/**
  * The answer m2fetch gives a request with no upload marker instead of
  * calling the handler, if any.
  *
@@ -86,6 +142,14 @@ export function refusalOf(
       status: 413,
       why:
         `Refused a ${message.body.length}-byte body over the ${limits.maxBodySize}-byte limit`,
+      level: "warn",
+    };
+  }
+  const ambiguous = ambiguity(message.headers, false);
+  if (ambiguous !== null) {
+    return {
+      status: 400,
+      why: `Refused an ambiguous request: ${ambiguous}`,
       level: "warn",
     };
   }

@@ -50,6 +50,13 @@ const HOP_BY_HOP = new Set([
 ]);
 const encoder = new TextEncoder();
 const NON_ASCII = /[^\x20-\x7e\r\n\t]/;
+/**
+ * Control bytes a header value may not hold (RFC 9110 §5.5), beyond the
+ * NUL, CR and LF that `Headers` refuses itself; CR and LF in a head end
+ * its lines.
+ */
+// deno-lint-ignore no-control-regex -- matching control bytes is the point
+const CONTROL = /[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]/;
 
 /**
  * Returns whether a response with this status and method carries a body.
@@ -136,6 +143,8 @@ export const DECODED_AWAY = new Set(["content-encoding", "content-length"]);
  * @param response The handler's response.
  * @param options Facts about the request and body.
  * @returns The head bytes and the body framing to use.
+ * @throws {TypeError} When a header value holds a control byte (other
+ * than TAB) that `Headers` lets through and HTTP/1.1 forbids.
  *
  * @example Usage
  * ```ts
@@ -214,12 +223,30 @@ export function encodeResponseHead(
   }
   if (keepAlive && version === "HTTP/1.0") head += "connection: keep-alive\r\n";
   head += "\r\n";
+  const plain = !NON_ASCII.test(head);
+  if (!plain) refuseControlBytes(head);
   return {
-    head: NON_ASCII.test(head) ? encodeLatin1(head) : encoder.encode(head),
+    head: plain ? encoder.encode(head) : encodeLatin1(head),
     framing,
     contentLength,
     keepAlive,
   };
+}
+
+/**
+ * Throws for a head with a control byte in a header value, which `Headers`
+ * lets through (only NUL, CR and LF are refused there) but HTTP/1.1 does
+ * not: clients reject such a response, or print the byte to a terminal.
+ */
+function refuseControlBytes(head: string): void {
+  const found = CONTROL.exec(head);
+  if (found === null) return;
+  const start = head.lastIndexOf("\r\n", found.index) + 2;
+  const name = head.slice(start, head.indexOf(":", start));
+  const byte = found[0].charCodeAt(0).toString(16).padStart(2, "0");
+  throw new TypeError(
+    `Cannot send the response header "${name}": its value holds the control byte 0x${byte}, which HTTP/1.1 forbids`,
+  );
 }
 
 function parseLength(value: string | null): number | null {

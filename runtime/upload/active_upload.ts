@@ -53,6 +53,8 @@ export class ActiveUpload {
   #done = false;
   #ended = false;
   readonly #chunked: boolean;
+  /** The file's size at the last {@linkcode grew} check. */
+  #seenSize = 0;
   #settleDone!: (done: boolean) => void;
   readonly #doneOrEnded: Promise<boolean>;
 
@@ -88,6 +90,26 @@ export class ActiveUpload {
   /** Body bytes read so far. */
   get bytesRead(): number {
     return this.#body?.bytesRead ?? 0;
+  }
+
+  /**
+   * Whether the file grew since the last call (on the first, whether it
+   * holds any bytes). A file not yet opened counts as growing; one that
+   * cannot be looked at any more, as not.
+   *
+   * @returns True when mongrel2 wrote more of the body meanwhile.
+   */
+  grew(): boolean {
+    if (this.#realPath === null) return true;
+    let size: number;
+    try {
+      size = Deno.statSync(this.#realPath).size;
+    } catch {
+      return false;
+    }
+    const grew = size > this.#seenSize;
+    this.#seenSize = size;
+    return grew;
   }
 
   /**

@@ -25,6 +25,7 @@ import {
 import {
   type FetchHandler,
   MAX_PIPELINED_HANDLERS,
+  MAX_QUEUED_REQUESTS,
 } from "../../runtime/server.ts";
 import { tempDir } from "../site.ts";
 import { waitFor, within } from "../subprocess.ts";
@@ -604,6 +605,29 @@ Deno.test("requests pipelined after one that closes the connection are not serve
   assert.equal(h.server.inFlight, 0);
 });
 
+Deno.test("requests pipelined after one that closes the connection make one warning, not one each", async () => {
+  // A client could otherwise write a warning line into the log for every
+  // few bytes it sends, for as long as the closing response takes.
+  const release = Promise.withResolvers<void>();
+  await using h = await startHarness(async () => {
+    await release.promise;
+    return new Response("last");
+  });
+  const logged = h.logs.length;
+  await using client = await h.raw();
+  await client.write(
+    "GET /last HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" +
+      "GET /after HTTP/1.1\r\nHost: x\r\n\r\n".repeat(200),
+  );
+  const ignored = () =>
+    h.logs.slice(logged).filter((line) => line.includes("Ignored GET /after"));
+  assert.ok(await waitFor(() => ignored().length === 200, 5000));
+  release.resolve();
+  assert.equal((await client.readResponse()).status, 200);
+  assert.equal(ignored().filter((line) => / warn /.test(line)).length, 1);
+  assert.equal(ignored().filter((line) => / info /.test(line)).length, 199);
+});
+
 Deno.test("pipelined requests are answered in request order", async () => {
   const finished: string[] = [];
   await using h = await startHarness(async (request) => {
@@ -681,6 +705,94 @@ Deno.test("one connection's pipelined requests run at most MAX_PIPELINED_HANDLER
   }
   await delay(400);
   assert.equal(started.length, MAX_PIPELINED_HANDLERS);
+});
+
+Deno.test("a client pipelining more than MAX_QUEUED_REQUESTS behind a slow response is cut off; as many are served", async () => {
+  // mongrel2 forwards pipelined requests as fast as they come: 100,000 of
+  // them behind a response that never came held 400 MB in m2fetch, and
+  // stalled every other client for seconds.
+  const hold = Promise.withResolvers<void>();
+  let calls = 0;
+  await using h = await startHarness(async (request) => {
+    calls++;
+    const path = new URL(request.url).pathname;
+    if (path === "/hold") await hold.promise;
+    if (path === "/never") {
+      await new Promise((resolve) => request.signal.onabort = resolve);
+    }
+    return new Response(path);
+  });
+  const request = (path: string) => `GET ${path} HTTP/1.1\r\nHost: x\r\n\r\n`;
+  const behind = Array.from(
+    { length: MAX_QUEUED_REQUESTS - 1 },
+    (_, i) => `/r/${i}`,
+  );
+  {
+    // As many as the bound: every one is answered, in order.
+    await using client = await h.raw();
+    await client.write(request("/hold") + behind.map(request).join(""));
+    await waitFor(() => calls === MAX_PIPELINED_HANDLERS, 5000);
+    hold.resolve();
+    for (const path of ["/hold", ...behind]) {
+      const response = await client.readResponse();
+      assert.equal(decoder.decode(response.body), path);
+    }
+  }
+  calls = 0;
+  const logged = h.logs.length;
+  {
+    await using client = await h.raw();
+    await client.write(
+      request("/never") + behind.map(request).join("") +
+        request("/over").repeat(100),
+    );
+    assert.notEqual(
+      await client.waitForClose(5000),
+      null,
+      "the connection stayed open",
+    );
+  }
+  assert.ok(
+    h.logs.slice(logged).some((line) =>
+      line.includes(
+        `its client pipelined more than ${MAX_QUEUED_REQUESTS} requests ahead of their responses`,
+      )
+    ),
+    h.logs.slice(logged).join("\n"),
+  );
+  assert.equal(calls, MAX_PIPELINED_HANDLERS);
+  assert.ok(await waitFor(() => h.server.inFlight === 0, 2000));
+});
+
+Deno.test("a response header with a control byte from the client's input is answered 500, not sent", async () => {
+  // deno serve 2.9.6 panics on such a header and takes every connection
+  // down; clients reject it, or print it to a terminal.
+  await using h = await startHarness((request) =>
+    new Response("echoed", {
+      headers: { "x-echo": new URL(request.url).searchParams.get("v") ?? "" },
+    })
+  );
+  const logged = h.logs.length;
+  {
+    await using client = await h.raw();
+    await client.write("GET /echo?v=a%1b%5b2Jb HTTP/1.1\r\nHost: x\r\n\r\n");
+    const response = await client.readResponse();
+    assert.equal(response.status, 500);
+    assert.equal(decoder.decode(response.body), "Internal Server Error");
+    assert.equal(headerValues(response, "x-echo").length, 0);
+    assert.notEqual(await client.waitForClose(5000), null);
+  }
+  assert.ok(
+    h.logs.slice(logged).some((line) =>
+      line.includes(
+        'Cannot send the response header "x-echo": its value holds the control byte 0x1b',
+      )
+    ),
+    h.logs.slice(logged).join("\n"),
+  );
+  const next = await h.fetch("/echo?v=plain");
+  assert.equal(next.headers.get("x-echo"), "plain");
+  await next.body?.cancel();
 });
 
 Deno.test("many keep-alive requests on one connection keep credits right", async () => {

@@ -1,9 +1,16 @@
 import assert from "node:assert/strict";
-import { isHandshake, refusalOf } from "../../runtime/http/refusal.ts";
+import {
+  ambiguity,
+  isHandshake,
+  refusalOf,
+} from "../../runtime/http/refusal.ts";
 import { parseMessage } from "../../runtime/protocol/message.ts";
 
 /** A request as mongrel2 sends it with JSON headers. */
-function message(headers: Record<string, string>, body = "") {
+function message(
+  headers: Record<string, string | readonly string[]>,
+  body = "",
+) {
   const json = JSON.stringify({ PATH: "/", METHOD: "POST", ...headers });
   const bytes = new TextEncoder().encode(body);
   return parseMessage(
@@ -61,4 +68,57 @@ Deno.test("refusalOf takes a handshake's body as mongrel2's key, and refuses it 
   );
   // An ordinary request is still served while the server drains.
   assert.equal(refusalOf(message({}), { ...open, stopping: true }), null);
+});
+
+Deno.test("refusalOf refuses a request the client and mongrel2 may read differently", () => {
+  // mongrel2 reads the first Content-Length, and decodes no coding on a
+  // request it passes inline: the rest of the client's body would reach it
+  // as further requests.
+  for (
+    const [headers, body, reason] of [
+      [
+        { "content-length": ["0", "35"] },
+        "",
+        /several Content-Length values \(0, 35\)/,
+      ],
+      [{ "content-length": ["5", "5", "9"] }, "hello", /\(5, 5, 9\)/],
+      [{ "transfer-encoding": "gzip" }, "", /Transfer-Encoding "gzip"/],
+      [{ host: ["a", "evil"] }, "", /several Host headers \(a, evil\)/],
+      [
+        { "transfer-encoding": "Chunked" },
+        "",
+        /"Chunked", which mongrel2 did not decode/,
+      ],
+      [
+        { "content-length": "2", "transfer-encoding": "chunked" },
+        "hi",
+        /Transfer-Encoding "chunked"/,
+      ],
+    ] as const
+  ) {
+    const refusal = refusalOf(message(headers, body), open);
+    assert.equal(refusal?.status, 400, JSON.stringify(headers));
+    assert.match(refusal!.why, reason);
+  }
+  // Repeated equal lengths frame the body one way only (deno serve agrees).
+  assert.equal(
+    refusalOf(message({ "content-length": ["2", "2"] }, "hi"), open),
+    null,
+  );
+});
+
+Deno.test("ambiguity takes a single chunked coding only where mongrel2 decoded it", () => {
+  assert.equal(
+    ambiguity({ "transfer-encoding": "chunked" }, true),
+    null,
+  );
+  assert.match(
+    ambiguity({ "transfer-encoding": ["chunked", "gzip"] }, true)!,
+    /"chunked, gzip"/,
+  );
+  assert.match(
+    ambiguity({ "transfer-encoding": "chunked" }, false)!,
+    /did not decode/,
+  );
+  assert.equal(ambiguity({ "content-length": "7" }, false), null);
 });

@@ -385,6 +385,28 @@ Deno.test("encodeResponseHead() writes header bytes 0x80-0xFF as single bytes", 
   assert.equal(bytes[text.indexOf("caf\u00e9") + 3], 0xe9);
 });
 
+Deno.test("encodeResponseHead() refuses a header value with a control byte HTTP/1.1 forbids", () => {
+  // Headers refuses NUL, CR and LF only; a handler copying decoded input
+  // (a query parameter) into a header can carry any other control byte.
+  for (const byte of [0x01, 0x08, 0x0b, 0x0c, 0x1b, 0x1f, 0x7f]) {
+    const value = `a${String.fromCharCode(byte)}b`;
+    const response = new Response(null, { headers: { "x-echo": value } });
+    assert.throws(
+      () => head(response, { bodyLength: 0 }),
+      {
+        name: "TypeError",
+        message:
+          `Cannot send the response header "x-echo": its value holds the control byte 0x${
+            byte.toString(16).padStart(2, "0")
+          }, which HTTP/1.1 forbids`,
+      },
+    );
+  }
+  // TAB and bytes from 0x80 are field content.
+  const allowed = new Response(null, { headers: { "x-ok": "a\tb\u00e9" } });
+  assert.ok(head(allowed, { bodyLength: 0 }).text.includes("x-ok: a\tb\u00e9"));
+});
+
 Deno.test("encodeResponseHead() answers any version other than HTTP/1.0 as HTTP/1.1", () => {
   assert.ok(
     head(new Response(null), { version: "HTTP/2", bodyLength: 0 }).text

@@ -169,6 +169,14 @@ const COMMON: Case[] = [
     status: 200,
     closes: true,
   },
+  ...["JSON", "XML", "WEBSOCKET"].map((method) => ({
+    name:
+      `a client's ${method} method, one mongrel2 also gives its own messages: served as deno serve serves it`,
+    request: `${method} /m HTTP/1.1\r\n${HEAD}\r\n`,
+    status: 200,
+    closes: false,
+    check: (r: RawResponse) => assert.equal(seen(r).method, method),
+  })),
   {
     name: "a lower-case method: mongrel2 answers 400",
     request: `get / HTTP/1.1\r\n${HEAD}\r\n`,
@@ -278,3 +286,49 @@ Deno.test("bad input over mongrel2's default 4 KiB buffer: mongrel2 answers 400,
   // m2fetch never saw those requests.
   assert.ok(!harness.logs.some((line) => /\/many|\/big/.test(line)));
 });
+
+/**
+ * Requests the client (or a proxy in front) and mongrel2 may read
+ * differently. Bodies mongrel2 frames otherwise than the client meant: what
+ * the client sent as body (here a whole request) reaches mongrel2 as a
+ * request of its own, which a proxy in front never saw as one. And two Host
+ * headers, of which mongrel2 routes by one and `request.url` takes one.
+ */
+const SMUGGLED = "GET /smuggled HTTP/1.1\r\nHost: localhost\r\n\r\n";
+const AMBIGUOUS: [string, string][] = [
+  [
+    "two Content-Length values (mongrel2 reads the first)",
+    `POST /cl HTTP/1.1\r\n${HEAD}Content-Length: 0\r\nContent-Length: ${SMUGGLED.length}\r\n\r\n${SMUGGLED}`,
+  ],
+  [
+    "a Transfer-Encoding other than chunked (mongrel2 reads no body)",
+    `POST /te HTTP/1.1\r\n${HEAD}Transfer-Encoding: gzip\r\n\r\n${SMUGGLED}`,
+  ],
+  [
+    "Transfer-Encoding with Content-Length (mongrel2 reads by length)",
+    `POST /clte HTTP/1.1\r\n${HEAD}Content-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n${SMUGGLED}`,
+  ],
+  [
+    "two Host headers",
+    `GET /host HTTP/1.1\r\n${HEAD}Host: evil.example\r\n\r\n${SMUGGLED}`,
+  ],
+];
+
+for (const protocol of ["json", "tnetstring"] as const) {
+  Deno.test(`a request mongrel2 may read otherwise than the client (${protocol} handler): 400 and closed, as deno serve answers, and what followed is never served`, async () => {
+    const served: string[] = [];
+    await using harness = await startHarness((request) => {
+      served.push(new URL(request.url).pathname);
+      return echo(request);
+    }, { protocol });
+    for (const [name, request] of AMBIGUOUS) {
+      await using client = await harness.raw();
+      await client.write(request);
+      const response = await client.readResponse();
+      assert.equal(response.status, 400, name);
+      assert.notEqual(await client.waitForClose(5000), null, name);
+    }
+    await normalRequest(harness, "the ambiguous requests");
+    assert.deepEqual(served, ["/normal"]);
+  });
+}

@@ -118,3 +118,22 @@ Deno.test("ActiveUpload: whenDone() settles true on upload-done, false when the 
     assert.equal(await ended.whenDone(), false);
   });
 });
+
+Deno.test("ActiveUpload: grew() tells whether mongrel2 wrote more since the last look", async () => {
+  await withStore(async (dir, template) => {
+    const path = `${dir}/tmp/upload.aB3dE6`;
+    await Deno.writeTextFile(path, "first");
+    const upload = new ActiveUpload(path, new Exchange("POST", "/"), {
+      template,
+    });
+    assert.equal(upload.grew(), true, "not opened yet: growing");
+    await upload.open();
+    assert.equal(upload.grew(), true, "holds bytes");
+    assert.equal(upload.grew(), false, "stalled");
+    await Deno.writeTextFile(path, " more", { append: true });
+    assert.equal(upload.grew(), true);
+    await Deno.remove(path);
+    assert.equal(upload.grew(), false, "gone");
+    await upload.end();
+  });
+});

@@ -49,6 +49,8 @@ export interface RigOptions {
   invokeAt?: "start" | "done";
   /** m2fetch's `max-body-size`. */
   maxBodySize?: number;
+  /** m2fetch's `keep-alive-interval` (ms). */
+  keepAliveInterval?: number;
   /** More mongrel2 settings. */
   settings?: Record<string, Mongrel2SettingValue>;
   /** Echo m2fetch's log to stderr (also with `M2FETCH_E2E_LOG=1`). */
@@ -160,6 +162,7 @@ export async function startRig(options: RigOptions): Promise<Rig> {
       );
       return {
         maxBodySize: options.maxBodySize,
+        keepAliveInterval: options.keepAliveInterval,
         uploads: {
           store: {
             template: options.template ?? template,

@@ -1119,6 +1119,80 @@ Deno.test("an upload whose Content-Length mongrel2 reads but m2fetch refuses get
   assert.deepEqual(await rig.waitStoreEmpty(5000), []);
 });
 
+Deno.test("an upload with both Content-Length and Transfer-Encoding gets 400, and its file is deleted", async () => {
+  // mongrel2 spools such a body by its length, chunk framing and all, where
+  // the client (and a proxy before mongrel2) meant it chunked.
+  let calls = 0;
+  await using rig = await startRig({
+    contentLength: LIMIT,
+    handler: () => {
+      calls++;
+      return new Response("unreachable");
+    },
+  });
+  const conn = await RawConn.open(rig.port);
+  try {
+    await conn.write(
+      "POST /clte HTTP/1.1\r\nHost: x\r\nContent-Length: 30000\r\nTransfer-Encoding: chunked\r\n\r\n",
+    );
+    await conn.write(new Uint8Array(30000).fill(0x61));
+    assert.equal((await conn.response())?.status, 400);
+    await conn.closed(5000);
+  } finally {
+    await conn.close();
+  }
+  assert.equal(calls, 0);
+  assert.deepEqual(await rig.waitStoreEmpty(5000), []);
+});
+
+Deno.test("a stalled upload gets no keep-alive, so mongrel2's reaper closes it; one still arriving keeps its own", async () => {
+  // m2fetch's keep-alive pings are for responses in progress. Sent for an
+  // upload whose client stopped sending, they kept mongrel2's reaper from
+  // ever closing it: a connection, a temp file and a descriptor in both
+  // processes held for good by each such client.
+  let bytes = 0;
+  await using rig = await startRig({
+    contentLength: LIMIT,
+    keepAliveInterval: 500,
+    // The reaper as at mongrel2's defaults (kill_limit 2: no ping, too slow
+    // a read rate and too slow a write rate), only quicker.
+    settings: {
+      "limits.min_ping": 3,
+      "limits.tick_timer": 1,
+      "limits.kill_limit": 2,
+      "limits.min_read_rate": 1_000_000,
+      "limits.min_write_rate": 300,
+    },
+    handler: async (request) => {
+      bytes = (await request.arrayBuffer()).byteLength;
+      return new Response("whole");
+    },
+  });
+  const head = (length: number) =>
+    `PUT /up HTTP/1.1\r\nHost: x\r\nContent-Length: ${length}\r\n\r\n`;
+  const stalled = await RawConn.open(rig.port);
+  const trickling = await RawConn.open(rig.port);
+  try {
+    await stalled.write(head(MiB));
+    await stalled.write(new Uint8Array(LIMIT * 2).fill(0x61));
+    const total = LIMIT * 2 + 28 * 1024;
+    await trickling.write(head(total));
+    await trickling.write(new Uint8Array(LIMIT * 2).fill(0x62));
+    // 1 KiB every 250 ms for 7 s: well past min_ping.
+    for (let i = 0; i < 28; i++) {
+      await delay(250);
+      await trickling.write(new Uint8Array(1024).fill(0x62));
+    }
+    assert.ok(await stalled.closed(1), "the stalled upload is still open");
+    const response = await trickling.response();
+    assert.equal(response?.status, 200);
+    assert.equal(bytes, total);
+  } finally {
+    await stalled.close();
+    await trickling.close();
+  }
+});
+
 /** A handler module that answers with its body's length and SHA-256. */
 const HASH_APP = new URL("./hash_app.ts", import.meta.url).pathname;
 
