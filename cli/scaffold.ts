@@ -401,9 +401,14 @@ function readme(
   command: string,
   conf: HandlerConf,
 ): string {
-  const host = bindAddress === undefined || bindAddress === "0.0.0.0"
+  // Where a client reaches it: the loopback for a wildcard address, and an
+  // IPv6 address in brackets, as URLs write it.
+  const address = bindAddress === undefined || bindAddress === "0.0.0.0"
     ? "127.0.0.1"
+    : bindAddress === "::"
+    ? "::1"
     : bindAddress;
+  const host = address.includes(":") ? `[${address}]` : address;
   const name = dir.slice(dir.lastIndexOf("/") + 1);
   // Written as deno fmt writes Markdown, so that the app's own fmt check
   // passes: what varies (the command, the address) sits in code blocks,

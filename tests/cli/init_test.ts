@@ -125,6 +125,30 @@ Deno.test("cli init: the created app runs behind mongrel2 the way its README say
   }
 });
 
+Deno.test("cli init: the README's curl line is a URL for any --host", async () => {
+  for (
+    const [host, url] of [
+      ["0.0.0.0", "http://127.0.0.1:8080/"],
+      ["::", "http://[::1]:8080/"],
+      ["::1", "http://[::1]:8080/"],
+      ["10.1.2.3", "http://10.1.2.3:8080/"],
+    ]
+  ) {
+    await using tmp = await tempDir("m2i-");
+    const init = await runCli([
+      "init",
+      "--port",
+      "8080",
+      "--host",
+      host,
+      tmp.path,
+    ]);
+    assert.equal(init.code, 0, init.stderr);
+    const readme = await Deno.readTextFile(`${tmp.path}/README.md`);
+    assert.ok(readme.includes(`\ncurl ${url} `), `--host ${host}: ${readme}`);
+  }
+});
+
 Deno.test("cli init: fills an existing empty directory, and never overwrites a file", async () => {
   await using tmp = await tempDir("m2i-");
   const first = await runCli(["init", tmp.path]);
