@@ -8,6 +8,7 @@ import { relative, resolve } from "node:path";
 import { parse, UsageError } from "./args.ts";
 import {
   CONFIG_FILE_NAME,
+  configKeys,
   isConfigKey,
   readConfigFile,
   writeConfigFile,
@@ -59,9 +60,9 @@ export async function runConfig(args: string[]): Promise<void> {
   for (const name of parsed.unset) {
     if (!isConfigKey(name, SERVE_OPTIONS)) {
       throw new UsageError(
-        `Cannot unset "${name}": m2fetch.json holds app, args and the options (${
-          Object.keys(SERVE_OPTIONS).join(", ")
-        })`,
+        `Cannot unset "${name}": m2fetch.json holds only ${
+          configKeys(SERVE_OPTIONS).join(", ")
+        }`,
       );
     }
     if (Object.hasOwn(values, name)) {

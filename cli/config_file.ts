@@ -27,8 +27,33 @@ const COMMAND_OPTIONS: Record<string, OptionSpec> = {
 };
 
 /**
- * Whether m2fetch.json may hold `name` for a command with `schema`: `app`,
+ * The keys m2fetch.json may hold for a command with `schema`: `app`,
  * `args`, the command's own options and the other commands' ones.
+ *
+ * @param schema The command's options.
+ * @returns The keys, each once.
+ *
+ * @example Usage
+ * ```ts
+ * import { configKeys } from "./config_file.ts";
+ * import { SERVE_OPTIONS } from "./options.ts";
+ * console.assert(configKeys(SERVE_OPTIONS).includes("state-dir"));
+ * ```
+ */
+export function configKeys(schema: Record<string, OptionSpec>): string[] {
+  return [
+    ...new Set([
+      "app",
+      "args",
+      ...Object.keys(schema),
+      ...Object.keys(COMMAND_OPTIONS),
+    ]),
+  ];
+}
+
+/**
+ * Whether m2fetch.json may hold `name` for a command with `schema` (one of
+ * {@linkcode configKeys}).
  *
  * @param name A key.
  * @param schema The command's options.
@@ -46,8 +71,7 @@ export function isConfigKey(
   name: string,
   schema: Record<string, OptionSpec>,
 ): boolean {
-  return name === "app" || name === "args" || Object.hasOwn(schema, name) ||
-    Object.hasOwn(COMMAND_OPTIONS, name);
+  return configKeys(schema).includes(name);
 }
 
 /**
@@ -168,8 +192,8 @@ export async function readConfigFile(
       : undefined;
     if (spec === undefined) {
       throw new ConfigFileError(
-        `Unknown option "${key}" in ${path}: expected one of app, args, ${
-          Object.keys(schema).join(", ")
+        `Unknown option "${key}" in ${path}: expected one of ${
+          configKeys(schema).join(", ")
         }`,
       );
     }

@@ -401,22 +401,34 @@ function readme(
   command: string,
   conf: HandlerConf,
 ): string {
-  const host = bindAddress === undefined || bindAddress === "0.0.0.0"
+  // Where a client reaches it: the loopback for a wildcard address, and an
+  // IPv6 address in brackets, as URLs write it.
+  const address = bindAddress === undefined || bindAddress === "0.0.0.0"
     ? "127.0.0.1"
+    : bindAddress === "::"
+    ? "::1"
     : bindAddress;
+  const host = address.includes(":") ? `[${address}]` : address;
   const name = dir.slice(dir.lastIndexOf("/") + 1);
+  // Written as deno fmt writes Markdown, so that the app's own fmt check
+  // passes: what varies (the command, the address) sits in code blocks,
+  // which fmt does not rewrap.
   return `# ${name}
 
-An app served by m2fetch behind mongrel2.
+An app served by m2fetch behind mongrel2:
 
-| File | What it is |
-| --- | --- |
-| \`app.ts\` | The handler: \`export default { fetch }\`, the same module \`deno serve app.ts\` runs. |
-| \`app_test.ts\` | Its test: \`deno test\` runs the handler through m2fetch's server on the message mongrel2 would send, with no mongrel2. |
-| \`deno.json\` | \`@m2fetch/m2fetch\` and \`@m2fetch/m2fetch/testing\` mapped to this m2fetch's \`mod.ts\` and \`testing.ts\`, and tasks: \`start\`, \`dev\`, \`test\`. |
-| \`m2fetch.json\` | m2fetch's options: the app, mongrel2's send/recv specs, the upload temp store. |
-| \`mongrel2.conf\` | A mongrel2 server on ${host}:${port} that routes \`/\` to m2fetch (tnetstring, flow control on, uploads in \`tmp/\`). |
-| \`run/\`, \`logs/\`, \`tmp/\` | mongrel2's sockets and pid file, its logs, and upload temp files. |
+- \`app.ts\`: the handler, \`export default { fetch }\`, the same module
+  \`deno serve app.ts\` runs.
+- \`app_test.ts\`: its test. \`deno test\` runs the handler through m2fetch's server
+  on the message mongrel2 would send, with no mongrel2.
+- \`deno.json\`: \`@m2fetch/m2fetch\` and \`@m2fetch/m2fetch/testing\` mapped to this
+  m2fetch's \`mod.ts\` and \`testing.ts\`, and tasks: \`start\`, \`dev\`, \`test\`.
+- \`m2fetch.json\`: m2fetch's options: the app, mongrel2's send/recv specs, the
+  upload temp store.
+- \`mongrel2.conf\`: a mongrel2 server that routes \`/\` to m2fetch (tnetstring,
+  flow control on, uploads in \`tmp/\`).
+- \`run/\`, \`logs/\`, \`tmp/\`: mongrel2's sockets and pid file, its logs, and upload
+  temp files.
 
 ## Run it
 
@@ -428,34 +440,36 @@ m2sh load -config mongrel2.conf -db config.sqlite
 m2sh start -db config.sqlite -name main     # or: mongrel2 config.sqlite ${conf.serverUuid}
 \`\`\`
 
-Then m2fetch, which reads \`m2fetch.json\` here:
+Then m2fetch, which reads \`m2fetch.json\` here, and a request:
 
 \`\`\`sh
 ${command} --app-path .
+curl http://${host}:${port}/     # Hello from m2fetch at /
 \`\`\`
 
-\`curl http://${host}:${port}/\` answers \`Hello from m2fetch at /\`.
-\`m2sh stop -db config.sqlite -name main\` stops mongrel2 and Ctrl-C (or
-SIGTERM) stops m2fetch after the responses in flight.
+\`m2sh stop -db config.sqlite -name main\` stops mongrel2, and Ctrl-C (or SIGTERM)
+stops m2fetch after the responses in flight.
 
 m2fetch can also take the endpoints straight from mongrel2's database:
-\`${command} --mongrel2-config config.sqlite app.ts\`.
+
+\`\`\`sh
+${command} --mongrel2-config config.sqlite app.ts
+\`\`\`
 
 ## Develop
 
-\`${command} dev --watch app.ts\` (\`deno task dev\`) starts a private
-mongrel2 and reloads \`app.ts\` and what it imports on every save, without
-restarting mongrel2.
-\`deno task test\` runs \`app_test.ts\` with read and write access (upload
-tests write the temp file the server reads and deletes); m2fetch's
-docs/testing.md shows uploads, disconnects and WebSockets in tests.
+\`deno task dev\` starts a private mongrel2 and reloads \`app.ts\` and what it
+imports on every save, without restarting mongrel2. \`deno task test\` runs
+\`app_test.ts\` with read and write access (upload tests write the temp file the
+server reads and deletes); m2fetch's docs/testing.md shows uploads, disconnects
+and WebSockets in tests.
 
 ## Notes
 
 - mongrel2.conf uses absolute paths under this directory and no chroot, so
   moving the directory means running \`init\` again (or editing both files).
-- The Handler's \`recv_ident\` equals its \`send_ident\`: this mongrel2 only
-  takes replies to its own requests, so several mongrel2 servers can share
-  one m2fetch (repeat \`send-spec\`/\`recv-spec\` in m2fetch.json).
+- The Handler's \`recv_ident\` equals its \`send_ident\`: this mongrel2 only takes
+  replies to its own requests, so several mongrel2 servers can share one m2fetch
+  (repeat \`send-spec\`/\`recv-spec\` in m2fetch.json).
 `;
 }

@@ -12,8 +12,8 @@
  *   for large uploads).
  * - Other content types: 415; other methods: 405.
  *
- * Runs unchanged under `deno serve examples/echo.ts` and
- * `deno run -A cli.ts examples/echo.ts`:
+ * Runs unchanged under `deno serve examples/echo.ts` and behind mongrel2
+ * (`deno run -A cli.ts dev examples/echo.ts`, at 127.0.0.1:6767):
  *
  * ```sh
  * curl -d 'name=Ada&lang=ts&lang=c' http://127.0.0.1:6767/

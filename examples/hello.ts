@@ -1,6 +1,6 @@
 /**
  * Hello world: runs unchanged under `deno serve examples/hello.ts` and
- * `deno run -A cli.ts examples/hello.ts`.
+ * behind mongrel2 (`deno run -A cli.ts dev examples/hello.ts`).
  *
  * @module
  */

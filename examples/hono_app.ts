@@ -18,8 +18,8 @@
  * route ran (the 101 of a WebSocket too).
  *
  * ```sh
- * deno serve examples/hono_app.ts
- * deno run -A cli.ts examples/hono_app.ts
+ * deno serve examples/hono_app.ts            # http://localhost:8000
+ * deno run -A cli.ts dev examples/hono_app.ts # http://127.0.0.1:6767
  * curl 'http://127.0.0.1:6767/greet?name=Ada'
  * ```
  *

@@ -6,8 +6,9 @@
  * Query parameters tune it: `?lines=N` (1-1000) and `?interval=MS`
  * (0-10000).
  *
- * Runs unchanged under `deno serve examples/streaming.ts` and
- * `deno run -A cli.ts examples/streaming.ts`:
+ * Runs unchanged under `deno serve examples/streaming.ts` and behind
+ * mongrel2 (`deno run -A cli.ts dev examples/streaming.ts`, at
+ * 127.0.0.1:6767):
  *
  * ```sh
  * curl -N http://127.0.0.1:6767/?lines=5

@@ -7,7 +7,7 @@
  * (writing the state dir, `m2sh load`, running mongrel2) lives in
  * `process.ts`.
  *
- * Paths follow mongrel2's rules (see docs/mongrel2-protocol.md §2.2):
+ * Paths follow mongrel2's rules (see docs/operations.md, "Paths"):
  *
  * - Without chroot mongrel2 resolves every path on the real filesystem, so
  *   logs, pid file, ipc sockets and the upload temp store are written as

@@ -8,7 +8,7 @@
  * `target_type` is `handler`, `dir` or `proxy`), `handler` and `setting`
  * (settings are global to the database).
  *
- * Paths follow mongrel2's rules (docs/mongrel2-protocol.md §2.2): mongrel2
+ * Paths follow mongrel2's rules (docs/operations.md, "Paths"): mongrel2
  * resolves `ipc://` paths and `upload.temp_store` after it chroots, so
  *
  * - when it chroots (run as root with `chroot` set), a path `P` is really

@@ -134,15 +134,18 @@ function lib(): Library {
 }
 
 function openLibrary(): Library {
-  const names = [...LIBRARY_NAMES[Deno.build.os] ?? ["libzmq.so.5"]];
   // The override is read only when env access to it is already granted:
-  // m2fetch's least-privilege set does not include it.
+  // m2fetch's least-privilege set does not include it. When set, it is the
+  // only library tried: one chosen on purpose is not silently replaced by
+  // the system's.
   const envAllowed = Deno.permissions.querySync({
     name: "env",
     variable: LIBRARY_ENV,
   }).state === "granted";
   const override = envAllowed ? Deno.env.get(LIBRARY_ENV) : undefined;
-  if (override) names.unshift(override);
+  const names = override
+    ? [override]
+    : LIBRARY_NAMES[Deno.build.os] ?? ["libzmq.so.5"];
   const failures: string[] = [];
   for (const name of names) {
     try {
@@ -153,9 +156,11 @@ function openLibrary(): Library {
     }
   }
   throw new Error(
-    `Cannot load libzmq (ZeroMQ 4.x), which m2fetch uses to talk to mongrel2: install it (Debian/Ubuntu: apt-get install libzmq5; mongrel2 depends on it) or set ${LIBRARY_ENV} to its path.\n  ${
-      failures.join("\n  ")
-    }`,
+    `Cannot load libzmq (ZeroMQ 4.x), which m2fetch uses to talk to mongrel2: ${
+      override
+        ? `${LIBRARY_ENV} names a library that does not load (fix or unset it)`
+        : `install it (Debian/Ubuntu: apt-get install libzmq5; mongrel2 depends on it) or set ${LIBRARY_ENV} to its path`
+    }.\n  ${failures.join("\n  ")}`,
   );
 }
 

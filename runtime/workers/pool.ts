@@ -94,6 +94,29 @@ const BAD_GATEWAY = new TextEncoder().encode("Bad Gateway");
 const WORKER_MAIN = new URL("./worker_main.ts", import.meta.url);
 
 /**
+ * Refuses to start workers that could not load {@linkcode WORKER_MAIN}:
+ * without read access to it, each worker would die with Deno's
+ * permission error, reported as the handler module failing to load.
+ * (A terminal may grant it at the prompt.)
+ *
+ * @throws {WorkerLoadError} When read access to it is not granted.
+ */
+function checkWorkerMainReadable(): void {
+  if (WORKER_MAIN.protocol !== "file:") return;
+  const path = WORKER_MAIN.pathname;
+  if (
+    Deno.permissions.requestSync({ name: "read", path }).state === "granted"
+  ) {
+    return;
+  }
+  throw new WorkerLoadError(
+    `Cannot start handler workers: they run m2fetch's ${path}, which this process may not read (grant read access to m2fetch's runtime/ directory, e.g. --allow-read=${
+      new URL("..", WORKER_MAIN).pathname.replace(/\/$/, "")
+    }, or run with --workers 0)`,
+  );
+}
+
+/**
  * Longest a worker waits to hear that a response ended when no request
  * comes to carry the news (`info.completed` settles this much later at
  * worst).
@@ -548,6 +571,7 @@ export class WorkerPool {
    */
   static async start(options: WorkerPoolOptions): Promise<WorkerPool> {
     checkWorkerCount("start", options.workers);
+    checkWorkerMainReadable();
     const pool = new WorkerPool(options);
     try {
       checkDescriptorsFor(options.workers, WORKER_MAIN);

@@ -56,19 +56,26 @@ Deno.test("cli init: the created app runs behind mongrel2 the way its README say
   assert.match(readme, /--app-path \./);
 
   // Its test passes as written, with m2fetch's testing module found
-  // through the deno.json next to it.
-  const test = await new Deno.Command(Deno.execPath(), {
-    args: ["test"],
-    cwd: dir,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  assert.ok(
-    test.success,
-    decoder.decode(test.stdout) + decoder.decode(test.stderr),
-  );
-  assert.match(decoder.decode(test.stdout), /1 passed/);
+  // through the deno.json next to it, and its files pass deno's own
+  // format and lint checks (the README was written with long lines).
+  for (const args of [["fmt", "--check"], ["lint"], ["test"]]) {
+    const run = await new Deno.Command(Deno.execPath(), {
+      args,
+      cwd: dir,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert.ok(
+      run.success,
+      `deno ${args.join(" ")}: ${
+        decoder.decode(run.stdout) + decoder.decode(run.stderr)
+      }`,
+    );
+    if (args[0] === "test") {
+      assert.match(decoder.decode(run.stdout), /1 passed/);
+    }
+  }
   const tasks = JSON.parse(await Deno.readTextFile(`${dir}/deno.json`)).tasks;
   assert.match(tasks.start, /cli\.ts --app-path \.$/);
 
@@ -115,6 +122,30 @@ Deno.test("cli init: the created app runs behind mongrel2 the way its README say
     }
     await mongrel2.stdout.cancel();
     await mongrel2.stderr.cancel();
+  }
+});
+
+Deno.test("cli init: the README's curl line is a URL for any --host", async () => {
+  for (
+    const [host, url] of [
+      ["0.0.0.0", "http://127.0.0.1:8080/"],
+      ["::", "http://[::1]:8080/"],
+      ["::1", "http://[::1]:8080/"],
+      ["10.1.2.3", "http://10.1.2.3:8080/"],
+    ]
+  ) {
+    await using tmp = await tempDir("m2i-");
+    const init = await runCli([
+      "init",
+      "--port",
+      "8080",
+      "--host",
+      host,
+      tmp.path,
+    ]);
+    assert.equal(init.code, 0, init.stderr);
+    const readme = await Deno.readTextFile(`${tmp.path}/README.md`);
+    assert.ok(readme.includes(`\ncurl ${url} `), `--host ${host}: ${readme}`);
   }
 });
 

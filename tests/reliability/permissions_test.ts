@@ -179,6 +179,27 @@ Deno.test("each grant of the least-privilege set is needed", async () => {
   }
 });
 
+Deno.test("--workers without read access to m2fetch's runtime/ stops start-up with one line naming the grant", async () => {
+  await using site = await startSite();
+  // The set for --workers 0: the worker module is not readable.
+  const permissions = leastPrivilege({ appDir: APP_DIR });
+  await using m2fetch = spawnM2fetch(site, APP, {
+    permissions,
+    args: ["--workers", "1"],
+  });
+  const status = await m2fetch.status;
+  const output = m2fetch.output();
+  assert.equal(status.code, 1, output);
+  assert.match(
+    output,
+    new RegExp(
+      `(^|\\n)m2fetch: Cannot start handler workers: they run m2fetch's ${ROOT}/runtime/workers/worker_main\\.ts, which this process may not read \\(grant read access to m2fetch's runtime/ directory, e\\.g\\. --allow-read=${ROOT}/runtime, or run with --workers 0\\)\\n?$`,
+    ),
+  );
+  // Not blamed on the handler module, nor Deno's own worker error.
+  assert.doesNotMatch(output, /Cannot load handler module|Uncaught/);
+});
+
 Deno.test("an upload file m2fetch may not open gets 500 at once, with the temp_store_mode hint", async () => {
   // mongrel2 writes through the descriptor mkstemp gave it; the mode is
   // what other processes get. Root would open the file anyway, so as root

@@ -3,7 +3,7 @@
  * mongrel2's idle reaper thanks to m2fetch's `ctl keep-alive` pings, and a
  * client that leaves is noticed (`request.signal` aborts). The reaper is
  * made strict (`limits.min_ping` 3 s, checked every second, `kill_limit`
- * 0 so that any one check kills, see docs/mongrel2-protocol.md §1.17); a
+ * 0 so that any one check kills); a
  * control m2fetch that pings too rarely shows the reaper really kills.
  * bench/sse_hold.ts holds a stream for 5 minutes at mongrel2's defaults.
  *
