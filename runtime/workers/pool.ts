@@ -103,15 +103,16 @@ const WORKER_MAIN = new URL("./worker_main.ts", import.meta.url);
  */
 function checkWorkerMainReadable(): void {
   if (WORKER_MAIN.protocol !== "file:") return;
-  const path = WORKER_MAIN.pathname;
-  if (
-    Deno.permissions.requestSync({ name: "read", path }).state === "granted"
-  ) {
-    return;
-  }
+  const state = Deno.permissions.requestSync({
+    name: "read",
+    path: WORKER_MAIN,
+  }).state;
+  if (state === "granted") return;
+  const path = decodeURIComponent(WORKER_MAIN.pathname);
+  const runtime = decodeURIComponent(new URL("..", WORKER_MAIN).pathname);
   throw new WorkerLoadError(
     `Cannot start handler workers: they run m2fetch's ${path}, which this process may not read (grant read access to m2fetch's runtime/ directory, e.g. --allow-read=${
-      new URL("..", WORKER_MAIN).pathname.replace(/\/$/, "")
+      runtime.replace(/\/$/, "")
     }, or run with --workers 0)`,
   );
 }
