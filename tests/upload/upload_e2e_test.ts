@@ -1092,7 +1092,7 @@ for (const invokeAt of ["start", "done"] as const) {
   );
 }
 
-Deno.test("an upload whose Content-Length mongrel2 reads but m2fetch refuses gets 400, and its file is deleted", async () => {
+Deno.test("an upload whose framing m2fetch refuses gets 400, and its file is deleted", async () => {
   let calls = 0;
   await using rig = await startRig({
     contentLength: LIMIT,
@@ -1101,14 +1101,21 @@ Deno.test("an upload whose Content-Length mongrel2 reads but m2fetch refuses get
       return new Response("unreachable");
     },
   });
-  for (const length of ["+30000", "000000000000030000", "30000abc"]) {
+  const framings = [
+    // Content-Lengths mongrel2 reads but m2fetch refuses.
+    "Content-Length: +30000",
+    "Content-Length: 000000000000030000",
+    "Content-Length: 30000abc",
+    // mongrel2 spools such a body by its length, chunk framing and all,
+    // where the client (and a proxy before mongrel2) meant it chunked.
+    "Content-Length: 30000\r\nTransfer-Encoding: chunked",
+  ];
+  for (const framing of framings) {
     const conn = await RawConn.open(rig.port);
     try {
-      await conn.write(
-        `POST /odd HTTP/1.1\r\nHost: x\r\nContent-Length: ${length}\r\n\r\n`,
-      );
+      await conn.write(`POST /odd HTTP/1.1\r\nHost: x\r\n${framing}\r\n\r\n`);
       await conn.write(new Uint8Array(30000).fill(0x61));
-      assert.equal((await conn.response())?.status, 400, length);
+      assert.equal((await conn.response())?.status, 400, framing);
       await conn.closed(5000);
     } finally {
       await conn.close();
@@ -1116,32 +1123,6 @@ Deno.test("an upload whose Content-Length mongrel2 reads but m2fetch refuses get
   }
   assert.equal(calls, 0);
   // mongrel2 finished those files; m2fetch deletes them (rig.close checks).
-  assert.deepEqual(await rig.waitStoreEmpty(5000), []);
-});
-
-Deno.test("an upload with both Content-Length and Transfer-Encoding gets 400, and its file is deleted", async () => {
-  // mongrel2 spools such a body by its length, chunk framing and all, where
-  // the client (and a proxy before mongrel2) meant it chunked.
-  let calls = 0;
-  await using rig = await startRig({
-    contentLength: LIMIT,
-    handler: () => {
-      calls++;
-      return new Response("unreachable");
-    },
-  });
-  const conn = await RawConn.open(rig.port);
-  try {
-    await conn.write(
-      "POST /clte HTTP/1.1\r\nHost: x\r\nContent-Length: 30000\r\nTransfer-Encoding: chunked\r\n\r\n",
-    );
-    await conn.write(new Uint8Array(30000).fill(0x61));
-    assert.equal((await conn.response())?.status, 400);
-    await conn.closed(5000);
-  } finally {
-    await conn.close();
-  }
-  assert.equal(calls, 0);
   assert.deepEqual(await rig.waitStoreEmpty(5000), []);
 });
 
