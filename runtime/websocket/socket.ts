@@ -112,8 +112,11 @@ export interface SocketControl {
    *
    * @param flags The `FLAGS` header, e.g. `"0x81"`.
    * @param payload The unmasked payload.
+   * @returns A promise while the socket's handler is too far behind (a
+   * socket in a worker): take no more messages from mongrel2 until it
+   * settles, as a handler busy on the server's own thread holds them.
    */
-  receive(flags: string, payload: Uint8Array): void;
+  receive(flags: string, payload: Uint8Array): Promise<void> | void;
   /** The server is shutting down: close with 1001 without waiting for the client. */
   goAway(): void;
   /**
