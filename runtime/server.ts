@@ -367,8 +367,9 @@ class Server implements Mongrel2Server {
     try {
       for await (const bytes of this.#transport.messages()) {
         this.#lastMessage = performance.now();
+        let behind: Promise<void> | void = undefined;
         try {
-          this.#dispatch(bytes);
+          behind = this.#dispatch(bytes);
         } catch (error) {
           // One message m2fetch cannot handle must not stop the loop that
           // serves every other connection.
@@ -377,6 +378,9 @@ class Server implements Mongrel2Server {
             error,
           );
         }
+        // A worker far behind on its sockets' messages: mongrel2 has no
+        // flow control for them, so only taking no more bounds memory.
+        if (behind !== undefined) await behind;
       }
     } catch (error) {
       this.#logger.error("Receiving from mongrel2 failed", error);
@@ -384,7 +388,13 @@ class Server implements Mongrel2Server {
     if (!this.#stopping) await this.shutdown();
   }
 
-  #dispatch(bytes: Uint8Array): void {
+  /**
+   * Handles one message from mongrel2.
+   *
+   * @returns A promise to wait for before the next message, when a
+   * WebSocket's handler is too far behind.
+   */
+  #dispatch(bytes: Uint8Array): Promise<void> | void {
     const credits = readCreditsNotice(bytes);
     if (credits !== null) {
       this.#credit(
@@ -461,8 +471,7 @@ class Server implements Mongrel2Server {
       return;
     }
     if (method === "WEBSOCKET" && message.headers.FLAGS !== undefined) {
-      this.#frame(key, message);
-      return;
+      return this.#frame(key, message);
     }
     this.#request(key, message);
   }
@@ -473,8 +482,13 @@ class Server implements Mongrel2Server {
     this.#connections.get(key)?.addCredits(credits);
   }
 
-  /** A WebSocket message from a client: to the socket of its connection. */
-  #frame(key: string, message: Mongrel2Message): void {
+  /**
+   * A WebSocket message from a client: to the socket of its connection.
+   *
+   * @returns What the socket returns: a promise while its handler is too
+   * far behind.
+   */
+  #frame(key: string, message: Mongrel2Message): Promise<void> | void {
     const connection = this.#connections.get(key);
     // Frames can still arrive after m2fetch closed the connection (the
     // client's answer to a close frame, say); they have nowhere to go.
@@ -504,7 +518,7 @@ class Server implements Mongrel2Server {
       );
       return;
     }
-    socket.receive(flags, message.body);
+    return socket.receive(flags, message.body);
   }
 
   #connection(key: string, message: Mongrel2Message): Connection {

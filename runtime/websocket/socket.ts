@@ -112,8 +112,11 @@ export interface SocketControl {
    *
    * @param flags The `FLAGS` header, e.g. `"0x81"`.
    * @param payload The unmasked payload.
+   * @returns A promise while the socket's handler is too far behind (a
+   * socket in a worker): take no more messages from mongrel2 until it
+   * settles, as a handler busy on the server's own thread holds them.
    */
-  receive(flags: string, payload: Uint8Array): void;
+  receive(flags: string, payload: Uint8Array): Promise<void> | void;
   /** The server is shutting down: close with 1001 without waiting for the client. */
   goAway(): void;
   /**
@@ -172,6 +175,36 @@ interface Outgoing {
 }
 
 type Handler = ((this: WebSocket, event: never) => unknown) | null;
+
+/**
+ * A first-in first-out queue whose `shift()` takes constant time: an
+ * array's moves every item left, which made a socket with 250,000 small
+ * messages queued send some 4,500 a second, with the thread busy all along.
+ */
+class Fifo<T> {
+  #items: (T | undefined)[] = [];
+  #head = 0;
+
+  get length(): number {
+    return this.#items.length - this.#head;
+  }
+
+  push(item: T): void {
+    this.#items.push(item);
+  }
+
+  /** Takes the oldest item; the queue must not be empty. */
+  shift(): T {
+    const item = this.#items[this.#head] as T;
+    this.#items[this.#head++] = undefined;
+    // Drops the taken slots once they are half the array: amortised O(1).
+    if (this.#head >= 1024 && this.#head * 2 >= this.#items.length) {
+      this.#items = this.#items.slice(this.#head);
+      this.#head = 0;
+    }
+    return item;
+  }
+}
 
 const controls = new WeakMap<object, SocketControl>();
 
@@ -306,7 +339,7 @@ export class Mongrel2WebSocket extends EventTarget implements WebSocket {
   #binaryType: BinaryType = "arraybuffer";
   #readyState = CONNECTING;
   #route: SocketRoute | null = null;
-  #queue: Outgoing[] = [];
+  readonly #queue = new Fifo<Outgoing>();
   #buffered = 0;
   #inFlight: Outgoing | null = null;
   #headSent = false;
@@ -554,7 +587,7 @@ export class Mongrel2WebSocket extends EventTarget implements WebSocket {
       this.#wake = null;
       if (this.#readyState === CLOSED) return;
     }
-    const next = this.#queue.shift()!;
+    const next = this.#queue.shift();
     if (next === this.#queuedPong) this.#queuedPong = null;
     this.#inFlight = next;
     let frame: Uint8Array;

@@ -36,7 +36,8 @@ export interface UpgradeWebSocketOptions extends Deno.UpgradeWebSocketOptions {
    * (default 64 MiB, Deno's own limit). A larger one closes the connection
    * with 1009.
    * mongrel2 buffers each whole message before passing it on and has no
-   * limit of its own, so keep this small where clients are not trusted.
+   * limit of its own, so this bounds what reaches the handler, not what
+   * mongrel2 holds.
    * Under `deno serve` this option is ignored (Deno applies its own limit).
    */
   maxMessageSize?: number;

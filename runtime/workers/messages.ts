@@ -101,6 +101,12 @@ export type FromWorker =
    * answers with `ws-lost` behind the frames it sent before.
    */
   | { type: "ws-cancelled"; id: number }
+  /**
+   * The worker has handed this many `ws-frame` messages (holding `bytes`
+   * of payload) to its sockets since it last said so: the main thread
+   * bounds how far a worker may fall behind.
+   */
+  | { type: "ws-taken"; frames: number; bytes: number }
   /** The handler called `Deno.exit()`: the worker is ending. */
   | { type: "exit"; code: number }
   /** Handler code threw outside any request: the worker is ending. */
@@ -113,3 +119,19 @@ export type FromWorker =
  * one chunk, from bytes or a string, crosses as bytes at any size).
  */
 export const SMALL_BODY_BYTES = 64 * 1024;
+
+/**
+ * Most client frames a worker may have been sent and not yet handed to
+ * its sockets. mongrel2 has no flow control for what clients send, so
+ * beyond this (or {@linkcode MAX_FRAME_BYTES_BEHIND}) the main thread
+ * takes no more messages from mongrel2 until the worker is half-way back,
+ * as a handler busy on the main thread holds them; the worker says what
+ * it took every {@linkcode FRAMES_TAKEN_REPORT} frames.
+ */
+export const MAX_FRAMES_BEHIND = 1024;
+
+/** Most payload bytes of the frames a worker may be behind on. */
+export const MAX_FRAME_BYTES_BEHIND = 16 * 1024 * 1024;
+
+/** How many frames a worker takes between its `ws-taken` reports at most. */
+export const FRAMES_TAKEN_REPORT = 128;

@@ -31,6 +31,8 @@ import {
 import {
   type Completions,
   type FromWorker,
+  MAX_FRAME_BYTES_BEHIND,
+  MAX_FRAMES_BEHIND,
   SMALL_BODY_BYTES,
   type ToWorker,
 } from "./messages.ts";
@@ -161,6 +163,12 @@ class HandlerWorker {
     },
   );
   #completionsTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Client frames posted to the worker and not yet taken by its sockets. */
+  #framesBehind = 0;
+  /** Their payload bytes. */
+  #frameBytesBehind = 0;
+  /** Settles once a worker that fell too far behind has caught up. */
+  #caughtUp: PromiseWithResolvers<void> | undefined;
   readonly #module: string;
   #ready: Promise<string>;
   #stopLoading: (message: string) => void;
@@ -213,6 +221,9 @@ class HandlerWorker {
             break;
           case "ws-cancelled":
             this.send({ type: "ws-lost", id: message.id });
+            break;
+          case "ws-taken":
+            this.#framesTaken(message.frames, message.bytes);
             break;
           case "exit":
             this.#onDeath(this, `called Deno.exit(${message.code})`);
@@ -329,6 +340,7 @@ class HandlerWorker {
         this.send({ type: "ws-frame", id, flags, payload: copy }, [
           copy.buffer,
         ]);
+        return this.#frameSent(copy.byteLength);
       },
       goAway: () => this.send({ type: "ws-go-away", id }),
       idleRoute: () => null,
@@ -339,6 +351,38 @@ class HandlerWorker {
         );
       },
     };
+  }
+
+  /**
+   * Counts a client frame posted to the worker.
+   *
+   * @returns A promise, settled once the worker has caught up half-way (or
+   * died), while it is too far behind.
+   */
+  #frameSent(bytes: number): Promise<void> | undefined {
+    if (this.dead) return undefined;
+    this.#framesBehind++;
+    this.#frameBytesBehind += bytes;
+    if (
+      this.#framesBehind > MAX_FRAMES_BEHIND ||
+      this.#frameBytesBehind > MAX_FRAME_BYTES_BEHIND
+    ) {
+      this.#caughtUp ??= Promise.withResolvers();
+    }
+    return this.#caughtUp?.promise;
+  }
+
+  /** The worker handed `frames` client frames to its sockets. */
+  #framesTaken(frames: number, bytes: number): void {
+    this.#framesBehind -= frames;
+    this.#frameBytesBehind -= bytes;
+    if (
+      this.#framesBehind <= MAX_FRAMES_BEHIND / 2 &&
+      this.#frameBytesBehind <= MAX_FRAME_BYTES_BEHIND / 2
+    ) {
+      this.#caughtUp?.resolve();
+      this.#caughtUp = undefined;
+    }
   }
 
   /**
@@ -501,6 +545,7 @@ class HandlerWorker {
   terminate(why = "was stopped"): void {
     this.dead = true;
     clearTimeout(this.#completionsTimer);
+    this.#caughtUp?.resolve();
     this.#stopLoading(
       `Cannot load handler module ${this.#module}: it ${why} while loading`,
     );

@@ -30,6 +30,7 @@ import { MessageBatcher } from "./batch.ts";
 import { setImmediate } from "node:timers";
 import {
   type Completions,
+  FRAMES_TAKEN_REPORT,
   type FromWorker,
   SMALL_BODY_BYTES,
   type ToWorker,
@@ -297,6 +298,24 @@ let lastPong = 0;
  */
 const PONG_EVERY_MS = 100;
 
+/** Frames handed to sockets since the last `ws-taken`, and their bytes. */
+let framesTaken = 0;
+let frameBytesTaken = 0;
+
+/**
+ * Tells the main thread, now and then and whenever the inbox is empty,
+ * how many of its frames this worker has handed on: it takes no more
+ * from mongrel2 while a worker is too far behind.
+ */
+function frameTaken(bytes: number): void {
+  framesTaken++;
+  frameBytesTaken += bytes;
+  if (framesTaken < FRAMES_TAKEN_REPORT && inbox.length > 0) return;
+  post({ type: "ws-taken", frames: framesTaken, bytes: frameBytesTaken });
+  framesTaken = 0;
+  frameBytesTaken = 0;
+}
+
 /** Messages received and not yet handled, in order. */
 const inbox: ToWorker[] = [];
 let handling = false;
@@ -413,6 +432,7 @@ async function receive(message: ToWorker): Promise<void> {
     }
     case "ws-frame":
       sockets.get(message.id)?.control.receive(message.flags, message.payload);
+      frameTaken(message.payload.byteLength);
       break;
     case "ws-go-away":
       if (message.id === undefined) {

@@ -1,0 +1,66 @@
+/**
+ * A client that sends faster than a WebSocket's handler takes its
+ * messages: m2fetch holds only a bounded backlog. mongrel2 has no flow
+ * control for what clients send, so the bound is m2fetch taking no more
+ * from mongrel2, which then stops reading the client. `--workers 0` is the
+ * reference: a handler busy on the main thread holds everything.
+ */
+
+import assert from "node:assert/strict";
+import { startCliHarness } from "../e2e/harness.ts";
+import { RawWsClient } from "../websocket/raw_ws_client.ts";
+import { encodeMaskedFrame } from "../websocket/frame_helpers.ts";
+import { within } from "../subprocess.ts";
+
+const APP = "tests/workers/ws_backlog_app.ts";
+const FRAMES_PER_WRITE = 64;
+/** 40 MiB of 1 KiB messages: what an unbounded backlog takes in whole. */
+const MOST_FRAMES = 40_000;
+
+for (const workers of ["0", "1"]) {
+  Deno.test(`--workers ${workers}: a client faster than its socket's handler is held back, not buffered`, async () => {
+    await using harness = await startCliHarness(APP, {
+      args: ["--workers", workers],
+    });
+    const dir = await Deno.makeTempDir({ prefix: "m2wbl-" });
+    const release = `${dir}/release`;
+    try {
+      const client = await RawWsClient.connect(
+        harness.port,
+        `/?release=${encodeURIComponent(release)}`,
+      );
+      assert.equal(client.status, 101);
+      const frame = encodeMaskedFrame(2, new Uint8Array(1024), [1, 2, 3, 4]);
+      const batch = new Uint8Array(frame.length * FRAMES_PER_WRITE);
+      for (let i = 0; i < FRAMES_PER_WRITE; i++) {
+        batch.set(frame, i * frame.length);
+      }
+      // Sends until a write stays pending: nobody reads the client anymore.
+      let sent = 0;
+      let pending: Promise<void> | undefined;
+      while (sent < MOST_FRAMES) {
+        const write = client.write(batch);
+        sent += FRAMES_PER_WRITE;
+        if (await within(write.then(() => true), 2000, false) === false) {
+          pending = write;
+          break;
+        }
+      }
+      await Deno.writeTextFile(release, "");
+      await pending;
+      assert.ok(
+        sent < MOST_FRAMES / 2,
+        `The client sent ${sent} 1 KiB messages before it was held back`,
+      );
+      // None was lost on the way.
+      await client.write(
+        encodeMaskedFrame(1, new TextEncoder().encode("count"), [1, 2, 3, 4]),
+      );
+      const answer = await client.readFrame();
+      assert.equal(new TextDecoder().decode(answer?.payload), `got ${sent}`);
+      client.abort();
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  });
+}
