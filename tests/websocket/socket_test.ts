@@ -176,6 +176,7 @@ Deno.test("bufferedAmount counts payload bytes until handed over", async () => {
   assert.deepEqual(third?.payload, new Uint8Array(5));
   const fourth = h.read();
   await Promise.resolve();
+  assert.equal(h.socket.bufferedAmount, 0);
   h.socket.close();
   assert.equal((await fourth)?.opcode, 8);
   await h.cancel();
@@ -277,6 +278,7 @@ Deno.test("a ping is answered with a pong of the same payload", async () => {
   const pong = await next;
   assert.equal(pong?.opcode, 0xa);
   assert.deepEqual(pong?.payload, utf8.encode("p1"));
+  assert.equal(h.socket.bufferedAmount, 0);
   assert.deepEqual(h.events, ["open"]);
   await h.cancel();
 });
@@ -427,6 +429,7 @@ Deno.test("a lost connection fires close 1006 once", async () => {
   assert.deepEqual(h.events, ["open", "close 1006  false"]);
   // Dropped, as the standard says: a broadcast loop must not die of it.
   h.socket.send("x");
+  assert.equal(h.socket.bufferedAmount, 0);
 });
 
 for (const code of [1001, 1008, 1011]) {
