@@ -126,7 +126,8 @@ export const SMALL_BODY_BYTES = 64 * 1024;
  * beyond this (or {@linkcode MAX_FRAME_BYTES_BEHIND}) the main thread
  * takes no more messages from mongrel2 until the worker is half-way back,
  * as a handler busy on the main thread holds them; the worker says what
- * it took every {@linkcode FRAMES_TAKEN_REPORT} frames.
+ * it took every {@linkcode FRAMES_TAKEN_REPORT} frames, and whenever no
+ * more of them wait in its inbox.
  */
 export const MAX_FRAMES_BEHIND = 1024;
 

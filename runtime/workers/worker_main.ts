@@ -301,16 +301,21 @@ const PONG_EVERY_MS = 100;
 /** Frames handed to sockets since the last `ws-taken`, and their bytes. */
 let framesTaken = 0;
 let frameBytesTaken = 0;
+/** `ws-frame` messages in the inbox, not yet handed to their sockets. */
+let framesQueued = 0;
 
 /**
- * Tells the main thread, now and then and whenever the inbox is empty,
- * how many of its frames this worker has handed on: it takes no more
- * from mongrel2 while a worker is too far behind.
+ * Tells the main thread, now and then and whenever no other frame waits
+ * in the inbox, how many of its frames this worker has handed on: it
+ * takes no more from mongrel2 while a worker is too far behind, so the
+ * last frame it sent is always reported, whatever else (a health ping)
+ * waits behind it.
  */
 function frameTaken(bytes: number): void {
+  framesQueued--;
   framesTaken++;
   frameBytesTaken += bytes;
-  if (framesTaken < FRAMES_TAKEN_REPORT && inbox.length > 0) return;
+  if (framesTaken < FRAMES_TAKEN_REPORT && framesQueued > 0) return;
   post({ type: "ws-taken", frames: framesTaken, bytes: frameBytesTaken });
   framesTaken = 0;
   frameBytesTaken = 0;
@@ -324,6 +329,9 @@ self.onmessage = (event: MessageEvent<ToWorker[]>) => {
   // Responses made so far go before this batch is worked on: a handler
   // that keeps the thread busy must not hold the previous ones back.
   outbox.flush();
+  for (const message of event.data) {
+    if (message.type === "ws-frame") framesQueued++;
+  }
   inbox.push(...event.data);
   if (!handling) handleInbox();
 };

@@ -10,7 +10,7 @@ import assert from "node:assert/strict";
 import { startCliHarness } from "../e2e/harness.ts";
 import { RawWsClient } from "../websocket/raw_ws_client.ts";
 import { encodeMaskedFrame } from "../websocket/frame_helpers.ts";
-import { within } from "../subprocess.ts";
+import { delay, within } from "../subprocess.ts";
 
 const APP = "tests/workers/ws_backlog_app.ts";
 const FRAMES_PER_WRITE = 64;
@@ -64,3 +64,42 @@ for (const workers of ["0", "1"]) {
     }
   });
 }
+
+Deno.test("--workers 1: a few large messages that fill the backlog's bytes do not pause m2fetch for good", async () => {
+  // 17 MiB in 17 messages takes the worker over its 16 MiB bound long
+  // before its 128-message report. It reported what it took only when its
+  // inbox was empty after a message, so a health ping that came in while
+  // the handler was busy, queued behind the last message, kept that report
+  // back for good, and m2fetch took nothing more from mongrel2.
+  await using harness = await startCliHarness(APP, {
+    args: ["--workers", "1"],
+  });
+  const dir = await Deno.makeTempDir({ prefix: "m2wbl-" });
+  const release = `${dir}/release`;
+  try {
+    const client = await RawWsClient.connect(
+      harness.port,
+      `/?release=${encodeURIComponent(release)}`,
+    );
+    assert.equal(client.status, 101);
+    const messages = 20;
+    const mask = [1, 2, 3, 4];
+    const frame = encodeMaskedFrame(2, new Uint8Array(1024 * 1024), mask);
+    for (let i = 0; i < messages; i++) await client.write(frame);
+    // The handler holds its thread through a few of the pool's health
+    // pings (one a second), which queue behind the messages.
+    await delay(3000);
+    await Deno.writeTextFile(release, "");
+    await client.write(
+      encodeMaskedFrame(1, new TextEncoder().encode("count"), mask),
+    );
+    const answer = await within(client.readFrame(), 15_000, null);
+    assert.equal(
+      answer === null ? "no answer" : new TextDecoder().decode(answer.payload),
+      `got ${messages}`,
+    );
+    client.abort();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
