@@ -247,11 +247,12 @@ class Server implements Mongrel2Server {
    */
   readonly #closedAfterLast = new Map<string, number>();
   /**
-   * Connections, by key, that have had a request ignored as pipelined after
-   * their last one: the next ones are logged at info, like access lines, so
-   * a client cannot make one warning per request it sends.
+   * Why requests on a connection are being ignored, by key, once one has
+   * been (pipelined after its last request, or past the pipelining bound):
+   * the next ones are logged at info, like access lines, so a client
+   * cannot make one warning per request it sends.
    */
-  readonly #ignoring = new Set<string>();
+  readonly #ignoring = new Map<string, string>();
   readonly #connections = new Map<string, Connection>();
   readonly #sockets = new WeakMap<Connection, SocketControl>();
   /** Pipelined requests whose handlers wait for earlier ones to end. */
@@ -624,7 +625,10 @@ class Server implements Mongrel2Server {
       // What mongrel2 still passes for it is ignored as pipelined after
       // the last request.
       connection.lastRequestTaken = true;
-      this.#ignoring.add(key);
+      this.#ignoring.set(
+        key,
+        `m2fetch cut connection ${message.connectionId} off for pipelining more than ${MAX_QUEUED_REQUESTS} requests`,
+      );
       connection.cancel(
         new DOMException(
           "The client pipelined too many requests",
@@ -762,12 +766,15 @@ class Server implements Mongrel2Server {
     behind: "open" | "closed",
   ): void {
     const key = `${message.sender} ${message.connectionId}`;
-    this.#logger[this.#ignoring.has(key) ? "info" : "warn"](
+    const cause = this.#ignoring.get(key);
+    const why = cause ??
+      `the client pipelined it after a request that closes connection ${message.connectionId}`;
+    this.#logger[cause === undefined ? "warn" : "info"](
       `Ignored ${
         requestMethod(message)
-      } ${message.path}: the client pipelined it after a request that closes connection ${message.connectionId}, so it must send it again`,
+      } ${message.path}: ${why}, so it must send it again`,
     );
-    this.#ignoring.add(key);
+    this.#ignoring.set(key, why);
     const store = this.#uploads?.store;
     if (
       store !== undefined &&
@@ -1237,7 +1244,7 @@ class Server implements Mongrel2Server {
         this.#closedAfterLast.delete(key);
       }
     }
-    for (const key of this.#ignoring) {
+    for (const key of this.#ignoring.keys()) {
       if (!this.#connections.has(key) && !this.#closedAfterLast.has(key)) {
         this.#ignoring.delete(key);
       }

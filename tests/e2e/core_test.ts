@@ -760,6 +760,20 @@ Deno.test("a client pipelining more than MAX_QUEUED_REQUESTS behind a slow respo
     ),
     h.logs.slice(logged).join("\n"),
   );
+  // The requests over the bound are logged with that reason, not as
+  // pipelined behind a closing request.
+  const ignored = h.logs.slice(logged).filter((line) =>
+    line.includes("Ignored GET /")
+  );
+  assert.ok(ignored.length > 0, h.logs.slice(logged).join("\n"));
+  for (const line of ignored) {
+    assert.match(
+      line,
+      new RegExp(
+        `m2fetch cut connection \\d+ off for pipelining more than ${MAX_QUEUED_REQUESTS} requests, so it must send it again`,
+      ),
+    );
+  }
   assert.equal(calls, MAX_PIPELINED_HANDLERS);
   assert.ok(await waitFor(() => h.server.inFlight === 0, 2000));
 });
