@@ -17,19 +17,35 @@ const FRAMES_PER_WRITE = 64;
 /** 40 MiB of 1 KiB messages: what an unbounded backlog takes in whole. */
 const MOST_FRAMES = 40_000;
 
+/**
+ * Starts m2fetch on the backlog app with `workers` and opens a socket whose
+ * handler holds its thread until `release()`; `run` gets the client.
+ */
+async function withHeldSocket(
+  workers: string,
+  run: (client: RawWsClient, release: () => Promise<void>) => Promise<void>,
+): Promise<void> {
+  await using harness = await startCliHarness(APP, {
+    args: ["--workers", workers],
+  });
+  const dir = await Deno.makeTempDir({ prefix: "m2wbl-" });
+  const release = `${dir}/release`;
+  try {
+    const client = await RawWsClient.connect(
+      harness.port,
+      `/?release=${encodeURIComponent(release)}`,
+    );
+    assert.equal(client.status, 101);
+    await run(client, () => Deno.writeTextFile(release, ""));
+    client.abort();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
 for (const workers of ["0", "1"]) {
   Deno.test(`--workers ${workers}: a client faster than its socket's handler is held back, not buffered`, async () => {
-    await using harness = await startCliHarness(APP, {
-      args: ["--workers", workers],
-    });
-    const dir = await Deno.makeTempDir({ prefix: "m2wbl-" });
-    const release = `${dir}/release`;
-    try {
-      const client = await RawWsClient.connect(
-        harness.port,
-        `/?release=${encodeURIComponent(release)}`,
-      );
-      assert.equal(client.status, 101);
+    await withHeldSocket(workers, async (client, release) => {
       const frame = encodeMaskedFrame(2, new Uint8Array(1024), [1, 2, 3, 4]);
       const batch = new Uint8Array(frame.length * FRAMES_PER_WRITE);
       for (let i = 0; i < FRAMES_PER_WRITE; i++) {
@@ -46,7 +62,7 @@ for (const workers of ["0", "1"]) {
           break;
         }
       }
-      await Deno.writeTextFile(release, "");
+      await release();
       await pending;
       assert.ok(
         sent < MOST_FRAMES / 2,
@@ -58,10 +74,7 @@ for (const workers of ["0", "1"]) {
       );
       const answer = await client.readFrame();
       assert.equal(new TextDecoder().decode(answer?.payload), `got ${sent}`);
-      client.abort();
-    } finally {
-      await Deno.remove(dir, { recursive: true });
-    }
+    });
   });
 }
 
@@ -71,17 +84,7 @@ Deno.test("--workers 1: a few large messages that fill the backlog's bytes do no
   // inbox was empty after a message, so a health ping that came in while
   // the handler was busy, queued behind the last message, kept that report
   // back for good, and m2fetch took nothing more from mongrel2.
-  await using harness = await startCliHarness(APP, {
-    args: ["--workers", "1"],
-  });
-  const dir = await Deno.makeTempDir({ prefix: "m2wbl-" });
-  const release = `${dir}/release`;
-  try {
-    const client = await RawWsClient.connect(
-      harness.port,
-      `/?release=${encodeURIComponent(release)}`,
-    );
-    assert.equal(client.status, 101);
+  await withHeldSocket("1", async (client, release) => {
     const messages = 20;
     const mask = [1, 2, 3, 4];
     const frame = encodeMaskedFrame(2, new Uint8Array(1024 * 1024), mask);
@@ -89,7 +92,7 @@ Deno.test("--workers 1: a few large messages that fill the backlog's bytes do no
     // The handler holds its thread through a few of the pool's health
     // pings (one a second), which queue behind the messages.
     await delay(3000);
-    await Deno.writeTextFile(release, "");
+    await release();
     await client.write(
       encodeMaskedFrame(1, new TextEncoder().encode("count"), mask),
     );
@@ -98,8 +101,5 @@ Deno.test("--workers 1: a few large messages that fill the backlog's bytes do no
       answer === null ? "no answer" : new TextDecoder().decode(answer.payload),
       `got ${messages}`,
     );
-    client.abort();
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
