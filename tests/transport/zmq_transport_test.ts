@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { ZmqContext } from "../../runtime/transport/libzmq.ts";
 import { ZmqTransport } from "../../runtime/transport/zmq.ts";
 import { Inbox } from "../zmq_peer.ts";
+import { waitFor } from "../subprocess.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -125,6 +126,9 @@ Deno.test("ZmqTransport holds replies until mongrel2 subscribes, dropping the ol
     for (const reply of ["r1", "r2", "r3", "r4", "r5"]) {
       transport.send(encoder.encode(reply));
     }
+    // Sends go out on the next turn of the event loop: the stand-in is
+    // bound only once they are held, so no subscription can come first.
+    assert.ok(await waitFor(() => transport.queuedReplies === 2, 2000));
     // Stand-in for mongrel2's reply socket, bound once the replies wait.
     await using mongrel2 = Inbox.bind("sub", `ipc://${dir}/recv`);
     assert.equal(decoder.decode(await mongrel2.next()), "r4");
