@@ -19,6 +19,7 @@
 import { setImmediate } from "node:timers";
 import { ZmqContext, type ZmqSocket } from "./libzmq.ts";
 import type { Transport } from "./transport.ts";
+import { Fifo } from "../fifo.ts";
 
 export type { Transport } from "./transport.ts";
 
@@ -381,8 +382,7 @@ class ReplyPeer {
   /** Subscribed prefixes (mongrel2's `recv_ident`), as latin1 keys. */
   readonly #topics = new Set<string>();
   #timer: ReturnType<typeof setTimeout> | undefined;
-  #queue: Uint8Array[] = [];
-  #head = 0;
+  readonly #queue = new Fifo<Uint8Array>();
   #joinedBefore = false;
   #dropped = 0;
   #closed = false;
@@ -431,7 +431,7 @@ class ReplyPeer {
   }
 
   get queued(): number {
-    return this.#queue.length - this.#head;
+    return this.#queue.length;
   }
 
   /** Applies the (un)subscriptions that have arrived. */
@@ -480,8 +480,7 @@ class ReplyPeer {
     // a new one numbers its connections from 1 again, so they must not
     // reach it.
     const dropped = this.queued;
-    this.#queue = [];
-    this.#head = 0;
+    this.#queue.clear();
     this.#onStatus(
       `mongrel2 at ${this.endpoint} went away; holding new replies for it until it subscribes again${
         dropped > 0 ? ` (dropped ${dropped} for its gone clients)` : ""
@@ -498,9 +497,8 @@ class ReplyPeer {
     }
     this.#queue.push(message);
     if (!this.ready && this.queued > this.#maxHeld) {
-      this.#queue[this.#head++] = EMPTY;
+      this.#queue.shift();
       this.#dropped++;
-      this.#compact();
     }
   }
 
@@ -514,22 +512,7 @@ class ReplyPeer {
   }
 
   #flush(): void {
-    while (this.ready && this.#head < this.#queue.length) {
-      const message = this.#queue[this.#head];
-      this.#queue[this.#head++] = EMPTY;
-      this.#publish(message);
-    }
-    this.#compact();
-  }
-
-  #compact(): void {
-    if (this.#head === this.#queue.length) {
-      this.#queue = [];
-      this.#head = 0;
-    } else if (this.#head > 1024 && this.#head * 2 > this.#queue.length) {
-      this.#queue = this.#queue.slice(this.#head);
-      this.#head = 0;
-    }
+    while (this.ready && this.queued > 0) this.#publish(this.#queue.shift());
   }
 
   close(): void {
@@ -546,5 +529,3 @@ class ReplyPeer {
 const JOIN_CHECK_MS = 5;
 /** How often a subscribed reply socket looks for its mongrel2 leaving. */
 const LEAVE_CHECK_MS = 100;
-
-const EMPTY = new Uint8Array(0);

@@ -22,6 +22,7 @@ import {
   OPCODE,
   WebSocketProtocolError,
 } from "./frame.ts";
+import { Fifo } from "../fifo.ts";
 
 const CONNECTING = 0;
 const OPEN = 1;
@@ -175,36 +176,6 @@ interface Outgoing {
 }
 
 type Handler = ((this: WebSocket, event: never) => unknown) | null;
-
-/**
- * A first-in first-out queue whose `shift()` takes constant time: an
- * array's moves every item left, which made a socket with 250,000 small
- * messages queued send some 4,500 a second, with the thread busy all along.
- */
-class Fifo<T> {
-  #items: (T | undefined)[] = [];
-  #head = 0;
-
-  get length(): number {
-    return this.#items.length - this.#head;
-  }
-
-  push(item: T): void {
-    this.#items.push(item);
-  }
-
-  /** Takes the oldest item; the queue must not be empty. */
-  shift(): T {
-    const item = this.#items[this.#head] as T;
-    this.#items[this.#head++] = undefined;
-    // Drops the taken slots once they are half the array: amortised O(1).
-    if (this.#head >= 1024 && this.#head * 2 >= this.#items.length) {
-      this.#items = this.#items.slice(this.#head);
-      this.#head = 0;
-    }
-    return item;
-  }
-}
 
 const controls = new WeakMap<object, SocketControl>();
 
