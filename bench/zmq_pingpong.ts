@@ -15,7 +15,7 @@
  */
 
 import process from "node:process";
-import { ZmqContext } from "../runtime/transport/libzmq.ts";
+import { ZmqContext } from "../tests/libzmq.ts";
 
 const messages = Number(Deno.args[0] ?? 100_000);
 const context = new ZmqContext();

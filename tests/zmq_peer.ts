@@ -5,11 +5,7 @@
  * @module
  */
 
-import {
-  ZmqContext,
-  type ZmqSocket,
-  type ZmqSocketType,
-} from "../runtime/transport/libzmq.ts";
+import { ZmqContext, type ZmqSocket, type ZmqSocketType } from "./libzmq.ts";
 
 /**
  * A receiving socket with a background loop that keeps taking messages, as

@@ -1,7 +1,10 @@
 /**
- * The ZeroMQ transport: a PULL socket connected to mongrel2's `send_spec`
- * and an XPUB socket connected to its `recv_spec`, over the system's libzmq
- * (see `libzmq.ts`).
+ * The ZeroMQ transport: m2fetch's end of mongrel2's handler sockets, a PULL
+ * connected to its `send_spec` and a PUB connected to its `recv_spec`,
+ * speaking ZMTP (see `zmtp.ts`) over Deno's own sockets. No native library
+ * and no thread of its own: the bytes are read and written on the
+ * JavaScript thread by the runtime's event loop, so a request wakes no
+ * other thread on its way in or out.
  *
  * Several mongrel2 servers can share one m2fetch: the PULL socket connects
  * to every `send_spec` (requests are fair-queued), and one XPUB socket per
@@ -9,17 +12,31 @@
  * `send_ident` and `recv_ident = send_ident`, so a server subscribes only to
  * replies that start with its own ident: the others' replies never reach it.
  *
- * An XPUB socket reports each subscription as it arrives, so a reply is
- * published only once the mongrel2 it is meant for listens (no "slow
- * joiner" guesswork), and is held while that mongrel2 is away.
+ * Each subscription is read as it arrives, so a reply is published only
+ * once the mongrel2 it is meant for listens (no "slow joiner" guesswork),
+ * and is held while that mongrel2 is away. Like libzmq, the transport
+ * reconnects on its own when mongrel2 restarts.
  *
  * @module
  */
 
 import { setImmediate } from "node:timers";
-import { ZmqContext, type ZmqSocket } from "./libzmq.ts";
 import type { Transport } from "./transport.ts";
 import { Fifo } from "../fifo.ts";
+import {
+  commandFrame,
+  frameHeaderLength,
+  greeting,
+  parseCommand,
+  readyCommand,
+  readyProperties,
+  subscriptionOf,
+  writeFrameHeader,
+  ZmtpDecoder,
+  ZmtpError,
+  type ZmtpFrame,
+  type ZmtpSocketType,
+} from "./zmtp.ts";
 
 export type { Transport } from "./transport.ts";
 
@@ -62,7 +79,7 @@ export interface ZmqTransportOptions {
   stillWaitingMs?: number;
 }
 
-const ENDPOINT = /^(tcp|ipc|inproc):\/\/.+/;
+const ENDPOINT = /^(tcp|ipc):\/\/.+/;
 
 /**
  * For an `ipc://` endpoint: what its socket file says about why nothing
@@ -90,7 +107,7 @@ function ipcSocketHint(endpoint: string): string {
  *
  * @param name The option name, for the message.
  * @param spec The endpoint.
- * @throws {TypeError} When the endpoint is not `tcp://`, `ipc://` or `inproc://`.
+ * @throws {TypeError} When the endpoint is not `tcp://HOST:PORT` or `ipc://PATH`.
  *
  * @example Usage
  * ```ts
@@ -101,7 +118,11 @@ function ipcSocketHint(endpoint: string): string {
 export function checkEndpoint(name: string, spec: string): void {
   if (!ENDPOINT.test(spec)) {
     throw new TypeError(
-      `Cannot use ${name} "${spec}": expected tcp://HOST:PORT, ipc://PATH or inproc://NAME`,
+      `Cannot use ${name} "${spec}": expected tcp://HOST:PORT or ipc://PATH${
+        spec.startsWith("inproc://")
+          ? " (inproc:// reaches only sockets in the same process, and mongrel2 runs in its own)"
+          : ""
+      }`,
     );
   }
   if (spec.startsWith("tcp://")) {
@@ -118,6 +139,28 @@ export function checkEndpoint(name: string, spec: string): void {
     }
   }
 }
+
+/** How long to wait before connecting again (libzmq's `ZMQ_RECONNECT_IVL`). */
+const RECONNECT_MS = 100;
+/** How long to wait before connecting again after a protocol error. */
+const RECONNECT_AFTER_ERROR_MS = 1000;
+/** How long mongrel2 has to answer the greeting and handshake. */
+const HANDSHAKE_TIMEOUT_MS = 5000;
+/** Once receiving stops, how long a quiet link is read before it closes. */
+const FINAL_DRAIN_IDLE_MS = 20;
+/** Most messages taken from a link once receiving stops. */
+const FINAL_DRAIN_MESSAGES = 1024;
+/** Most messages taken before the replies they caused are sent. */
+const BATCH_MESSAGES = 64;
+/**
+ * Messages (and bytes) taken from mongrel2 but not yet from
+ * {@linkcode ZmqTransport.messages}, beyond which the links stop reading,
+ * as libzmq's receive high-water mark (1,000 messages) did.
+ */
+const INBOX_MESSAGES = 1000;
+const INBOX_BYTES = 16 * 1024 * 1024;
+/** How long `close()` waits for a mongrel2 to take the last replies (libzmq's linger). */
+const LINGER_MS = 2000;
 
 /**
  * A {@linkcode Transport} over ZeroMQ.
@@ -138,41 +181,49 @@ export function checkEndpoint(name: string, spec: string): void {
  * ```
  */
 export class ZmqTransport implements Transport {
-  readonly #context: ZmqContext;
-  readonly #pull: ZmqSocket;
+  readonly #links: RequestLink[];
   readonly #peers: ReplyPeer[];
   readonly #onError: (error: Error) => void;
   readonly #onStatus: (message: string) => void;
   readonly #waitingTimer: ReturnType<typeof setTimeout>;
   readonly #stillWaitingTimer: ReturnType<typeof setTimeout>;
+  /** Messages taken from mongrel2 and not yet yielded. */
+  readonly #inbox = new Fifo<Uint8Array>();
+  #inboxBytes = 0;
+  /** Wakes `messages()` when the inbox gets a message or a link stops. */
+  #wakeReader: (() => void) | undefined;
+  /** Wakes the links when the inbox has room again. */
+  #room: PromiseWithResolvers<void> | undefined;
   #receiving = true;
-  /** Messages taken since the last flush of the outbox. */
+  /** Messages yielded since the last flush of the outbox. */
   #batch = 0;
   #outbox: Uint8Array[] = [];
   #flushScheduled = false;
   /** Settles when the receive loop has ended (at once if none runs). */
   #loopEnded: Promise<void> = Promise.resolve();
+  #stopping: Promise<void> | null = null;
   #closing: Promise<void> | null = null;
   #peerLeft: ((idents: readonly string[]) => void) | undefined;
 
   /**
-   * Connects the sockets. Connection is asynchronous: ZeroMQ retries until
-   * mongrel2 is up, and reconnects after it restarts.
+   * Starts connecting. Connection is asynchronous: the transport retries
+   * until mongrel2 is up, and reconnects after it restarts.
    *
    * @param options Endpoints and tuning.
    * @throws {TypeError} On an invalid, missing or repeated endpoint.
-   * @throws {Error} When libzmq cannot be loaded.
+   * @throws {Deno.errors.NotCapable} When m2fetch may not reach an endpoint
+   * (`--allow-net=unix:PATH`, `--allow-read` and `--allow-write` for an
+   * `ipc://` path; `--allow-net=HOST:PORT` for a `tcp://` address).
    */
   constructor(options: ZmqTransportOptions) {
     const sendSpecs = endpointList("send spec", options.sendSpec);
     const recvSpecs = endpointList("recv spec", options.recvSpec);
+    for (const spec of [...sendSpecs, ...recvSpecs]) checkPermission(spec);
     this.#onError = options.onError ?? (() => {});
     this.#onStatus = options.onStatus ?? (() => {});
     const maxHeld = options.maxHeldReplies ?? 10_000;
-    this.#context = new ZmqContext();
     this.#peers = recvSpecs.map((spec) =>
       new ReplyPeer(
-        this.#context,
         spec,
         maxHeld,
         this.#onError,
@@ -180,8 +231,13 @@ export class ZmqTransport implements Transport {
         (idents) => this.#peerLeft?.(idents),
       )
     );
-    this.#pull = this.#context.socket("pull", { linger: 0 });
-    for (const spec of sendSpecs) this.#pull.connect(spec);
+    this.#links = sendSpecs.map((spec) =>
+      new RequestLink(spec, this.#onError, {
+        deliver: (message) => this.#deliver(message),
+        room: () => this.#waitForRoom(),
+        stopped: () => this.#wakeReader?.(),
+      })
+    );
     this.#waitingTimer = setTimeout(() => {
       const waiting = this.#peers.filter((peer) => !peer.ready);
       if (waiting.length === 0) return;
@@ -205,8 +261,8 @@ export class ZmqTransport implements Transport {
           `mongrel2 has not subscribed at ${peer.endpoint} after ${
             stillWaitingMs / 1000
           } s, so no reply can reach it: check that mongrel2 is running and that its Handler's recv_spec (not its send_spec: --send-spec and --recv-spec are easily swapped) is this endpoint${
-            ipcSocketHint(peer.endpoint)
-          }`,
+            peer.lastError === "" ? "" : ` (connecting: ${peer.lastError})`
+          }${ipcSocketHint(peer.endpoint)}`,
         );
       }
     }, stillWaitingMs);
@@ -223,45 +279,53 @@ export class ZmqTransport implements Transport {
     return this.#peers.every((peer) => peer.ready);
   }
 
+  #deliver(message: Uint8Array): void {
+    this.#inbox.push(message);
+    this.#inboxBytes += message.length;
+    this.#wakeReader?.();
+  }
+
+  /** Null while the inbox has room; otherwise settles once it has. */
+  #waitForRoom(): Promise<void> | null {
+    if (
+      this.#inbox.length < INBOX_MESSAGES && this.#inboxBytes < INBOX_BYTES
+    ) {
+      return null;
+    }
+    this.#room ??= Promise.withResolvers<void>();
+    return this.#room.promise;
+  }
+
   /**
    * Messages from mongrel2, until {@linkcode stopReceiving} or
-   * {@linkcode close}. Every message that is ready is taken in one go; the
-   * wait for more runs on a blocking thread.
+   * {@linkcode close}. Every message that has arrived is taken in one go
+   * before the replies it caused are sent.
    */
   async *messages(): AsyncIterable<Uint8Array> {
     const { promise, resolve } = Promise.withResolvers<void>();
     this.#loopEnded = promise;
     try {
-      while (this.#receiving) {
-        let message: Uint8Array | null;
-        try {
-          // A mongrel2 that left is noticed before any request of the one
-          // that replaced it is taken: those must not count as its.
-          if (this.#batch === 0) {
-            for (const peer of this.#peers) peer.follow();
-          }
-          message = this.#batch < BATCH_MESSAGES ? this.#pull.receive() : null;
-          if (message === null) {
-            this.#flush();
-            await this.#pull.waitReadable(POLL_SLICE_MS);
-            continue;
-          }
-        } catch (error) {
+      while (true) {
+        if (this.#inbox.length === 0) {
           this.#flush();
-          if (!this.#receiving) return;
-          this.#onError(error as Error);
-          await new Promise((resolve) => setTimeout(resolve, 100));
+          if (this.#links.every((link) => link.stopped)) return;
+          const woken = Promise.withResolvers<void>();
+          this.#wakeReader = woken.resolve;
+          await woken.promise;
+          this.#wakeReader = undefined;
           continue;
         }
+        if (this.#batch >= BATCH_MESSAGES) this.#flush();
+        const message = this.#inbox.shift();
+        this.#inboxBytes -= message.length;
+        if (
+          this.#room !== undefined && this.#inbox.length < INBOX_MESSAGES / 2 &&
+          this.#inboxBytes < INBOX_BYTES / 2
+        ) {
+          this.#room.resolve();
+          this.#room = undefined;
+        }
         this.#batch++;
-        yield message;
-      }
-      // Stopping: what mongrel2 has already pushed into the socket's queue
-      // is taken too (it would be lost with the socket), up to a bound for
-      // a mongrel2 that keeps pushing.
-      for (let taken = 0; taken < FINAL_DRAIN_MESSAGES; taken++) {
-        const message = this.#pull.receive();
-        if (message === null) break;
         yield message;
       }
     } finally {
@@ -272,13 +336,12 @@ export class ZmqTransport implements Transport {
 
   /**
    * Queues a reply for every `recv_spec`; see {@linkcode Transport.send}.
-   * Each mongrel2 keeps only the replies that start with its `recv_ident`.
+   * Each mongrel2 gets only the replies that start with its `recv_ident`.
    *
    * Replies go out together: those made while a batch of requests is
    * being handled when the batch ends, others (from workers, streams and
-   * sockets) once the event loop has run the callbacks that are ready.
-   * libzmq wakes its I/O thread (a system call, and often a context
-   * switch) only for the first message of a burst.
+   * sockets) once the event loop has run the callbacks that are ready;
+   * each mongrel2 gets them in one write.
    */
   send(message: Uint8Array): void {
     this.#outbox.push(message);
@@ -302,32 +365,39 @@ export class ZmqTransport implements Transport {
     const outbox = this.#outbox;
     if (outbox.length === 0) return;
     this.#outbox = [];
-    for (const message of outbox) {
-      for (const peer of this.#peers) peer.send(message);
+    for (const peer of this.#peers) {
+      for (const message of outbox) peer.send(message);
+      peer.write();
     }
   }
 
-  /** Replies queued and not yet handed to ZeroMQ (the longest queue). */
+  /** Replies held for a mongrel2 that is not subscribed (the longest queue). */
   get queuedReplies(): number {
     return Math.max(0, ...this.#peers.map((peer) => peer.queued));
   }
 
   /**
-   * Stops receiving; see {@linkcode Transport.stopReceiving}. Resolves once
-   * the messages already queued in the socket have been yielded (the loop
-   * notices within one poll slice) and the socket is closed.
+   * Stops receiving; see {@linkcode Transport.stopReceiving}. What mongrel2
+   * has already written to m2fetch's sockets is still read and yielded;
+   * resolves once every link has been quiet for a moment and is closed,
+   * and the messages taken from them have been yielded.
    */
-  async stopReceiving(): Promise<void> {
+  stopReceiving(): Promise<void> {
+    return this.#stopping ??= this.#stopReceiving();
+  }
+
+  async #stopReceiving(): Promise<void> {
     this.#receiving = false;
+    this.#room?.resolve();
+    await Promise.all(this.#links.map((link) => link.stop()));
+    this.#wakeReader?.();
     await this.#loopEnded;
-    this.#pull.close();
-    await this.#pull.closed();
   }
 
   /**
    * Sends queued replies (to each mongrel2 that listens), closes the
-   * sockets, and resolves once libzmq has written what it holds (or after
-   * two seconds for a mongrel2 that does not read).
+   * sockets, and resolves once the replies are written (or after two
+   * seconds for a mongrel2 that does not read).
    */
   close(): Promise<void> {
     return this.#closing ??= this.#close();
@@ -338,17 +408,9 @@ export class ZmqTransport implements Transport {
     clearTimeout(this.#waitingTimer);
     clearTimeout(this.#stillWaitingTimer);
     this.#sendOutbox();
-    for (const peer of this.#peers) peer.close();
-    await this.#context.terminate();
+    await Promise.all(this.#peers.map((peer) => peer.close()));
   }
 }
-
-/** The longest wait on a blocking thread before the loop checks for stop. */
-const POLL_SLICE_MS = 100;
-/** Most messages taken from the queue once receiving stops. */
-const FINAL_DRAIN_MESSAGES = 1024;
-/** Most messages taken before the replies they caused are sent. */
-const BATCH_MESSAGES = 64;
 
 function endpointList(
   name: string,
@@ -368,27 +430,372 @@ function endpointList(
   return list;
 }
 
+/** Where a checked endpoint leads. */
+type Address =
+  | { transport: "unix"; path: string }
+  | { transport: "tcp"; hostname: string; port: number };
+
+function addressOf(endpoint: string): Address {
+  if (endpoint.startsWith("ipc://")) {
+    return { transport: "unix", path: endpoint.slice("ipc://".length) };
+  }
+  const hostPort = endpoint.slice("tcp://".length);
+  const colon = hostPort.lastIndexOf(":");
+  const host = hostPort.slice(0, colon);
+  return {
+    transport: "tcp",
+    hostname: host.startsWith("[") ? host.slice(1, -1) : host,
+    port: Number(hostPort.slice(colon + 1)),
+  };
+}
+
 /**
- * One XPUB socket connected to one mongrel2's `recv_spec`, with the replies
- * held until that mongrel2's subscription has arrived.
+ * Refuses, up front, an endpoint the process may not connect to, rather
+ * than failing on every reconnection.
+ */
+function checkPermission(endpoint: string): void {
+  const address = addressOf(endpoint);
+  const needed: [Deno.PermissionDescriptor, string][] =
+    address.transport === "unix"
+      ? [
+        [
+          { name: "net", host: `unix:${address.path}` },
+          `--allow-net=unix:${address.path}`,
+        ],
+        [{ name: "read", path: address.path }, `--allow-read=${address.path}`],
+        [
+          { name: "write", path: address.path },
+          `--allow-write=${address.path}`,
+        ],
+      ]
+      : [[
+        { name: "net", host: `${address.hostname}:${address.port}` },
+        `--allow-net=${address.hostname}:${address.port}`,
+      ]];
+  const missing = needed.filter(([descriptor]) =>
+    Deno.permissions.querySync(descriptor).state !== "granted"
+  ).map(([, flag]) => flag);
+  if (missing.length > 0) {
+    throw new Deno.errors.NotCapable(
+      `Cannot connect to ${endpoint}: m2fetch needs ${missing.join(" and ")}`,
+    );
+  }
+}
+
+async function dial(endpoint: string): Promise<Deno.Conn> {
+  const address = addressOf(endpoint);
+  if (address.transport === "unix") return await Deno.connect(address);
+  const conn = await Deno.connect(address);
+  conn.setNoDelay(true);
+  return conn;
+}
+
+/** One ZMTP connection, after its handshake. */
+interface Link {
+  conn: Deno.Conn;
+  decoder: ZmtpDecoder;
+}
+
+/**
+ * Connects to `endpoint` and completes the ZMTP handshake as `ours`,
+ * checking that the peer is one of `theirs`.
+ */
+async function openLink(
+  endpoint: string,
+  ours: ZmtpSocketType,
+  theirs: readonly string[],
+): Promise<Link> {
+  const conn = await dial(endpoint);
+  const timer = setTimeout(() => conn.close(), HANDSHAKE_TIMEOUT_MS);
+  try {
+    // Our READY goes only after the peer's: a libzmq socket that finds our
+    // type incompatible hangs up at once, before its own READY would have
+    // told us what it is.
+    await writeAll(conn, greeting());
+    const decoder = new ZmtpDecoder();
+    while (true) {
+      const frame = decoder.next();
+      if (frame === null) {
+        const count = await conn.read(decoder.space());
+        if (count === null) {
+          throw new ZmtpError(
+            "The peer closed the connection before the ZMTP handshake ended",
+          );
+        }
+        decoder.commit(count);
+        continue;
+      }
+      if (!frame.command) {
+        throw new ZmtpError("The peer sent a message before its handshake");
+      }
+      const { name, data } = parseCommand(frame.body);
+      if (name === "ERROR") {
+        throw new ZmtpError(
+          `The peer refused the handshake: ${
+            new TextDecoder().decode(data.subarray(1, 1 + data[0]))
+          }`,
+        );
+      }
+      if (name !== "READY") continue;
+      const type = (readyProperties(data).get("socket-type") ?? "")
+        .toUpperCase();
+      if (!theirs.includes(type)) {
+        throw new ZmtpError(
+          `The socket at ${endpoint} is a ${
+            type || "untyped"
+          } socket, where mongrel2's ${
+            ours === "PULL" ? "send_spec is a PUSH" : "recv_spec is a SUB"
+          }: ${
+            type === "PUSH" || type === "SUB"
+              ? "--send-spec and --recv-spec look swapped"
+              : "is this mongrel2's handler endpoint?"
+          }`,
+        );
+      }
+      await writeAll(conn, readyCommand(ours));
+      return { conn, decoder };
+    }
+  } catch (error) {
+    try {
+      conn.close();
+    } catch { /* closed by the handshake timer */ }
+    throw error;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
+  let written = 0;
+  while (written < bytes.length) {
+    written += await conn.write(bytes.subarray(written));
+  }
+}
+
+/** A ZMTP 3.1 heartbeat: answered with its context, as libzmq does. */
+function pongFor(frame: ZmtpFrame): Uint8Array | null {
+  if (!frame.command) return null;
+  const { name, data } = parseCommand(frame.body);
+  return name === "PING" ? commandFrame("PONG", data.subarray(2)) : null;
+}
+
+/** Why a connection attempt failed, unless it is the usual "not up yet". */
+function connectProblem(error: unknown): string {
+  if (
+    error instanceof Deno.errors.NotFound ||
+    error instanceof Deno.errors.ConnectionRefused
+  ) {
+    return "";
+  }
+  return (error as Error).message;
+}
+
+/**
+ * The wait before a link connects again, which keeps the process alive
+ * (nothing else may be pending while mongrel2 is down) and which closing
+ * cuts short.
+ */
+class RetryWait {
+  #cancel: (() => void) | undefined;
+
+  wait(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => this.cancel(), ms);
+      this.#cancel = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+  }
+
+  cancel(): void {
+    const cancel = this.#cancel;
+    this.#cancel = undefined;
+    cancel?.();
+  }
+}
+
+/** What a {@linkcode RequestLink} hands its transport. */
+interface Inbox {
+  deliver(message: Uint8Array): void;
+  /** Null while there is room for more; otherwise settles once there is. */
+  room(): Promise<void> | null;
+  /** The link has stopped for good. */
+  stopped(): void;
+}
+
+/**
+ * m2fetch's PULL end of one mongrel2's `send_spec`: reads requests and
+ * notices into the transport's inbox, reconnecting while the transport
+ * receives.
+ */
+class RequestLink {
+  readonly endpoint: string;
+  readonly #onError: (error: Error) => void;
+  readonly #inbox: Inbox;
+  #conn: Deno.Conn | null = null;
+  #stopping = false;
+  #stopped = false;
+  /** Reads completed, so that stop() cuts only a read that found nothing. */
+  #reads = 0;
+  #reported = "";
+  readonly #done: Promise<void>;
+  readonly #retry = new RetryWait();
+
+  constructor(endpoint: string, onError: (error: Error) => void, inbox: Inbox) {
+    this.endpoint = endpoint;
+    this.#onError = onError;
+    this.#inbox = inbox;
+    this.#done = this.#run();
+  }
+
+  get stopped(): boolean {
+    return this.#stopped;
+  }
+
+  async #run(): Promise<void> {
+    try {
+      while (!this.#stopping) {
+        let link: Link;
+        try {
+          link = await openLink(this.endpoint, "PULL", ["PUSH"]);
+        } catch (error) {
+          this.#report(error);
+          await this.#retryDelay(
+            error instanceof ZmtpError
+              ? RECONNECT_AFTER_ERROR_MS
+              : RECONNECT_MS,
+          );
+          continue;
+        }
+        this.#reported = "";
+        await this.#read(link);
+        if (!this.#stopping) await this.#retryDelay(RECONNECT_MS);
+      }
+    } finally {
+      this.#stopped = true;
+      this.#inbox.stopped();
+    }
+  }
+
+  async #retryDelay(ms: number): Promise<void> {
+    if (!this.#stopping) await this.#retry.wait(ms);
+  }
+
+  #report(error: unknown): void {
+    const problem = connectProblem(error);
+    if (problem === "" || problem === this.#reported) return;
+    this.#reported = problem;
+    this.#onError(
+      new Error(`Cannot take requests from ${this.endpoint}: ${problem}`),
+    );
+  }
+
+  async #read({ conn, decoder }: Link): Promise<void> {
+    this.#conn = conn;
+    let drained = 0;
+    try {
+      // Frames that came with the handshake's last read come first.
+      while (true) {
+        let frame: ZmtpFrame | null;
+        while ((frame = decoder.next()) !== null) {
+          if (frame.command) {
+            const pong = pongFor(frame);
+            if (pong !== null) await writeAll(conn, pong);
+            continue;
+          }
+          this.#inbox.deliver(frame.body);
+          if (this.#stopping && ++drained >= FINAL_DRAIN_MESSAGES) return;
+        }
+        const room = this.#stopping ? null : this.#inbox.room();
+        if (room !== null) await room;
+        const count = await this.#readSome(conn, decoder.space());
+        this.#reads++;
+        if (count === null) return;
+        decoder.commit(count);
+      }
+    } catch (error) {
+      if (!this.#stopping) this.#report(error);
+    } finally {
+      this.#conn = null;
+      try {
+        conn.close();
+      } catch { /* already closed by stop() */ }
+    }
+  }
+
+  /** A read; once stopping, one that finds nothing for a moment ends the link. */
+  #readSome(conn: Deno.Conn, space: Uint8Array): Promise<number | null> {
+    if (!this.#stopping) return conn.read(space);
+    return this.#quietRead(conn, space);
+  }
+
+  async #quietRead(
+    conn: Deno.Conn,
+    space: Uint8Array,
+  ): Promise<number | null> {
+    const timer = setTimeout(() => conn.close(), FINAL_DRAIN_IDLE_MS);
+    try {
+      return await conn.read(space);
+    } catch {
+      // Closed by the timer: nothing more came.
+      return null;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /**
+   * Reads what mongrel2 has already written, then closes and stops
+   * reconnecting.
+   */
+  async stop(): Promise<void> {
+    if (!this.#stopping) {
+      this.#stopping = true;
+      this.#retry.cancel();
+      // A read already waiting gets the same quiet period as later ones.
+      const conn = this.#conn;
+      const reads = this.#reads;
+      if (conn !== null) {
+        const timer = setTimeout(() => {
+          if (this.#conn === conn && this.#reads === reads) conn.close();
+        }, FINAL_DRAIN_IDLE_MS);
+        this.#done.finally(() => clearTimeout(timer));
+      }
+    }
+    await this.#done;
+  }
+}
+
+/**
+ * m2fetch's PUB end of one mongrel2's `recv_spec`, with the replies held
+ * until that mongrel2's subscription has arrived, and published only to a
+ * subscription they match (as a libzmq PUB filters).
  */
 class ReplyPeer {
   readonly endpoint: string;
-  readonly #socket: ZmqSocket;
   readonly #maxHeld: number;
   readonly #onError: (error: Error) => void;
   readonly #onStatus: (message: string) => void;
   readonly #onLeave: (idents: string[]) => void;
-  /** Subscribed prefixes (mongrel2's `recv_ident`), as latin1 keys. */
-  readonly #topics = new Set<string>();
-  #timer: ReturnType<typeof setTimeout> | undefined;
+  /** Subscribed prefixes (mongrel2's `recv_ident`), as latin1 keys and bytes. */
+  readonly #topics = new Map<string, Uint8Array>();
+  /** Replies held while nobody listens. */
   readonly #queue = new Fifo<Uint8Array>();
+  /** Replies to write with the next write. */
+  #pending: Uint8Array[] = [];
+  #pendingBytes = 0;
+  #writing: Promise<void> | null = null;
+  #conn: Deno.Conn | null = null;
   #joinedBefore = false;
   #dropped = 0;
   #closed = false;
+  readonly #retry = new RetryWait();
+  readonly #done: Promise<void>;
+  /** The last connection problem, for the "still waiting" warning. */
+  lastError = "";
 
   constructor(
-    context: ZmqContext,
     endpoint: string,
     maxHeld: number,
     onError: (error: Error) => void,
@@ -400,30 +807,7 @@ class ReplyPeer {
     this.#onError = onError;
     this.#onStatus = onStatus;
     this.#onLeave = onLeave;
-    // immediate: a mongrel2 that disconnects drops its pipe, so its
-    // unsubscription is reported and replies are held, not queued blind.
-    this.#socket = context.socket("xpub", {
-      linger: 2000,
-      sendHighWaterMark: 0,
-      immediate: true,
-    });
-    this.#socket.connect(endpoint);
-    this.#check();
-  }
-
-  /**
-   * Subscriptions are read on the JavaScript thread (sends use the same
-   * socket): often while nobody listens, so held replies go out soon after
-   * mongrel2 subscribes, and rarely once it does, to notice it leaving.
-   */
-  #check(): void {
-    this.follow();
-    if (this.#closed) return;
-    this.#timer = setTimeout(
-      () => this.#check(),
-      this.ready ? LEAVE_CHECK_MS : JOIN_CHECK_MS,
-    );
-    Deno.unrefTimer(this.#timer as unknown as number);
+    this.#done = this.#run();
   }
 
   get ready(): boolean {
@@ -434,30 +818,86 @@ class ReplyPeer {
     return this.#queue.length;
   }
 
-  /** Applies the (un)subscriptions that have arrived. */
-  follow(): void {
-    if (this.#closed) return;
-    const wasReady = this.ready;
-    const left: string[] = [];
-    try {
-      let message: Uint8Array | null;
-      while ((message = this.#socket.receive()) !== null) {
-        if (message.length === 0) continue;
-        const topic = String.fromCharCode(...message.subarray(1));
-        if (message[0] === 1) this.#topics.add(topic);
-        else if (message[0] === 0 && this.#topics.delete(topic)) {
-          left.push(topic);
+  async #run(): Promise<void> {
+    while (!this.#closed) {
+      let link: Link;
+      try {
+        link = await openLink(this.endpoint, "PUB", ["SUB", "XSUB"]);
+      } catch (error) {
+        const problem = connectProblem(error);
+        if (problem !== "" && problem !== this.lastError) {
+          this.#onError(
+            new Error(`Cannot send replies to ${this.endpoint}: ${problem}`),
+          );
         }
+        this.lastError = problem;
+        await this.#retryDelay(
+          error instanceof ZmtpError ? RECONNECT_AFTER_ERROR_MS : RECONNECT_MS,
+        );
+        continue;
+      }
+      this.lastError = "";
+      await this.#follow(link);
+      if (!this.#closed) await this.#retryDelay(RECONNECT_MS);
+    }
+  }
+
+  async #retryDelay(ms: number): Promise<void> {
+    if (!this.#closed) await this.#retry.wait(ms);
+  }
+
+  /** Applies mongrel2's (un)subscriptions until the connection ends. */
+  async #follow({ conn, decoder }: Link): Promise<void> {
+    this.#conn = conn;
+    try {
+      while (true) {
+        let frame: ZmtpFrame | null;
+        const wasReady = this.ready;
+        const left: string[] = [];
+        while ((frame = decoder.next()) !== null) {
+          const pong = pongFor(frame);
+          if (pong !== null) this.#push(pong);
+          const change = subscriptionOf(frame);
+          if (change === null) continue;
+          if (change.subscribe) {
+            this.#topics.set(change.topic, latin1Bytes(change.topic));
+          } else if (this.#topics.delete(change.topic)) {
+            left.push(change.topic);
+          }
+        }
+        // Reported even when it subscribed again within the same read (a
+        // fast restart): its clients are gone either way.
+        if (left.length > 0) this.#onLeave(left);
+        if (this.ready && !wasReady) this.#joined();
+        else if (!this.ready && wasReady) this.#left();
+        this.write();
+        const count = await conn.read(decoder.space());
+        if (count === null) break;
+        decoder.commit(count);
       }
     } catch (error) {
-      this.#onError(error as Error);
-      return;
+      if (!this.#closed && !(error instanceof Deno.errors.BadResource)) {
+        this.#onError(
+          new Error(
+            `Lost the connection to ${this.endpoint}: ${
+              (error as Error).message
+            }`,
+          ),
+        );
+      }
+    } finally {
+      this.#conn = null;
+      try {
+        conn.close();
+      } catch { /* already closed */ }
     }
-    // Reported even when it subscribed again within the same batch (a
-    // fast restart): its clients are gone either way.
-    if (left.length > 0) this.#onLeave(left);
-    if (this.ready && !wasReady) this.#joined();
-    else if (!this.ready && wasReady) this.#left();
+    // The mongrel2 is gone: so are its subscriptions and its clients.
+    if (this.ready && !this.#closed) {
+      const left = [...this.#topics.keys()];
+      this.#topics.clear();
+      this.#onLeave(left);
+      this.#left();
+    }
   }
 
   #joined(): void {
@@ -472,15 +912,18 @@ class ReplyPeer {
     }
     this.#joinedBefore = true;
     this.#dropped = 0;
-    this.#flush();
+    while (this.queued > 0) this.#publish(this.#queue.shift());
   }
 
   #left(): void {
-    // Replies already held were for the clients of the mongrel2 that left;
-    // a new one numbers its connections from 1 again, so they must not
-    // reach it.
-    const dropped = this.queued;
+    // Replies held or not yet written were for the clients of the mongrel2
+    // that left; a new one numbers its connections from 1 again, so they
+    // must not reach it.
+    const dropped = this.queued + this.#pending.length;
     this.#queue.clear();
+    this.#pending = [];
+    this.#pendingBytes = 0;
+    if (this.#closed) return;
     this.#onStatus(
       `mongrel2 at ${this.endpoint} went away; holding new replies for it until it subscribes again${
         dropped > 0 ? ` (dropped ${dropped} for its gone clients)` : ""
@@ -488,9 +931,9 @@ class ReplyPeer {
     );
   }
 
+  /** Queues a reply for the next {@linkcode ReplyPeer.write}, or holds it. */
   send(message: Uint8Array): void {
     if (this.#closed) return;
-    if (!this.ready) this.follow();
     if (this.ready && this.queued === 0) {
       this.#publish(message);
       return;
@@ -502,30 +945,89 @@ class ReplyPeer {
     }
   }
 
+  /** Frames a reply for a subscription it matches; drops it otherwise. */
   #publish(message: Uint8Array): void {
-    try {
-      // With no high-water mark an XPUB never refuses a message.
-      this.#socket.send(message);
-    } catch (error) {
-      this.#onError(error as Error);
+    for (const topic of this.#topics.values()) {
+      if (startsWith(message, topic)) {
+        const frame = new Uint8Array(
+          frameHeaderLength(message.length) + message.length,
+        );
+        frame.set(message, writeFrameHeader(frame, 0, message.length));
+        this.#push(frame);
+        return;
+      }
     }
   }
 
-  #flush(): void {
-    while (this.ready && this.queued > 0) this.#publish(this.#queue.shift());
+  #push(frame: Uint8Array): void {
+    this.#pending.push(frame);
+    this.#pendingBytes += frame.length;
   }
 
-  close(): void {
+  /** Writes what is pending, in one write while none is under way. */
+  write(): void {
+    if (this.#writing === null && this.#pending.length > 0) {
+      this.#writing = this.#writePending().finally(() => this.#writing = null);
+    }
+  }
+
+  async #writePending(): Promise<void> {
+    while (this.#pending.length > 0 && this.#conn !== null) {
+      const conn = this.#conn;
+      const frames = this.#pending;
+      const bytes = frames.length === 1
+        ? frames[0]
+        : new Uint8Array(this.#pendingBytes);
+      if (frames.length > 1) {
+        let at = 0;
+        for (const frame of frames) {
+          bytes.set(frame, at);
+          at += frame.length;
+        }
+      }
+      this.#pending = [];
+      this.#pendingBytes = 0;
+      try {
+        await writeAll(conn, bytes);
+      } catch {
+        // The reading side notices the connection ending and reports it.
+        try {
+          conn.close();
+        } catch { /* already closed */ }
+      }
+    }
+  }
+
+  /** Writes what it holds (to a mongrel2 that listens), then closes. */
+  async close(): Promise<void> {
     if (this.#closed) return;
-    this.follow();
-    this.#flush();
+    if (this.ready) {
+      while (this.queued > 0) this.#publish(this.#queue.shift());
+    }
+    this.write();
+    const linger = Promise.withResolvers<void>();
+    const timer = setTimeout(linger.resolve, LINGER_MS);
+    await Promise.race([this.#writing ?? Promise.resolve(), linger.promise]);
+    clearTimeout(timer);
     this.#closed = true;
-    clearTimeout(this.#timer);
-    this.#socket.close();
+    this.#retry.cancel();
+    try {
+      this.#conn?.close();
+    } catch { /* already closed */ }
+    await this.#done;
   }
 }
 
-/** How often a reply socket looks for its mongrel2's subscription. */
-const JOIN_CHECK_MS = 5;
-/** How often a subscribed reply socket looks for its mongrel2 leaving. */
-const LEAVE_CHECK_MS = 100;
+function latin1Bytes(text: string): Uint8Array {
+  const bytes = new Uint8Array(text.length);
+  for (let i = 0; i < text.length; i++) bytes[i] = text.charCodeAt(i);
+  return bytes;
+}
+
+function startsWith(message: Uint8Array, prefix: Uint8Array): boolean {
+  if (prefix.length > message.length) return false;
+  for (let i = 0; i < prefix.length; i++) {
+    if (message[i] !== prefix[i]) return false;
+  }
+  return true;
+}

@@ -34,7 +34,11 @@ Deno.test("examples/m2fetch.service: restarts on failure, stops with SIGTERM, wa
   assert.equal(unit.get("WorkingDirectory"), "/srv/app");
   const exec = unit.get("ExecStart")!;
   assert.doesNotMatch(exec, /\s(-A|--allow-all)\s/);
-  assert.doesNotMatch(exec, /--allow-(net|env|run|sys)/);
+  assert.doesNotMatch(exec, /--allow-(env|run|sys|ffi)/);
+  // Net access only to mongrel2's handler sockets.
+  for (const [, hosts] of exec.matchAll(/--allow-net=(\S+)/g)) {
+    for (const host of hosts.split(",")) assert.match(host, /^unix:\//);
+  }
   const shutdown = parseDuration(/--shutdown-timeout (\S+)/.exec(exec)![1]);
   const stop = parseDuration(unit.get("TimeoutStopSec")!);
   assert.ok(stop > shutdown, `TimeoutStopSec ${stop} ms <= ${shutdown} ms`);

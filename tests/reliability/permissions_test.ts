@@ -26,6 +26,14 @@ interface Grants {
   database?: string;
   /** With --workers above 0: the worker module graph is read at run time. */
   workers?: boolean;
+  /** mongrel2's handler endpoints (`ipc://` paths are connected to). */
+  endpoints: string[];
+}
+
+/** The socket paths of the `ipc://` endpoints among `endpoints`. */
+function socketPaths(endpoints: string[]): string[] {
+  return endpoints.filter((spec) => spec.startsWith("ipc://"))
+    .map((spec) => spec.slice("ipc://".length));
 }
 
 /**
@@ -35,23 +43,28 @@ interface Grants {
  * @returns The `deno run` flags.
  */
 export function leastPrivilege(grants: Grants): string[] {
+  const sockets = socketPaths(grants.endpoints);
   const read = [
     grants.appDir, // the handler module (a dynamic import) and m2fetch.json
+    ...sockets, // connecting to a unix socket takes read and write
   ];
   if (grants.workers) read.push(`${ROOT}/runtime`);
   if (grants.uploadDir !== undefined) read.push(grants.uploadDir);
   if (grants.database !== undefined) read.push(grants.database);
-  const flags = [
+  const write = [...sockets];
+  if (grants.uploadDir !== undefined) write.push(grants.uploadDir);
+  return [
     "--no-prompt",
-    // libzmq is found by the system's loader, so the grant is not scoped
-    // to a path (native code is not contained by one anyway).
-    "--allow-ffi",
+    // Deno checks a unix socket as a net host, and the path as a file.
+    `--allow-net=${sockets.map((path) => `unix:${path}`).join(",")}`,
     `--allow-read=${read.join(",")}`,
+    `--allow-write=${write.join(",")}`,
   ];
-  if (grants.uploadDir !== undefined) {
-    flags.push(`--allow-write=${grants.uploadDir}`);
-  }
-  return flags;
+}
+
+/** The site's handler endpoints, which its m2fetch connects to. */
+function endpointsOf(site: Site): string[] {
+  return site.mongrel2.handlers.flatMap((h) => [h.sendSpec, h.recvSpec]);
 }
 
 /** POSTs `size` bytes of "u" to /echo on a new connection. */
@@ -110,10 +123,13 @@ for (const workers of [false, true]) {
         uploadDir,
         database: site.mongrel2.databasePath,
         workers,
+        endpoints: endpointsOf(site),
       });
       const flags = permissions.join(" ");
       assert.doesNotMatch(flags, /(^| )(-A|--allow-all)( |$)/);
-      assert.doesNotMatch(flags, /--allow-(net|env|sys|run|import)/);
+      assert.doesNotMatch(flags, /--allow-(env|sys|run|import|ffi)/);
+      // Net access only to mongrel2's two sockets.
+      assert.match(flags, /--allow-net=unix:\S+_send,unix:\S+_recv /);
       await using m2fetch = spawnM2fetch(site, APP, {
         permissions,
         args: [
@@ -137,12 +153,17 @@ for (const workers of [false, true]) {
 Deno.test("each grant of the least-privilege set is needed", async () => {
   await using site = await startSite();
   const uploadDir = `${site.dir}/tmp`;
-  const full = leastPrivilege({ appDir: APP_DIR, uploadDir });
+  const full = leastPrivilege({
+    appDir: APP_DIR,
+    uploadDir,
+    endpoints: endpointsOf(site),
+  });
   const args = ["--upload-temp-store", `${uploadDir}/upload.XXXXXX`];
   const without = (pattern: RegExp, replace: string) =>
     full.map((flag) => flag.replace(pattern, replace)).filter((f) => f !== "");
 
-  // No app dir or no ffi: m2fetch cannot start.
+  // No app dir, or no access to mongrel2's sockets: m2fetch cannot start.
+  const [socket] = socketPaths(endpointsOf(site));
   for (
     const [what, permissions, expected] of [
       [
@@ -150,7 +171,20 @@ Deno.test("each grant of the least-privilege set is needed", async () => {
         without(new RegExp(`=${APP_DIR}`), "=/nowhere"),
         /read access/,
       ],
-      ["ffi", without(/^--allow-ffi$/, ""), /ffi access/i],
+      [
+        "net access to the sockets",
+        without(/^--allow-net=.*$/, ""),
+        new RegExp(
+          `Cannot connect to ipc://${socket}: m2fetch needs --allow-net=unix:${socket}\n`,
+        ),
+      ],
+      [
+        "write access to the sockets",
+        without(/^--allow-write=.*$/, `--allow-write=${uploadDir}`),
+        new RegExp(
+          `Cannot connect to ipc://${socket}: m2fetch needs --allow-write=${socket}\n`,
+        ),
+      ],
     ] as const
   ) {
     await using m2fetch = spawnM2fetch(site, APP, { permissions, args });
@@ -160,10 +194,13 @@ Deno.test("each grant of the least-privilege set is needed", async () => {
     assert.match(output, expected, `without ${what}`);
   }
 
-  // No write grant: the upload is served, but its temp file cannot be
-  // deleted, and m2fetch says so.
+  // No write grant on the store: the upload is served, but its temp file
+  // cannot be deleted, and m2fetch says so.
   await using m2fetch = spawnM2fetch(site, APP, {
-    permissions: without(/^--allow-write=.*$/, ""),
+    permissions: without(
+      /^--allow-write=.*$/,
+      `--allow-write=${socketPaths(endpointsOf(site))}`,
+    ),
     args,
   });
   assert.ok(await m2fetch.waitForOutput(/ serving /), m2fetch.output());
@@ -182,7 +219,10 @@ Deno.test("each grant of the least-privilege set is needed", async () => {
 Deno.test("--workers without read access to m2fetch's runtime/ stops start-up with one line naming the grant", async () => {
   await using site = await startSite();
   // The set for --workers 0: the worker module is not readable.
-  const permissions = leastPrivilege({ appDir: APP_DIR });
+  const permissions = leastPrivilege({
+    appDir: APP_DIR,
+    endpoints: endpointsOf(site),
+  });
   await using m2fetch = spawnM2fetch(site, APP, {
     permissions,
     args: ["--workers", "1"],

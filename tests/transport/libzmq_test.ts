@@ -1,9 +1,5 @@
 import assert from "node:assert/strict";
-import {
-  ZmqContext,
-  ZmqError,
-  zmqVersion,
-} from "../../runtime/transport/libzmq.ts";
+import { ZmqContext, ZmqError, zmqVersion } from "../libzmq.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -23,33 +19,6 @@ async function withContext(
 
 Deno.test("libzmq: the system library loads and is 4.x", () => {
   assert.match(zmqVersion(), /^4\.\d+\.\d+$/);
-});
-
-Deno.test("libzmq: M2FETCH_LIBZMQ, when set, is the one library tried", async () => {
-  // Each process opens the library once: a fresh one per setting.
-  const module = new URL("../../runtime/transport/libzmq.ts", import.meta.url);
-  const load = (library: string) =>
-    new Deno.Command(Deno.execPath(), {
-      args: [
-        "eval",
-        `import { zmqVersion } from "${module.href}"; console.log(zmqVersion());`,
-      ],
-      env: { M2FETCH_LIBZMQ: library },
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-  // A mistyped path is an error naming the variable, not the system's
-  // library loaded in its place.
-  const missing = await load("/nonexistent/libzmq.so.5");
-  assert.equal(missing.success, false, decoder.decode(missing.stdout));
-  assert.match(
-    decoder.decode(missing.stderr),
-    /Cannot load libzmq .*: M2FETCH_LIBZMQ names a library that does not load \(fix or unset it\)\.\n {2}\/nonexistent\/libzmq\.so\.5: /,
-  );
-  const given = await load("libzmq.so.5");
-  assert.ok(given.success, decoder.decode(given.stderr));
-  assert.match(decoder.decode(given.stdout), /^4\.\d+\.\d+\n$/);
 });
 
 Deno.test("libzmq: PUSH to PULL over ipc, in order, bytes intact", async () => {

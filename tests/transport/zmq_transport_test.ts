@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { ZmqContext } from "../../runtime/transport/libzmq.ts";
+import { ZmqContext } from "../libzmq.ts";
 import { ZmqTransport } from "../../runtime/transport/zmq.ts";
 import { Inbox } from "../zmq_peer.ts";
 import { waitFor } from "../subprocess.ts";
@@ -145,6 +145,57 @@ Deno.test("ZmqTransport holds replies until mongrel2 subscribes, dropping the ol
     await transport.stopReceiving();
     await receiving;
     await transport.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("ZmqTransport says what is wrong with a socket that is not mongrel2's handler endpoint", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "m2zt-" });
+  const cases: [string, (path: string) => Promise<AsyncDisposable>, RegExp][] =
+    [
+      [
+        "the specs swapped (a SUB at the send spec)",
+        (path) => Promise.resolve(Inbox.bind("sub", `ipc://${path}`)),
+        /^Cannot take requests from ipc:\/\/\S+\/send: The socket at ipc:\/\/\S+\/send is a SUB socket, where mongrel2's send_spec is a PUSH: --send-spec and --recv-spec look swapped$/,
+      ],
+      [
+        "a socket that does not speak ZeroMQ",
+        (path) => {
+          const listener = Deno.listen({ transport: "unix", path });
+          const served = (async () => {
+            for await (const conn of listener) {
+              await conn.write(encoder.encode("HTTP/1.1 400 Bad Request\r\n"));
+              conn.close();
+            }
+          })();
+          return Promise.resolve({
+            async [Symbol.asyncDispose]() {
+              listener.close();
+              await served;
+            },
+          });
+        },
+        /^Cannot take requests from ipc:\/\/\S+\/send: The peer is not a ZeroMQ socket \(its first byte is not a ZMTP signature\)$/,
+      ],
+    ];
+  try {
+    for (const [what, serve, expected] of cases) {
+      await Deno.remove(`${dir}/send`).catch(() => {});
+      await using _peer = await serve(`${dir}/send`);
+      const errors: string[] = [];
+      const transport = new ZmqTransport({
+        sendSpec: `ipc://${dir}/send`,
+        recvSpec: `ipc://${dir}/recv`,
+        onError: (error) => errors.push(error.message),
+      });
+      assert.ok(await waitFor(() => errors.length > 0, 3000), what);
+      // Reported once, not at every reconnection.
+      await new Promise((resolve) => setTimeout(resolve, 1200));
+      await transport.close();
+      assert.equal(errors.length, 1, `${what}: ${errors.join("\n")}`);
+      assert.match(errors[0], expected, `${what}: ${errors[0]}`);
+    }
+  } finally {
     await Deno.remove(dir, { recursive: true });
   }
 });

@@ -1,14 +1,11 @@
 /**
- * A small binding to the system's libzmq through Deno's FFI: contexts and
- * sockets with non-blocking send and receive, and a wait for readability
- * that runs on a blocking thread so the event loop never stalls. This is
- * the only module that loads libzmq.
- *
- * Why not an npm binding: under Deno, zeromq.js waits on each socket
- * through Node's libuv emulation, which costs a thread hand-off per wait
- * and several per message; here one wait covers every message that is
- * ready, and sends are plain synchronous calls that only queue the message
- * for libzmq's I/O thread.
+ * A small binding to the system's libzmq (the library mongrel2 itself
+ * uses) through Deno's FFI, for the tests' stand-ins for mongrel2's sockets
+ * and m2fetch's: contexts and sockets with non-blocking send and receive,
+ * and a wait for readability that runs on a blocking thread so the event
+ * loop never stalls. m2fetch itself speaks ZMTP on its own
+ * (`runtime/transport/zmtp.ts`); talking to real libzmq sockets here is
+ * what shows that it speaks it right.
  *
  * libzmq sockets are not thread-safe. A socket is used by the JavaScript
  * thread, except while {@linkcode ZmqSocket.waitReadable} has it polled on
@@ -117,16 +114,6 @@ const MSG_BYTES = 64;
 /** sizeof(zmq_pollitem_t) on 64-bit Unix: pointer, int fd, short, short. */
 const POLLITEM_BYTES = 16;
 
-const LIBRARY_NAMES: Record<string, string[]> = {
-  linux: ["libzmq.so.5", "libzmq.so"],
-  darwin: [
-    "libzmq.5.dylib",
-    "/opt/homebrew/lib/libzmq.5.dylib",
-    "/usr/local/lib/libzmq.5.dylib",
-  ],
-};
-const LIBRARY_ENV = "M2FETCH_LIBZMQ";
-
 let library: Library | undefined;
 
 function lib(): Library {
@@ -134,34 +121,15 @@ function lib(): Library {
 }
 
 function openLibrary(): Library {
-  // The override is read only when env access to it is already granted:
-  // m2fetch's least-privilege set does not include it. When set, it is the
-  // only library tried: one chosen on purpose is not silently replaced by
-  // the system's.
-  const envAllowed = Deno.permissions.querySync({
-    name: "env",
-    variable: LIBRARY_ENV,
-  }).state === "granted";
-  const override = envAllowed ? Deno.env.get(LIBRARY_ENV) : undefined;
-  const names = override
-    ? [override]
-    : LIBRARY_NAMES[Deno.build.os] ?? ["libzmq.so.5"];
-  const failures: string[] = [];
-  for (const name of names) {
-    try {
-      return Deno.dlopen(name, SYMBOLS).symbols;
-    } catch (error) {
-      if (error instanceof Deno.errors.NotCapable) throw error;
-      failures.push(`${name}: ${(error as Error).message}`);
-    }
+  try {
+    return Deno.dlopen("libzmq.so.5", SYMBOLS).symbols;
+  } catch (error) {
+    throw new Error(
+      `Cannot load libzmq.so.5, which the tests' stand-ins for mongrel2's sockets use (Debian: apt-get install libzmq5; mongrel2 depends on it): ${
+        (error as Error).message
+      }`,
+    );
   }
-  throw new Error(
-    `Cannot load libzmq (ZeroMQ 4.x), which m2fetch uses to talk to mongrel2: ${
-      override
-        ? `${LIBRARY_ENV} names a library that does not load (fix or unset it)`
-        : `install it (Debian/Ubuntu: apt-get install libzmq5; mongrel2 depends on it) or set ${LIBRARY_ENV} to its path`
-    }.\n  ${failures.join("\n  ")}`,
-  );
 }
 
 function describeErrno(errno: number): string {
