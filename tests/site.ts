@@ -21,6 +21,7 @@ import {
   type Mongrel2SettingValue,
   startMongrel2,
 } from "../runtime/mongrel2/mod.ts";
+import { findFreePort } from "../runtime/mongrel2/process.ts";
 import { delay } from "./subprocess.ts";
 
 /**
@@ -93,6 +94,8 @@ export interface SiteOptions {
   settings?: Record<string, Mongrel2SettingValue>;
   /** Run mongrel2 chrooted into its dir (root only). */
   chroot?: boolean;
+  /** Handler endpoints on `tcp://127.0.0.1` (free ports) instead of `ipc://`. */
+  tcp?: boolean;
 }
 
 /**
@@ -152,6 +155,12 @@ export async function startSite(options: SiteOptions = {}): Promise<Site> {
   // Fixed ids let a restarted mongrel2 take over from the old one.
   const serverUuid = crypto.randomUUID();
   const sendIdent = crypto.randomUUID();
+  const specs = options.tcp
+    ? {
+      sendSpec: `tcp://127.0.0.1:${await findFreePort()}`,
+      recvSpec: `tcp://127.0.0.1:${await findFreePort()}`,
+    }
+    : {};
   const start = (port?: number) =>
     startMongrel2({
       dir: tmp.path,
@@ -162,6 +171,7 @@ export async function startSite(options: SiteOptions = {}): Promise<Site> {
         route: options.route ?? "/",
         protocol: options.protocol ?? "tnetstring",
         sendIdent,
+        ...specs,
       }],
       settings: options.settings,
     });

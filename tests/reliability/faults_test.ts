@@ -27,47 +27,58 @@ async function assertOk(port: number, path: string, label = path) {
   assert.equal(decoder.decode(response.body), `ok ${path.split("?")[0]}\n`);
 }
 
-Deno.test("mongrel2 restarted under a running m2fetch: m2fetch reconnects and serves again", async () => {
-  await using site = await startSite();
-  // The default --idle-timeout (60 s) outlasts the test.
-  await using m2fetch = spawnM2fetch(site, APP);
-  assert.ok(await m2fetch.waitForOutput(SERVING), m2fetch.output());
-  // mongrel2 numbers connections from 1 again after a restart: these put
-  // the held client's id above those of the requests made after restarts,
-  // so none of them replaces its state.
-  for (let i = 0; i < 15; i++) await assertOk(site.port, `/before-${i}`);
-  // A keep-alive client the crash cuts: mongrel2 sends no disconnect
-  // notice for it; m2fetch forgets it because its mongrel2 went away.
-  await using held = await RawClient.connect(site.port);
-  await held.write("GET /held HTTP/1.1\r\nHost: localhost\r\n\r\n");
-  assert.equal((await held.readResponse()).status, 200);
-  assert.equal((await statusOf(m2fetch)).connections, 1);
+for (const tcp of [false, true]) {
+  Deno.test(
+    `mongrel2 restarted under a running m2fetch (${
+      tcp ? "tcp://" : "ipc://"
+    } endpoints): m2fetch reconnects and serves again`,
+    async () => {
+      await using site = await startSite({ tcp });
+      // The default --idle-timeout (60 s) outlasts the test.
+      await using m2fetch = spawnM2fetch(site, APP);
+      assert.ok(await m2fetch.waitForOutput(SERVING), m2fetch.output());
+      // mongrel2 numbers connections from 1 again after a restart: these put
+      // the held client's id above those of the requests made after restarts,
+      // so none of them replaces its state.
+      for (let i = 0; i < 15; i++) await assertOk(site.port, `/before-${i}`);
+      // A keep-alive client the crash cuts: mongrel2 sends no disconnect
+      // notice for it; m2fetch forgets it because its mongrel2 went away.
+      await using held = await RawClient.connect(site.port);
+      await held.write("GET /held HTTP/1.1\r\nHost: localhost\r\n\r\n");
+      assert.equal((await held.readResponse()).status, 200);
+      assert.equal((await statusOf(m2fetch)).connections, 1);
 
-  for (const [downMs, crash] of [[0, true], [1500, false]] as const) {
-    await site.restart({ downMs, crash });
-    // No retry: the request waits in mongrel2 until m2fetch reconnects.
-    for (let i = 0; i < 5; i++) {
-      await assertOk(site.port, `/after-${downMs}-${i}`);
-    }
-  }
-  assert.match(m2fetch.output(), /went away; holding new replies/);
-  assert.match(
-    m2fetch.output(),
-    /warn mongrel2 went away: dropped 1 connection\(s\) of its clients/,
+      for (const [downMs, crash] of [[0, true], [1500, false]] as const) {
+        await site.restart({ downMs, crash });
+        // No retry: the request waits in mongrel2 until m2fetch reconnects.
+        for (let i = 0; i < 5; i++) {
+          await assertOk(site.port, `/after-${downMs}-${i}`);
+        }
+      }
+      assert.match(m2fetch.output(), /went away; holding new replies/);
+      assert.match(
+        m2fetch.output(),
+        /warn mongrel2 went away: dropped 1 connection\(s\) of its clients/,
+      );
+      assert.match(m2fetch.output(), /subscribed again/);
+      // A response of many replies, each within mongrel2's credit window.
+      const big = await rawRequest(site.port, "/big?mib=4");
+      assert.equal(big.status, 200);
+      assert.equal(big.body.length, 4 * 1024 * 1024);
+      let status = await statusOf(m2fetch);
+      assert.ok(
+        await waitFor(
+          async () => (status = await statusOf(m2fetch)).connections === 0,
+          5000,
+        ),
+        `${status.connections} connections held`,
+      );
+      assert.equal(status.inFlight, 0);
+      const exit = await m2fetch.stop();
+      assert.equal(exit.code, 0, m2fetch.output());
+    },
   );
-  assert.match(m2fetch.output(), /subscribed again/);
-  let status = await statusOf(m2fetch);
-  assert.ok(
-    await waitFor(
-      async () => (status = await statusOf(m2fetch)).connections === 0,
-      5000,
-    ),
-    `${status.connections} connections held`,
-  );
-  assert.equal(status.inFlight, 0);
-  const exit = await m2fetch.stop();
-  assert.equal(exit.code, 0, m2fetch.output());
-});
+}
 
 for (const flowControl of [1, 0]) {
   Deno.test(`mongrel2 crashed with requests in flight (download.flow_control=${flowControl}): clients of the new one on reused ids get their own answers`, async () => {
