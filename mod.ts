@@ -38,12 +38,12 @@
  * } satisfies Deno.ServeDefaultExport;
  * ```
  *
- * Nothing here loads libzmq, so a handler importing this module still runs
- * under plain `deno serve` without `--allow-ffi`.
+ * Nothing here opens a socket or needs a permission, so a handler importing
+ * this module still runs under plain `deno serve`.
  *
  * Embedding the server (what `cli.ts` does); the ZeroMQ transport is a
- * separate entry point because it loads libzmq (the example serves until
- * stopped, so it is not run as a test):
+ * separate entry point because it connects to mongrel2 (the example serves
+ * until stopped, so it is not run as a test):
  *
  * ```ts ignore
  * import { serveMongrel2 } from "@m2fetch/m2fetch";

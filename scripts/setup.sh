@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what m2fetch needs on a Debian machine with Node.js/npm:
-# Deno (from npm), mongrel2 1.12 (Debian's mongrel2-core), libzmq (libzmq5,
-# which m2fetch loads through Deno's FFI; mongrel2 depends on it too), curl,
+# Deno (from npm), mongrel2 1.12 (Debian's mongrel2-core), libzmq (libzmq5:
+# mongrel2 depends on it, and the tests' stand-ins for mongrel2's sockets
+# load it through Deno's FFI; m2fetch itself speaks ZMTP on its own), curl,
 # wrk, and the project's npm dependencies (Hono and fast-check, for examples
 # and tests).
 # Safe to run again: it installs only what is missing.

@@ -104,7 +104,7 @@ Deno.test("examples/chat.ts takes the longest line chat.html lets a user send", 
   await closed;
 });
 
-// Without --allow-ffi: importing mod.ts must not load libzmq.
+// With no grant but read: importing mod.ts must open no socket.
 Deno.test("examples/chat.ts under deno serve --allow-read", async () => {
   await using server = await startDenoServe(CHAT, ["--allow-read"], "/");
   await converse(server);
