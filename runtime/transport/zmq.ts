@@ -506,7 +506,11 @@ async function openLink(
   theirs: readonly string[],
 ): Promise<Link> {
   const conn = await dial(endpoint);
-  const timer = setTimeout(() => conn.close(), HANDSHAKE_TIMEOUT_MS);
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    conn.close();
+  }, HANDSHAKE_TIMEOUT_MS);
   try {
     // Our READY goes only after the peer's: a libzmq socket that finds our
     // type incompatible hangs up at once, before its own READY would have
@@ -556,9 +560,14 @@ async function openLink(
       return { conn, decoder };
     }
   } catch (error) {
-    try {
-      conn.close();
-    } catch { /* closed by the handshake timer */ }
+    if (timedOut) {
+      throw new ZmtpError(
+        `The peer did not complete the ZMTP handshake within ${
+          HANDSHAKE_TIMEOUT_MS / 1000
+        } s`,
+      );
+    }
+    conn.close();
     throw error;
   } finally {
     clearTimeout(timer);

@@ -177,6 +177,24 @@ Deno.test("ZmqTransport says what is wrong with a socket that is not mongrel2's 
         },
         /^Cannot take requests from ipc:\/\/\S+\/send: The peer is not a ZeroMQ socket \(its first byte is not a ZMTP signature\)$/,
       ],
+      [
+        "a socket that never answers",
+        (path) => {
+          const listener = Deno.listen({ transport: "unix", path });
+          const held: Deno.Conn[] = [];
+          const served = (async () => {
+            for await (const conn of listener) held.push(conn);
+          })();
+          return Promise.resolve({
+            async [Symbol.asyncDispose]() {
+              listener.close();
+              await served;
+              for (const conn of held) conn.close();
+            },
+          });
+        },
+        /^Cannot take requests from ipc:\/\/\S+\/send: The peer did not complete the ZMTP handshake within 5 s$/,
+      ],
     ];
   try {
     for (const [what, serve, expected] of cases) {
@@ -188,7 +206,7 @@ Deno.test("ZmqTransport says what is wrong with a socket that is not mongrel2's 
         recvSpec: `ipc://${dir}/recv`,
         onError: (error) => errors.push(error.message),
       });
-      assert.ok(await waitFor(() => errors.length > 0, 3000), what);
+      assert.ok(await waitFor(() => errors.length > 0, 8000), what);
       // Reported once, not at every reconnection.
       await new Promise((resolve) => setTimeout(resolve, 1200));
       await transport.close();
