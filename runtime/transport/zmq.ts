@@ -791,8 +791,11 @@ class ReplyPeer {
   readonly #topics = new Map<string, Uint8Array>();
   /** Replies held while nobody listens. */
   readonly #queue = new Fifo<Uint8Array>();
-  /** Replies to write with the next write. */
+  /** Replies to write with the next write, framed as they are copied. */
   #pending: Uint8Array[] = [];
+  /** Command frames (answers to heartbeats) for the next write. */
+  #pendingCommands: Uint8Array[] = [];
+  /** What the next write takes, frame headers included. */
   #pendingBytes = 0;
   #writing: Promise<void> | null = null;
   #conn: Deno.Conn | null = null;
@@ -865,7 +868,10 @@ class ReplyPeer {
         const left: string[] = [];
         while ((frame = decoder.next()) !== null) {
           const pong = pongFor(frame);
-          if (pong !== null) this.#push(pong);
+          if (pong !== null) {
+            this.#pendingCommands.push(pong);
+            this.#pendingBytes += pong.length;
+          }
           const change = subscriptionOf(frame);
           if (change === null) continue;
           if (change.subscribe) {
@@ -931,6 +937,7 @@ class ReplyPeer {
     const dropped = this.queued + this.#pending.length;
     this.#queue.clear();
     this.#pending = [];
+    this.#pendingCommands = [];
     this.#pendingBytes = 0;
     if (this.#closed) return;
     this.#onStatus(
@@ -958,43 +965,38 @@ class ReplyPeer {
   #publish(message: Uint8Array): void {
     for (const topic of this.#topics.values()) {
       if (startsWith(message, topic)) {
-        const frame = new Uint8Array(
-          frameHeaderLength(message.length) + message.length,
-        );
-        frame.set(message, writeFrameHeader(frame, 0, message.length));
-        this.#push(frame);
+        this.#pending.push(message);
+        this.#pendingBytes += frameHeaderLength(message.length) +
+          message.length;
         return;
       }
     }
   }
 
-  #push(frame: Uint8Array): void {
-    this.#pending.push(frame);
-    this.#pendingBytes += frame.length;
-  }
-
   /** Writes what is pending, in one write while none is under way. */
   write(): void {
-    if (this.#writing === null && this.#pending.length > 0) {
+    if (this.#writing === null && this.#pendingBytes > 0) {
       this.#writing = this.#writePending().finally(() => this.#writing = null);
     }
   }
 
   async #writePending(): Promise<void> {
-    while (this.#pending.length > 0 && this.#conn !== null) {
+    while (this.#pendingBytes > 0 && this.#conn !== null) {
       const conn = this.#conn;
-      const frames = this.#pending;
-      const bytes = frames.length === 1
-        ? frames[0]
-        : new Uint8Array(this.#pendingBytes);
-      if (frames.length > 1) {
-        let at = 0;
-        for (const frame of frames) {
-          bytes.set(frame, at);
-          at += frame.length;
-        }
+      // One buffer, so that one write takes every reply.
+      const bytes = new Uint8Array(this.#pendingBytes);
+      let at = 0;
+      for (const frame of this.#pendingCommands) {
+        bytes.set(frame, at);
+        at += frame.length;
+      }
+      for (const message of this.#pending) {
+        at = writeFrameHeader(bytes, at, message.length);
+        bytes.set(message, at);
+        at += message.length;
       }
       this.#pending = [];
+      this.#pendingCommands = [];
       this.#pendingBytes = 0;
       try {
         await writeAll(conn, bytes);
