@@ -1,0 +1,111 @@
+/**
+ * Two versions of m2fetch side by side: each checkout serves
+ * `examples/hello.ts` through its own `dev` (its own mongrel2), and wrk
+ * loads them in alternating rounds, so that both see the same machine.
+ * Prints requests/s, p50/p99 and the CPU each m2fetch process spent per
+ * request, per round. This is how a change to the hot path is judged on a
+ * shared machine, where two full `deno task bench` runs differ more than
+ * most changes do.
+ *
+ * ```sh
+ * git worktree add /tmp/before HEAD~1 && ln -s "$PWD/node_modules" /tmp/before/
+ * deno run -A bench/ab.ts /tmp/before                      # wrk -c64, 3 rounds of 5 s
+ * deno run -A bench/ab.ts /tmp/before --connections 1 --rounds 4
+ * ```
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { findFreePort } from "../runtime/mongrel2/process.ts";
+import { readCpuSeconds, REPO_ROOT, waitForOk } from "./processes.ts";
+import { runWrk } from "./wrk.ts";
+
+const USAGE = `deno run -A bench/ab.ts OTHER_CHECKOUT [options]
+
+Options:
+  --connections N   wrk connections (default 64)
+  --seconds S       seconds per round (default 5)
+  --rounds N        rounds per checkout (default 3)
+`;
+
+interface Contender {
+  name: string;
+  url: string;
+  child: Deno.ChildProcess;
+  /** Its dev state dir (mongrel2's config and sockets). */
+  state: string;
+}
+
+async function startDev(name: string, root: string): Promise<Contender> {
+  const port = await findFreePort();
+  const state = await Deno.makeTempDir({ prefix: "m2ab-" });
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      "cli.ts",
+      "dev",
+      "--quiet",
+      "--port",
+      String(port),
+      "--state-dir",
+      state,
+      "examples/hello.ts",
+    ],
+    cwd: root,
+    stdin: "null",
+    stdout: "null",
+    stderr: "inherit",
+  }).spawn();
+  const url = `http://127.0.0.1:${port}/`;
+  await waitForOk(url);
+  return { name, url, child, state };
+}
+
+if (import.meta.main) {
+  const { values, positionals } = parseArgs({
+    args: Deno.args,
+    allowPositionals: true,
+    options: {
+      connections: { type: "string", default: "64" },
+      seconds: { type: "string", default: "5" },
+      rounds: { type: "string", default: "3" },
+      help: { type: "boolean", default: false },
+    },
+  });
+  if (values.help || positionals.length !== 1) {
+    console.log(USAGE);
+    Deno.exit(values.help ? 0 : 2);
+  }
+  const connections = Number(values.connections);
+  const seconds = Number(values.seconds);
+  const contenders = [
+    await startDev(`other (${positionals[0]})`, positionals[0]),
+    await startDev("this checkout", REPO_ROOT),
+  ];
+  try {
+    for (let round = 0; round < Number(values.rounds); round++) {
+      // Each goes first in every other round.
+      const order = round % 2 === 0 ? contenders : [...contenders].reverse();
+      for (const { name, url, child } of order) {
+        const before = readCpuSeconds(child.pid);
+        const result = await runWrk({ url, connections, seconds });
+        const cpu = readCpuSeconds(child.pid) - before;
+        console.log(
+          `round ${round + 1} ${name}: ${
+            result.requestsPerSecond.toFixed(0)
+          } requests/s, p50 ${result.p50Ms} ms, p99 ${result.p99Ms} ms, m2fetch ${
+            (1e6 * cpu / result.requests).toFixed(1)
+          } µs CPU a request`,
+        );
+      }
+    }
+  } finally {
+    for (const { child, state } of contenders) {
+      child.kill("SIGTERM");
+      await child.status;
+      await Deno.remove(state, { recursive: true });
+    }
+  }
+}
