@@ -194,7 +194,6 @@ export class ZmqTransport implements Transport {
   #wakeReader: (() => void) | undefined;
   /** Wakes the links when the inbox has room again. */
   #room: PromiseWithResolvers<void> | undefined;
-  #receiving = true;
   /** Messages yielded since the last flush of the outbox. */
   #batch = 0;
   #outbox: Uint8Array[] = [];
@@ -387,7 +386,6 @@ export class ZmqTransport implements Transport {
   }
 
   async #stopReceiving(): Promise<void> {
-    this.#receiving = false;
     this.#room?.resolve();
     await Promise.all(this.#links.map((link) => link.stop()));
     this.#wakeReader?.();
