@@ -260,6 +260,7 @@ Deno.test("parseTNetstring() throws ProtocolError for malformed input", () => {
     ["6:1:a,0:}", /a value runs past the dict/],
     ["8:1:1#1:a,}", /key is not a string/],
     ["4:1:a,}", /key|tnetstring/],
+    ["3:1:a}", /key is not a string/],
     ["10:1:a,4:abc,},", /tnetstring/],
     ["99999999999:", /no ':'/],
     ["9999999999:x,", /past the end/],
