@@ -296,6 +296,30 @@ Deno.test("runHandler: a large in-memory body is split into credit-sized replies
   }
 });
 
+Deno.test("runHandler: credits past mongrel2's window never let a reply grow past it", async () => {
+  // A stray credits notice (an old client's, on an id mongrel2 reused)
+  // must not let m2fetch write more than the 100 KiB mongrel2 holds.
+  let notified!: () => void;
+  const stray = new Promise<void>((resolve) => notified = resolve);
+  const run = await runHandler(
+    async () => {
+      await stray;
+      return new Response(new Uint8Array(250_000).fill(0x61));
+    },
+    await buildRequestMessage("/blob"),
+    {
+      script({ deliver }) {
+        deliver(buildNotice("credits", { credits: 102400 }));
+        notified();
+      },
+    },
+  );
+  assert.equal((await run.response.arrayBuffer()).byteLength, 250_000);
+  for (const reply of run.replies) {
+    assert.ok(parseReply(reply).body.length <= 102400);
+  }
+});
+
 Deno.test("runHandler: without credits the run times out instead of hanging", async () => {
   await assert.rejects(
     runHandler(
