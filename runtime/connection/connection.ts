@@ -226,11 +226,12 @@ export class Connection {
     this.#finished = true;
     const exchanges = this.#exchanges;
     this.#exchanges = [];
-    for (const [index, exchange] of exchanges.entries()) {
+    for (const exchange of exchanges) {
       if (exchange.settled) continue;
-      // The access log shows what went out of a response cut short.
+      // The access log shows what went out of a response cut short. Only
+      // the first exchange's can have started: #pump writes one at a time.
       const started = exchange.response?.started ? exchange.response : null;
-      if (complete && index === 0 && started !== null) {
+      if (complete && started !== null) {
         exchange.finish();
         // Nothing more can be written: release what the body still holds.
         started.cancel(reason);
