@@ -146,15 +146,13 @@ export class Connection {
 
   /**
    * Appends a request; its response is written after those before it.
+   * The connection is one not yet finished: the server takes a new one for
+   * an id whose connection has finished.
    *
    * @param exchange The new exchange.
    */
   enqueue(exchange: Exchange): void {
     this.lastActivity = performance.now();
-    if (this.#finished) {
-      exchange.abort(new DOMException("Connection closed", "AbortError"));
-      return;
-    }
     this.#exchanges.push(exchange);
     if (!this.#pumping) this.#pump();
   }
