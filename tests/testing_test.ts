@@ -320,6 +320,18 @@ Deno.test("runHandler: credits past mongrel2's window never let a reply grow pas
   }
 });
 
+Deno.test("runHandler: without download.flow_control a large body goes out in messages of 4 MiB at most", async () => {
+  // mongrel2 copies each reply: a 9 MiB body is not one 9 MiB message.
+  const size = 9 * 1024 * 1024;
+  const run = await runHandler(
+    () => new Response(new Uint8Array(size)),
+    await buildRequestMessage("/blob", { downloadCredits: false }),
+  );
+  assert.equal((await run.response.arrayBuffer()).byteLength, size);
+  const sizes = run.replies.map((reply) => parseReply(reply).body.length);
+  assert.ok(sizes.every((length) => length <= 4 * 1024 * 1024), `${sizes}`);
+});
+
 Deno.test("runHandler: without credits the run times out instead of hanging", async () => {
   await assert.rejects(
     runHandler(
