@@ -554,6 +554,7 @@ Deno.test("runHandler: onError turns the error into the response", async () => {
 Deno.test("runHandler: a script delivers a disconnect once a long poll waits", async () => {
   const waiting = Promise.withResolvers<void>();
   let reason: unknown;
+  let cancelled: unknown = null;
   const run = await runHandler(
     async (request: Request) => {
       waiting.resolve();
@@ -561,7 +562,14 @@ Deno.test("runHandler: a script delivers a disconnect once a long poll waits", a
         request.signal.addEventListener("abort", resolve)
       );
       reason = request.signal.reason;
-      return new Response("too late");
+      // Answered too late: the body is released, not left open.
+      return new Response(
+        new ReadableStream({
+          cancel(why) {
+            cancelled = why;
+          },
+        }),
+      );
     },
     await buildRequestMessage("/poll"),
     {
@@ -573,6 +581,7 @@ Deno.test("runHandler: a script delivers a disconnect once a long poll waits", a
     },
   );
   assert.equal((reason as DOMException).name, "AbortError");
+  assert.equal(cancelled, reason);
   assert.equal(run.complete, false);
   assert.equal(run.raw.length, 0);
 });
