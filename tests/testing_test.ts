@@ -332,6 +332,34 @@ Deno.test("runHandler: without download.flow_control a large body goes out in me
   assert.ok(sizes.every((length) => length <= 4 * 1024 * 1024), `${sizes}`);
 });
 
+Deno.test("runHandler: a stream that waits for credits now and then is not taken for a client that stopped reading", async () => {
+  // writeTimeout counts from when a wait for credits began, and each
+  // grant ends that wait: 12 bursts of 192 KiB, each past the 100 KiB
+  // window, over 600 ms outlast a 200 ms timeout.
+  const chunk = new Uint8Array(192 * 1024);
+  let sent = 0;
+  const run = await runHandler(
+    () =>
+      new Response(
+        new ReadableStream({
+          async pull(controller) {
+            if (sent === 12) return controller.close();
+            if (sent > 0) await new Promise((done) => setTimeout(done, 50));
+            sent++;
+            controller.enqueue(chunk);
+          },
+        }),
+      ),
+    await buildRequestMessage("/stream"),
+    { server: { writeTimeout: 200 } },
+  );
+  assert.ok(run.complete);
+  assert.equal(
+    (await run.response.arrayBuffer()).byteLength,
+    12 * chunk.length,
+  );
+});
+
 Deno.test("runHandler: without credits the run times out instead of hanging", async () => {
   await assert.rejects(
     runHandler(
