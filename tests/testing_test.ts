@@ -296,6 +296,70 @@ Deno.test("runHandler: a large in-memory body is split into credit-sized replies
   }
 });
 
+Deno.test("runHandler: credits past mongrel2's window never let a reply grow past it", async () => {
+  // A stray credits notice (an old client's, on an id mongrel2 reused)
+  // must not let m2fetch write more than the 100 KiB mongrel2 holds.
+  let notified!: () => void;
+  const stray = new Promise<void>((resolve) => notified = resolve);
+  const run = await runHandler(
+    async () => {
+      await stray;
+      return new Response(new Uint8Array(250_000).fill(0x61));
+    },
+    await buildRequestMessage("/blob"),
+    {
+      script({ deliver }) {
+        deliver(buildNotice("credits", { credits: 102400 }));
+        notified();
+      },
+    },
+  );
+  assert.equal((await run.response.arrayBuffer()).byteLength, 250_000);
+  for (const reply of run.replies) {
+    assert.ok(parseReply(reply).body.length <= 102400);
+  }
+});
+
+Deno.test("runHandler: without download.flow_control a large body goes out in messages of 4 MiB at most", async () => {
+  // mongrel2 copies each reply: a 9 MiB body is not one 9 MiB message.
+  const size = 9 * 1024 * 1024;
+  const run = await runHandler(
+    () => new Response(new Uint8Array(size)),
+    await buildRequestMessage("/blob", { downloadCredits: false }),
+  );
+  assert.equal((await run.response.arrayBuffer()).byteLength, size);
+  const sizes = run.replies.map((reply) => parseReply(reply).body.length);
+  assert.ok(sizes.every((length) => length <= 4 * 1024 * 1024), `${sizes}`);
+});
+
+Deno.test("runHandler: a stream that waits for credits now and then is not taken for a client that stopped reading", async () => {
+  // writeTimeout counts from when a wait for credits began, and each
+  // grant ends that wait: 12 bursts of 192 KiB, each past the 100 KiB
+  // window, over 600 ms outlast a 200 ms timeout.
+  const chunk = new Uint8Array(192 * 1024);
+  let sent = 0;
+  const run = await runHandler(
+    () =>
+      new Response(
+        new ReadableStream({
+          async pull(controller) {
+            if (sent === 12) return controller.close();
+            if (sent > 0) await new Promise((done) => setTimeout(done, 50));
+            sent++;
+            controller.enqueue(chunk);
+          },
+        }),
+      ),
+    await buildRequestMessage("/stream"),
+    { server: { writeTimeout: 200 } },
+  );
+  assert.ok(run.complete);
+  assert.equal(
+    (await run.response.arrayBuffer()).byteLength,
+    12 * chunk.length,
+  );
+});
+
 Deno.test("runHandler: without credits the run times out instead of hanging", async () => {
   await assert.rejects(
     runHandler(
@@ -518,6 +582,7 @@ Deno.test("runHandler: onError turns the error into the response", async () => {
 Deno.test("runHandler: a script delivers a disconnect once a long poll waits", async () => {
   const waiting = Promise.withResolvers<void>();
   let reason: unknown;
+  let cancelled: unknown = null;
   const run = await runHandler(
     async (request: Request) => {
       waiting.resolve();
@@ -525,7 +590,14 @@ Deno.test("runHandler: a script delivers a disconnect once a long poll waits", a
         request.signal.addEventListener("abort", resolve)
       );
       reason = request.signal.reason;
-      return new Response("too late");
+      // Answered too late: the body is released, not left open.
+      return new Response(
+        new ReadableStream({
+          cancel(why) {
+            cancelled = why;
+          },
+        }),
+      );
     },
     await buildRequestMessage("/poll"),
     {
@@ -537,6 +609,7 @@ Deno.test("runHandler: a script delivers a disconnect once a long poll waits", a
     },
   );
   assert.equal((reason as DOMException).name, "AbortError");
+  assert.equal(cancelled, reason);
   assert.equal(run.complete, false);
   assert.equal(run.raw.length, 0);
 });

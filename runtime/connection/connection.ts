@@ -146,15 +146,13 @@ export class Connection {
 
   /**
    * Appends a request; its response is written after those before it.
+   * The connection is one not yet finished: the server takes a new one for
+   * an id whose connection has finished.
    *
    * @param exchange The new exchange.
    */
   enqueue(exchange: Exchange): void {
     this.lastActivity = performance.now();
-    if (this.#finished) {
-      exchange.abort(new DOMException("Connection closed", "AbortError"));
-      return;
-    }
     this.#exchanges.push(exchange);
     if (!this.#pumping) this.#pump();
   }
@@ -226,11 +224,12 @@ export class Connection {
     this.#finished = true;
     const exchanges = this.#exchanges;
     this.#exchanges = [];
-    for (const [index, exchange] of exchanges.entries()) {
+    for (const exchange of exchanges) {
       if (exchange.settled) continue;
-      // The access log shows what went out of a response cut short.
+      // The access log shows what went out of a response cut short. Only
+      // the first exchange's can have started: #pump writes one at a time.
       const started = exchange.response?.started ? exchange.response : null;
-      if (complete && index === 0 && started !== null) {
+      if (complete && started !== null) {
         exchange.finish();
         // Nothing more can be written: release what the body still holds.
         started.cancel(reason);

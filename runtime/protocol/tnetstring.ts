@@ -198,8 +198,10 @@ function decodePayload(
       const inner = bytes.subarray(0, end + 1);
       let at = start;
       while (at < end) {
+        // Read within the dict, a key ends at its tag at most: one that
+        // ends there has the dict's "}" for its own.
         const key = readFrame(inner, at);
-        if (key.tag !== 0x2c || key.end >= end) {
+        if (key.tag !== 0x2c) {
           throw new ProtocolError(
             "Cannot parse tnetstring dict: a key is not a string inside the dict",
             at,

@@ -776,6 +776,19 @@ Deno.test("a client pipelining more than MAX_QUEUED_REQUESTS behind a slow respo
   }
   assert.equal(calls, MAX_PIPELINED_HANDLERS);
   assert.ok(await waitFor(() => h.server.inFlight === 0, 2000));
+  {
+    // One request over the bound is enough.
+    await using client = await h.raw();
+    await client.write(
+      request("/never") + behind.map(request).join("") + request("/over"),
+    );
+    assert.notEqual(
+      await client.waitForClose(5000),
+      null,
+      "one request over the bound left the connection open",
+    );
+  }
+  assert.ok(await waitFor(() => h.server.inFlight === 0, 2000));
 });
 
 Deno.test("a response header with a control byte from the client's input is answered 500, not sent", async () => {

@@ -31,16 +31,20 @@ Deno.test("refusalOf refuses upload.stream=1 pieces with 501", () => {
   const refusal = refusalOf(message({ UPLOAD_STREAM: "1" }), open);
   assert.equal(refusal?.status, 501);
   assert.match(refusal!.why, /upload\.stream=1/);
+  assert.equal(refusal!.level, "warn");
 });
 
 Deno.test("refusalOf refuses a body over the limit with 413", () => {
   const body = "x".repeat(17);
   const refusal = refusalOf(message({ "content-length": "17" }, body), open);
-  assert.equal(refusal?.status, 413);
-  assert.equal(
-    refusal?.why,
-    "Refused a 17-byte body over the 16-byte limit",
-  );
+  assert.deepEqual(refusal, {
+    status: 413,
+    why: "Refused a 17-byte body over the 16-byte limit",
+    level: "warn",
+  });
+  // A body of exactly the limit is served.
+  const whole = message({ "content-length": "16" }, "x".repeat(16));
+  assert.equal(refusalOf(whole, open), null);
 });
 
 Deno.test("refusalOf refuses a Content-Length that is not the body mongrel2 passed", () => {
@@ -84,6 +88,8 @@ Deno.test("refusalOf refuses a request the client and mongrel2 may read differen
       [{ "content-length": ["5", "5", "9"] }, "hello", /\(5, 5, 9\)/],
       [{ "transfer-encoding": "gzip" }, "", /Transfer-Encoding "gzip"/],
       [{ host: ["a", "evil"] }, "", /several Host headers \(a, evil\)/],
+      // RFC 9112 §3.2: more than one Host line is refused, equal or not.
+      [{ host: ["a", "a"] }, "", /several Host headers \(a, a\)/],
       [
         { "transfer-encoding": "Chunked" },
         "",
@@ -99,6 +105,7 @@ Deno.test("refusalOf refuses a request the client and mongrel2 may read differen
     const refusal = refusalOf(message(headers, body), open);
     assert.equal(refusal?.status, 400, JSON.stringify(headers));
     assert.match(refusal!.why, reason);
+    assert.equal(refusal!.level, "warn");
   }
   // Repeated equal lengths frame the body one way only (deno serve agrees).
   assert.equal(

@@ -559,6 +559,24 @@ Deno.test("ResponseEncoder ends at its content-length when its last declared byt
   assert.deepEqual(encoder.failureAtEnd, { error: failure });
 });
 
+Deno.test("ResponseEncoder keeps no failure to report for a body cut short of its content-length", async () => {
+  // The client leaves after a segment read with a failure: what went out
+  // is short, so the failure is not one that followed a whole body.
+  const failure = new Error("upstream reset");
+  const { stream, controller } = manualStream();
+  controller.enqueue(new TextEncoder().encode("he"));
+  const encoder = encoderFor(
+    new Response(stream, { headers: { "content-length": "5" } }),
+  );
+  await encoder.next();
+  controller.enqueue(new TextEncoder().encode("l"));
+  controller.error(failure);
+  assert.equal((await encoder.next())!.map(latin1).join(""), "l");
+  await encoder.cancel();
+  assert.equal(encoder.bodyBytes, 3);
+  assert.equal(encoder.failureAtEnd, null);
+});
+
 Deno.test("ResponseEncoder answers 500 in place of a body that errors before anything was sent", async () => {
   const failure = new Error("no body");
   let cancelled: unknown = null;
@@ -574,9 +592,13 @@ Deno.test("ResponseEncoder answers 500 in place of a body that errors before any
     ],
     [
       "ready chunks, then an error",
+      // The error comes once the chunk is read: errored in start(), the
+      // stream would drop the chunk it queued.
       new ReadableStream<Uint8Array>({
         start(controller) {
           controller.enqueue(new TextEncoder().encode("part\n"));
+        },
+        pull(controller) {
           controller.error(failure);
         },
       }),

@@ -173,6 +173,8 @@ Deno.test("readCreditsNotice() reads mongrel2's credits notices and nothing else
       'a_c 9 @* 41:16:DOWNLOAD_CREDITS,2:78,6:METHOD,4:JSON,}18:{"type":"credits"},',
       'abc 9 @* 41:{"METHOD":"JSON","DOWNLOAD_CREDITS":""},18:{"type":"credits"},',
       'abc 9 /@* 41:16:DOWNLOAD_CREDITS,2:78,6:METHOD,4:JSON,}18:{"type":"credits"},',
+      // Bytes after METHOD inside the dict, which the generic parser refuses.
+      'abc 9 @* 43:16:DOWNLOAD_CREDITS,2:78,6:METHOD,4:JSON,xx}18:{"type":"credits"},',
     ]
   ) {
     assert.equal(readCreditsNotice(bytes(broken)), null, broken);

@@ -255,8 +255,12 @@ Deno.test("parseTNetstring() throws ProtocolError for malformed input", () => {
     ["1:x~", /null/],
     ["4:true]", /tnetstring/],
     ["5:1:a,]", /past the list|past the end/],
+    // An item or value that ends on its container's own tag.
+    ["2:0:]", /an item runs past the list/],
+    ["6:1:a,0:}", /a value runs past the dict/],
     ["8:1:1#1:a,}", /key is not a string/],
     ["4:1:a,}", /key|tnetstring/],
+    ["3:1:a}", /key is not a string/],
     ["10:1:a,4:abc,},", /tnetstring/],
     ["99999999999:", /no ':'/],
     ["9999999999:x,", /past the end/],

@@ -42,6 +42,21 @@ Deno.test("ActiveUpload: an opened upload's file is deleted when the request end
   });
 });
 
+Deno.test("ActiveUpload: a body still unread when the request ends fails, and lets go of the file", async () => {
+  await withStore(async (dir, template) => {
+    const path = `${dir}/tmp/upload.aB3dE7`;
+    await Deno.writeTextFile(path, "body");
+    const upload = new ActiveUpload(path, new Exchange("POST", "/"), {
+      template,
+    });
+    const stream = await upload.open();
+    await upload.markDone();
+    assert.equal(await upload.end(), path);
+    // The handler no longer gets the body of a request that has ended.
+    await assert.rejects(new Response(stream).text(), /the request has ended/);
+  });
+});
+
 Deno.test("ActiveUpload: a file refused before it was opened is still deleted when the request ends", async () => {
   // Regression: a 413 at upload-start left the file mongrel2 had finished.
   await withStore(async (dir, template) => {

@@ -364,6 +364,41 @@ Deno.test("close() refuses a reason over 123 bytes", async () => {
   h.socket.close(undefined, "reason only");
   assert.deepEqual(closePayload(await next), [1000, "reason only"]);
   await h.cancel();
+  // 123 bytes is still a reason.
+  const longest = await opened();
+  longest.h.socket.close(1000, "x".repeat(123));
+  assert.deepEqual(closePayload(await longest.next), [1000, "x".repeat(123)]);
+  await longest.h.cancel();
+});
+
+Deno.test("close() takes its code as WebIDL's [Clamp] unsigned short, rounding half to even", async () => {
+  for (const [code, sent] of [[1000.5, 1000], [1001.5, 1002], [3000.4, 3000]]) {
+    const { h, next } = await opened();
+    h.socket.close(code, "why");
+    assert.deepEqual(closePayload(await next), [sent, "why"], String(code));
+    await h.cancel();
+  }
+});
+
+Deno.test("close() gives up on a client that never answers its close frame, with 1006", async () => {
+  const { h, next } = await opened({ closeTimeout: 50 });
+  h.socket.close(1000, "done");
+  assert.deepEqual(closePayload(await next), [1000, "done"]);
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const end = await Promise.race([
+    h.read(),
+    new Promise((resolve) => timer = setTimeout(resolve, 2000, "still open")),
+  ]);
+  clearTimeout(timer);
+  assert.equal(end, null);
+  assert.deepEqual(h.events, ["open", "close 1006  false"]);
+});
+
+Deno.test("a client that leaves right after its close frame closed cleanly", async () => {
+  const { h } = await opened();
+  h.control.receive("0x88", new Uint8Array([0x0f, 0xa0]));
+  await h.cancel();
+  assert.deepEqual(h.events, ["open", "close 4000  true"]);
 });
 
 Deno.test("close() with no code sends an empty close frame", async () => {
