@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import fc from "fast-check";
 import {
   commandFrame,
   frameHeaderLength,
@@ -259,4 +260,62 @@ Deno.test("a real libzmq SUB subscribes with a ZMTP 3.0 message once it knows m2
   );
   // The stand-in subscribes to every sender ("").
   assert.deepEqual(subscriptionOf(frames[1]), { subscribe: true, topic: "" });
+});
+
+Deno.test("ZmtpDecoder: any frames, cut anywhere, come back whole and in order", () => {
+  fc.assert(
+    fc.property(
+      fc.array(
+        fc.record({
+          more: fc.boolean(),
+          command: fc.boolean(),
+          // Across the short/long boundary at 256 bytes.
+          body: fc.uint8Array({ maxLength: 600 }),
+        }),
+        { maxLength: 20 },
+      ),
+      fc.array(fc.nat({ max: 700 }), { maxLength: 10 }),
+      (frames, cuts) => {
+        const encoded = frames.map(({ more, command, body }) =>
+          frameOf(body, (more ? 1 : 0) | (command ? 4 : 0))
+        );
+        const bytes = new Uint8Array(
+          encoded.reduce((sum, frame) => sum + frame.length, 0),
+        );
+        let at = 0;
+        for (const frame of encoded) {
+          bytes.set(frame, at);
+          at += frame.length;
+        }
+        const zmtp = new ZmtpDecoder({ greeted: true });
+        const decoded: ZmtpFrame[] = [];
+        let from = 0;
+        for (
+          const cut of [
+            ...cuts.map((c) => c % (bytes.length + 1)),
+            bytes.length,
+          ].sort((a, b) => a - b)
+        ) {
+          zmtp.write(bytes.subarray(from, Math.max(from, cut)));
+          from = Math.max(from, cut);
+          decoded.push(...framesOf(zmtp));
+        }
+        assert.deepEqual(decoded, frames.map((frame) => ({ ...frame })));
+      },
+    ),
+  );
+});
+
+Deno.test("ZmtpDecoder: arbitrary bytes give frames or a ZmtpError, nothing else", () => {
+  fc.assert(
+    fc.property(fc.uint8Array({ maxLength: 400 }), (bytes) => {
+      const zmtp = new ZmtpDecoder({ maxFrameBytes: 1024 });
+      try {
+        zmtp.write(bytes);
+        framesOf(zmtp);
+      } catch (error) {
+        assert.ok(error instanceof ZmtpError, String(error));
+      }
+    }),
+  );
 });
