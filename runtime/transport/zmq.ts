@@ -496,14 +496,17 @@ interface Link {
 
 /**
  * Connects to `endpoint` and completes the ZMTP handshake as `ours`,
- * checking that the peer is one of `theirs`.
+ * checking that the peer is one of `theirs`. `connected` gets the
+ * connection before the handshake, so that closing can cut it short.
  */
 async function openLink(
   endpoint: string,
   ours: ZmtpSocketType,
   theirs: readonly string[],
+  connected: (conn: Deno.Conn) => void,
 ): Promise<Link> {
   const conn = await dial(endpoint);
+  connected(conn);
   let timedOut = false;
   const timer = setTimeout(() => {
     timedOut = true;
@@ -565,7 +568,9 @@ async function openLink(
         } s`,
       );
     }
-    conn.close();
+    try {
+      conn.close();
+    } catch { /* already closed by a stop */ }
     throw error;
   } finally {
     clearTimeout(timer);
@@ -641,6 +646,8 @@ class RequestLink {
   readonly #onError: (error: Error) => void;
   readonly #inbox: Inbox;
   #conn: Deno.Conn | null = null;
+  /** The connection while its handshake is under way. */
+  #connecting: Deno.Conn | null = null;
   #stopping = false;
   #stopped = false;
   /** Reads completed, so that stop() cuts only a read that found nothing. */
@@ -665,8 +672,15 @@ class RequestLink {
       while (!this.#stopping) {
         let link: Link;
         try {
-          link = await openLink(this.endpoint, "PULL", ["PUSH"]);
+          link = await openLink(
+            this.endpoint,
+            "PULL",
+            ["PUSH"],
+            (conn) => this.#handshaking(conn, this.#stopping),
+          );
         } catch (error) {
+          this.#connecting = null;
+          if (this.#stopping) break;
           this.#report(error);
           await this.#retryDelay(
             error instanceof ZmtpError
@@ -675,6 +689,7 @@ class RequestLink {
           );
           continue;
         }
+        this.#connecting = null;
         this.#reported = "";
         await this.#read(link);
         if (!this.#stopping) await this.#retryDelay(RECONNECT_MS);
@@ -687,6 +702,12 @@ class RequestLink {
 
   async #retryDelay(ms: number): Promise<void> {
     if (!this.#stopping) await this.#retry.wait(ms);
+  }
+
+  /** Keeps a connection being set up, to close it if `done` (or later). */
+  #handshaking(conn: Deno.Conn, done: boolean): void {
+    if (done) conn.close();
+    else this.#connecting = conn;
   }
 
   #report(error: unknown): void {
@@ -760,6 +781,10 @@ class RequestLink {
     if (!this.#stopping) {
       this.#stopping = true;
       this.#retry.cancel();
+      // A handshake under way has taken no message yet: it is cut short.
+      try {
+        this.#connecting?.close();
+      } catch { /* already closed */ }
       // A read already waiting gets the same quiet period as later ones.
       const conn = this.#conn;
       const reads = this.#reads;
@@ -797,6 +822,8 @@ class ReplyPeer {
   #pendingBytes = 0;
   #writing: Promise<void> | null = null;
   #conn: Deno.Conn | null = null;
+  /** The connection while its handshake is under way. */
+  #connecting: Deno.Conn | null = null;
   #joinedBefore = false;
   #dropped = 0;
   #closed = false;
@@ -832,8 +859,15 @@ class ReplyPeer {
     while (!this.#closed) {
       let link: Link;
       try {
-        link = await openLink(this.endpoint, "PUB", ["SUB", "XSUB"]);
+        link = await openLink(
+          this.endpoint,
+          "PUB",
+          ["SUB", "XSUB"],
+          (conn) => this.#handshaking(conn, this.#closed),
+        );
       } catch (error) {
+        this.#connecting = null;
+        if (this.#closed) break;
         const problem = connectProblem(error);
         if (problem !== "" && problem !== this.lastError) {
           this.#onError(
@@ -846,6 +880,7 @@ class ReplyPeer {
         );
         continue;
       }
+      this.#connecting = null;
       this.lastError = "";
       await this.#follow(link);
       if (!this.#closed) await this.#retryDelay(RECONNECT_MS);
@@ -854,6 +889,12 @@ class ReplyPeer {
 
   async #retryDelay(ms: number): Promise<void> {
     if (!this.#closed) await this.#retry.wait(ms);
+  }
+
+  /** Keeps a connection being set up, to close it if `done` (or later). */
+  #handshaking(conn: Deno.Conn, done: boolean): void {
+    if (done) conn.close();
+    else this.#connecting = conn;
   }
 
   /** Applies mongrel2's (un)subscriptions until the connection ends. */
@@ -1022,6 +1063,11 @@ class ReplyPeer {
     this.#retry.cancel();
     try {
       this.#conn?.close();
+    } catch { /* already closed */ }
+    // A handshake under way would otherwise go on to follow a connection
+    // nobody closes.
+    try {
+      this.#connecting?.close();
     } catch { /* already closed */ }
     await this.#done;
   }

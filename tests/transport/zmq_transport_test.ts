@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { ZmqContext } from "../libzmq.ts";
 import { ZmqTransport } from "../../runtime/transport/zmq.ts";
 import { Inbox } from "../zmq_peer.ts";
+import { greeting, readyCommand } from "../../runtime/transport/zmtp.ts";
 import { waitFor } from "../subprocess.ts";
 
 const encoder = new TextEncoder();
@@ -217,3 +218,70 @@ Deno.test("ZmqTransport says what is wrong with a socket that is not mongrel2's 
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+/**
+ * A stand-in for mongrel2's socket at `path` that answers m2fetch's
+ * greeting only after `delayMs` (a mongrel2 busy starting).
+ */
+function slowToGreet(
+  path: string,
+  type: "PUSH" | "SUB",
+  delayMs: number,
+): AsyncDisposable {
+  const listener = Deno.listen({ transport: "unix", path });
+  const held: Deno.Conn[] = [];
+  const timers: ReturnType<typeof setTimeout>[] = [];
+  const served = (async () => {
+    for await (const conn of listener) {
+      held.push(conn);
+      timers.push(setTimeout(async () => {
+        try {
+          await conn.write(greeting());
+          await conn.write(readyCommand(type));
+        } catch { /* m2fetch hung up */ }
+      }, delayMs));
+    }
+  })();
+  return {
+    async [Symbol.asyncDispose]() {
+      listener.close();
+      await served;
+      for (const timer of timers) clearTimeout(timer);
+      for (const conn of held) {
+        try {
+          conn.close();
+        } catch { /* already closed */ }
+      }
+    },
+  };
+}
+
+for (const [spec, type] of [["recv", "SUB"], ["send", "PUSH"]] as const) {
+  Deno.test(`ZmqTransport.close() cuts short a handshake under way with the ${spec} spec`, async () => {
+    const dir = await Deno.makeTempDir({ prefix: "m2zt-" });
+    try {
+      await using _mongrel2 = slowToGreet(`${dir}/${spec}`, type, 500);
+      const errors: string[] = [];
+      const transport = new ZmqTransport({
+        sendSpec: `ipc://${dir}/send`,
+        recvSpec: `ipc://${dir}/recv`,
+        onError: (error) => errors.push(error.message),
+      });
+      // Connected, and waiting for the stand-in's greeting.
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      const started = performance.now();
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const outcome = await Promise.race([
+        transport.close().then(() => "closed"),
+        new Promise((resolve) => timer = setTimeout(resolve, 2000, "hung")),
+      ]);
+      clearTimeout(timer);
+      assert.equal(outcome, "closed");
+      // Not held until the handshake ends (or times out after 5 s).
+      assert.ok(performance.now() - started < 300);
+      assert.deepEqual(errors, []);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  });
+}
