@@ -344,7 +344,10 @@ export class ZmqTransport implements Transport {
    */
   send(message: Uint8Array): void {
     this.#outbox.push(message);
-    if (this.#batch === 0 && !this.#flushScheduled) {
+    // Also within a batch: the batch's end sends them first, unless the
+    // consumer stops taking messages mid-batch (the server waiting for a
+    // worker to catch up), when nothing else would.
+    if (!this.#flushScheduled) {
       this.#flushScheduled = true;
       setImmediate(this.#scheduledFlush);
     }

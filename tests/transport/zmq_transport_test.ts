@@ -285,3 +285,37 @@ for (const [spec, type] of [["recv", "SUB"], ["send", "PUSH"]] as const) {
     }
   });
 }
+
+Deno.test("ZmqTransport sends replies while its consumer holds a message and takes no more", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "m2zt-" });
+  const context = new ZmqContext();
+  const push = context.socket("push", { linger: 0 });
+  push.bind(`ipc://${dir}/send`);
+  await using mongrel2 = Inbox.bind("sub", `ipc://${dir}/recv`);
+  const transport = new ZmqTransport({
+    sendSpec: `ipc://${dir}/send`,
+    recvSpec: `ipc://${dir}/recv`,
+  });
+  const messages = transport.messages()[Symbol.asyncIterator]();
+  try {
+    while (!push.send(encoder.encode("request"))) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    assert.equal(decoder.decode((await messages.next()).value), "request");
+    assert.ok(await waitFor(() => transport.ready, 2000));
+    // The server, paused (a worker far behind, say), takes nothing more
+    // while replies from elsewhere (a worker's response) still go out.
+    transport.send(encoder.encode("reply while paused"));
+    assert.equal(
+      decoder.decode(await mongrel2.next(1000)),
+      "reply while paused",
+    );
+  } finally {
+    // Ends the loop held at its yield, which close() waits for.
+    await messages.return?.();
+    await transport.close();
+    push.close();
+    await context.terminate();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
