@@ -483,10 +483,15 @@ function checkPermission(endpoint: string): void {
   }
 }
 
-async function dial(endpoint: string): Promise<Deno.Conn> {
+/**
+ * Connects to an endpoint. A TCP connect to a host that drops the SYN
+ * takes minutes to fail, so closing the transport aborts it (connecting to
+ * a unix socket never waits).
+ */
+async function dial(endpoint: string, signal: AbortSignal): Promise<Deno.Conn> {
   const address = addressOf(endpoint);
   if (address.transport === "unix") return await Deno.connect(address);
-  const conn = await Deno.connect(address);
+  const conn = await Deno.connect({ ...address, signal });
   conn.setNoDelay(true);
   return conn;
 }
@@ -507,8 +512,9 @@ async function openLink(
   ours: ZmtpSocketType,
   theirs: readonly string[],
   connected: (conn: Deno.Conn) => void,
+  signal: AbortSignal,
 ): Promise<Link> {
-  const conn = await dial(endpoint);
+  const conn = await dial(endpoint, signal);
   connected(conn);
   let timedOut = false;
   const timer = setTimeout(() => {
@@ -658,6 +664,8 @@ class RequestLink {
   #reported = "";
   readonly #done: Promise<void>;
   readonly #retry = new RetryWait();
+  /** Aborts a connect under way when the link ends. */
+  readonly #ending = new AbortController();
 
   constructor(endpoint: string, onError: (error: Error) => void, inbox: Inbox) {
     this.endpoint = endpoint;
@@ -680,6 +688,7 @@ class RequestLink {
             "PULL",
             ["PUSH"],
             (conn) => this.#handshaking(conn, this.#stopping),
+            this.#ending.signal,
           );
         } catch (error) {
           this.#connecting = null;
@@ -784,6 +793,7 @@ class RequestLink {
     if (!this.#stopping) {
       this.#stopping = true;
       this.#retry.cancel();
+      this.#ending.abort();
       // A handshake under way has taken no message yet: it is cut short.
       try {
         this.#connecting?.close();
@@ -831,6 +841,8 @@ class ReplyPeer {
   #dropped = 0;
   #closed = false;
   readonly #retry = new RetryWait();
+  /** Aborts a connect under way when the link ends. */
+  readonly #ending = new AbortController();
   readonly #done: Promise<void>;
   /** The last connection problem, for the "still waiting" warning. */
   lastError = "";
@@ -867,6 +879,7 @@ class ReplyPeer {
           "PUB",
           ["SUB", "XSUB"],
           (conn) => this.#handshaking(conn, this.#closed),
+          this.#ending.signal,
         );
       } catch (error) {
         this.#connecting = null;
@@ -1064,6 +1077,7 @@ class ReplyPeer {
     clearTimeout(timer);
     this.#closed = true;
     this.#retry.cancel();
+    this.#ending.abort();
     try {
       this.#conn?.close();
     } catch { /* already closed */ }

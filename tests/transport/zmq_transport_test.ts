@@ -319,3 +319,47 @@ Deno.test("ZmqTransport sends replies while its consumer holds a message and tak
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("ZmqTransport.close() aborts a TCP connect that gets no answer", async () => {
+  // A listener that accepts nothing: once its queue is full the kernel
+  // drops further SYNs, and a connect waits for minutes.
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { port } = listener.addr;
+  const fillers: Deno.Conn[] = [];
+  try {
+    while (true) {
+      const probe = new AbortController();
+      const timer = setTimeout(() => probe.abort(), 200);
+      try {
+        fillers.push(
+          await Deno.connect({
+            hostname: "127.0.0.1",
+            port,
+            signal: probe.signal,
+          }),
+        );
+      } catch {
+        break; // The queue is full.
+      } finally {
+        clearTimeout(timer);
+      }
+    }
+    const errors: string[] = [];
+    const transport = new ZmqTransport({
+      sendSpec: `tcp://127.0.0.1:${port}`,
+      recvSpec: `tcp://127.0.0.1:${port}`,
+      onError: (error) => errors.push(error.message),
+    });
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const started = performance.now();
+    await transport.close();
+    assert.ok(
+      performance.now() - started < 1000,
+      `close() took ${performance.now() - started} ms`,
+    );
+    assert.deepEqual(errors, []);
+  } finally {
+    for (const filler of fillers) filler.close();
+    listener.close();
+  }
+});
