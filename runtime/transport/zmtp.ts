@@ -12,6 +12,8 @@
  * @module
  */
 
+import { decodeByteString } from "../protocol/bytes.ts";
+
 const GREETING_BYTES = 64;
 const FLAG_MORE = 0x01;
 const FLAG_LONG = 0x02;
@@ -20,7 +22,11 @@ const FLAG_COMMAND = 0x04;
 const DEFAULT_BUFFER_BYTES = 64 * 1024;
 
 const encoder = new TextEncoder();
-const latin1 = new TextDecoder("latin1");
+
+/** The bytes as a byte string (one code unit per byte). */
+function byteString(bytes: Uint8Array): string {
+  return decodeByteString(bytes, 0, bytes.length);
+}
 
 /** The socket types at either end of a mongrel2 handler link. */
 export type ZmtpSocketType = "PULL" | "PUSH" | "PUB" | "SUB" | "XPUB" | "XSUB";
@@ -153,7 +159,7 @@ export function parseCommand(body: Uint8Array): ZmtpCommand {
     throw new ZmtpError("The peer sent a command with a malformed name");
   }
   return {
-    name: latin1.decode(body.subarray(1, 1 + length)),
+    name: decodeByteString(body, 1, 1 + length),
     data: body.subarray(1 + length),
   };
 }
@@ -162,7 +168,7 @@ export function parseCommand(body: Uint8Array): ZmtpCommand {
  * Reads the properties of a `READY` command (`Socket-Type`, `Identity`…).
  *
  * @param data The command's data.
- * @returns Property names and values (values as latin1 text).
+ * @returns Property names and values (values as byte strings).
  * @throws {ZmtpError} When a property runs past the command.
  *
  * @example Usage
@@ -185,7 +191,7 @@ export function readyProperties(data: Uint8Array): Map<string, string> {
         "The peer sent a READY command that ends mid-property",
       );
     }
-    const name = latin1.decode(data.subarray(at + 1, at + 1 + nameLength));
+    const name = decodeByteString(data, at + 1, at + 1 + nameLength);
     at += 1 + nameLength;
     const valueLength = view.getUint32(at);
     at += 4;
@@ -197,7 +203,7 @@ export function readyProperties(data: Uint8Array): Map<string, string> {
     // Property names are case-insensitive.
     properties.set(
       name.toLowerCase(),
-      latin1.decode(data.subarray(at, at + valueLength)),
+      decodeByteString(data, at, at + valueLength),
     );
     at += valueLength;
   }
@@ -210,7 +216,7 @@ export function readyProperties(data: Uint8Array): Map<string, string> {
  * `CANCEL` command.
  *
  * @param frame A frame from the peer.
- * @returns The change, with its topic as latin1 text, or null when the frame is none.
+ * @returns The change, with its topic as a byte string, or null when the frame is none.
  *
  * @example Usage
  * ```ts
@@ -227,13 +233,13 @@ export function subscriptionOf(
   if (frame.command) {
     const { name, data } = parseCommand(frame.body);
     if (name !== "SUBSCRIBE" && name !== "CANCEL") return null;
-    return { subscribe: name === "SUBSCRIBE", topic: latin1.decode(data) };
+    return { subscribe: name === "SUBSCRIBE", topic: byteString(data) };
   }
   const kind = frame.body[0];
   if (frame.body.length === 0 || kind > 1) return null;
   return {
     subscribe: kind === 1,
-    topic: latin1.decode(frame.body.subarray(1)),
+    topic: byteString(frame.body.subarray(1)),
   };
 }
 
@@ -469,7 +475,7 @@ export class ZmtpDecoder {
       );
     }
     if (available < GREETING_BYTES) return false;
-    const mechanism = latin1.decode(buffer.subarray(start + 12, start + 32))
+    const mechanism = decodeByteString(buffer, start + 12, start + 32)
       .replace(/\0+$/, "");
     if (mechanism !== "NULL") {
       throw new ZmtpError(

@@ -184,6 +184,12 @@ Deno.test("subscriptionOf() reads ZMTP 3.0 messages and 3.1 commands, and nothin
     subscribe: false,
     topic: "x",
   });
+  // Any byte, 0x80-0x9F too (which TextDecoder's "latin1", really
+  // windows-1252, would turn into other characters).
+  assert.deepEqual(subscriptionOf(message([1, 0x80, 0x9f, 0xff])), {
+    subscribe: true,
+    topic: "\x80\x9f\xff",
+  });
   assert.equal(subscriptionOf(message([2, 0x61])), null);
   assert.equal(subscriptionOf(message([])), null);
   assert.equal(subscriptionOf(command("PING", "")), null);
