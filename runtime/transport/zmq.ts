@@ -23,6 +23,7 @@
 import { setImmediate } from "node:timers";
 import type { Transport } from "./transport.ts";
 import { Fifo } from "../fifo.ts";
+import { bytesAt, encodeByteString } from "../protocol/bytes.ts";
 import {
   commandFrame,
   frameHeaderLength,
@@ -823,7 +824,7 @@ class ReplyPeer {
   readonly #onError: (error: Error) => void;
   readonly #onStatus: (message: string) => void;
   readonly #onLeave: (idents: string[]) => void;
-  /** Subscribed prefixes (mongrel2's `recv_ident`), as latin1 keys and bytes. */
+  /** Subscribed prefixes (mongrel2's `recv_ident`), as byte strings and bytes. */
   readonly #topics = new Map<string, Uint8Array>();
   /** Replies held while nobody listens. */
   readonly #queue = new Fifo<Uint8Array>();
@@ -930,7 +931,7 @@ class ReplyPeer {
           const change = subscriptionOf(frame);
           if (change === null) continue;
           if (change.subscribe) {
-            this.#topics.set(change.topic, latin1Bytes(change.topic));
+            this.#topics.set(change.topic, encodeByteString(change.topic));
           } else if (this.#topics.delete(change.topic)) {
             left.push(change.topic);
           }
@@ -1019,7 +1020,7 @@ class ReplyPeer {
   /** Frames a reply for a subscription it matches; drops it otherwise. */
   #publish(message: Uint8Array): void {
     for (const topic of this.#topics.values()) {
-      if (startsWith(message, topic)) {
+      if (bytesAt(message, 0, topic)) {
         this.#pending.push(message);
         this.#pendingBytes += frameHeaderLength(message.length) +
           message.length;
@@ -1088,18 +1089,4 @@ class ReplyPeer {
     } catch { /* already closed */ }
     await this.#done;
   }
-}
-
-function latin1Bytes(text: string): Uint8Array {
-  const bytes = new Uint8Array(text.length);
-  for (let i = 0; i < text.length; i++) bytes[i] = text.charCodeAt(i);
-  return bytes;
-}
-
-function startsWith(message: Uint8Array, prefix: Uint8Array): boolean {
-  if (prefix.length > message.length) return false;
-  for (let i = 0; i < prefix.length; i++) {
-    if (message[i] !== prefix[i]) return false;
-  }
-  return true;
 }
