@@ -637,6 +637,81 @@ class RetryWait {
   }
 }
 
+/**
+ * Connects one link to its endpoint, again after each loss, as libzmq
+ * reconnects: waits between attempts (longer after a protocol error), hands
+ * every failure to `report`, and gives up at once when the link ends, when
+ * a connect, handshake or wait under way is cut short.
+ */
+class Dialer {
+  readonly #endpoint: string;
+  readonly #ours: ZmtpSocketType;
+  readonly #theirs: readonly string[];
+  readonly #report: (error: unknown) => void;
+  /** The connection while its handshake is under way. */
+  #connecting: Deno.Conn | null = null;
+  readonly #retry = new RetryWait();
+  readonly #ending = new AbortController();
+
+  constructor(
+    endpoint: string,
+    ours: ZmtpSocketType,
+    theirs: readonly string[],
+    report: (error: unknown) => void,
+  ) {
+    this.#endpoint = endpoint;
+    this.#ours = ours;
+    this.#theirs = theirs;
+    this.#report = report;
+  }
+
+  /** Whether {@linkcode Dialer.end} was called. */
+  get ended(): boolean {
+    return this.#ending.signal.aborted;
+  }
+
+  /** The next link, after as many attempts as it takes; null once ended. */
+  async connect(): Promise<Link | null> {
+    while (!this.ended) {
+      try {
+        return await openLink(
+          this.#endpoint,
+          this.#ours,
+          this.#theirs,
+          (conn) => {
+            if (this.ended) conn.close();
+            else this.#connecting = conn;
+          },
+          this.#ending.signal,
+        );
+      } catch (error) {
+        if (this.ended) break;
+        this.#report(error);
+        await this.pause(
+          error instanceof ZmtpError ? RECONNECT_AFTER_ERROR_MS : RECONNECT_MS,
+        );
+      } finally {
+        this.#connecting = null;
+      }
+    }
+    return null;
+  }
+
+  /** The wait before connecting again; none once ended. */
+  async pause(ms: number): Promise<void> {
+    if (!this.ended) await this.#retry.wait(ms);
+  }
+
+  /** Stops connecting; a handshake under way has taken nothing yet. */
+  end(): void {
+    this.#ending.abort();
+    this.#retry.cancel();
+    try {
+      this.#connecting?.close();
+    } catch { /* already closed */ }
+  }
+}
+
 /** What a {@linkcode RequestLink} hands its transport. */
 interface Inbox {
   deliver(message: Uint8Array): void;
@@ -656,23 +731,29 @@ class RequestLink {
   readonly #onError: (error: Error) => void;
   readonly #inbox: Inbox;
   #conn: Deno.Conn | null = null;
-  /** The connection while its handshake is under way. */
-  #connecting: Deno.Conn | null = null;
-  #stopping = false;
+  readonly #dialer: Dialer;
   #stopped = false;
   /** Reads completed, so that stop() cuts only a read that found nothing. */
   #reads = 0;
   #reported = "";
   readonly #done: Promise<void>;
-  readonly #retry = new RetryWait();
-  /** Aborts a connect under way when the link ends. */
-  readonly #ending = new AbortController();
 
   constructor(endpoint: string, onError: (error: Error) => void, inbox: Inbox) {
     this.endpoint = endpoint;
     this.#onError = onError;
     this.#inbox = inbox;
+    this.#dialer = new Dialer(
+      endpoint,
+      "PULL",
+      ["PUSH"],
+      (error) => this.#report(error),
+    );
     this.#done = this.#run();
+  }
+
+  /** Once stopping, the link drains what has arrived and reconnects no more. */
+  get #stopping(): boolean {
+    return this.#dialer.ended;
   }
 
   get stopped(): boolean {
@@ -681,46 +762,16 @@ class RequestLink {
 
   async #run(): Promise<void> {
     try {
-      while (!this.#stopping) {
-        let link: Link;
-        try {
-          link = await openLink(
-            this.endpoint,
-            "PULL",
-            ["PUSH"],
-            (conn) => this.#handshaking(conn, this.#stopping),
-            this.#ending.signal,
-          );
-        } catch (error) {
-          this.#connecting = null;
-          if (this.#stopping) break;
-          this.#report(error);
-          await this.#retryDelay(
-            error instanceof ZmtpError
-              ? RECONNECT_AFTER_ERROR_MS
-              : RECONNECT_MS,
-          );
-          continue;
-        }
-        this.#connecting = null;
+      let link: Link | null;
+      while ((link = await this.#dialer.connect()) !== null) {
         this.#reported = "";
         await this.#read(link);
-        if (!this.#stopping) await this.#retryDelay(RECONNECT_MS);
+        await this.#dialer.pause(RECONNECT_MS);
       }
     } finally {
       this.#stopped = true;
       this.#inbox.stopped();
     }
-  }
-
-  async #retryDelay(ms: number): Promise<void> {
-    if (!this.#stopping) await this.#retry.wait(ms);
-  }
-
-  /** Keeps a connection being set up, to close it if `done` (or later). */
-  #handshaking(conn: Deno.Conn, done: boolean): void {
-    if (done) conn.close();
-    else this.#connecting = conn;
   }
 
   #report(error: unknown): void {
@@ -792,13 +843,7 @@ class RequestLink {
    */
   async stop(): Promise<void> {
     if (!this.#stopping) {
-      this.#stopping = true;
-      this.#retry.cancel();
-      this.#ending.abort();
-      // A handshake under way has taken no message yet: it is cut short.
-      try {
-        this.#connecting?.close();
-      } catch { /* already closed */ }
+      this.#dialer.end();
       // A read already waiting gets the same quiet period as later ones.
       const conn = this.#conn;
       const reads = this.#reads;
@@ -836,14 +881,9 @@ class ReplyPeer {
   #pendingBytes = 0;
   #writing: Promise<void> | null = null;
   #conn: Deno.Conn | null = null;
-  /** The connection while its handshake is under way. */
-  #connecting: Deno.Conn | null = null;
+  readonly #dialer: Dialer;
   #joinedBefore = false;
   #dropped = 0;
-  #closed = false;
-  readonly #retry = new RetryWait();
-  /** Aborts a connect under way when the link ends. */
-  readonly #ending = new AbortController();
   readonly #done: Promise<void>;
   /** The last connection problem, for the "still waiting" warning. */
   lastError = "";
@@ -860,7 +900,17 @@ class ReplyPeer {
     this.#onError = onError;
     this.#onStatus = onStatus;
     this.#onLeave = onLeave;
+    this.#dialer = new Dialer(
+      endpoint,
+      "PUB",
+      ["SUB", "XSUB"],
+      (error) => this.#report(error),
+    );
     this.#done = this.#run();
+  }
+
+  get #closed(): boolean {
+    return this.#dialer.ended;
   }
 
   get ready(): boolean {
@@ -872,46 +922,22 @@ class ReplyPeer {
   }
 
   async #run(): Promise<void> {
-    while (!this.#closed) {
-      let link: Link;
-      try {
-        link = await openLink(
-          this.endpoint,
-          "PUB",
-          ["SUB", "XSUB"],
-          (conn) => this.#handshaking(conn, this.#closed),
-          this.#ending.signal,
-        );
-      } catch (error) {
-        this.#connecting = null;
-        if (this.#closed) break;
-        const problem = connectProblem(error);
-        if (problem !== "" && problem !== this.lastError) {
-          this.#onError(
-            new Error(`Cannot send replies to ${this.endpoint}: ${problem}`),
-          );
-        }
-        this.lastError = problem;
-        await this.#retryDelay(
-          error instanceof ZmtpError ? RECONNECT_AFTER_ERROR_MS : RECONNECT_MS,
-        );
-        continue;
-      }
-      this.#connecting = null;
+    let link: Link | null;
+    while ((link = await this.#dialer.connect()) !== null) {
       this.lastError = "";
       await this.#follow(link);
-      if (!this.#closed) await this.#retryDelay(RECONNECT_MS);
+      await this.#dialer.pause(RECONNECT_MS);
     }
   }
 
-  async #retryDelay(ms: number): Promise<void> {
-    if (!this.#closed) await this.#retry.wait(ms);
-  }
-
-  /** Keeps a connection being set up, to close it if `done` (or later). */
-  #handshaking(conn: Deno.Conn, done: boolean): void {
-    if (done) conn.close();
-    else this.#connecting = conn;
+  #report(error: unknown): void {
+    const problem = connectProblem(error);
+    if (problem !== "" && problem !== this.lastError) {
+      this.#onError(
+        new Error(`Cannot send replies to ${this.endpoint}: ${problem}`),
+      );
+    }
+    this.lastError = problem;
   }
 
   /** Applies mongrel2's (un)subscriptions until the connection ends. */
@@ -1076,16 +1102,9 @@ class ReplyPeer {
     const timer = setTimeout(linger.resolve, LINGER_MS);
     await Promise.race([this.#writing ?? Promise.resolve(), linger.promise]);
     clearTimeout(timer);
-    this.#closed = true;
-    this.#retry.cancel();
-    this.#ending.abort();
+    this.#dialer.end();
     try {
       this.#conn?.close();
-    } catch { /* already closed */ }
-    // A handshake under way would otherwise go on to follow a connection
-    // nobody closes.
-    try {
-      this.#connecting?.close();
     } catch { /* already closed */ }
     await this.#done;
   }
