@@ -67,28 +67,49 @@ async function startDev(
 ): Promise<Contender> {
   const port = await findFreePort();
   const state = await Deno.makeTempDir({ prefix: "m2ab-" });
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-A",
-      "cli.ts",
-      "dev",
-      "--quiet",
-      "--port",
-      String(port),
-      "--state-dir",
-      state,
-      app,
-    ],
-    cwd: root,
-    stdin: "null",
-    stdout: "null",
-    stderr: "inherit",
-  }).spawn();
+  let child: Deno.ChildProcess;
+  try {
+    child = new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-A",
+        "cli.ts",
+        "dev",
+        "--quiet",
+        "--port",
+        String(port),
+        "--state-dir",
+        state,
+        app,
+      ],
+      cwd: root,
+      stdin: "null",
+      stdout: "null",
+      stderr: "inherit",
+    }).spawn();
+  } catch (error) {
+    await Deno.remove(state, { recursive: true });
+    throw error;
+  }
   const url = `http://127.0.0.1:${port}/`;
-  // Both apps answer a request for one byte of the stream.
-  await waitForOk(app.endsWith("stream_app.ts") ? `${url}stream/1` : url);
-  return { name, url, child, state };
+  const contender = { name, url, child, state };
+  try {
+    // Both apps answer a request for one byte of the stream.
+    await waitForOk(app.endsWith("stream_app.ts") ? `${url}stream/1` : url);
+  } catch (error) {
+    await stopDev(contender);
+    throw error;
+  }
+  return contender;
+}
+
+/** Stops a dev (and with it its mongrel2) and removes its state dir. */
+async function stopDev({ child, state }: Contender): Promise<void> {
+  try {
+    child.kill("SIGTERM");
+  } catch { /* it has exited already (it could not start) */ }
+  await child.status;
+  await Deno.remove(state, { recursive: true });
 }
 
 if (import.meta.main) {
@@ -115,11 +136,12 @@ if (import.meta.main) {
   const app = streamMib === undefined
     ? "examples/hello.ts"
     : "bench/stream_app.ts";
-  const contenders = [
-    await startDev(`other (${positionals[0]})`, positionals[0], app),
-    await startDev("this checkout", REPO_ROOT, app),
-  ];
+  const contenders: Contender[] = [];
   try {
+    contenders.push(
+      await startDev(`other (${positionals[0]})`, positionals[0], app),
+    );
+    contenders.push(await startDev("this checkout", REPO_ROOT, app));
     for (let round = 0; round < Number(values.rounds); round++) {
       // Each goes first in every other round.
       const order = round % 2 === 0 ? contenders : [...contenders].reverse();
@@ -155,10 +177,6 @@ if (import.meta.main) {
       }
     }
   } finally {
-    for (const { child, state } of contenders) {
-      child.kill("SIGTERM");
-      await child.status;
-      await Deno.remove(state, { recursive: true });
-    }
+    for (const contender of contenders) await stopDev(contender);
   }
 }
