@@ -6,6 +6,9 @@
  *   request) with --workers 1 and --workers 2, and 0 for reference:
  *   requests/s and the 2-vs-1 ratio (the ideal on 2 cores is 2; the main
  *   thread's share of the CPU keeps it lower);
+ * - the same handler in two --workers 0 processes on one endpoint: two
+ *   handler threads with no hop between threads, the ceiling for the ratio
+ *   on this machine (mongrel2, wrk and the kernel share the cores too);
  * - examples/hello.ts with --workers 0 and --workers 1: the cost of the
  *   worker hop per request;
  * - the same at wrk -c 1, one request at a time: what each request costs
@@ -13,8 +16,8 @@
  *   how requests reach the main thread behind a CPU-bound handler.
  *
  * For every run it also prints the CPU seconds of each m2fetch thread over
- * the measured window (main, the handler workers, ZeroMQ's I/O thread,
- * Deno's own threads), which is where the time goes when a ratio is low.
+ * the measured window (main, the handler workers, V8's own threads; summed
+ * over processes), which is where the time goes when a ratio is low.
  *
  * ```sh
  * deno run -A bench/workers_bench.ts            # wrk -c 16, 10 s per point
@@ -59,6 +62,17 @@ export default {
 };
 `;
 
+const CPU_ONE = "cpu 1 ms, --workers 1";
+const CPU_TWO = "cpu 1 ms, --workers 2";
+/**
+ * Two --workers 0 processes on the one handler endpoint: two handler threads
+ * with no hop between threads and no thread that only relays. mongrel2
+ * pushes round-robin, which is safe for this handler's plain requests (not
+ * for uploads or WebSockets: README, Deployment topologies), so this is the
+ * ceiling for any way of running two handler threads on this machine.
+ */
+const CPU_CEILING = "cpu 1 ms, 2 processes";
+
 interface Run {
   label: string;
   wrk: WrkResult;
@@ -83,46 +97,79 @@ function threadDelta(
   return delta;
 }
 
+/** One point of the plan: what runs, and how many processes of it. */
+interface Point {
+  label: string;
+  app: string;
+  workers: number;
+  connections: number;
+  /** m2fetch processes sharing the handler endpoint (1 but for the ceiling). */
+  processes?: number;
+}
+
+/** Sums the per-thread CPU seconds of several processes by thread name. */
+function threadCpuSeconds(pids: number[]): Record<string, number> {
+  const total: Record<string, number> = {};
+  for (const pid of pids) {
+    for (const [name, seconds] of Object.entries(readThreadCpuSeconds(pid))) {
+      total[name] = (total[name] ?? 0) + seconds;
+    }
+  }
+  return total;
+}
+
 async function measure(
-  label: string,
-  app: string,
-  workers: number,
-  connections: number,
+  point: Point,
   mongrel2: { url: string; sendSpec: string; recvSpec: string; pid: number },
   seconds: number,
 ): Promise<Run> {
-  const m2fetch: ServerProcess = spawnDeno([
-    "run",
-    "-A",
-    "cli.ts",
-    "--quiet",
-    "--workers",
-    String(workers),
-    "--send-spec",
-    mongrel2.sendSpec,
-    "--recv-spec",
-    mongrel2.recvSpec,
-    app,
-  ]);
+  const { label, app, workers, connections, processes = 1 } = point;
+  const m2fetches: ServerProcess[] = [];
+  const cpuEach = () => m2fetches.map((process) => readCpuSeconds(process.pid));
+  const pids = () => m2fetches.map((process) => process.pid);
   try {
-    await waitForOk(`${mongrel2.url}/`, { process: m2fetch });
+    for (let started = 0; started < processes; started++) {
+      m2fetches.push(spawnDeno([
+        "run",
+        "-A",
+        "cli.ts",
+        "--quiet",
+        "--workers",
+        String(workers),
+        "--send-spec",
+        mongrel2.sendSpec,
+        "--recv-spec",
+        mongrel2.recvSpec,
+        app,
+      ]));
+    }
+    for (const process of m2fetches) {
+      await waitForOk(`${mongrel2.url}/`, { process });
+    }
     await runWrk({ url: `${mongrel2.url}/`, connections: 16, seconds: 2 });
-    const cpuBefore = readCpuSeconds(m2fetch.pid);
+    const cpuBefore = cpuEach();
     const mongrel2Before = readCpuSeconds(mongrel2.pid);
-    const threadsBefore = readThreadCpuSeconds(m2fetch.pid);
+    const threadsBefore = threadCpuSeconds(pids());
     const machineBefore = readMachineBusySeconds();
     const wrk = await runWrk({
       url: `${mongrel2.url}/`,
       connections,
       seconds,
     });
-    const cpu = readCpuSeconds(m2fetch.pid) - cpuBefore;
+    const used = cpuEach().map((seconds, index) => seconds - cpuBefore[index]);
+    const cpu = used.reduce((sum, seconds) => sum + seconds, 0);
     const mongrel2Cpu = readCpuSeconds(mongrel2.pid) - mongrel2Before;
     const machineCpu = readMachineBusySeconds() - machineBefore;
-    const threads = threadDelta(
-      threadsBefore,
-      readThreadCpuSeconds(m2fetch.pid),
-    );
+    const threads = threadDelta(threadsBefore, threadCpuSeconds(pids()));
+    // mongrel2 pushes round-robin to the processes connected when a request
+    // comes: one that connected late would leave the others all the work.
+    if (Math.min(...used) < cpu / processes / 2) {
+      throw new Error(
+        `${label}: the processes' CPU is uneven (${
+          used.map((seconds) => seconds.toFixed(1)).join(" s, ")
+        } s): one was not taking requests`,
+      );
+    }
     if (wrk.socketErrors > 0 || wrk.non2xx > 0) {
       throw new Error(
         `${label}: ${wrk.socketErrors} socket errors, ${wrk.non2xx} non-2xx`,
@@ -130,7 +177,7 @@ async function measure(
     }
     return { label, wrk, cpu, mongrel2Cpu, machineCpu, threads };
   } finally {
-    await m2fetch.stop();
+    for (const process of m2fetches) await process.stop();
   }
 }
 
@@ -207,24 +254,40 @@ async function main(): Promise<void> {
   const runs: Run[] = [];
   try {
     const hello = `${REPO_ROOT}/examples/hello.ts`;
-    const plan: [string, string, number, number][] = [
-      ["cpu 1 ms, --workers 1", `${dir}/cpu_app.ts`, 1, 16],
-      ["cpu 1 ms, --workers 2", `${dir}/cpu_app.ts`, 2, 16],
-      ["cpu 1 ms, --workers 0", `${dir}/cpu_app.ts`, 0, 16],
-      ["hello, --workers 0", hello, 0, 16],
-      ["hello, --workers 1", hello, 1, 16],
-      ["hello, --workers 0, -c 1", hello, 0, 1],
-      ["hello, --workers 1, -c 1", hello, 1, 1],
+    const cpuApp = `${dir}/cpu_app.ts`;
+    const plan: Point[] = [
+      { label: CPU_ONE, app: cpuApp, workers: 1, connections: 16 },
+      { label: CPU_TWO, app: cpuApp, workers: 2, connections: 16 },
+      {
+        label: "cpu 1 ms, --workers 0",
+        app: cpuApp,
+        workers: 0,
+        connections: 16,
+      },
+      {
+        label: CPU_CEILING,
+        app: cpuApp,
+        workers: 0,
+        connections: 16,
+        processes: 2,
+      },
+      { label: "hello, --workers 0", app: hello, workers: 0, connections: 16 },
+      { label: "hello, --workers 1", app: hello, workers: 1, connections: 16 },
+      {
+        label: "hello, --workers 0, -c 1",
+        app: hello,
+        workers: 0,
+        connections: 1,
+      },
+      {
+        label: "hello, --workers 1, -c 1",
+        app: hello,
+        workers: 1,
+        connections: 1,
+      },
     ];
-    for (const [label, app, workers, connections] of plan) {
-      const run = await measure(
-        label,
-        app,
-        workers,
-        connections,
-        site,
-        seconds,
-      );
+    for (const point of plan) {
+      const run = await measure(point, site, seconds);
       runs.push(run);
       console.log(describe(run, seconds));
       await delay(500);
@@ -240,15 +303,23 @@ async function main(): Promise<void> {
     const cpu = thread === undefined ? run.cpu : run.threads[thread] ?? 0;
     return cpu / run.wrk.requests * 1e6;
   };
-  const ratio = rate("cpu 1 ms, --workers 2") / rate("cpu 1 ms, --workers 1");
+  const ratio = rate(CPU_TWO) / rate(CPU_ONE);
+  const ceiling = rate(CPU_CEILING) / rate(CPU_ONE);
   console.log(
     `\nCPU handler, --workers 2 / --workers 1: ${
       ratio.toFixed(2)
     }x (target >= 1.7 on 2 cores)`,
   );
+  console.log(
+    `two --workers 0 processes / --workers 1: ${
+      ceiling.toFixed(2)
+    }x, the most two handler threads reach here with no hop between threads at all; --workers 2 gets ${
+      (ratio / ceiling * 100).toFixed(0)
+    }% of it`,
+  );
   console.log(breakdown(
-    runs.find((run) => run.label === "cpu 1 ms, --workers 2")!,
-    rate("cpu 1 ms, --workers 1"),
+    runs.find((run) => run.label === CPU_TWO)!,
+    rate(CPU_ONE),
     seconds,
   ));
   console.log(
