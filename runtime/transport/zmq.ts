@@ -613,6 +613,14 @@ function connectProblem(error: unknown): string {
 }
 
 /**
+ * How long to wait before connecting again after `error`: a peer that broke
+ * the protocol will likely do so again, and each time is logged.
+ */
+function reconnectDelayAfter(error: unknown): number {
+  return error instanceof ZmtpError ? RECONNECT_AFTER_ERROR_MS : RECONNECT_MS;
+}
+
+/**
  * The wait before a link connects again, which keeps the process alive
  * (nothing else may be pending while mongrel2 is down) and which closing
  * cuts short.
@@ -687,9 +695,7 @@ class Dialer {
       } catch (error) {
         if (this.ended) break;
         this.#report(error);
-        await this.pause(
-          error instanceof ZmtpError ? RECONNECT_AFTER_ERROR_MS : RECONNECT_MS,
-        );
+        await this.pause(reconnectDelayAfter(error));
       } finally {
         this.#connecting = null;
       }
@@ -735,6 +741,7 @@ class RequestLink {
   #stopped = false;
   /** Reads completed, so that stop() cuts only a read that found nothing. */
   #reads = 0;
+  /** The problem last reported, until a link carries a message again. */
   #reported = "";
   readonly #done: Promise<void>;
 
@@ -764,9 +771,7 @@ class RequestLink {
     try {
       let link: Link | null;
       while ((link = await this.#dialer.connect()) !== null) {
-        this.#reported = "";
-        await this.#read(link);
-        await this.#dialer.pause(RECONNECT_MS);
+        await this.#dialer.pause(await this.#read(link));
       }
     } finally {
       this.#stopped = true;
@@ -783,9 +788,16 @@ class RequestLink {
     );
   }
 
-  async #read({ conn, decoder }: Link): Promise<void> {
+  /**
+   * Reads the link until it ends.
+   *
+   * @returns How long to wait before connecting again: longer after a peer
+   * broke the protocol, which it will likely do again.
+   */
+  async #read({ conn, decoder }: Link): Promise<number> {
     this.#conn = conn;
     let drained = 0;
+    let delivered = false;
     try {
       // Frames that came with the handshake's last read come first.
       while (true) {
@@ -797,17 +809,25 @@ class RequestLink {
             continue;
           }
           this.#inbox.deliver(frame.body);
-          if (this.#stopping && ++drained >= FINAL_DRAIN_MESSAGES) return;
+          if (!delivered) {
+            // It works again: a problem it has later is news.
+            delivered = true;
+            this.#reported = "";
+          }
+          if (this.#stopping && ++drained >= FINAL_DRAIN_MESSAGES) {
+            return RECONNECT_MS;
+          }
         }
         const room = this.#stopping ? null : this.#inbox.room();
         if (room !== null) await room;
         const count = await this.#readSome(conn, decoder.space());
         this.#reads++;
-        if (count === null) return;
+        if (count === null) return RECONNECT_MS;
         decoder.commit(count);
       }
     } catch (error) {
       if (!this.#stopping) this.#report(error);
+      return reconnectDelayAfter(error);
     } finally {
       this.#conn = null;
       try {
@@ -885,7 +905,10 @@ class ReplyPeer {
   #joinedBefore = false;
   #dropped = 0;
   readonly #done: Promise<void>;
-  /** The last connection problem, for the "still waiting" warning. */
+  /**
+   * The last connection problem, for the "still waiting" warning and to
+   * report each only once, until mongrel2 subscribes again.
+   */
   lastError = "";
 
   constructor(
@@ -924,9 +947,7 @@ class ReplyPeer {
   async #run(): Promise<void> {
     let link: Link | null;
     while ((link = await this.#dialer.connect()) !== null) {
-      this.lastError = "";
-      await this.#follow(link);
-      await this.#dialer.pause(RECONNECT_MS);
+      await this.#dialer.pause(await this.#follow(link));
     }
   }
 
@@ -940,9 +961,14 @@ class ReplyPeer {
     this.lastError = problem;
   }
 
-  /** Applies mongrel2's (un)subscriptions until the connection ends. */
-  async #follow({ conn, decoder }: Link): Promise<void> {
+  /**
+   * Applies mongrel2's (un)subscriptions until the connection ends.
+   *
+   * @returns How long to wait before connecting again.
+   */
+  async #follow({ conn, decoder }: Link): Promise<number> {
     this.#conn = conn;
+    let delay = RECONNECT_MS;
     try {
       while (true) {
         let frame: ZmtpFrame | null;
@@ -973,7 +999,12 @@ class ReplyPeer {
         decoder.commit(count);
       }
     } catch (error) {
-      if (!this.#closed && !(error instanceof Deno.errors.BadResource)) {
+      delay = reconnectDelayAfter(error);
+      if (error instanceof ZmtpError) {
+        if (!this.#closed) this.#report(error);
+      } else if (
+        !this.#closed && !(error instanceof Deno.errors.BadResource)
+      ) {
         this.#onError(
           new Error(
             `Lost the connection to ${this.endpoint}: ${
@@ -995,9 +1026,11 @@ class ReplyPeer {
       this.#onLeave(left);
       this.#left();
     }
+    return delay;
   }
 
   #joined(): void {
+    this.lastError = "";
     if (this.#joinedBefore || this.#dropped > 0) {
       this.#onStatus(
         `mongrel2 at ${this.endpoint} subscribed again; sending its replies${

@@ -363,3 +363,79 @@ Deno.test("ZmqTransport.close() aborts a TCP connect that gets no answer", async
     listener.close();
   }
 });
+
+/**
+ * A stand-in for mongrel2's socket at `path` that completes the handshake as
+ * `type` and then breaks the protocol: it announces a 1 TiB frame. Counts
+ * the connections it takes.
+ */
+function breaksProtocol(
+  path: string,
+  type: "PUSH" | "SUB",
+): AsyncDisposable & { connections: number } {
+  const listener = Deno.listen({ transport: "unix", path });
+  const held: Deno.Conn[] = [];
+  const oversized = new Uint8Array(9);
+  oversized[0] = 0x02; // a long frame
+  new DataView(oversized.buffer).setBigUint64(1, 2n ** 40n);
+  const standIn = {
+    connections: 0,
+    async [Symbol.asyncDispose]() {
+      listener.close();
+      await served;
+      for (const conn of held) {
+        try {
+          conn.close();
+        } catch { /* m2fetch hung up first */ }
+      }
+    },
+  };
+  const served = (async () => {
+    for await (const conn of listener) {
+      standIn.connections++;
+      held.push(conn);
+      try {
+        await conn.write(greeting());
+        await conn.write(readyCommand(type));
+        await conn.write(oversized);
+      } catch { /* m2fetch hung up */ }
+    }
+  })();
+  return standIn;
+}
+
+for (
+  const [spec, type, side] of [
+    ["send", "PUSH", "take requests from"],
+    ["recv", "SUB", "send replies to"],
+  ] as const
+) {
+  Deno.test(`ZmqTransport reports a ${spec} spec peer that breaks the protocol once, and retries it slowly`, async () => {
+    const dir = await Deno.makeTempDir({ prefix: "m2zt-" });
+    try {
+      await using standIn = breaksProtocol(`${dir}/${spec}`, type);
+      const errors: string[] = [];
+      const transport = new ZmqTransport({
+        sendSpec: `ipc://${dir}/send`,
+        recvSpec: `ipc://${dir}/recv`,
+        onError: (error) => errors.push(error.message),
+      });
+      assert.ok(await waitFor(() => errors.length > 0, 5000));
+      // Long enough for a second connection and its failure.
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+      await transport.close();
+      assert.equal(errors.length, 1, errors.join("\n"));
+      assert.equal(
+        errors[0],
+        `Cannot ${side} ipc://${dir}/${spec}: The peer sent a frame of 1099511627776 bytes, more than the 1073741824 m2fetch takes`,
+      );
+      // Reconnected after a second, not at every 100 ms.
+      assert.ok(
+        standIn.connections >= 2 && standIn.connections <= 3,
+        `${standIn.connections} connections`,
+      );
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  });
+}
