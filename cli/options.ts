@@ -152,6 +152,14 @@ export const SERVE_OPTIONS = {
     description:
       "while a response is in progress, ping mongrel2's idle reaper this often",
   },
+  "mongrel2-stall-timeout": {
+    type: "duration",
+    value: "TIME",
+    default: 30_000,
+    min: 100,
+    description:
+      "drop the connection to a mongrel2 that takes none of m2fetch's replies for this long (hung or stopped), cutting its clients' requests, so that what waits for it stays bounded",
+  },
   "shutdown-timeout": {
     reloads: true,
     type: "duration",

@@ -190,6 +190,7 @@ export async function serve(setup: ServeSetup): Promise<Served> {
     onError: (error) => logger.error("ZeroMQ transport error", error),
     onStatus: (message) => logger.info(message),
     onWarning: (message) => logger.warn(message),
+    stalledReplyMs: values["mongrel2-stall-timeout"] as number,
   });
   const server = serveMongrel2({
     handler: handler.fetch,

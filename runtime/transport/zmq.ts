@@ -71,13 +71,23 @@ export interface ZmqTransportOptions {
    */
   onStatus?: (message: string) => void;
   /**
-   * Called once when a `recv_spec` is still unsubscribed after
-   * `stillWaitingMs` (default 10 000): something is likely wrong (mongrel2
-   * not running, another spec, a socket m2fetch may not write to).
+   * Called with a line worth a warning: once when a `recv_spec` is still
+   * unsubscribed after `stillWaitingMs` (default 10 000), as something is
+   * likely wrong (mongrel2 not running, another spec, a socket m2fetch may
+   * not write to); and when a mongrel2 is dropped for taking no replies
+   * (`stalledReplyMs`).
    */
   onWarning?: (message: string) => void;
   /** See {@linkcode ZmqTransportOptions.onWarning}. */
   stillWaitingMs?: number;
+  /**
+   * How long a subscribed mongrel2 may take none of the replies written to
+   * it before m2fetch takes it for hung (stopped, or deadlocked) and drops
+   * the connection as if it had left: `onPeerLeft` cuts its clients' requests
+   * and the replies waiting for it are freed, so memory stays bounded; m2fetch
+   * then connects again (ms). Default 30 000.
+   */
+  stalledReplyMs?: number;
 }
 
 const ENDPOINT = /^(tcp|ipc):\/\/.+/;
@@ -226,7 +236,9 @@ export class ZmqTransport implements Transport {
       new ReplyPeer(
         spec,
         maxHeld,
+        options.stalledReplyMs ?? 30_000,
         this.#onError,
+        options.onWarning ?? (() => {}),
         this.#onStatus,
         (idents) => this.#peerLeft?.(idents),
       )
@@ -587,10 +599,15 @@ async function openLink(
   }
 }
 
-async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
+async function writeAll(
+  conn: Deno.Conn,
+  bytes: Uint8Array,
+  onProgress?: (unwritten: number) => void,
+): Promise<void> {
   let written = 0;
   while (written < bytes.length) {
     written += await conn.write(bytes.subarray(written));
+    onProgress?.(bytes.length - written);
   }
 }
 
@@ -905,6 +922,13 @@ class ReplyPeer {
   #joinedBefore = false;
   #dropped = 0;
   readonly #done: Promise<void>;
+  /** Writes completed, which the stall watch compares between its checks. */
+  #writes = 0;
+  /** What the write under way has yet to write. */
+  #unwritten = 0;
+  /** The stall watch closed the connection: its end is no news. */
+  #dropping = false;
+  readonly #stallWatch: ReturnType<typeof setInterval>;
   /**
    * The last connection problem, for the "still waiting" warning and to
    * report each only once, until mongrel2 subscribes again.
@@ -914,7 +938,9 @@ class ReplyPeer {
   constructor(
     endpoint: string,
     maxHeld: number,
+    stalledMs: number,
     onError: (error: Error) => void,
+    onWarning: (message: string) => void,
     onStatus: (message: string) => void,
     onLeave: (idents: string[]) => void,
   ) {
@@ -930,6 +956,47 @@ class ReplyPeer {
       (error) => this.#report(error),
     );
     this.#done = this.#run();
+    this.#stallWatch = this.#watchForStalls(stalledMs, onWarning);
+  }
+
+  /**
+   * Checks, a few times per `stalledMs`, that a write under way progresses:
+   * a mongrel2 that takes no reply for that long is dropped, so that what
+   * waits for it does not grow without bound.
+   */
+  #watchForStalls(
+    stalledMs: number,
+    onWarning: (message: string) => void,
+  ): ReturnType<typeof setInterval> {
+    let seen = -1;
+    let since = 0;
+    const timer = setInterval(() => {
+      const conn = this.#conn;
+      if (this.#writing === null || conn === null) {
+        seen = -1;
+        return;
+      }
+      if (this.#writes !== seen) {
+        seen = this.#writes;
+        since = performance.now();
+        return;
+      }
+      if (performance.now() - since < stalledMs) return;
+      onWarning(
+        `mongrel2 at ${this.endpoint} took none of the replies for ${
+          stalledMs / 1000
+        } s (${
+          ((this.#unwritten + this.#pendingBytes) / 2 ** 20).toFixed(1)
+        } MiB wait): taking it for hung and dropping the connection and its clients' requests`,
+      );
+      seen = -1;
+      this.#dropping = true;
+      try {
+        conn.close();
+      } catch { /* already closed */ }
+    }, Math.max(10, stalledMs / 4));
+    Deno.unrefTimer(timer as unknown as number);
+    return timer;
   }
 
   get #closed(): boolean {
@@ -1003,7 +1070,8 @@ class ReplyPeer {
       if (error instanceof ZmtpError) {
         if (!this.#closed) this.#report(error);
       } else if (
-        !this.#closed && !(error instanceof Deno.errors.BadResource)
+        !this.#closed && !this.#dropping &&
+        !(error instanceof Deno.errors.BadResource)
       ) {
         this.#onError(
           new Error(
@@ -1015,6 +1083,7 @@ class ReplyPeer {
       }
     } finally {
       this.#conn = null;
+      this.#dropping = false;
       try {
         conn.close();
       } catch { /* already closed */ }
@@ -1114,7 +1183,8 @@ class ReplyPeer {
       this.#pendingCommands = [];
       this.#pendingBytes = 0;
       try {
-        await writeAll(conn, bytes);
+        this.#unwritten = bytes.length;
+        await writeAll(conn, bytes, this.#countWrite);
       } catch {
         // The reading side notices the connection ending and reports it.
         try {
@@ -1124,9 +1194,15 @@ class ReplyPeer {
     }
   }
 
+  readonly #countWrite = (unwritten: number) => {
+    this.#writes++;
+    this.#unwritten = unwritten;
+  };
+
   /** Writes what it holds (to a mongrel2 that listens), then closes. */
   async close(): Promise<void> {
     if (this.#closed) return;
+    clearInterval(this.#stallWatch);
     if (this.ready) {
       while (this.queued > 0) this.#publish(this.#queue.shift());
     }

@@ -244,3 +244,55 @@ Deno.test("the PUB slow joiner loses nothing: requests queued before start-up an
     for (const client of clients) client.close();
   }
 });
+
+Deno.test("a mongrel2 that stops taking replies is dropped after --mongrel2-stall-timeout, and served again once it resumes", async () => {
+  // Without flow control nothing holds a body back but the transport.
+  await using site = await startSite({
+    settings: { "download.flow_control": 0 },
+  });
+  await using m2fetch = spawnM2fetch(site, APP, {
+    args: ["--mongrel2-stall-timeout", "1s", "--flow-control", "off"],
+  });
+  assert.ok(await m2fetch.waitForOutput(SERVING), m2fetch.output());
+  await assertOk(site.port, "/warm");
+  const pid = m2fetch.process.pid;
+  const baseline = rssOf(pid);
+  await using client = await RawClient.connect(site.port);
+  await client.write(
+    "GET /big?mib=64&after=500 HTTP/1.1\r\nHost: localhost\r\n\r\n",
+  );
+  assert.ok(
+    await waitFor(async () => (await statusOf(m2fetch)).inFlight === 1, 5000),
+  );
+  // Hung, as far as m2fetch can tell: the response goes nowhere.
+  Deno.kill(site.mongrel2.pid, "SIGSTOP");
+  let peak = baseline;
+  try {
+    const deadline = performance.now() + 15_000;
+    while (
+      !/took none of the replies for 1 s/.test(m2fetch.output()) &&
+      performance.now() < deadline
+    ) {
+      peak = Math.max(peak, rssOf(pid));
+      await delay(50);
+    }
+  } finally {
+    Deno.kill(site.mongrel2.pid, "SIGCONT");
+  }
+  assert.match(
+    m2fetch.output(),
+    / warn mongrel2 at \S+ took none of the replies for 1 s \(\d+\.\d MiB wait\): taking it for hung and dropping the connection and its clients' requests/,
+  );
+  console.log(
+    `stalled mongrel2: m2fetch RSS peak +${
+      ((peak - baseline) / 2 ** 20).toFixed(1)
+    } MiB before it dropped the connection`,
+  );
+  // Back on its feet, mongrel2 subscribes again and is served.
+  assert.ok(
+    await waitFor(() => /subscribed again/.test(m2fetch.output()), 15_000),
+    m2fetch.output(),
+  );
+  await assertOk(site.port, "/after");
+  assert.equal((await m2fetch.stop()).code, 0, m2fetch.output());
+});

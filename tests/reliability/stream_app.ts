@@ -1,6 +1,6 @@
 /**
  * Long and large responses for tests/reliability and bench/: a big
- * streamed body, a server-sent-events stream that notices when its client
+ * streamed body (optionally after a delay), a server-sent-events stream that notices when its client
  * leaves, a POST echo, a thrown error and a 404. `/state` reports the event streams.
  *
  * @module
@@ -60,6 +60,11 @@ export default {
     switch (url.pathname) {
       case "/big": {
         const mib = Number(url.searchParams.get("mib") ?? "1");
+        // Starts after a while, whatever happens to the client meanwhile.
+        const after = Number(url.searchParams.get("after") ?? "0");
+        if (after > 0) {
+          await new Promise((resolve) => setTimeout(resolve, after));
+        }
         return new Response(bigBody(Math.round(mib * 1024 * 1024)), {
           headers: { "content-type": "application/octet-stream" },
         });

@@ -439,3 +439,70 @@ for (
     }
   });
 }
+
+Deno.test("ZmqTransport drops a mongrel2 that takes no replies, freeing what waits for it", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "m2zt-" });
+  const path = `${dir}/recv`;
+  // A mongrel2 that subscribes to everything and then reads nothing, as
+  // one stopped with SIGSTOP does.
+  const listener = Deno.listen({ transport: "unix", path });
+  const held: Deno.Conn[] = [];
+  const served = (async () => {
+    for await (const conn of listener) {
+      held.push(conn);
+      await conn.write(greeting());
+      await conn.write(readyCommand("SUB"));
+      await conn.write(Uint8Array.of(0, 1, 1)); // subscribe to ""
+    }
+  })();
+  const errors: string[] = [];
+  const warnings: string[] = [];
+  const statuses: string[] = [];
+  const left: (readonly string[])[] = [];
+  const transport = new ZmqTransport({
+    sendSpec: `ipc://${dir}/send`,
+    recvSpec: `ipc://${path}`,
+    onError: (error) => errors.push(error.message),
+    onWarning: (message) => warnings.push(message),
+    onStatus: (message) => statuses.push(message),
+    stalledReplyMs: 300,
+  });
+  transport.onPeerLeft((idents) => left.push(idents));
+  try {
+    assert.ok(await waitFor(() => held.length > 0, 5000));
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    // Far more than the socket buffers take: 32 MiB in one write, which
+    // stalls, and 32 MiB that wait for it.
+    const reply = new Uint8Array(1 << 20);
+    for (let sent = 0; sent < 32; sent++) transport.send(reply);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    for (let sent = 0; sent < 32; sent++) transport.send(reply);
+    assert.ok(await waitFor(() => left.length > 0, 5000), errors.join("\n"));
+    assert.deepEqual(left, [[""]]);
+    assert.deepEqual(errors, []);
+    assert.equal(warnings.length, 1, warnings.join("\n"));
+    const stalled = warnings[0].match(
+      /^mongrel2 at ipc:\/\/\S+\/recv took none of the replies for 0\.3 s \((\d+\.\d) MiB wait\): taking it for hung and dropping the connection and its clients' requests$/,
+    );
+    assert.ok(stalled, warnings[0]);
+    assert.ok(Number(stalled[1]) > 60, warnings[0]);
+    assert.ok(
+      await waitFor(
+        () => statuses.some((line) => /went away/.test(line)),
+        1000,
+      ),
+    );
+    assert.match(
+      statuses.find((line) => /went away/.test(line))!,
+      /\(dropped 32 for its gone clients\)$/,
+    );
+    // It connects again, and a mongrel2 that subscribes gets new replies.
+    assert.ok(await waitFor(() => held.length === 2, 5000));
+  } finally {
+    await transport.close();
+    listener.close();
+    await served;
+    for (const conn of held) conn.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
