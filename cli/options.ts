@@ -406,8 +406,9 @@ export function withDefaults(
 const MAX_DURATION_MS = 2 ** 31 - 1;
 
 /**
- * Parses a duration: a number of milliseconds, or a number with `ms`, `s`,
- * `m` or `h`.
+ * Parses a duration: a number with `ms`, `s`, `m` or `h`, or `0`. A bare
+ * number is refused: `--timeout 30` meant as seconds (as other servers
+ * take it) would otherwise be 30 ms, and time out nearly every request.
  *
  * @param text The text.
  * @returns Milliseconds, or `NaN` when the text is not a duration.
@@ -415,14 +416,16 @@ const MAX_DURATION_MS = 2 ** 31 - 1;
  * @example Usage
  * ```ts
  * import { parseDuration } from "./options.ts";
- * console.assert(parseDuration("30s") === 30_000 && parseDuration("250") === 250);
+ * console.assert(parseDuration("30s") === 30_000 && parseDuration("250ms") === 250);
  * console.assert(parseDuration("0.3ms") === 1 && parseDuration("0") === 0);
+ * console.assert(Number.isNaN(parseDuration("30")));
  * ```
  */
 export function parseDuration(text: string): number {
-  const match = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(text.trim());
+  if (/^0+(\.0*)?$/.test(text.trim())) return 0;
+  const match = /^(\d+(?:\.\d+)?)(ms|s|m|h)$/.exec(text.trim());
   if (match === null) return NaN;
-  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[match[2] ?? "ms"]!;
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[match[2]]!;
   const ms = Number(match[1]) * unit;
   // Rounded to 0, a timeout of 0.3ms would mean no timeout at all.
   return ms > 0 && ms < 1 ? 1 : Math.round(ms);
@@ -536,7 +539,9 @@ export function coerceOption(
         ? parseDuration(raw)
         : NaN;
       if (!Number.isFinite(value) || value < 0) {
-        return fail("a duration such as 500ms, 30s or 2m");
+        return fail(
+          "a duration with its unit (ms, s, m or h) such as 500ms, 30s or 2m",
+        );
       }
       if (spec.min !== undefined && value < spec.min) {
         return fail(`a duration of at least ${spec.min} ms`);

@@ -30,7 +30,10 @@ Deno.test("coerceOption() gives --send-spec and --recv-spec as lists", () => {
 });
 
 Deno.test("parseDuration() reads each unit, and a positive duration never becomes 0 (no timeout)", () => {
-  assert.equal(parseDuration("250"), 250);
+  assert.equal(parseDuration("250ms"), 250);
+  // Without a unit, 30 could be meant as seconds: refused, but for 0.
+  assert.ok(Number.isNaN(parseDuration("30")));
+  assert.equal(parseDuration("0.0"), 0);
   assert.equal(parseDuration("1.1s"), 1100);
   assert.equal(parseDuration("2m"), 120_000);
   assert.equal(parseDuration("1h"), 3_600_000);

@@ -405,6 +405,10 @@ Deno.test("command-line mistakes are usage errors: one line, exit code 2", async
         /--timeout: expected a duration of at most 2147483647 ms/,
       ],
       [
+        ["--timeout", "30", "examples/hello.ts"],
+        /^m2fetch: Invalid value for --timeout: expected a duration with its unit \(ms, s, m or h\) such as 500ms, 30s or 2m, got "30"$/,
+      ],
+      [
         ["config", "--app-path", dir, "--workers", "100000"],
         /--workers: expected a whole number of at most 256/,
       ],
