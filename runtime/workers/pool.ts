@@ -488,8 +488,10 @@ class HandlerWorker {
   ): Promise<void> {
     let body: ReadableStream<Uint8Array> | Uint8Array<ArrayBuffer> | null;
     if (requestBody instanceof Uint8Array) {
-      // A view into the whole ZeroMQ message: copy just the body.
-      body = requestBody.length === 0 ? null : requestBody.slice();
+      // A view into the whole ZeroMQ message: copy just the body. Empty
+      // bytes still go: the worker then builds the empty body stream that
+      // every method but GET and HEAD has, as on this thread.
+      body = requestBody.slice();
     } else {
       const length = Number(
         firstHeader(source.headers, "content-length") ?? NaN,
