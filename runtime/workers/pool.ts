@@ -593,6 +593,8 @@ export class WorkerPool {
   #stableTimer: ReturnType<typeof setTimeout> | undefined;
   /** Replacements waiting out their backoff: a closed pool starts none. */
   readonly #replacements = new Set<ReturnType<typeof setTimeout>>();
+  /** Ends the waits of retiring workers' drains: a closed pool keeps no timer. */
+  readonly #drainWaits = new Set<() => void>();
   #heartbeat: ReturnType<typeof setInterval>;
   /** Until every first worker has loaded: one that dies loading fails the start. */
   #starting = true;
@@ -840,7 +842,15 @@ export class WorkerPool {
       (worker.pending.size > 0 || worker.bodies.size > 0) &&
       performance.now() < deadline && !worker.dead
     ) {
-      await new Promise((resolve) => setTimeout(resolve, 20));
+      await new Promise<void>((resolve) => {
+        const wake = () => {
+          clearTimeout(timer);
+          this.#drainWaits.delete(wake);
+          resolve();
+        };
+        const timer = setTimeout(wake, 20);
+        this.#drainWaits.add(wake);
+      });
     }
     this.#retired.delete(worker);
     if (worker.dead) return;
@@ -867,6 +877,8 @@ export class WorkerPool {
       worker.failPending("was stopped");
       worker.terminate();
     }
+    // Their workers are dead: each drain ends on waking.
+    for (const wake of [...this.#drainWaits]) wake();
     return Promise.resolve();
   }
 }
