@@ -650,9 +650,11 @@ export class WorkerPool {
     worker.terminate(why);
     worker.failPending(why);
     this.#retired.delete(worker);
+    // Not in a slot: retired, or new in a reload. (After close(), those
+    // in the slots are dead, and ended above.)
     const slot = this.#slots.indexOf(worker);
     // One that dies loading at start fails the start: nothing to replace.
-    if (slot < 0 || this.#closed || (this.#starting && !worker.loaded)) return;
+    if (slot < 0 || (this.#starting && !worker.loaded)) return;
     const delay = this.#nextBackoff();
     this.#logger.error(
       `Handler worker ${slot} ${why}; replacing it in ${delay} ms`,
@@ -676,8 +678,9 @@ export class WorkerPool {
   #replaceLater(slot: number, dead: HandlerWorker, delay: number): void {
     const timer = setTimeout(() => {
       this.#replacements.delete(timer);
-      // A reload meanwhile has put a fresh worker in the slot already.
-      if (this.#closed || this.#slots[slot] !== dead) return;
+      // A reload meanwhile has put a fresh worker in the slot already. (A
+      // closed pool has cleared this timer.)
+      if (this.#slots[slot] !== dead) return;
       let replacement: HandlerWorker;
       try {
         // Started without the descriptors it needs, a worker would take
