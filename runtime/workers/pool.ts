@@ -488,8 +488,10 @@ class HandlerWorker {
   ): Promise<void> {
     let body: ReadableStream<Uint8Array> | Uint8Array<ArrayBuffer> | null;
     if (requestBody instanceof Uint8Array) {
-      // A view into the whole ZeroMQ message: copy just the body.
-      body = requestBody.length === 0 ? null : requestBody.slice();
+      // A view into the whole ZeroMQ message: copy just the body. Empty
+      // bytes still go: the worker then builds the empty body stream that
+      // every method but GET and HEAD has, as on this thread.
+      body = requestBody.slice();
     } else {
       const length = Number(
         firstHeader(source.headers, "content-length") ?? NaN,
@@ -591,6 +593,8 @@ export class WorkerPool {
   #stableTimer: ReturnType<typeof setTimeout> | undefined;
   /** Replacements waiting out their backoff: a closed pool starts none. */
   readonly #replacements = new Set<ReturnType<typeof setTimeout>>();
+  /** Ends the waits of retiring workers' drains: a closed pool keeps no timer. */
+  readonly #drainWaits = new Set<() => void>();
   #heartbeat: ReturnType<typeof setInterval>;
   /** Until every first worker has loaded: one that dies loading fails the start. */
   #starting = true;
@@ -646,9 +650,11 @@ export class WorkerPool {
     worker.terminate(why);
     worker.failPending(why);
     this.#retired.delete(worker);
+    // Not in a slot: retired, or new in a reload. (After close(), those
+    // in the slots are dead, and ended above.)
     const slot = this.#slots.indexOf(worker);
     // One that dies loading at start fails the start: nothing to replace.
-    if (slot < 0 || this.#closed || (this.#starting && !worker.loaded)) return;
+    if (slot < 0 || (this.#starting && !worker.loaded)) return;
     const delay = this.#nextBackoff();
     this.#logger.error(
       `Handler worker ${slot} ${why}; replacing it in ${delay} ms`,
@@ -672,8 +678,9 @@ export class WorkerPool {
   #replaceLater(slot: number, dead: HandlerWorker, delay: number): void {
     const timer = setTimeout(() => {
       this.#replacements.delete(timer);
-      // A reload meanwhile has put a fresh worker in the slot already.
-      if (this.#closed || this.#slots[slot] !== dead) return;
+      // A reload meanwhile has put a fresh worker in the slot already. (A
+      // closed pool has cleared this timer.)
+      if (this.#slots[slot] !== dead) return;
       let replacement: HandlerWorker;
       try {
         // Started without the descriptors it needs, a worker would take
@@ -838,7 +845,15 @@ export class WorkerPool {
       (worker.pending.size > 0 || worker.bodies.size > 0) &&
       performance.now() < deadline && !worker.dead
     ) {
-      await new Promise((resolve) => setTimeout(resolve, 20));
+      await new Promise<void>((resolve) => {
+        const wake = () => {
+          clearTimeout(timer);
+          this.#drainWaits.delete(wake);
+          resolve();
+        };
+        const timer = setTimeout(wake, 20);
+        this.#drainWaits.add(wake);
+      });
     }
     this.#retired.delete(worker);
     if (worker.dead) return;
@@ -865,6 +880,8 @@ export class WorkerPool {
       worker.failPending("was stopped");
       worker.terminate();
     }
+    // Their workers are dead: each drain ends on waking.
+    for (const wake of [...this.#drainWaits]) wake();
     return Promise.resolve();
   }
 }

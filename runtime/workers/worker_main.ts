@@ -25,7 +25,7 @@ import {
 import { headerList } from "../http/header_list.ts";
 import { DECODED_AWAY, decodedByFetch } from "../http/response.ts";
 import { settleBody } from "../http/ready_body.ts";
-import { asByteStream, byteStreamOf } from "../http/byte_stream.ts";
+import { asByteStream } from "../http/byte_stream.ts";
 import { MessageBatcher } from "./batch.ts";
 import { setImmediate } from "node:timers";
 import {
@@ -214,12 +214,14 @@ async function handle(message: WorkerRequest): Promise<void> {
   const completed = settled.promise;
   completed.catch(() => {});
   // A transferred stream is a plain one; the handler gets a byte stream,
-  // as on the main thread and under deno serve.
+  // as on the main thread and under deno serve. Bytes are left to
+  // handlerCall(), which makes them one for the methods that have a body.
   let transferred: ReadableStream<Uint8Array> | undefined;
-  let requestBody: ReadableStream<Uint8Array> | null = null;
+  let requestBody: ReadableStream<Uint8Array> | Uint8Array | null =
+    message.body;
   if (message.body instanceof ReadableStream) {
     requestBody = transferred = asByteStream(message.body);
-  } else if (message.body !== null) requestBody = byteStreamOf(message.body);
+  }
   const held: HeldRequest = {
     controller,
     settle: settled,

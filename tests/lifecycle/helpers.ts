@@ -206,7 +206,14 @@ export class Load {
 export function workerThreads(pid: number): number {
   let count = 0;
   for (const task of Deno.readDirSync(`/proc/${pid}/task`)) {
-    const name = Deno.readTextFileSync(`/proc/${pid}/task/${task.name}/comm`);
+    let name: string;
+    try {
+      name = Deno.readTextFileSync(`/proc/${pid}/task/${task.name}/comm`);
+    } catch (error) {
+      // A thread that ended since the listing (a terminated worker's).
+      if (error instanceof Deno.errors.NotFound) continue;
+      throw error;
+    }
     if (name.startsWith("worker-")) count++;
   }
   return count;

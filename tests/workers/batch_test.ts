@@ -11,6 +11,7 @@ import {
   MAX_BATCH_MESSAGES,
   MessageBatcher,
 } from "../../runtime/workers/batch.ts";
+import { within } from "../subprocess.ts";
 
 function recorder() {
   const batches: { messages: number[]; transfer: Transferable[] }[] = [];
@@ -115,6 +116,38 @@ Deno.test("a message that cannot be posted fails alone: the rest of its batch go
     assert.equal(failed.length, 1);
     assert.equal(failed[0][0], uncloneable);
     assert.equal((failed[0][1] as Error).name, "DataCloneError");
+  } finally {
+    worker.terminate();
+  }
+});
+
+Deno.test("a message of a failed batch goes again with its own transfers", async () => {
+  const worker = new Worker(
+    `data:text/javascript,self.onmessage = (event) => self.postMessage(event.data.map((m) => m instanceof ReadableStream ? "a stream" : typeof m));`,
+    { type: "module" },
+  );
+  try {
+    const received = new Promise<unknown[]>((resolve) => {
+      worker.onmessage = (event: MessageEvent<unknown[]>) =>
+        resolve(event.data);
+    });
+    const failed: unknown[] = [];
+    const batcher = new MessageBatcher<unknown>(
+      (messages, transfer) => worker.postMessage(messages, transfer),
+      (message) => failed.push(message),
+    );
+    const uncloneable = { run: () => {} };
+    // A stream crosses only transferred; closing it ends its channel.
+    let source!: ReadableStreamDefaultController;
+    const stream = new ReadableStream({ start: (c) => void (source = c) });
+    batcher.add(uncloneable);
+    batcher.add(stream, [stream]);
+    batcher.flush();
+    assert.deepEqual(failed, [uncloneable]);
+    assert.deepEqual(await within(received, 5000, "nothing came"), [
+      "a stream",
+    ]);
+    source.close();
   } finally {
     worker.terminate();
   }

@@ -11,82 +11,13 @@
 import assert from "node:assert/strict";
 import {
   factsHandlerOf,
-  handlerCall,
   UnrepresentableRequestError,
 } from "../../runtime/handler.ts";
 import { createLogger } from "../../runtime/log.ts";
 import { WorkerPool } from "../../runtime/workers/pool.ts";
 import { waitFor } from "../subprocess.ts";
-
-/** Runs `fn` with a one-worker pool whose handler module is `source`. */
-async function withPool(
-  source: string,
-  fn: (pool: WorkerPool) => Promise<void>,
-): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "m2pb-" });
-  await Deno.writeTextFile(`${dir}/app.ts`, source);
-  const pool = await WorkerPool.start({
-    module: `${dir}/app.ts`,
-    workers: 1,
-    logger: createLogger({ quiet: true }),
-  });
-  try {
-    await fn(pool);
-  } finally {
-    await pool.close();
-    await Deno.remove(dir, { recursive: true });
-  }
-}
-
-/** What {@linkcode send} puts in a request besides its path. */
-interface SendInit {
-  /** Default GET. */
-  method?: string;
-  /** Client headers, lower case, as mongrel2 passes them. */
-  headers?: Record<string, string>;
-  /** The body, as the server hands it over. */
-  body?: ReadableStream<Uint8Array> | Uint8Array;
-}
-
-/** Each request on a connection of its own: the pool spreads them by id. */
-let lastConnection = 0;
-
-/**
- * Sends a request for `path` through the pool, built as the server builds
- * it from a mongrel2 message. The test settles `completed` once it is done
- * with the response, as the server does once the response is out.
- */
-async function send(
-  pool: WorkerPool,
-  path: string,
-  init: SendInit = {},
-): Promise<
-  { response: Response; completed: PromiseWithResolvers<void> }
-> {
-  const completed = Promise.withResolvers<void>();
-  const { request, info } = handlerCall({
-    connectionId: String(++lastConnection),
-    sender: "pool-test",
-    pattern: "/",
-    path,
-    headers: {
-      METHOD: init.method ?? "GET",
-      URI: path,
-      PATH: path,
-      VERSION: "HTTP/1.1",
-      REMOTE_ADDR: "127.0.0.1",
-      host: "localhost",
-      ...init.headers,
-    },
-  }, {
-    signal: new AbortController().signal,
-    body: init.body ?? null,
-    completed: completed.promise,
-    acceptKey: undefined,
-  });
-  const response = await pool.fetch(request, info);
-  return { response, completed };
-}
+import { workerThreads } from "../lifecycle/helpers.ts";
+import { nextConnectionId, send, withPool } from "./pool_helpers.ts";
 
 Deno.test("a request body the worker's handler leaves unread is cancelled once the request ends", () =>
   withPool(
@@ -141,6 +72,13 @@ Deno.test("a reload whose module hangs or loads in only some workers leaves the 
     workers: 2,
     logger: createLogger({ quiet: true }),
   });
+  // Workers a failed reload started are stopped: only the pool's own two
+  // threads are left (a worker ends a little after it is terminated).
+  const noneLeft = async () =>
+    assert.ok(
+      await waitFor(() => workerThreads(Deno.pid) <= 2, 5000),
+      `${workerThreads(Deno.pid)} worker threads`,
+    );
   const bodies = async () => {
     const seen = new Set<string>();
     for (let id = 1; id <= 6; id++) {
@@ -155,11 +93,13 @@ Deno.test("a reload whose module hangs or loads in only some workers leaves the 
       pool.reload(1000, { module: `${dir}/hangs.ts`, loadTimeoutMs: 300 }),
       /did not finish loading within 0\.3 s/,
     );
+    await noneLeft();
     assert.deepEqual(await bodies(), ["v1"]);
     await assert.rejects(
       pool.reload(1000, { module: `${dir}/once.ts` }),
       /AlreadyExists|exists/,
     );
+    await noneLeft();
     assert.deepEqual(await bodies(), ["v1"]);
     // The first worker to load dies while the second still loads.
     await Deno.writeTextFile(
@@ -176,6 +116,7 @@ ${app("dies")}`,
       pool.reload(1000, { module: `${dir}/dies.ts` }),
       /A new worker died right after loading the module/,
     );
+    await noneLeft();
     assert.deepEqual(await bodies(), ["v1"]);
     await pool.reload(1000, { module: `${dir}/v2.ts` });
     assert.deepEqual(await bodies(), ["v2"]);
@@ -344,7 +285,7 @@ Deno.test("the server's way into the pool: the worker builds the Request, refuse
       const call = (method: string, body: Uint8Array) => {
         const completed = Promise.withResolvers<void>();
         const response = facts({
-          connectionId: String(++lastConnection),
+          connectionId: String(nextConnectionId()),
           sender: "pool-test",
           pattern: "/",
           path: "/",

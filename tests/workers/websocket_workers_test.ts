@@ -67,7 +67,7 @@ for (const workers of ["0", "2"]) {
   });
 }
 
-Deno.test("--workers 1 fires close on the worker's socket when the client vanishes", async () => {
+Deno.test("--workers 1 fires close on the worker's socket and aborts its request.signal when the client vanishes", async () => {
   await using harness = await startCliHarness(APP, {
     args: ["--workers", "1"],
   });
@@ -98,6 +98,20 @@ Deno.test("--workers 1 fires close on the worker's socket when the client vanish
     closedCount = String(await reply);
   }
   assert.equal(closedCount, "closed 1");
+  let abortedCount = "";
+  for (
+    let attempt = 0;
+    attempt < 50 && abortedCount !== "aborted 1";
+    attempt++
+  ) {
+    const reply = nextMessage(first);
+    first.send("aborted?");
+    abortedCount = String(await reply);
+    if (abortedCount !== "aborted 1") {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+  assert.equal(abortedCount, "aborted 1");
   const done = new Promise((resolve) => first.onclose = resolve);
   first.close();
   await done;

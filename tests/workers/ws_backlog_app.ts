@@ -2,7 +2,9 @@
  * A WebSocket app for tests/workers/ws_backlog_test.ts. The handler holds
  * its thread from the first binary message until the file named by
  * `?release=` exists (a handler far slower than its client), counts the
- * binary messages, and answers a text message with `got COUNT`.
+ * binary messages, and answers a text message with `got COUNT`; the text
+ * message `hold PATH` holds it again from the next binary message, until
+ * PATH exists.
  */
 const nap = new Int32Array(new SharedArrayBuffer(4));
 
@@ -17,17 +19,22 @@ function exists(path: string): boolean {
 
 export default {
   fetch(request: Request): Response {
-    const release = new URL(request.url).searchParams.get("release")!;
+    let release: string | null = new URL(request.url).searchParams.get(
+      "release",
+    )!;
     const { socket, response } = Deno.upgradeWebSocket(request);
     let count = 0;
     socket.onmessage = (event) => {
       if (typeof event.data === "string") {
-        socket.send(`got ${count}`);
+        if (event.data.startsWith("hold ")) release = event.data.slice(5);
+        else socket.send(`got ${count}`);
         return;
       }
-      if (count++ > 0) return;
+      count++;
+      if (release === null) return;
       // Blocks the thread without spinning the CPU.
       while (!exists(release)) Atomics.wait(nap, 0, 0, 10);
+      release = null;
     };
     return response;
   },

@@ -2,11 +2,13 @@
  * A WebSocket app for the worker tests: echo, and probe messages. "bye"
  * makes the server close with 4000; "ends?" answers with how each socket
  * closed by "bye" ended (close code, wasClean, and how `info.completed`
- * settled).
+ * settled); "closed?" and "aborted?" with how many sockets fired close and
+ * had their `request.signal` aborted.
  */
 import { upgradeWebSocket } from "../../mod.ts";
 
 let closed = 0;
+let aborted = 0;
 const ends: string[] = [];
 const worker = crypto.randomUUID();
 
@@ -18,6 +20,7 @@ export default {
     response.headers.append("set-cookie", "a=1");
     response.headers.append("set-cookie", "b=2");
     socket.binaryType = "arraybuffer";
+    request.signal.addEventListener("abort", () => aborted++);
     let byServer = false;
     socket.onclose = (event) => {
       closed++;
@@ -30,6 +33,7 @@ export default {
     socket.onmessage = (event) => {
       if (event.data === "where") socket.send(`worker ${worker}`);
       else if (event.data === "closed?") socket.send(`closed ${closed}`);
+      else if (event.data === "aborted?") socket.send(`aborted ${aborted}`);
       else if (event.data === "ends?") socket.send(JSON.stringify(ends));
       else if (event.data === "bye") {
         byServer = true;
