@@ -42,6 +42,13 @@ import { MessageBatcher } from "./batch.ts";
 import { checkDescriptorsFor } from "./descriptors.ts";
 import { REQUEST_FINISHED } from "../abort_reasons.ts";
 
+/**
+ * Logged when a worker is replaced for answering no ping: terminating it
+ * does not stop a thread stuck in a loop that never yields, in Deno 2.9.
+ */
+const HUNG_THREAD_WARNING =
+  "A worker that answers no ping may still be running: Deno cannot stop a thread stuck in a loop that never yields (https://github.com/denoland/deno/pull/35657), and such a thread keeps a CPU busy until m2fetch exits. Restart m2fetch when convenient: SIGTERM finishes the requests in flight, and mongrel2 holds new ones until it is back";
+
 function checkWorkerCount(action: string, workers: number): void {
   if (!Number.isInteger(workers) || workers < 1) {
     throw new RangeError(
@@ -715,6 +722,7 @@ export class WorkerPool {
           worker,
           `answered no ping for ${this.#unresponsiveTimeout} ms`,
         );
+        this.#logger.warn(HUNG_THREAD_WARNING);
         continue;
       }
       worker.ping();

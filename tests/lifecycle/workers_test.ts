@@ -191,6 +191,14 @@ async function faultWithRequestsInFlight(
       ),
       m2fetch.output(),
     );
+    // Only a hung thread may outlive its replacement (Deno cannot stop it).
+    assert.equal(
+      m2fetch.output().includes(
+        " warn A worker that answers no ping may still be running",
+      ),
+      fault === "/hang",
+      m2fetch.output(),
+    );
     // Later requests succeed on fresh connections to both slots, and the
     // replacement is a new worker.
     for (const client of clients) client.close();
