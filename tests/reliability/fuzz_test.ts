@@ -608,23 +608,42 @@ Deno.test("tnetstring: encode then parse gives the value back", () => {
   );
 });
 
-Deno.test("JSON: parseJsonBytes agrees with JSON.parse on ASCII JSON", () => {
+/** `value` with -0 as 0, which is how JSON writes it. */
+function positiveZero(value: unknown): unknown {
+  if (Object.is(value, -0)) return 0;
+  if (Array.isArray(value)) return value.map(positiveZero);
+  if (typeof value === "object" && value !== null) {
+    const copy: Record<string, unknown> = {};
+    for (const [key, item] of Object.entries(value)) {
+      Object.defineProperty(copy, key, {
+        value: positiveZero(item),
+        enumerable: true,
+        writable: true,
+        configurable: true,
+      });
+    }
+    return copy;
+  }
+  return value;
+}
+
+Deno.test("JSON: parseJsonBytes reads back any ASCII JSON text of a value", () => {
   fc.assert(
     fc.property(
-      fc.jsonValue({ maxDepth: 4 }).filter((value) =>
-        // -0 prints as 0; the comparison would see a difference that is not one.
-        !JSON.stringify(value).includes("-0")
-      ),
+      fc.jsonValue({ maxDepth: 4 }),
       (value) => {
         const json = JSON.stringify(value);
         const ascii = json.replace(
           /[\u007f-\uffff]/g,
           (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
         );
-        assert.deepEqual(parseJsonBytes(text(ascii)), JSON.parse(ascii));
+        // The value itself is the oracle, not JSON.parse: Deno 2.9.6's
+        // (V8 15.0) read the key "\"" as "\\" after 648 earlier cases of
+        // seed 790944730, where this parser was right.
+        assert.deepEqual(parseJsonBytes(text(ascii)), positiveZero(value));
       },
     ),
-    params("JSON differential", 5_000),
+    params("JSON round trip", 5_000),
   );
 });
 
