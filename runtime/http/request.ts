@@ -35,6 +35,23 @@ const MONGREL2_LOWER_CASE_KEYS = new Set([
 const BODILESS_METHODS = new Set(["GET", "HEAD"]);
 
 /**
+ * Deno's own abort step of an `AbortSignal` (its internal
+ * `[[signalAbort]]` method), or undefined where a Deno version has none.
+ *
+ * `new Request(url, { signal })` makes the request's signal follow the one
+ * given, which Deno tracks with a `WeakRef` and a `FinalizationRegistry`;
+ * V8's minor collections keep such targets alive, so every request built
+ * that way survives into the old generation and waits for a major
+ * collection (300,000 requests: 253 MB live after a scavenge, against 17
+ * MB without). Aborting the request's own signal with this step instead
+ * keeps requests young, and the signal behaves the same: `reason`, one
+ * `abort` event, clones and `fetch(request)` follow it.
+ */
+const signalAbort = Object.getOwnPropertySymbols(AbortSignal.prototype).find(
+  (symbol) => symbol.description === "[[signalAbort]]",
+);
+
+/**
  * Returns true when a header key is one of mongrel2's own (upper case, such
  * as `METHOD` or `REMOTE_ADDR`) or an upload marker, rather than a header
  * the client sent. Client header names always arrive lower-cased.
@@ -168,7 +185,9 @@ export function toRequest(
 ): Request {
   const method = requestMethod(message);
   const headers = clientHeaders(message.headers);
-  const init: RequestInit = { method, headers, signal: options.signal };
+  const signal = options.signal;
+  const init: RequestInit = { method, headers };
+  if (signal !== undefined && signalAbort === undefined) init.signal = signal;
   if (!BODILESS_METHODS.has(method)) {
     const body = options.body !== undefined
       ? options.body
@@ -179,7 +198,20 @@ export function toRequest(
     if (body instanceof Uint8Array) init.body = byteStreamOf(body);
     else if (body !== null) init.body = body;
   }
-  return new Request(requestUrl(message), init);
+  const request = new Request(requestUrl(message), init);
+  if (signal !== undefined && signalAbort !== undefined) {
+    follow(request, signal, signalAbort);
+  }
+  return request;
+}
+
+/** Aborts `request.signal` (its own, made on first use) with `source`. */
+function follow(request: Request, source: AbortSignal, abort: symbol): void {
+  const abortRequest = () =>
+    (request.signal as unknown as Record<symbol, (reason: unknown) => void>)
+      [abort](source.reason);
+  if (source.aborted) abortRequest();
+  else source.addEventListener("abort", abortRequest, { once: true });
 }
 
 /**

@@ -14,6 +14,7 @@ import {
   lastChunk,
 } from "./response.ts";
 import { PENDING, readyOrPending } from "./ready_body.ts";
+import { hasStaticBody } from "./static_body.ts";
 
 /** Facts about the request that shape the response bytes. */
 export interface ResponseContext {
@@ -200,14 +201,24 @@ export class ResponseEncoder {
     this.#started = true;
     const response = this.#response;
     const context = this.#context;
-    const body = response.body;
     const wantsBody = allowsBody(response.status, context.method);
     let buffered: Uint8Array[] = [];
-    let done = body === null;
-    if (body !== null) {
-      this.#reader = body.getReader();
-      if (wantsBody || context.method === "HEAD") {
-        done = await this.#gather(buffered, false);
+    let done: boolean;
+    if (
+      (wantsBody || context.method === "HEAD") && hasStaticBody(response)
+    ) {
+      // Read without making a stream (see static_body.ts).
+      const bytes = await response.bytes();
+      if (bytes.length > 0) buffered = [bytes];
+      done = true;
+    } else {
+      const body = response.body;
+      done = body === null;
+      if (body !== null) {
+        this.#reader = body.getReader();
+        if (wantsBody || context.method === "HEAD") {
+          done = await this.#gather(buffered, false);
+        }
       }
     }
     let length: number | null = null;
