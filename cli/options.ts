@@ -422,8 +422,9 @@ const MAX_DURATION_MS = 2 ** 31 - 1;
  * ```
  */
 export function parseDuration(text: string): number {
-  if (/^0+(\.0*)?$/.test(text.trim())) return 0;
-  const match = /^(\d+(?:\.\d+)?)(ms|s|m|h)$/.exec(text.trim());
+  const trimmed = text.trim();
+  if (/^0+(\.0*)?$/.test(trimmed)) return 0;
+  const match = /^(\d+(?:\.\d+)?)(ms|s|m|h)$/.exec(trimmed);
   if (match === null) return NaN;
   const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[match[2]]!;
   const ms = Number(match[1]) * unit;

@@ -12,6 +12,7 @@ import {
   type Mongrel2Message,
 } from "../protocol/message.ts";
 import { byteStreamOf } from "./byte_stream.ts";
+import { internalSymbol } from "./deno_internals.ts";
 
 /** Options for {@linkcode toRequest}. */
 export interface ToRequestOptions {
@@ -47,9 +48,7 @@ const BODILESS_METHODS = new Set(["GET", "HEAD"]);
  * keeps requests young, and the signal behaves the same: `reason`, one
  * `abort` event, clones and `fetch(request)` follow it.
  */
-const signalAbort = Object.getOwnPropertySymbols(AbortSignal.prototype).find(
-  (symbol) => symbol.description === "[[signalAbort]]",
-);
+const signalAbort = internalSymbol(AbortSignal.prototype, "[[signalAbort]]");
 
 /**
  * Returns true when a header key is one of mongrel2's own (upper case, such

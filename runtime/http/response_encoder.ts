@@ -201,12 +201,12 @@ export class ResponseEncoder {
     this.#started = true;
     const response = this.#response;
     const context = this.#context;
-    const wantsBody = allowsBody(response.status, context.method);
+    // HEAD reads the body too, for its length.
+    const readsBody = allowsBody(response.status, context.method) ||
+      context.method === "HEAD";
     let buffered: Uint8Array[] = [];
     let done: boolean;
-    if (
-      (wantsBody || context.method === "HEAD") && hasStaticBody(response)
-    ) {
+    if (readsBody && hasStaticBody(response)) {
       // Read without making a stream (see static_body.ts).
       const bytes = await response.bytes();
       if (bytes.length > 0) buffered = [bytes];
@@ -216,9 +216,7 @@ export class ResponseEncoder {
       done = body === null;
       if (body !== null) {
         this.#reader = body.getReader();
-        if (wantsBody || context.method === "HEAD") {
-          done = await this.#gather(buffered, false);
-        }
+        if (readsBody) done = await this.#gather(buffered, false);
       }
     }
     let length: number | null = null;

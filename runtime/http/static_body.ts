@@ -8,21 +8,19 @@
  * response promotes each response to the old generation, where only a major
  * collection frees it. `bytes()` on a body that is already complete makes
  * no stream. Deno keeps no public flag for this: the check reads Deno's
- * internal fields, and answers false whenever they are not as expected,
- * which leaves the response to the stream path.
+ * internal fields (`deno_internals.ts`), and answers false whenever they
+ * are not as expected, which leaves the response to the stream path.
  *
  * @module
  */
 
-/** Looks up a Deno-internal symbol of `object` by its description. */
-function internal(object: object, description: string): unknown {
-  for (const symbol of Object.getOwnPropertySymbols(object)) {
-    if (symbol.description === description) {
-      return (object as Record<symbol, unknown>)[symbol];
-    }
-  }
-  return undefined;
-}
+import { internalSymbol } from "./deno_internals.ts";
+
+const probe = new Response("");
+/** Deno's inner response (its body among it), on every `Response`. */
+const INNER = internalSymbol(probe, "response");
+/** A string body Deno keeps as it is until it is read. */
+const LAZY_BODY = internalSymbol(probe, "lazy static body");
 
 /**
  * Whether `response`'s body is complete already (made from a string or
@@ -42,13 +40,14 @@ function internal(object: object, description: string): unknown {
  * ```
  */
 export function hasStaticBody(response: Response): boolean {
-  const inner = internal(response, "response") as
+  if (INNER === undefined) return false;
+  const fields = response as unknown as Record<symbol, unknown>;
+  const inner = fields[INNER] as
     | { body?: { streamOrStatic?: unknown } | null }
     | undefined;
   if (typeof inner !== "object" || inner === null) return false;
   if (inner.body === null) {
-    // A string body Deno keeps as it is until it is read.
-    return typeof internal(response, "lazy static body") === "string";
+    return LAZY_BODY !== undefined && typeof fields[LAZY_BODY] === "string";
   }
   const source = inner.body?.streamOrStatic as
     | { body?: unknown; consumed?: unknown }
