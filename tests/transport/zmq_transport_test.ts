@@ -4,6 +4,7 @@ import { ZmqTransport } from "../../runtime/transport/zmq.ts";
 import { Inbox } from "../zmq_peer.ts";
 import { greeting, readyCommand } from "../../runtime/transport/zmtp.ts";
 import { waitFor } from "../subprocess.ts";
+import { setTimeout as sleep } from "node:timers/promises";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -150,6 +151,49 @@ Deno.test("ZmqTransport holds replies until mongrel2 subscribes, dropping the ol
   }
 });
 
+/** A socket standing in for mongrel2's, counting the connections it took. */
+interface StandIn extends AsyncDisposable {
+  readonly connections: number;
+}
+
+/**
+ * Listens at `path` and runs `serve` for each connection m2fetch opens.
+ * Disposing stops listening, aborts `closing`, closes every connection and
+ * waits for each `serve` to end (its errors, from m2fetch hanging up or
+ * from the close, are expected).
+ */
+function standIn(
+  path: string,
+  serve: (conn: Deno.Conn, closing: AbortSignal) => Promise<void>,
+): StandIn {
+  const listener = Deno.listen({ transport: "unix", path });
+  const closing = new AbortController();
+  const held: Deno.Conn[] = [];
+  const serving: Promise<void>[] = [];
+  const accepting = (async () => {
+    for await (const conn of listener) {
+      held.push(conn);
+      serving.push(serve(conn, closing.signal).catch(() => {}));
+    }
+  })();
+  return {
+    get connections() {
+      return held.length;
+    },
+    async [Symbol.asyncDispose]() {
+      closing.abort();
+      listener.close();
+      await accepting;
+      for (const conn of held) {
+        try {
+          conn.close();
+        } catch { /* closed by serve */ }
+      }
+      await Promise.all(serving);
+    },
+  };
+}
+
 Deno.test("ZmqTransport says what is wrong with a socket that is not mongrel2's handler endpoint", async () => {
   const dir = await Deno.makeTempDir({ prefix: "m2zt-" });
   const cases: [string, (path: string) => Promise<AsyncDisposable>, RegExp][] =
@@ -161,39 +205,16 @@ Deno.test("ZmqTransport says what is wrong with a socket that is not mongrel2's 
       ],
       [
         "a socket that does not speak ZeroMQ",
-        (path) => {
-          const listener = Deno.listen({ transport: "unix", path });
-          const served = (async () => {
-            for await (const conn of listener) {
-              await conn.write(encoder.encode("HTTP/1.1 400 Bad Request\r\n"));
-              conn.close();
-            }
-          })();
-          return Promise.resolve({
-            async [Symbol.asyncDispose]() {
-              listener.close();
-              await served;
-            },
-          });
-        },
+        (path) =>
+          Promise.resolve(standIn(path, async (conn) => {
+            await conn.write(encoder.encode("HTTP/1.1 400 Bad Request\r\n"));
+            conn.close();
+          })),
         /^Cannot take requests from ipc:\/\/\S+\/send: The peer is not a ZeroMQ socket \(its first byte is not a ZMTP signature\)$/,
       ],
       [
         "a socket that never answers",
-        (path) => {
-          const listener = Deno.listen({ transport: "unix", path });
-          const held: Deno.Conn[] = [];
-          const served = (async () => {
-            for await (const conn of listener) held.push(conn);
-          })();
-          return Promise.resolve({
-            async [Symbol.asyncDispose]() {
-              listener.close();
-              await served;
-              for (const conn of held) conn.close();
-            },
-          });
-        },
+        (path) => Promise.resolve(standIn(path, () => Promise.resolve())),
         /^Cannot take requests from ipc:\/\/\S+\/send: The peer did not complete the ZMTP handshake within 5 s$/,
       ],
     ];
@@ -227,33 +248,12 @@ function slowToGreet(
   path: string,
   type: "PUSH" | "SUB",
   delayMs: number,
-): AsyncDisposable {
-  const listener = Deno.listen({ transport: "unix", path });
-  const held: Deno.Conn[] = [];
-  const timers: ReturnType<typeof setTimeout>[] = [];
-  const served = (async () => {
-    for await (const conn of listener) {
-      held.push(conn);
-      timers.push(setTimeout(async () => {
-        try {
-          await conn.write(greeting());
-          await conn.write(readyCommand(type));
-        } catch { /* m2fetch hung up */ }
-      }, delayMs));
-    }
-  })();
-  return {
-    async [Symbol.asyncDispose]() {
-      listener.close();
-      await served;
-      for (const timer of timers) clearTimeout(timer);
-      for (const conn of held) {
-        try {
-          conn.close();
-        } catch { /* already closed */ }
-      }
-    },
-  };
+): StandIn {
+  return standIn(path, async (conn, closing) => {
+    await sleep(delayMs, undefined, { signal: closing });
+    await conn.write(greeting());
+    await conn.write(readyCommand(type));
+  });
 }
 
 for (const [spec, type] of [["recv", "SUB"], ["send", "PUSH"]] as const) {
@@ -366,42 +366,17 @@ Deno.test("ZmqTransport.close() aborts a TCP connect that gets no answer", async
 
 /**
  * A stand-in for mongrel2's socket at `path` that completes the handshake as
- * `type` and then breaks the protocol: it announces a 1 TiB frame. Counts
- * the connections it takes.
+ * `type` and then breaks the protocol: it announces a 1 TiB frame.
  */
-function breaksProtocol(
-  path: string,
-  type: "PUSH" | "SUB",
-): AsyncDisposable & { connections: number } {
-  const listener = Deno.listen({ transport: "unix", path });
-  const held: Deno.Conn[] = [];
+function breaksProtocol(path: string, type: "PUSH" | "SUB"): StandIn {
   const oversized = new Uint8Array(9);
   oversized[0] = 0x02; // a long frame
   new DataView(oversized.buffer).setBigUint64(1, 2n ** 40n);
-  const standIn = {
-    connections: 0,
-    async [Symbol.asyncDispose]() {
-      listener.close();
-      await served;
-      for (const conn of held) {
-        try {
-          conn.close();
-        } catch { /* m2fetch hung up first */ }
-      }
-    },
-  };
-  const served = (async () => {
-    for await (const conn of listener) {
-      standIn.connections++;
-      held.push(conn);
-      try {
-        await conn.write(greeting());
-        await conn.write(readyCommand(type));
-        await conn.write(oversized);
-      } catch { /* m2fetch hung up */ }
-    }
-  })();
-  return standIn;
+  return standIn(path, async (conn) => {
+    await conn.write(greeting());
+    await conn.write(readyCommand(type));
+    await conn.write(oversized);
+  });
 }
 
 for (
@@ -413,7 +388,7 @@ for (
   Deno.test(`ZmqTransport reports a ${spec} spec peer that breaks the protocol once, and retries it slowly`, async () => {
     const dir = await Deno.makeTempDir({ prefix: "m2zt-" });
     try {
-      await using standIn = breaksProtocol(`${dir}/${spec}`, type);
+      await using peer = breaksProtocol(`${dir}/${spec}`, type);
       const errors: string[] = [];
       const transport = new ZmqTransport({
         sendSpec: `ipc://${dir}/send`,
@@ -431,8 +406,8 @@ for (
       );
       // Reconnected after a second, not at every 100 ms.
       assert.ok(
-        standIn.connections >= 2 && standIn.connections <= 3,
-        `${standIn.connections} connections`,
+        peer.connections >= 2 && peer.connections <= 3,
+        `${peer.connections} connections`,
       );
     } finally {
       await Deno.remove(dir, { recursive: true });
@@ -445,16 +420,11 @@ Deno.test("ZmqTransport drops a mongrel2 that takes no replies, freeing what wai
   const path = `${dir}/recv`;
   // A mongrel2 that subscribes to everything and then reads nothing, as
   // one stopped with SIGSTOP does.
-  const listener = Deno.listen({ transport: "unix", path });
-  const held: Deno.Conn[] = [];
-  const served = (async () => {
-    for await (const conn of listener) {
-      held.push(conn);
-      await conn.write(greeting());
-      await conn.write(readyCommand("SUB"));
-      await conn.write(Uint8Array.of(0, 1, 1)); // subscribe to ""
-    }
-  })();
+  await using mongrel2 = standIn(path, async (conn) => {
+    await conn.write(greeting());
+    await conn.write(readyCommand("SUB"));
+    await conn.write(Uint8Array.of(0, 1, 1)); // subscribe to ""
+  });
   const errors: string[] = [];
   const warnings: string[] = [];
   const statuses: string[] = [];
@@ -469,7 +439,7 @@ Deno.test("ZmqTransport drops a mongrel2 that takes no replies, freeing what wai
   });
   transport.onPeerLeft((idents) => left.push(idents));
   try {
-    assert.ok(await waitFor(() => held.length > 0, 5000));
+    assert.ok(await waitFor(() => mongrel2.connections > 0, 5000));
     await new Promise((resolve) => setTimeout(resolve, 100));
     // Far more than the socket buffers take: 32 MiB in one write, which
     // stalls, and 32 MiB that wait for it.
@@ -497,12 +467,9 @@ Deno.test("ZmqTransport drops a mongrel2 that takes no replies, freeing what wai
       /\(dropped 32 for its gone clients\)$/,
     );
     // It connects again, and a mongrel2 that subscribes gets new replies.
-    assert.ok(await waitFor(() => held.length === 2, 5000));
+    assert.ok(await waitFor(() => mongrel2.connections === 2, 5000));
   } finally {
     await transport.close();
-    listener.close();
-    await served;
-    for (const conn of held) conn.close();
     await Deno.remove(dir, { recursive: true });
   }
 });
