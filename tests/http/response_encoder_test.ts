@@ -725,3 +725,32 @@ Deno.test("ResponseEncoder.cancel() is harmless after the body ended", async () 
   await encoder.cancel("late");
   assert.equal(await encoder.next(), null);
 });
+
+Deno.test("ResponseEncoder writes a static body as it writes the same bytes from a stream", async () => {
+  const text = "Hello from m2fetch\n";
+  const streamOf = () =>
+    new ReadableStream<Uint8Array>({
+      start(controller) {
+        controller.enqueue(new TextEncoder().encode(text));
+        controller.close();
+      },
+    });
+  for (const method of ["GET", "HEAD"]) {
+    const fromString = await encode(new Response(text), { method });
+    // A string body comes with its content type; the stream gets the same.
+    const fromStream = await encode(
+      new Response(streamOf(), {
+        headers: { "content-type": "text/plain;charset=UTF-8" },
+      }),
+      { method },
+    );
+    assert.equal(fromString, fromStream, method);
+    assert.match(fromString, /\r\ncontent-length: 19\r\n/i);
+    assert.equal(
+      fromString.endsWith(method === "HEAD" ? "\r\n\r\n" : text),
+      true,
+    );
+  }
+  // Empty.
+  assert.match(await encode(new Response("")), /content-length: 0\r\n\r\n$/i);
+});

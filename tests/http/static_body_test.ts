@@ -1,9 +1,5 @@
 import assert from "node:assert/strict";
 import { hasStaticBody } from "../../runtime/http/static_body.ts";
-import { ResponseEncoder } from "../../runtime/http/response_encoder.ts";
-import { concatBytes } from "../../runtime/protocol/bytes.ts";
-
-const decoder = new TextDecoder();
 
 Deno.test("hasStaticBody() knows bodies made from strings and bytes, on this Deno", () => {
   // These are the bodies read without a stream; when a Deno upgrade makes
@@ -41,46 +37,4 @@ Deno.test("hasStaticBody() is false for every body that is not complete and unre
   for (const [what, response] of cases) {
     assert.equal(hasStaticBody(response), false, what);
   }
-});
-
-async function encode(response: Response, method = "GET"): Promise<string> {
-  const encoder = new ResponseEncoder(response, {
-    method,
-    version: "HTTP/1.1",
-    keepAlive: true,
-    date: "Sat, 05 Dec 2026 00:00:00 GMT",
-  });
-  const pieces: Uint8Array[] = [];
-  let segment: Uint8Array[] | null;
-  while ((segment = await encoder.next()) !== null) pieces.push(...segment);
-  return decoder.decode(concatBytes(pieces));
-}
-
-Deno.test("ResponseEncoder writes a static body as it writes the same bytes from a stream", async () => {
-  const text = "Hello from m2fetch\n";
-  const streamOf = () =>
-    new ReadableStream<Uint8Array>({
-      start(controller) {
-        controller.enqueue(new TextEncoder().encode(text));
-        controller.close();
-      },
-    });
-  for (const method of ["GET", "HEAD"]) {
-    const fromString = await encode(new Response(text), method);
-    // A string body comes with its content type; the stream gets the same.
-    const fromStream = await encode(
-      new Response(streamOf(), {
-        headers: { "content-type": "text/plain;charset=UTF-8" },
-      }),
-      method,
-    );
-    assert.equal(fromString, fromStream, method);
-    assert.match(fromString, /\r\ncontent-length: 19\r\n/i);
-    assert.equal(
-      fromString.endsWith(method === "HEAD" ? "\r\n\r\n" : text),
-      true,
-    );
-  }
-  // Empty.
-  assert.match(await encode(new Response("")), /content-length: 0\r\n\r\n$/i);
 });
