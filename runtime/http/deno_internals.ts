@@ -1,7 +1,7 @@
 /**
- * The one place m2fetch reads Deno's private fields, for two fast paths
- * (`static_body.ts`, `request.ts`). Each symbol is found once, by its
- * description; where a Deno release renames or drops one, the lookup
+ * The one place m2fetch looks up Deno's private fields, for three fast
+ * paths (`static_body.ts`, `request.ts`, `young_request.ts`). Each symbol
+ * is found once, by its description; where a Deno release renames or drops one, the lookup
  * answers undefined and the caller takes its public-API path. The tests
  * that use these fast paths fail on such a release, so that it is noticed.
  *

@@ -13,6 +13,7 @@ import {
 } from "../protocol/message.ts";
 import { byteStreamOf } from "./byte_stream.ts";
 import { internalSymbol } from "./deno_internals.ts";
+import { youngRequest } from "./young_request.ts";
 
 /** Options for {@linkcode toRequest}. */
 export interface ToRequestOptions {
@@ -183,8 +184,18 @@ export function toRequest(
   options: ToRequestOptions = {},
 ): Request {
   const method = requestMethod(message);
-  const headers = clientHeaders(message.headers);
   const signal = options.signal;
+  // Most requests: one V8 can free young, its signal made on first use.
+  if ((method === "GET" || method === "HEAD") && signalAbort !== undefined) {
+    const young = youngRequest(
+      method,
+      requestUrl(message),
+      headerPairs(message.headers),
+      signal && ((request) => follow(request, signal, signalAbort)),
+    );
+    if (young !== undefined) return young;
+  }
+  const headers = clientHeaders(message.headers);
   const init: RequestInit = { method, headers };
   if (signal !== undefined && signalAbort === undefined) init.signal = signal;
   if (!BODILESS_METHODS.has(method)) {
