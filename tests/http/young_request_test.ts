@@ -164,3 +164,37 @@ Deno.test("young requests do not outlive V8's minor collections", async () => {
     `new Request() left only ${constructedBytes} bytes each`,
   );
 });
+
+Deno.test("youngRequest() leaves a blob: URL to new Request(), which also holds the blob", async () => {
+  // new Request() looks a blob: URL up when it is made, and fetch() reads
+  // that blob even once the URL is revoked; a young request would not.
+  const blobUrl = URL.createObjectURL(new Blob(["held"]));
+  try {
+    for (const url of [blobUrl, "data:,x", "file:///tmp/x", "ws://a/"]) {
+      assert.equal(youngRequest("GET", url, []), undefined, url);
+    }
+    const held = new Request(blobUrl);
+    URL.revokeObjectURL(blobUrl);
+    assert.equal(await (await fetch(held)).text(), "held");
+  } finally {
+    URL.revokeObjectURL(blobUrl);
+  }
+});
+
+Deno.test("youngRequest() parses URLs with Deno's parser even when a handler replaces the global URL", () => {
+  const NativeURL = globalThis.URL;
+  class OtherURL extends NativeURL {
+    static override parse(url: string | URL, base?: string | URL) {
+      return NativeURL.parse(`${url}/elsewhere`, base);
+    }
+  }
+  globalThis.URL = OtherURL;
+  try {
+    assert.equal(
+      youngRequest("GET", "http://a/p", [])?.url,
+      new Request("http://a/p").url,
+    );
+  } finally {
+    globalThis.URL = NativeURL;
+  }
+});
