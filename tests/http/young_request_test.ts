@@ -1,8 +1,10 @@
 import assert from "node:assert/strict";
+import { toRequest } from "../../runtime/http/request.ts";
 import {
   canBuildYoungRequests,
   youngRequest,
 } from "../../runtime/http/young_request.ts";
+import type { Mongrel2Message } from "../../runtime/protocol/message.ts";
 
 const URL_TEXT = "http://example.com:8080/a/../b%7e?q=1#frag";
 const HEADERS: [string, string][] = [
@@ -196,5 +198,41 @@ Deno.test("youngRequest() parses URLs with Deno's parser even when a handler rep
     );
   } finally {
     globalThis.URL = NativeURL;
+  }
+});
+
+Deno.test("toRequest()'s signal aborts on the source's abort, not on an abort event someone dispatches", () => {
+  // A signal that new Request(url, { signal }) makes follows the abort,
+  // not the event: the first abort event must not abort the request (nor
+  // use up the listener that carries the real abort).
+  const message: Mongrel2Message = {
+    sender: "s",
+    connectionId: "1",
+    path: "/",
+    body: new Uint8Array(0),
+    headerFormat: "json",
+    headers: { METHOD: "GET", URI: "/", host: "a" },
+  };
+  for (const method of ["GET", "POST"]) {
+    for (const readFirst of [true, false]) {
+      const controller = new AbortController();
+      const request = toRequest(
+        { ...message, headers: { ...message.headers, METHOD: method } },
+        { signal: controller.signal },
+      );
+      const reference = new Request("http://a/", {
+        method,
+        signal: controller.signal,
+      });
+      if (readFirst) void request.signal;
+      const what = `${method}, signal read ${readFirst ? "first" : "later"}`;
+      controller.signal.dispatchEvent(new Event("abort"));
+      assert.equal(request.signal.aborted, reference.signal.aborted, what);
+      assert.equal(request.signal.aborted, false, what);
+      const reason = new Error("gone");
+      controller.abort(reason);
+      assert.equal(request.signal.reason, reason, what);
+      assert.equal(reference.signal.reason, reason, what);
+    }
   }
 });
