@@ -215,13 +215,22 @@ export function toRequest(
   return request;
 }
 
-/** Aborts `request.signal` (its own, made on first use) with `source`. */
+/**
+ * Aborts `request.signal` (its own, made on first use) with `source`. As a
+ * signal made to follow `source` does, it waits for `source` to abort: an
+ * `abort` event dispatched on a signal that is not aborted is no abort.
+ */
 function follow(request: Request, source: AbortSignal, abort: symbol): void {
   const abortRequest = () =>
     (request.signal as unknown as Record<symbol, (reason: unknown) => void>)
       [abort](source.reason);
-  if (source.aborted) abortRequest();
-  else source.addEventListener("abort", abortRequest, { once: true });
+  if (source.aborted) return abortRequest();
+  const onAbort = () => {
+    if (!source.aborted) return;
+    source.removeEventListener("abort", onAbort);
+    abortRequest();
+  };
+  source.addEventListener("abort", onAbort);
 }
 
 /**

@@ -20,6 +20,10 @@ const probe = new Request("http://localhost/");
 const BRAND = internalSymbol(probe, "[[webidl.brand]]");
 const INNER = internalSymbol(probe, "request");
 const GUARD = internalSymbol(probe, "headers guard");
+// Deno's own URL parser, as the constructor uses it, even where a handler
+// later replaces the global `URL`.
+const NativeURL = URL;
+const parseUrl = (url: string) => NativeURL.parse(url);
 
 // What `Headers` would store unchanged: a lower-case token name, and a
 // value of visible ASCII with no surrounding whitespace (or none at all).
@@ -86,8 +90,9 @@ export const canBuildYoungRequests: boolean = BRAND !== undefined &&
 
 /**
  * Builds a `Request` with no body, or returns undefined when the headers
- * are not in the canonical shape `Headers` stores (or this Deno lacks the
- * fields), in which case the caller builds it with `new Request()`.
+ * are not in the canonical shape `Headers` stores, the URL is not an
+ * absolute http or https one (or this Deno lacks the fields), in which
+ * case the caller builds it with `new Request()`.
  *
  * @param method A normalised method without a body (`GET` or `HEAD`).
  * @param url The absolute URL.
@@ -117,8 +122,16 @@ export function youngRequest(
     }
   }
   // Parsed as the constructor parses it (IPv6 hosts, dot segments, escapes).
-  const href = URL.parse(url)?.href;
-  if (href === undefined) return undefined;
+  const href = parseUrl(url)?.href;
+  // Only http and https: for a blob: URL the constructor also looks up the
+  // blob (fetch() reads it even once the URL is revoked), which this
+  // inner request does not do.
+  if (
+    href === undefined ||
+    !(href.startsWith("http:") || href.startsWith("https:"))
+  ) {
+    return undefined;
+  }
   const request = new Request(BRAND as unknown as string);
   const fields = request as unknown as Record<symbol, unknown>;
   fields[INNER!] = new InnerRequest(
