@@ -571,12 +571,13 @@ function serverPlace(
   options: DiscoverOptions,
 ): DiscoveredServer {
   const chroot = row.chroot ?? "";
-  const chrooted = options.chrooted ?? chroot !== "";
+  // Without a chroot there is nothing to chroot into, whatever the options.
+  const chrooted = options.chrooted !== false && chroot !== "";
   return {
     uuid: row.uuid,
     name: row.name ?? "",
     chroot,
-    root: chrooted && chroot !== "" ? posix.resolve(cwd, chroot) : undefined,
+    root: chrooted ? posix.resolve(cwd, chroot) : undefined,
     cwd,
   };
 }

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { DatabaseSync } from "node:sqlite";
 import {
   discoverHandler,
   DiscoveryError,
@@ -105,7 +106,9 @@ Deno.test("discoverHandler() reads handlers, routes, chroot and settings from an
   assert.equal(api.sendSpec, "tcp://127.0.0.1:9191");
   assert.equal(api.recvSpec, "tcp://127.0.0.1:9192");
   assert.equal(api.protocol, "json");
-  assert.match(api.warnings.join("\n"), /empty recv_ident/);
+  // json is a protocol mongrel2 knows: the recv_ident is the one warning.
+  assert.equal(api.warnings.length, 1, api.warnings.join("\n"));
+  assert.match(api.warnings[0], /empty recv_ident/);
 
   // A non-root mongrel2 ignores its chroot: paths are relative to its cwd.
   const unchrooted = discoverHandler(db, {
@@ -136,10 +139,12 @@ Deno.test("discoverHandler() reads handlers, routes, chroot and settings from an
     () => discoverHandler(db, { route: "localhost:/static/" }),
     /serves it with a dir, not a handler/,
   );
-  throwsDiscovery(
-    () => discoverHandler(db, { route: "no-colon" }),
-    /expected HOST:PATTERN/,
-  );
+  for (const route of ["no-colon", ":/", "localhost:"]) {
+    throwsDiscovery(
+      () => discoverHandler(db, { route }),
+      new RegExp(`^Invalid route "${route}": expected HOST:PATTERN`),
+    );
+  }
   throwsDiscovery(
     () => discoverHandler(db, { route: "localhost:/", handler: "api-ident" }),
     /the route leads to handler web-ident/,
@@ -149,6 +154,132 @@ Deno.test("discoverHandler() reads handlers, routes, chroot and settings from an
   assert.deepEqual(await Deno.readFile(db), before);
   const names = [...Deno.readDirSync(dir)].map((entry) => entry.name).sort();
   assert.deepEqual(names, ["config.sqlite", "mongrel2.conf"]);
+});
+
+/** Two servers, each in its own chroot, sharing handler web; hosts that match another name. */
+const TWO_SERVERS = `
+web = Handler(send_spec='ipc://run/web_send', send_ident='web-ident',
+              recv_spec='ipc://run/web_recv', recv_ident='web-ident',
+              protocol='tnetstring')
+twin = Handler(send_spec='tcp://[::]:9193', send_ident='web-ident',
+               recv_spec='tcp://[::]:9194', recv_ident='web',
+               protocol='json', raw_payload=1)
+a = Server(uuid="aaaaaaaa-2222-3333-4444-555555555555",
+           access_log="/logs/access.log", error_log="/logs/error.log",
+           chroot="./a", pid_file="/run/mongrel2.pid",
+           default_host="localhost", name="a", port=6767,
+           hosts=[Host(name="localhost", matching="example.com",
+                       routes={'/': web, '/twin/': twin})])
+b = Server(uuid="bbbbbbbb-2222-3333-4444-555555555555",
+           access_log="/logs/access.log", error_log="/logs/error.log",
+           chroot="./b", pid_file="/run/mongrel2.pid",
+           default_host="localhost", name="", port=6768,
+           hosts=[Host(name="localhost", routes={'/': web, '/both/': web}),
+                  Host(name="alias", matching="localhost",
+                       routes={'/both/': twin})])
+settings = {"upload.temp_store": "/tmp/upload.XXXXXX",
+            "upload.temp_store_mode": "0644",
+            "download.flow_control": 1}
+servers = [a, b]
+`;
+
+Deno.test("discoverHandler() picks among several servers and hosts, and refuses what is ambiguous", async () => {
+  await using tmp = await tempDir("m2d-");
+  const dir = tmp.path;
+  await Deno.writeTextFile(`${dir}/mongrel2.conf`, TWO_SERVERS);
+  await m2shLoad(dir);
+  const db = `${dir}/config.sqlite`;
+
+  // A host's matching name picks it: only server a's host matches example.com.
+  const web = discoverHandler(db, { route: "example.com:/" });
+  assert.equal(web.server.name, "a");
+  assert.equal(web.sendSpec, `ipc://${dir}/a/run/web_send`);
+  assert.deepEqual(web.routes, [{
+    host: "localhost",
+    pattern: "/",
+    server: "a",
+    target: "handler",
+  }]);
+
+  // Given by its send_spec, a handler may come with its route; an IPv6
+  // wildcard becomes IPv6 loopback. A recv_ident that is a prefix of the
+  // send_ident is fine; raw_payload is not for HTTP.
+  const twin = discoverHandler(db, {
+    route: "example.com:/twin/",
+    handler: "tcp://[::]:9193",
+  });
+  assert.equal(twin.configSendSpec, "tcp://[::]:9193");
+  assert.equal(twin.sendSpec, "tcp://[::1]:9193");
+  assert.equal(twin.recvSpec, "tcp://[::1]:9194");
+  assert.deepEqual(twin.warnings, [
+    "Handler web-ident has raw_payload=1, which only changes JSON socket messages; m2fetch serves HTTP",
+  ]);
+
+  // The same route on two servers (the unnamed one goes by its uuid).
+  throwsDiscovery(
+    () => discoverHandler(db, { route: "localhost:/" }),
+    /^Cannot pick route localhost:\/ in .*: 2 routes match \(server a, handler web-ident; server bbbbbbbb-2222-3333-4444-555555555555, handler web-ident\); give the host name of one server$/,
+  );
+  // One server whose two hosts answer localhost:/both/ with two handlers.
+  throwsDiscovery(
+    () => discoverHandler(db, { route: "localhost:/both/" }),
+    /^Cannot pick route localhost:\/both\/ in .*: 2 routes match \(server bbbbbbbb-.*, handler web-ident; server bbbbbbbb-.*, handler web-ident\)/,
+  );
+  // Two handlers share the send_ident.
+  throwsDiscovery(
+    () => discoverHandler(db, { handler: "web-ident" }),
+    /^Cannot pick handler "web-ident" in .*: 2 handlers match \(web-ident at ipc:\/\/run\/web_send; web-ident at tcp:\/\/\[::\]:9193\); pick one by route/,
+  );
+  // One handler behind servers with different chroots binds in each.
+  throwsDiscovery(
+    () => discoverHandler(db, { handler: "ipc://run/web_send" }),
+    new RegExp(
+      `^Cannot pick a server for handler web-ident in .*: servers a \\(chroot ${dir}/a\\), bbbbbbbb-2222-3333-4444-555555555555 \\(chroot ${dir}/b\\) each bind its sockets in their own chroot`,
+    ),
+  );
+});
+
+Deno.test("discoverHandler() explains a database edited by hand: no servers, no routes, a route to a missing handler", async () => {
+  await using tmp = await tempDir("m2d-");
+  await Deno.writeTextFile(`${tmp.path}/mongrel2.conf`, TWO_HANDLERS);
+  await m2shLoad(tmp.path);
+  const edited = async (name: string, sql: string) => {
+    const path = `${tmp.path}/${name}.sqlite`;
+    await Deno.copyFile(`${tmp.path}/config.sqlite`, path);
+    const db = new DatabaseSync(path);
+    try {
+      db.exec(sql);
+    } finally {
+      db.close();
+    }
+    return path;
+  };
+
+  const noServers = await edited("no_servers", "DELETE FROM server");
+  throwsDiscovery(
+    () => discoverHandler(noServers, { handler: "web-ident" }),
+    /^Cannot use .*no_servers\.sqlite as a mongrel2 config: it has no servers/,
+  );
+  const noRoutes = await edited(
+    "no_routes",
+    "DELETE FROM route WHERE target_type = 'handler'",
+  );
+  throwsDiscovery(
+    () => discoverHandler(noRoutes),
+    /^Cannot find a handler in .*: no route leads to a Handler \(the handlers there are: web-ident \(send_spec ipc:\/\/run\/web_send, no route\); api-ident/,
+  );
+  throwsDiscovery(
+    () => discoverHandler(noRoutes, { handler: "web-ident" }),
+    /^Cannot serve handler web-ident of .*: no route leads to it, so mongrel2 never binds its sockets$/,
+  );
+  const noHandler = await edited(
+    "no_handler",
+    "DELETE FROM handler WHERE send_ident = 'web-ident'",
+  );
+  throwsDiscovery(
+    () => discoverHandler(noHandler, { route: "localhost:/" }),
+    /^Cannot use route localhost:\/ of .*: its handler \(id \d+\) is missing from the handler table$/,
+  );
 });
 
 /** The warnings for handler web-ident once TWO_HANDLERS has `from` → `to`. */
@@ -184,6 +315,88 @@ Deno.test("discoverHandler() warns about a limits.content_length below limits.bu
     ),
     [
       "limits.content_length is 1000, below limits.buffer_size (4096): mongrel2 1.12.2 then loses body bytes it has already read with the headers (set limits.content_length to 4096 or more)",
+    ],
+  );
+});
+
+Deno.test("discoverHandler() takes mongrel2's defaults for unset settings, and places a relative upload store", async () => {
+  await using tmp = await tempDir("m2d-");
+  const TWO_HANDLERS_SETTINGS = /^settings = \{[^}]*\}$/m;
+  assert.match(TWO_HANDLERS, TWO_HANDLERS_SETTINGS);
+  const loaded = async (name: string, settings: string) => {
+    const dir = `${tmp.path}/${name}`;
+    await Deno.mkdir(dir);
+    await Deno.writeTextFile(
+      `${dir}/mongrel2.conf`,
+      TWO_HANDLERS.replace(TWO_HANDLERS_SETTINGS, `settings = ${settings}`),
+    );
+    await m2shLoad(dir);
+    return `${dir}/config.sqlite`;
+  };
+
+  // None set: mongrel2's code defaults, and what they cost.
+  const bare = discoverHandler(await loaded("bare", "{}"), {
+    handler: "web-ident",
+  });
+  assert.equal(bare.flowControl, false);
+  assert.equal(bare.contentLength, 20480);
+  assert.equal(bare.uploads, undefined);
+  assert.deepEqual(bare.warnings, [
+    "download.flow_control is off: m2fetch cannot see how much a slow client has read (set download.flow_control = 1)",
+    "upload.temp_store is not set: mongrel2 answers 413 to bodies over 20480 bytes (limits.content_length) and to chunked requests",
+  ]);
+
+  // A relative store is relative to the chroot, or to mongrel2's working
+  // directory; its files are 0600 unless set. limits.content_length equal
+  // to limits.buffer_size (4096 by default) is enough.
+  const relative = await loaded(
+    "relative",
+    `{"download.flow_control": 1, "limits.content_length": 4096,
+      "upload.temp_store": "tmp/upload.XXXXXX"}`,
+  );
+  const chrooted = discoverHandler(relative, { handler: "web-ident" });
+  assert.deepEqual(chrooted.uploads, {
+    template: "/tmp/upload.XXXXXX",
+    mode: "0600",
+    chroot: `${tmp.path}/relative`,
+  });
+  assert.deepEqual(chrooted.warnings, [
+    `upload.temp_store_mode is 0600: an m2fetch running as another user than mongrel2 cannot read uploads (use "0644")`,
+  ]);
+  const unchrooted = discoverHandler(relative, {
+    handler: "web-ident",
+    chrooted: false,
+    cwd: "/srv/site",
+  });
+  assert.deepEqual(unchrooted.uploads, {
+    template: "/srv/site/tmp/upload.XXXXXX",
+    mode: "0600",
+  });
+
+  // Group-readable is readable enough (m2fetch in mongrel2's group).
+  const groupReadable = await loaded(
+    "group",
+    `{"download.flow_control": 1, "upload.temp_store": "/tmp/upload.XXXXXX",
+      "upload.temp_store_mode": "0640"}`,
+  );
+  assert.deepEqual(
+    discoverHandler(groupReadable, { handler: "web-ident" }).warnings,
+    [],
+  );
+  // A socket path of 107 bytes is within the unix socket limit; 108 is not.
+  const socketWarnings = (cwdBytes: number) =>
+    discoverHandler(groupReadable, {
+      handler: "web-ident",
+      chrooted: false,
+      cwd: `/${"d".repeat(cwdBytes - 1)}`,
+    }).warnings;
+  // "/run/web_send" is 13 bytes, "/run/web_recv" too.
+  assert.deepEqual(socketWarnings(107 - 13), []);
+  assert.deepEqual(
+    socketWarnings(108 - 13).map((line) => line.replace(/ipc:\/\/\S+/, "P")),
+    [
+      "The socket path of P is 108 bytes, over the 107-byte unix socket limit: connecting will fail",
+      "The socket path of P is 108 bytes, over the 107-byte unix socket limit: connecting will fail",
     ],
   );
 });

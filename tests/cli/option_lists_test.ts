@@ -1,10 +1,18 @@
 import assert from "node:assert/strict";
 import {
   coerceOption,
+  CONF_OPTIONS,
+  DEV_OPTIONS,
+  type OptionSpec,
   parseDuration,
+  parseSize,
   SERVE_OPTIONS,
 } from "../../cli/options.ts";
-import { readConfigFile } from "../../cli/config_file.ts";
+import {
+  ConfigFileError,
+  readConfigFile,
+  writeConfigFile,
+} from "../../cli/config_file.ts";
 import { runCli, spawnCli, tempDir } from "./helpers.ts";
 
 Deno.test("coerceOption() gives --send-spec and --recv-spec as lists", () => {
@@ -42,6 +50,54 @@ Deno.test("parseDuration() reads each unit, and a positive duration never become
   assert.equal(parseDuration("0.0004s"), 1);
   assert.ok(Number.isNaN(parseDuration("-1s")));
   assert.ok(Number.isNaN(parseDuration("5d")));
+  // Zero with a unit is still no timeout; fractions of a ms round.
+  assert.equal(parseDuration("0ms"), 0);
+  assert.equal(parseDuration("0s"), 0);
+  assert.equal(parseDuration("1.5ms"), 2);
+  assert.equal(parseDuration(" 30s\n"), 30_000);
+});
+
+Deno.test("parseSize() reads bytes and binary multiples in either case, with B or iB", () => {
+  assert.equal(parseSize("512"), 512);
+  assert.equal(parseSize("512k"), 512 * 1024);
+  assert.equal(parseSize("10MiB"), 10 * 1024 ** 2);
+  assert.equal(parseSize("2 GB"), 2 * 1024 ** 3);
+  assert.equal(parseSize(" 1K\n"), 1024);
+  assert.ok(Number.isNaN(parseSize("1.5M")));
+  assert.ok(Number.isNaN(parseSize("10T")));
+});
+
+Deno.test("coerceOption() refuses what only looks like a value, and takes each bound itself", () => {
+  // Serve options, and mongrel2-conf's port (1 to 65535).
+  const schema: Record<string, OptionSpec> = {
+    ...SERVE_OPTIONS,
+    ...CONF_OPTIONS,
+  };
+  const coerce = (name: string, raw: unknown) =>
+    coerceOption(name, schema[name], raw, `--${name}`);
+  const refuses = (name: string, raw: unknown, expected: RegExp) =>
+    assert.throws(() => coerce(name, raw), (error: unknown) => {
+      assert.ok(error instanceof TypeError);
+      assert.match(error.message, expected);
+      return true;
+    });
+  refuses("upload-temp-store", "", /expected a non-empty string, got ""/);
+  refuses("workers", "", /expected a whole number, got ""/);
+  refuses("quiet", 1, /expected true or false, got 1/);
+  // From m2fetch.json, numbers come as JSON numbers.
+  refuses("workers", 1.5, /expected a whole number, got 1\.5/);
+  refuses("max-body-size", 1.5, /expected a size in bytes/);
+  refuses("port", 0, /expected a whole number of at least 1, got 0/);
+  refuses("workers", 257, /expected a whole number of at most 256/);
+  refuses("idle-timeout", 99, /expected a duration of at least 100 ms/);
+  refuses("timeout", -1, /expected a duration with its unit/);
+  refuses("timeout", 2 ** 31, /expected a duration of at most 2147483647 ms/);
+
+  assert.equal(coerce("workers", "256"), 256);
+  assert.equal(coerce("port", "65535"), 65535);
+  assert.equal(coerce("idle-timeout", "100ms"), 100);
+  assert.equal(coerce("timeout", 2 ** 31 - 1), 2 ** 31 - 1);
+  assert.equal(coerce("max-body-size", 0), 0);
 });
 
 Deno.test("m2fetch.json takes lists (or one string) for the specs, and config writes repeated flags as lists", async () => {
@@ -61,7 +117,14 @@ Deno.test("m2fetch.json takes lists (or one string) for the specs, and config wr
   await Deno.writeTextFile(path, JSON.stringify({ "send-spec": [] }));
   await assert.rejects(
     () => readConfigFile(path, SERVE_OPTIONS),
-    /Invalid value for "send-spec" in .*: expected at least one value/,
+    (error: unknown) => {
+      assert.ok(error instanceof ConfigFileError, String(error));
+      assert.match(
+        error.message,
+        /Invalid value for "send-spec" in .*: expected at least one value/,
+      );
+      return true;
+    },
   );
   await Deno.remove(path);
 
@@ -106,6 +169,47 @@ Deno.test("m2fetch.json takes lists (or one string) for the specs, and config wr
   ]);
   assert.equal(overridden.code, 0, overridden.stderr);
   assert.match(overridden.stdout, /send_spec="ipc:\/\/\/srv\/a\/send"/);
+});
+
+Deno.test("readConfigFile() leaves other commands' options out unless asked; writeConfigFile() merges and writes sorted JSON", async () => {
+  await using tmp = await tempDir("m2o-");
+  const path = `${tmp.path}/m2fetch.json`;
+  assert.equal(await readConfigFile(path, SERVE_OPTIONS), null);
+  await writeConfigFile(
+    path,
+    { workers: 2, "state-dir": "state", app: "app.ts" },
+    SERVE_OPTIONS,
+  );
+  // Sorted, two-space indented, a final newline: diffs stay small.
+  assert.equal(
+    await Deno.readTextFile(path),
+    '{\n  "app": "app.ts",\n  "state-dir": "state",\n  "workers": 2\n}\n',
+  );
+  assert.deepEqual(await readConfigFile(path, SERVE_OPTIONS), {
+    app: "app.ts",
+    workers: 2,
+  });
+  // dev takes it; so does config, which writes the file back.
+  const dev = { ...SERVE_OPTIONS, ...DEV_OPTIONS };
+  assert.deepEqual(await readConfigFile(path, dev), {
+    app: "app.ts",
+    "state-dir": "state",
+    workers: 2,
+  });
+  assert.deepEqual(await readConfigFile(path, SERVE_OPTIONS, true), {
+    app: "app.ts",
+    "state-dir": "state",
+    workers: 2,
+  });
+  // New values win over the file's; removed keys go; no temp file stays.
+  assert.deepEqual(
+    await writeConfigFile(path, { workers: 3 }, SERVE_OPTIONS, ["app"]),
+    { "state-dir": "state", workers: 3 },
+  );
+  assert.deepEqual(
+    [...Deno.readDirSync(tmp.path)].map((entry) => entry.name),
+    ["m2fetch.json"],
+  );
 });
 
 Deno.test("--version and --help answer for every command, and do nothing else", async () => {
@@ -253,3 +357,41 @@ for (const workers of ["0", "2"]) {
     assert.deepEqual(await argsSeen([], other), { args: [], now: [] });
   });
 }
+
+Deno.test("README's option table lists every serve option with its default, and ↻ where a reload applies it", async () => {
+  const readme = await Deno.readTextFile(
+    new URL("../../README.md", import.meta.url),
+  );
+  const rows = new Map<string, { reloads: boolean; shown: string }>();
+  for (const line of readme.split("\n")) {
+    const row = /^\| `--([a-z0-9-]+)[^`]*`( ↻)?\s*\|\s*(.*?)\s*\|/.exec(line);
+    if (row === null) continue;
+    rows.set(row[1], { reloads: row[2] !== undefined, shown: row[3] });
+  }
+  assert.deepEqual(
+    [...rows.keys()].sort(),
+    [...Object.keys(SERVE_OPTIONS), "app-path"].sort(),
+  );
+  // As --help writes them: 10s, not 10000.
+  const shown = (spec: OptionSpec): string => {
+    const value = spec.default;
+    if (value === undefined) return "none";
+    if (spec.type === "boolean") return value ? "on" : "off";
+    if (spec.type !== "duration" || value === 0) return `\`${value}\``;
+    return `\`${value as number / 1000}s\``;
+  };
+  for (
+    const [name, spec] of Object.entries(SERVE_OPTIONS) as [
+      string,
+      OptionSpec,
+    ][]
+  ) {
+    const row = rows.get(name)!;
+    assert.equal(row.reloads, spec.reloads === true, name);
+    assert.equal(
+      row.shown.replace(/ \(none\)$/, "").replace(/^$/, "none"),
+      shown(spec),
+      name,
+    );
+  }
+});

@@ -77,6 +77,16 @@ Deno.test("resolveMongrel2Config() rejects bad options with clear errors", () =>
   const cases: [Parameters<typeof resolveMongrel2Config>[0], RegExp][] = [
     [{ ...base, dir: "relative" }, /must be an absolute path/],
     [{ ...base, port: 0 }, /port 0 is not an integer between 1 and 65535/],
+    [{ ...base, port: 65536 }, /port 65536 is not an integer between 1/],
+    [
+      // A sibling of the state dir that shares its name as a prefix.
+      {
+        ...base,
+        chroot: true,
+        handlers: [{ route: "/", sendSpec: "ipc:///srv/m2x/send" }],
+      },
+      /"ipc:\/\/\/srv\/m2x\/send" lies outside the chroot \/srv\/m2,/,
+    ],
     [
       {
         ...base,
@@ -108,6 +118,7 @@ Deno.test("resolveMongrel2Config() rejects bad options with clear errors", () =>
   for (const [options, message] of cases) {
     assert.throws(() => resolveMongrel2Config(options), message);
   }
+  assert.equal(resolveMongrel2Config({ ...base, port: 65535 }).port, 65535);
 });
 
 Deno.test("resolveMongrel2Config() enforces the unix socket path limit", () => {
@@ -157,6 +168,18 @@ Deno.test("renderMongrel2Config() prints handlers, dirs, server and settings", (
   assert.ok(text.includes(`"limits.content_length": 20480\n}`));
   assert.ok(text.includes(`"upload.temp_store_mode": "0644"`));
   assert.ok(text.endsWith("servers = [main]\n"));
+  // The comment on sharing one m2fetch goes with recv_ident = send_ident
+  // only: not with an empty one, nor with a shorter prefix.
+  const sharing = "# recv_ident = send_ident: ";
+  assert.ok(text.includes(sharing));
+  for (const recvIdent of ["", "ident"]) {
+    const other = renderMongrel2Config({
+      ...base,
+      handlers: [{ route: "/", sendIdent: "ident-1", recvIdent }],
+    });
+    assert.ok(other.includes(`recv_ident="${recvIdent}"`));
+    assert.ok(!other.includes(sharing), recvIdent);
+  }
   // Rendering a resolved config prints the same idents.
   const resolved = resolveMongrel2Config({
     ...base,

@@ -362,12 +362,16 @@ Deno.test("a bad m2fetch.json stops the server with one clear line and exit code
     ['{"upload-invoke": "later"}', /"upload-invoke" .*one of start, done/],
     ['{"upload-temp-store": true}', /"upload-temp-store" .*non-empty string/],
     ['{"app": 7}', /Invalid value for "app"/],
+    ['{"app": ""}', /Invalid value for "app" .*expected a module path, got ""/],
+    // Keys of Object.prototype are not options either.
+    ['{"constructor": 1}', /Unknown option "constructor"/],
     [
       '{"args": "--greeting hey"}',
       /Invalid value for "args".*array of strings/,
     ],
     ['{"args": [1]}', /Invalid value for "args"/],
     ["[1, 2]", /expected a JSON object/],
+    ["null", /expected a JSON object/],
     ['{"quiet": true', /Cannot parse config file/],
   ];
   await withAppDir(async (dir) => {
@@ -376,6 +380,14 @@ Deno.test("a bad m2fetch.json stops the server with one clear line and exit code
       const result = await cli(["--app-path", dir, "app.ts"]);
       assertOneLineError(result, 1, pattern);
     }
+    // A file that exists but cannot be read is not taken for a missing one.
+    await Deno.remove(`${dir}/m2fetch.json`);
+    await Deno.mkdir(`${dir}/m2fetch.json`);
+    assertOneLineError(
+      await cli(["--app-path", dir, "app.ts"]),
+      1,
+      /Cannot read config file .*m2fetch\.json: Is a directory/,
+    );
   });
 });
 
