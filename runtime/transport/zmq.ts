@@ -464,6 +464,17 @@ function addressOf(endpoint: string): Address {
 }
 
 /**
+ * A tcp address as Deno's net permissions spell it: an IPv6 address in
+ * brackets (`[::1]:9997`; Deno cannot parse `::1:9997`).
+ */
+function hostPort(address: { hostname: string; port: number }): string {
+  const host = address.hostname.includes(":")
+    ? `[${address.hostname}]`
+    : address.hostname;
+  return `${host}:${address.port}`;
+}
+
+/**
  * Refuses, up front, an endpoint the process may not connect to, rather
  * than failing on every reconnection.
  */
@@ -483,8 +494,8 @@ function checkPermission(endpoint: string): void {
         ],
       ]
       : [[
-        { name: "net", host: `${address.hostname}:${address.port}` },
-        `--allow-net=${address.hostname}:${address.port}`,
+        { name: "net", host: hostPort(address) },
+        `--allow-net=${hostPort(address)}`,
       ]];
   const missing = needed.filter(([descriptor]) =>
     Deno.permissions.querySync(descriptor).state !== "granted"

@@ -473,3 +473,31 @@ Deno.test("ZmqTransport drops a mongrel2 that takes no replies, freeing what wai
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test({
+  name:
+    "ZmqTransport takes an IPv6 tcp endpoint under --allow-net for it alone, and names the flag one needs",
+  permissions: { net: ["[::1]:39997"] },
+  fn: async () => {
+    // Nothing listens there: connecting is refused, silently, until close.
+    await new ZmqTransport({
+      sendSpec: "tcp://[::1]:39997",
+      recvSpec: "tcp://[::1]:39997",
+    }).close();
+    assert.throws(
+      () =>
+        new ZmqTransport({
+          sendSpec: "tcp://[::1]:39997",
+          recvSpec: "tcp://[::1]:39996",
+        }),
+      (error: unknown) => {
+        assert.ok(error instanceof Deno.errors.NotCapable, String(error));
+        assert.equal(
+          error.message,
+          "Cannot connect to tcp://[::1]:39996: m2fetch needs --allow-net=[::1]:39996",
+        );
+        return true;
+      },
+    );
+  },
+});
