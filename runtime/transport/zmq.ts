@@ -1142,15 +1142,19 @@ class ReplyPeer {
     );
   }
 
-  /** Queues a reply for the next {@linkcode ReplyPeer.write}, or holds it. */
+  /**
+   * Queues a reply for the next {@linkcode ReplyPeer.write}, or holds it.
+   * Replies are held only while nobody is subscribed: the subscription
+   * that ends the wait publishes every held reply at once (`#joined()`).
+   */
   send(message: Uint8Array): void {
     if (this.#closed) return;
-    if (this.ready && this.queued === 0) {
+    if (this.ready) {
       this.#publish(message);
       return;
     }
     this.#queue.push(message);
-    if (!this.ready && this.queued > this.#maxHeld) {
+    if (this.queued > this.#maxHeld) {
       this.#queue.shift();
       this.#dropped++;
     }
@@ -1214,9 +1218,6 @@ class ReplyPeer {
   async close(): Promise<void> {
     if (this.#closed) return;
     clearInterval(this.#stallWatch);
-    if (this.ready) {
-      while (this.queued > 0) this.#publish(this.#queue.shift());
-    }
     this.write();
     const linger = Promise.withResolvers<void>();
     const timer = setTimeout(linger.resolve, LINGER_MS);
