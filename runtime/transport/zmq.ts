@@ -464,6 +464,17 @@ function addressOf(endpoint: string): Address {
 }
 
 /**
+ * A tcp address as Deno's net permissions spell it: an IPv6 address in
+ * brackets (`[::1]:9997`; Deno cannot parse `::1:9997`).
+ */
+function hostPort(address: { hostname: string; port: number }): string {
+  const host = address.hostname.includes(":")
+    ? `[${address.hostname}]`
+    : address.hostname;
+  return `${host}:${address.port}`;
+}
+
+/**
  * Refuses, up front, an endpoint the process may not connect to, rather
  * than failing on every reconnection.
  */
@@ -483,8 +494,8 @@ function checkPermission(endpoint: string): void {
         ],
       ]
       : [[
-        { name: "net", host: `${address.hostname}:${address.port}` },
-        `--allow-net=${address.hostname}:${address.port}`,
+        { name: "net", host: hostPort(address) },
+        `--allow-net=${hostPort(address)}`,
       ]];
   const missing = needed.filter(([descriptor]) =>
     Deno.permissions.querySync(descriptor).state !== "granted"
@@ -1131,15 +1142,19 @@ class ReplyPeer {
     );
   }
 
-  /** Queues a reply for the next {@linkcode ReplyPeer.write}, or holds it. */
+  /**
+   * Queues a reply for the next {@linkcode ReplyPeer.write}, or holds it.
+   * Replies are held only while nobody is subscribed: the subscription
+   * that ends the wait publishes every held reply at once (`#joined()`).
+   */
   send(message: Uint8Array): void {
     if (this.#closed) return;
-    if (this.ready && this.queued === 0) {
+    if (this.ready) {
       this.#publish(message);
       return;
     }
     this.#queue.push(message);
-    if (!this.ready && this.queued > this.#maxHeld) {
+    if (this.queued > this.#maxHeld) {
       this.#queue.shift();
       this.#dropped++;
     }
@@ -1203,9 +1218,6 @@ class ReplyPeer {
   async close(): Promise<void> {
     if (this.#closed) return;
     clearInterval(this.#stallWatch);
-    if (this.ready) {
-      while (this.queued > 0) this.#publish(this.#queue.shift());
-    }
     this.write();
     const linger = Promise.withResolvers<void>();
     const timer = setTimeout(linger.resolve, LINGER_MS);

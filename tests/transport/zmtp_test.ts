@@ -111,6 +111,17 @@ Deno.test("ZmtpDecoder refuses what is not ZMTP 3 with NULL, saying what the pee
       /^The peer is not a ZeroMQ socket \(its first byte is not a ZMTP signature\)$/,
     ],
     [
+      "a greeting whose signature does not end in 0x7f",
+      new Uint8Array([0xff, 0, 0, 0, 0, 0, 0, 0, 1, 0x7e]),
+      /^The peer is not a ZeroMQ socket \(its greeting is not a ZMTP signature\)$/,
+    ],
+    [
+      // As much as libzmq 3 sends before it waits for m2fetch's greeting.
+      "libzmq 3, from its 11th byte",
+      new Uint8Array([0xff, 0, 0, 0, 0, 0, 0, 0, 1, 0x7f, 1]),
+      /^The peer speaks ZMTP 2\.0 \(libzmq 3\.x\)/,
+    ],
+    [
       "libzmq 3",
       new Uint8Array([0xff, 0, 0, 0, 0, 0, 0, 0, 1, 0x7f, 1, 5]),
       /^The peer speaks ZMTP 2\.0 \(libzmq 3\.x\); m2fetch needs ZMTP 3 \(libzmq 4 or later\)$/,
@@ -137,6 +148,73 @@ Deno.test("ZmtpDecoder refuses what is not ZMTP 3 with NULL, saying what the pee
   }
 });
 
+Deno.test("ZmtpDecoder reports the peer's minor version too", () => {
+  const zmtp = new ZmtpDecoder();
+  const bytes = greeting();
+  bytes[11] = 1;
+  zmtp.write(bytes);
+  assert.equal(zmtp.next(), null);
+  assert.equal(zmtp.peerVersion, "3.1");
+});
+
+Deno.test("frames of 255 bytes are short and of 256 long, commands too", () => {
+  for (const [size, header] of [[255, 2], [256, 9]]) {
+    assert.equal(frameHeaderLength(size), header);
+    for (const flags of [0, 4]) {
+      const frame = frameOf(new Uint8Array(size).fill(7), flags);
+      assert.equal(frame.length, header + size);
+      assert.deepEqual(
+        [...frame.subarray(0, header)],
+        header === 2 ? [flags, 255] : [flags | 2, 0, 0, 0, 0, 0, 0, 1, 0],
+      );
+      const zmtp = new ZmtpDecoder({ greeted: true });
+      zmtp.write(frame);
+      assert.deepEqual(framesOf(zmtp), [{
+        command: flags === 4,
+        more: false,
+        body: new Uint8Array(size).fill(7),
+      }]);
+    }
+  }
+});
+
+Deno.test("a long frame's size takes all eight bytes of its header", () => {
+  const header = new Uint8Array(9);
+  assert.equal(writeFrameHeader(header, 0, 2 ** 40 + 3), 9);
+  assert.deepEqual([...header], [2, 0, 0, 1, 0, 0, 0, 0, 3]);
+  const zmtp = new ZmtpDecoder({ greeted: true });
+  zmtp.write(header);
+  assert.throws(
+    () => zmtp.next(),
+    /^ZmtpError: The peer sent a frame of 1099511627779 bytes, more than the 1073741824 m2fetch takes$/,
+  );
+});
+
+Deno.test("ZmtpDecoder takes a frame of exactly maxFrameBytes, once its whole header is in", () => {
+  const zmtp = new ZmtpDecoder({ greeted: true, maxFrameBytes: 1000 });
+  // Leaves 0xff where the next header's last byte will go.
+  zmtp.write(frameOf(new Uint8Array(20).fill(0xff)));
+  assert.equal(framesOf(zmtp).length, 1);
+  const frame = frameOf(new Uint8Array(1000).fill(1));
+  // Eight of its nine header bytes: what follows them is not yet its size.
+  zmtp.write(frame.subarray(0, 8));
+  assert.equal(zmtp.next(), null);
+  zmtp.write(frame.subarray(8));
+  assert.deepEqual(framesOf(zmtp).map((f) => f.body.length), [1000]);
+});
+
+Deno.test("ZmtpDecoder makes room for a large frame once its header is in, and gives it back once it is taken", () => {
+  const zmtp = new ZmtpDecoder({ greeted: true });
+  const frame = frameOf(new Uint8Array(1 << 20).fill(5));
+  zmtp.write(frame.subarray(0, 9));
+  assert.equal(zmtp.next(), null);
+  // The rest can be read in place, in one read.
+  assert.ok(zmtp.space().length >= 1 << 20);
+  zmtp.write(frame.subarray(9));
+  assert.equal(framesOf(zmtp).length, 1);
+  assert.ok(zmtp.space().length <= 64 * 1024);
+});
+
 Deno.test("ZmtpDecoder refuses a frame over maxFrameBytes before buffering it", () => {
   const zmtp = new ZmtpDecoder({ greeted: true, maxFrameBytes: 1000 });
   const header = new Uint8Array(9);
@@ -155,6 +233,40 @@ Deno.test("a READY command cut short is a ZmtpError", () => {
     () => readyProperties(data.subarray(0, data.length - 1)),
     /^ZmtpError: The peer sent a READY command that ends mid-property$/,
   );
+});
+
+Deno.test("parseCommand() refuses an empty command and a name that runs past it", () => {
+  for (const body of [[], [5, ...encoder.encode("PING")]]) {
+    assert.throws(
+      () => parseCommand(new Uint8Array(body)),
+      /^ZmtpError: The peer sent a command with a malformed name$/,
+    );
+  }
+});
+
+Deno.test("readyProperties() reads an empty value last, and refuses a READY cut anywhere", () => {
+  const identity = [8, ...encoder.encode("Identity"), 0, 0, 0, 0];
+  const { data } = parseCommand(readyCommand("SUB").subarray(2));
+  const both = new Uint8Array([...data, ...identity]);
+  assert.deepEqual(
+    readyProperties(both),
+    new Map([["socket-type", "SUB"], ["identity", ""]]),
+  );
+  // In a name, in a value's length and in a value.
+  for (let end = data.length + 1; end < both.length; end++) {
+    assert.throws(
+      () => readyProperties(both.subarray(0, end)),
+      /^ZmtpError: The peer sent a READY command that ends mid-property$/,
+      `cut at ${end}`,
+    );
+  }
+  for (let end = 1; end < data.length; end++) {
+    assert.throws(
+      () => readyProperties(data.subarray(0, end)),
+      /^ZmtpError: The peer sent a READY command that ends mid-property$/,
+      `cut at ${end}`,
+    );
+  }
 });
 
 Deno.test("subscriptionOf() reads ZMTP 3.0 messages and 3.1 commands, and nothing else", () => {
