@@ -185,29 +185,30 @@ export function toRequest(
 ): Request {
   const method = requestMethod(message);
   const signal = options.signal;
+  const body = BODILESS_METHODS.has(method)
+    ? null
+    : options.body !== undefined
+    ? options.body
+    : "body" in message
+    ? message.body
+    : null;
   // Most requests: one V8 can free young, its signal made on first use.
-  if ((method === "GET" || method === "HEAD") && signalAbort !== undefined) {
+  if (signalAbort !== undefined && !(body instanceof ReadableStream)) {
     const young = youngRequest(
       method,
       requestUrl(message),
       headerPairs(message.headers),
       signal && ((request) => follow(request, signal, signalAbort)),
+      body,
     );
     if (young !== undefined) return young;
   }
   const headers = clientHeaders(message.headers);
   const init: RequestInit = { method, headers };
   if (signal !== undefined && signalAbort === undefined) init.signal = signal;
-  if (!BODILESS_METHODS.has(method)) {
-    const body = options.body !== undefined
-      ? options.body
-      : "body" in message
-      ? message.body
-      : null;
-    // As under deno serve, the body is a byte stream (BYOB readers work).
-    if (body instanceof Uint8Array) init.body = byteStreamOf(body);
-    else if (body !== null) init.body = body;
-  }
+  // As under deno serve, the body is a byte stream (BYOB readers work).
+  if (body instanceof Uint8Array) init.body = byteStreamOf(body);
+  else if (body !== null) init.body = body;
   const request = new Request(requestUrl(message), init);
   if (signal !== undefined && signalAbort !== undefined) {
     follow(request, signal, signalAbort);

@@ -1,8 +1,9 @@
 /**
  * Run with `--v8-flags=--expose-gc` by `young_request_test.ts`: builds
- * 20,000 requests the way the argument says (`young` or `constructed`),
- * drops them, runs two minor collections and prints the heap growth per
- * request in bytes; what remains is what only a major collection frees.
+ * 20,000 requests the way the argument says (`young`; `young-body`, a POST
+ * with a body; or `constructed`), drops them, runs two minor collections
+ * and prints the heap growth per request in bytes: what remains is what
+ * only a major collection frees.
  *
  * @module
  */
@@ -13,8 +14,11 @@ const COUNT = 20_000;
 const gc = (globalThis as { gc?: (options: object) => void }).gc;
 if (gc === undefined) throw new Error("Run with --v8-flags=--expose-gc");
 const mode = Deno.args[0];
+const body = new TextEncoder().encode('{"a":1}');
 const build = mode === "young"
   ? () => youngRequest("GET", "http://localhost/a", [["accept", "*/*"]])
+  : mode === "young-body"
+  ? () => youngRequest("POST", "http://localhost/a", [], undefined, body)
   : mode === "constructed"
   ? () =>
     new Request("http://localhost/a", {

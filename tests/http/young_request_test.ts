@@ -17,6 +17,7 @@ import {
   parseMessage,
 } from "../../runtime/protocol/message.ts";
 import { encodeTNetstring } from "../../runtime/protocol/tnetstring.ts";
+import { byteStreamOf } from "../../runtime/http/byte_stream.ts";
 import { bytes, message } from "../protocol/helpers.ts";
 
 const URL_TEXT = "http://example.com:8080/a/../b%7e?q=1#frag";
@@ -50,7 +51,7 @@ async function observe(request: Request): Promise<unknown> {
       request.referrerPolicy,
       request.destination,
     ],
-    body: request.body,
+    body: request.body === null ? null : String(request.body),
     inspect: Deno.inspect(request),
     tag: Object.prototype.toString.call(request),
     isRequest: request instanceof Request,
@@ -167,6 +168,11 @@ Deno.test("young requests do not outlive V8's minor collections", async () => {
     return Number(text.trim());
   };
   const youngBytes = await run("young");
+  const youngBodyBytes = await run("young-body");
+  assert.ok(
+    youngBodyBytes < 30,
+    `young requests with a body left ${youngBodyBytes} bytes each`,
+  );
   const constructedBytes = await run("constructed");
   assert.ok(
     youngBytes < 30,
@@ -408,6 +414,154 @@ Deno.test("youngRequest() and new Request() agree through every Request API, for
     RUNS,
   );
   assert.equal(young, RUNS.numRuns);
+});
+
+const withBody = fc.constantFrom("POST", "PUT", "PATCH", "DELETE", "OPTIONS");
+const bodyBytes = fc.oneof(
+  fc.uint8Array({ maxLength: 64 }),
+  fc.json().map((text) => new TextEncoder().encode(text)),
+  fc.constantFrom("a=1&b=%20x", "", "\u00e9t\u00e9").map((text) =>
+    new TextEncoder().encode(text)
+  ),
+);
+
+/**
+ * What a handler sees of a request with a body, each reading on a fresh
+ * request from `make` (reading one consumes it).
+ */
+async function observeBody(make: () => Request): Promise<unknown> {
+  const readAll = async (of: Request) => {
+    const reader = of.body!.getReader({ mode: "byob" });
+    const chunks: number[] = [];
+    while (true) {
+      const { value, done } = await reader.read(new Uint8Array(16));
+      if (done) return chunks;
+      chunks.push(...value);
+    }
+  };
+  const seen: Record<string, unknown> = { observe: await observe(make()) };
+  for (
+    const read of [
+      "text",
+      "json",
+      "arrayBuffer",
+      "blob",
+      "bytes",
+      "formData",
+    ] as const
+  ) {
+    const request = make();
+    seen[read] = [
+      await outcome(() => request[read]()),
+      request.bodyUsed,
+      await outcome(() => request.text()),
+    ];
+  }
+  seen.clone = await outcome(async () => {
+    const request = make();
+    const clone = request.clone();
+    return [await clone.text(), await request.text()];
+  });
+  seen.copy = await outcome(async () => {
+    const request = make();
+    const copy = new Request(request, { method: "PUT" });
+    return [
+      request.bodyUsed,
+      await copy.text(),
+      await outcome(() => request.text()),
+    ];
+  });
+  seen.response = await outcome(() => new Response(make().body).text());
+  seen.byob = await outcome(() => readAll(make()));
+  seen.byobClone = await outcome(() => readAll(make().clone()));
+  seen.byobCopy = await outcome(() => readAll(new Request(make())));
+  return seen;
+}
+
+Deno.test("youngRequest() with a body and new Request() with its byte stream agree through every Request API", async () => {
+  await fc.assert(
+    fc.asyncProperty(
+      withBody,
+      url,
+      canonicalList,
+      bodyBytes,
+      async (method, url, list, body) => {
+        assert.deepEqual(
+          await observeBody(() =>
+            youngRequest(
+              method,
+              url,
+              list.map(([n, v]) => [n, v]),
+              undefined,
+              body,
+            )!
+          ),
+          await observeBody(() =>
+            new Request(url, {
+              method,
+              headers: list,
+              body: byteStreamOf(body),
+            })
+          ),
+        );
+      },
+    ),
+    { ...RUNS, numRuns: 60 },
+  );
+});
+
+Deno.test("youngRequest() leaves methods the constructor changes or refuses, and bodies on GET and HEAD, to new Request()", () => {
+  const bytes = new TextEncoder().encode("x");
+  for (const method of ["get", "Post", "CONNECT", "TRACE", "PROPFIND"]) {
+    assert.equal(
+      youngRequest(method, "http://localhost/", []),
+      undefined,
+      method,
+    );
+  }
+  for (const method of ["GET", "HEAD"]) {
+    assert.equal(
+      youngRequest(method, "http://localhost/", [], undefined, bytes),
+      undefined,
+      method,
+    );
+  }
+});
+
+Deno.test("toRequest() builds a POST with an inline body young, and reads it without a stream", async () => {
+  const request = toRequest({
+    sender: "s",
+    connectionId: "1",
+    path: "/api",
+    headerFormat: "tnetstring",
+    headers: {
+      METHOD: "POST",
+      URI: "/api",
+      host: "localhost",
+      "content-type": "application/json",
+    },
+    body: new TextEncoder().encode('{"a":[1,2]}'),
+  });
+  assert.ok(isYoung(request));
+  assert.deepEqual(await request.json(), { a: [1, 2] });
+  assert.equal(request.bodyUsed, true);
+});
+
+Deno.test("a young request's body is its own: the caller's bytes and a clone's do not change it", async () => {
+  const sent = new TextEncoder().encode("abc");
+  const request = youngRequest(
+    "POST",
+    "http://localhost/",
+    [],
+    undefined,
+    sent,
+  )!;
+  sent[0] = 0x7a;
+  const clone = request.clone();
+  const read = await request.bytes();
+  read[1] = 0x7a;
+  assert.equal(await clone.text(), "abc");
+  assert.equal(new TextDecoder().decode(read), "azc");
 });
 
 Deno.test("youngRequest()'s headers change as new Request()'s do, in any order of changes, clones and copies", () => {
