@@ -204,6 +204,16 @@ function isYoung(request: Request): boolean {
   return Object.getPrototypeOf(inner) !== Object.prototype;
 }
 
+/** Every way to read a body whole. */
+const BODY_READERS = [
+  "text",
+  "json",
+  "arrayBuffer",
+  "blob",
+  "bytes",
+  "formData",
+] as const;
+
 /** A value, or the error's class and message. */
 async function outcome(read: () => unknown): Promise<unknown> {
   try {
@@ -284,16 +294,7 @@ async function observeAll(request: Request): Promise<unknown> {
     bodyOnGet: await outcome(() => new Request(request, { body: "x" })),
     responseInit: [...new Response(null, request).headers],
   };
-  for (
-    const read of [
-      "text",
-      "json",
-      "arrayBuffer",
-      "blob",
-      "bytes",
-      "formData",
-    ] as const
-  ) {
+  for (const read of BODY_READERS) {
     const clone = request.clone();
     seen[read] = [await outcome(() => clone[read]()), clone.bodyUsed];
   }
@@ -440,16 +441,7 @@ async function observeBody(make: () => Request): Promise<unknown> {
     }
   };
   const seen: Record<string, unknown> = { observe: await observe(make()) };
-  for (
-    const read of [
-      "text",
-      "json",
-      "arrayBuffer",
-      "blob",
-      "bytes",
-      "formData",
-    ] as const
-  ) {
+  for (const read of BODY_READERS) {
     const request = make();
     seen[read] = [
       await outcome(() => request[read]()),
