@@ -428,6 +428,25 @@ Deno.test("ZmqTransport.close() aborts a TCP connect that gets no answer", async
   }
 });
 
+/**
+ * Calls `stopReceiving()`, then `meanwhile`, and says whether it ended
+ * ("stopped") or was still waiting after 3 s ("hung").
+ */
+async function stopReceivingWithin3s(
+  transport: ZmqTransport,
+  meanwhile?: () => void,
+): Promise<string> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const stopped = transport.stopReceiving().then(() => "stopped");
+  meanwhile?.();
+  const outcome = await Promise.race([
+    stopped,
+    new Promise<string>((resolve) => timer = setTimeout(resolve, 3000, "hung")),
+  ]);
+  clearTimeout(timer);
+  return outcome;
+}
+
 /** `body` as a message frame. */
 function frameOf(body: Uint8Array): Uint8Array {
   const frame = new Uint8Array(frameHeaderLength(body.length) + body.length);
@@ -915,12 +934,7 @@ Deno.test("ZmqTransport.stopReceiving() ends for a mongrel2 that never stops pus
   })();
   try {
     assert.ok(await waitFor(() => taken > 0, 2000));
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const outcome = await Promise.race([
-      transport.stopReceiving().then(() => "stopped"),
-      new Promise((resolve) => timer = setTimeout(resolve, 3000, "hung")),
-    ]);
-    clearTimeout(timer);
+    const outcome = await stopReceivingWithin3s(transport);
     assert.equal(outcome, "stopped");
   } finally {
     await transport.close();
@@ -940,12 +954,7 @@ Deno.test("ZmqTransport.stopReceiving() ends while 1,000 messages wait and nobod
     assert.ok(await waitFor(() => mongrel2.connections > 0, 2000));
     // The links wait for room.
     await sleep(300);
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const outcome = await Promise.race([
-      transport.stopReceiving().then(() => "stopped"),
-      new Promise((resolve) => timer = setTimeout(resolve, 3000, "hung")),
-    ]);
-    clearTimeout(timer);
+    const outcome = await stopReceivingWithin3s(transport);
     assert.equal(outcome, "stopped");
     // The 1,000 (or a few more) it held, and as many more as a stopping
     // link takes from a mongrel2 that does not stop sending: not all 3,000.
@@ -1011,14 +1020,7 @@ Deno.test("ZmqTransport.stopReceiving() takes what keeps coming, until the link 
   try {
     assert.ok(await waitFor(() => mongrel2.connections > 0, 2000));
     await sleep(100);
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const stopped = transport.stopReceiving().then(() => "stopped");
-    go.resolve();
-    const outcome = await Promise.race([
-      stopped,
-      new Promise((resolve) => timer = setTimeout(resolve, 3000, "hung")),
-    ]);
-    clearTimeout(timer);
+    const outcome = await stopReceivingWithin3s(transport, () => go.resolve());
     // Not held by a link that stays open: quiet for 20 ms, it is closed.
     assert.equal(outcome, "stopped");
     assert.ok(taken.every((message, i) => message === `m${i}`), `${taken}`);
@@ -1114,14 +1116,7 @@ Deno.test("ZmqTransport.stopReceiving() drains what comes after it past the 1,00
   try {
     assert.ok(await waitFor(() => mongrel2.connections > 0, 2000));
     await sleep(200);
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const stopped = transport.stopReceiving().then(() => "stopped");
-    go.resolve();
-    const outcome = await Promise.race([
-      stopped,
-      new Promise((resolve) => timer = setTimeout(resolve, 3000, "hung")),
-    ]);
-    clearTimeout(timer);
+    const outcome = await stopReceivingWithin3s(transport, () => go.resolve());
     assert.equal(outcome, "stopped");
     let taken = 0;
     for await (const _ of transport.messages()) taken++;
