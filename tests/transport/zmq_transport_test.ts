@@ -12,7 +12,7 @@ import {
   ZmtpDecoder,
   type ZmtpFrame,
 } from "../../runtime/transport/zmtp.ts";
-import { waitFor } from "../subprocess.ts";
+import { waitFor, within } from "../subprocess.ts";
 import { setTimeout as sleep } from "node:timers/promises";
 
 const encoder = new TextEncoder();
@@ -291,12 +291,11 @@ Deno.test("ZmqTransport hangs up on a peer whose handshake fails", async () => {
       sendSpec: `ipc://${dir}/send`,
       recvSpec: `ipc://${dir}/recv`,
     });
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const outcome = await Promise.race([
+    const outcome = await within(
       hungUp.promise.then(() => "hung up"),
-      new Promise((resolve) => timer = setTimeout(resolve, 2000, "held")),
-    ]);
-    clearTimeout(timer);
+      2000,
+      "held",
+    );
     await transport.close();
     assert.equal(outcome, "hung up");
   } finally {
@@ -334,12 +333,11 @@ for (const [spec, type] of [["recv", "SUB"], ["send", "PUSH"]] as const) {
       // Connected, and waiting for the stand-in's greeting.
       await new Promise((resolve) => setTimeout(resolve, 100));
       const started = performance.now();
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const outcome = await Promise.race([
+      const outcome = await within(
         transport.close().then(() => "closed"),
-        new Promise((resolve) => timer = setTimeout(resolve, 2000, "hung")),
-      ]);
-      clearTimeout(timer);
+        2000,
+        "hung",
+      );
       assert.equal(outcome, "closed");
       // Not held until the handshake ends (or times out after 5 s).
       assert.ok(performance.now() - started < 300);
@@ -427,25 +425,6 @@ Deno.test("ZmqTransport.close() aborts a TCP connect that gets no answer", async
     listener.close();
   }
 });
-
-/**
- * Calls `stopReceiving()`, then `meanwhile`, and says whether it ended
- * ("stopped") or was still waiting after 3 s ("hung").
- */
-async function stopReceivingWithin3s(
-  transport: ZmqTransport,
-  meanwhile?: () => void,
-): Promise<string> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const stopped = transport.stopReceiving().then(() => "stopped");
-  meanwhile?.();
-  const outcome = await Promise.race([
-    stopped,
-    new Promise<string>((resolve) => timer = setTimeout(resolve, 3000, "hung")),
-  ]);
-  clearTimeout(timer);
-  return outcome;
-}
 
 /** `body` as a message frame. */
 function frameOf(body: Uint8Array): Uint8Array {
@@ -715,14 +694,7 @@ for (const [spec, type] of [["send", "PUSH"], ["recv", "SUB"]] as const) {
         recvSpec: `ipc://${dir}/recv`,
       });
       try {
-        let timer: ReturnType<typeof setTimeout> | undefined;
-        const data = await Promise.race([
-          pong.promise,
-          new Promise<null>((resolve) =>
-            timer = setTimeout(resolve, 2000, null)
-          ),
-        ]);
-        clearTimeout(timer);
+        const data = await within(pong.promise, 2000, null);
         assert.deepEqual(data, encoder.encode("ctx"));
       } finally {
         await transport.close();
@@ -897,12 +869,7 @@ Deno.test("ZmqTransport stops reading while 1,000 messages wait, and reads again
     await sleep(500);
     assert.equal(mongrel2.written, false);
     while (taken < count) {
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const next = await Promise.race([
-        messages.next(),
-        new Promise<null>((resolve) => timer = setTimeout(resolve, 2000, null)),
-      ]);
-      clearTimeout(timer);
+      const next = await within(messages.next(), 2000, null);
       assert.ok(next !== null && !next.done, `stuck after ${taken} messages`);
       assert.equal(next.value.length, 8 * 1024);
       taken++;
@@ -934,7 +901,11 @@ Deno.test("ZmqTransport.stopReceiving() ends for a mongrel2 that never stops pus
   })();
   try {
     assert.ok(await waitFor(() => taken > 0, 2000));
-    const outcome = await stopReceivingWithin3s(transport);
+    const outcome = await within(
+      transport.stopReceiving().then(() => "stopped"),
+      3000,
+      "hung",
+    );
     assert.equal(outcome, "stopped");
   } finally {
     await transport.close();
@@ -954,7 +925,11 @@ Deno.test("ZmqTransport.stopReceiving() ends while 1,000 messages wait and nobod
     assert.ok(await waitFor(() => mongrel2.connections > 0, 2000));
     // The links wait for room.
     await sleep(300);
-    const outcome = await stopReceivingWithin3s(transport);
+    const outcome = await within(
+      transport.stopReceiving().then(() => "stopped"),
+      3000,
+      "hung",
+    );
     assert.equal(outcome, "stopped");
     // The 1,000 (or a few more) it held, and as many more as a stopping
     // link takes from a mongrel2 that does not stop sending: not all 3,000.
@@ -1020,7 +995,9 @@ Deno.test("ZmqTransport.stopReceiving() takes what keeps coming, until the link 
   try {
     assert.ok(await waitFor(() => mongrel2.connections > 0, 2000));
     await sleep(100);
-    const outcome = await stopReceivingWithin3s(transport, () => go.resolve());
+    const stopped = transport.stopReceiving().then(() => "stopped");
+    go.resolve();
+    const outcome = await within(stopped, 3000, "hung");
     // Not held by a link that stays open: quiet for 20 ms, it is closed.
     assert.equal(outcome, "stopped");
     assert.ok(taken.every((message, i) => message === `m${i}`), `${taken}`);
@@ -1046,12 +1023,7 @@ Deno.test("ZmqTransport connects to a tcp endpoint at an IPv6 address", async ()
     onError: (error) => errors.push(error.message),
   });
   try {
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const conn = await Promise.race([
-      accepted,
-      new Promise<null>((resolve) => timer = setTimeout(resolve, 2000, null)),
-    ]);
-    clearTimeout(timer);
+    const conn = await within(accepted, 2000, null);
     assert.ok(conn !== null, errors.join("\n"));
     conn.close();
   } finally {
@@ -1116,7 +1088,9 @@ Deno.test("ZmqTransport.stopReceiving() drains what comes after it past the 1,00
   try {
     assert.ok(await waitFor(() => mongrel2.connections > 0, 2000));
     await sleep(200);
-    const outcome = await stopReceivingWithin3s(transport, () => go.resolve());
+    const stopped = transport.stopReceiving().then(() => "stopped");
+    go.resolve();
+    const outcome = await within(stopped, 3000, "hung");
     assert.equal(outcome, "stopped");
     let taken = 0;
     for await (const _ of transport.messages()) taken++;

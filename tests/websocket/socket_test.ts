@@ -30,6 +30,7 @@ import {
   decodeServerFrame,
   pattern,
 } from "./frame_helpers.ts";
+import { within } from "../subprocess.ts";
 
 const utf8 = new TextEncoder();
 const ACCEPT = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
@@ -384,12 +385,7 @@ Deno.test("close() gives up on a client that never answers its close frame, with
   const { h, next } = await opened({ closeTimeout: 50 });
   h.socket.close(1000, "done");
   assert.deepEqual(closePayload(await next), [1000, "done"]);
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const end = await Promise.race([
-    h.read(),
-    new Promise((resolve) => timer = setTimeout(resolve, 2000, "still open")),
-  ]);
-  clearTimeout(timer);
+  const end = await within(h.read(), 2000, "still open");
   assert.equal(end, null);
   assert.deepEqual(h.events, ["open", "close 1006  false"]);
 });
