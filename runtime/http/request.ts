@@ -184,6 +184,7 @@ export function toRequest(
   options: ToRequestOptions = {},
 ): Request {
   const method = requestMethod(message);
+  const url = requestUrl(message);
   const signal = options.signal;
   const body = BODILESS_METHODS.has(method)
     ? null
@@ -196,7 +197,7 @@ export function toRequest(
   if (signalAbort !== undefined && !(body instanceof ReadableStream)) {
     const young = youngRequest(
       method,
-      requestUrl(message),
+      url,
       headerPairs(message.headers),
       signal && ((request) => follow(request, signal, signalAbort)),
       body,
@@ -209,7 +210,7 @@ export function toRequest(
   // As under deno serve, the body is a byte stream (BYOB readers work).
   if (body instanceof Uint8Array) init.body = byteStreamOf(body);
   else if (body !== null) init.body = body;
-  const request = new Request(requestUrl(message), init);
+  const request = new Request(url, init);
   if (signal !== undefined && signalAbort !== undefined) {
     follow(request, signal, signalAbort);
   }

@@ -23,6 +23,7 @@ const probe = new Request("http://localhost/");
 const BRAND = internalSymbol(probe, "[[webidl.brand]]");
 const INNER = internalSymbol(probe, "request");
 const GUARD = internalSymbol(probe, "headers guard");
+
 /** Deno's inner body, as far as this module uses it. */
 interface InnerBodyFields {
   streamOrStatic: ReadableStream<Uint8Array> | StaticBody;
@@ -90,7 +91,6 @@ const METHODS = new Set([
 // Deno's own URL parser, as the constructor uses it, even where a handler
 // later replaces the global `URL`.
 const NativeURL = URL;
-const parseUrl = (url: string) => NativeURL.parse(url);
 
 // What `Headers` would store unchanged: a lower-case token name, and a
 // value of visible ASCII with no surrounding whitespace (or none at all).
@@ -207,7 +207,7 @@ export function youngRequest(
     }
   }
   // Parsed as the constructor parses it (IPv6 hosts, dot segments, escapes).
-  const href = parseUrl(url)?.href;
+  const href = NativeURL.parse(url)?.href;
   // Only http and https: for a blob: URL the constructor also looks up the
   // blob (fetch() reads it even once the URL is revoked), which this
   // inner request does not do.
