@@ -1310,6 +1310,25 @@ class Server implements Mongrel2Server {
     clearTimeout(timer);
   }
 
+  /**
+   * Once the shutdown timeout has run out: cancels every connection with a
+   * request in flight (its client gets no more bytes, its handler's signal
+   * aborts), with a warning that counts them.
+   */
+  #cutInFlight(timeoutMs: number): void {
+    if (this.#inFlight === 0) return;
+    this.#logger.warn(
+      `Shutdown timeout of ${timeoutMs} ms reached: cutting off ${this.#inFlight} request(s) still in flight`,
+    );
+    for (const connection of [...this.#connections.values()]) {
+      if (connection.pending > 0) {
+        connection.cancel(
+          new DOMException("The server is shutting down", "AbortError"),
+        );
+      }
+    }
+  }
+
   async shutdown(timeoutMs = 10_000): Promise<void> {
     if (this.#stopping) return await this.finished;
     this.#stopping = true;
@@ -1332,6 +1351,11 @@ class Server implements Mongrel2Server {
     while (writing() && performance.now() < deadline) {
       await new Promise((resolve) => setTimeout(resolve, 10));
     }
+    // The time is up: cut what is still in flight before the final read. A
+    // response still streaming would keep mongrel2 sending a credits notice
+    // per write, and the read, which ends only on a quiet link, would go on
+    // for a thousand of them (seconds past the timeout).
+    this.#cutInFlight(timeoutMs);
     await this.#transport.stopReceiving();
     // Requests that arrived meanwhile are served now rather than refused:
     // in a keep-alive client's loop none follows them, and any request
@@ -1347,19 +1371,9 @@ class Server implements Mongrel2Server {
         Math.max(started + timeoutMs - performance.now(), 1000),
       );
     }
-    if (this.#inFlight > 0) {
-      this.#logger.warn(
-        `Shutdown timeout of ${timeoutMs} ms reached: cutting off ${this.#inFlight} request(s) still in flight`,
-      );
-    }
+    this.#cutInFlight(timeoutMs);
     for (const connection of [...this.#connections.values()]) {
-      if (connection.pending > 0) {
-        connection.cancel(
-          new DOMException("The server is shutting down", "AbortError"),
-        );
-      } else {
-        connection.lost(new DOMException("Shutdown", "AbortError"));
-      }
+      connection.lost(new DOMException("Shutdown", "AbortError"));
     }
     clearInterval(this.#sweepTimer);
     await this.#transport.close();

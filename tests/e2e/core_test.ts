@@ -1145,6 +1145,35 @@ Deno.test(
 );
 
 Deno.test(
+  "shutdown(timeout) cuts a response still streaming when the timeout runs out, not 1,024 credits notices later",
+  async () => {
+    await using h = await startHarness("examples/streaming.ts");
+    await using client = await h.raw();
+    // A line every 10 ms for 10 s: each write brings a credits notice, so
+    // the link to mongrel2 is never quiet while the response goes on.
+    await client.write(
+      "GET /?lines=1000&interval=10 HTTP/1.1\r\nHost: x\r\n\r\n",
+    );
+    const head = await client.readHead();
+    assert.equal(head.status, 200);
+    const started = performance.now();
+    await h.server.shutdown(500);
+    const took = performance.now() - started;
+    assert.ok(
+      took < 2500,
+      `shutdown(500) took ${Math.round(took)} ms\n${h.logs.join("\n")}`,
+    );
+    assert.ok(
+      h.logs.some((line) =>
+        line.includes("Shutdown timeout of 500 ms reached: cutting off 1")
+      ),
+      h.logs.join("\n"),
+    );
+    assert.equal(h.server.inFlight, 0);
+  },
+);
+
+Deno.test(
   "the CLI finishes a response in flight on SIGTERM, then exits 0",
   async () => {
     await using h = await startCliHarness("examples/streaming.ts");
