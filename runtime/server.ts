@@ -223,7 +223,10 @@ class Server implements Mongrel2Server {
   readonly #transport: Transport;
   /** The transport's send, one function for every socket's route. */
   readonly #sendReply = (reply: Uint8Array) => this.#transport.send(reply);
-  readonly #onError: (error: unknown) => Response | Promise<Response>;
+  /** The embedder's error handler, if any (else the default 500, logged). */
+  readonly #onError:
+    | ((error: unknown) => Response | Promise<Response>)
+    | undefined;
   readonly #logger: Logger;
   #idleTimeout: number;
   #writeTimeout: number;
@@ -282,10 +285,7 @@ class Server implements Mongrel2Server {
     this.#handlerTimeout = options.handlerTimeout ?? 0;
     this.#transport = options.transport;
     this.#logger = options.logger ?? createLogger();
-    this.#onError = options.onError ?? ((error) => {
-      this.#logger.error("Handler failed; answering 500", error);
-      return internalServerError();
-    });
+    this.#onError = options.onError;
     this.#idleTimeout = options.idleTimeout ?? 60_000;
     this.#writeTimeout = options.writeTimeout ?? 60_000;
     this.#keepAliveInterval = options.keepAliveInterval ?? 30_000;
@@ -1091,7 +1091,7 @@ class Server implements Mongrel2Server {
       this.#refuseUnrepresentable(exchange, context, error);
       return;
     }
-    const response = await this.#errorResponse(error);
+    const response = await this.#errorResponse(error, exchange);
     exchange.respond(new ResponseEncoder(response, context));
   }
 
@@ -1161,7 +1161,16 @@ class Server implements Mongrel2Server {
     if (waiting.length === 0) this.#waitingHandlers.delete(connection);
   }
 
-  async #errorResponse(error: unknown): Promise<Response> {
+  async #errorResponse(error: unknown, exchange: Exchange): Promise<Response> {
+    if (this.#onError === undefined) {
+      // Named like the access line, which may be far from this one when
+      // requests overlap.
+      this.#logger.error(
+        `Handler failed; answering 500 (${exchange.method} ${exchange.path})`,
+        error,
+      );
+      return internalServerError();
+    }
     try {
       const response = await this.#onError(error);
       if (response instanceof Response) return response;
