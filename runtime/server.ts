@@ -1231,7 +1231,13 @@ class Server implements Mongrel2Server {
       method: exchange.method,
       path: exchange.path,
       status: encoder === null ? 0 : encoder.status,
-      bytes: encoder?.bodyBytes ?? 0,
+      // What went out: a response cut short may have produced more (its
+      // body made in one piece) than mongrel2's credits let through.
+      bytes: Math.max(
+        0,
+        (encoder?.bodyBytes ?? 0) -
+          (encoder?.started ? connection.unsentBytes : 0),
+      ),
       durationMs: performance.now() - exchange.startedAt,
       connectionId: connection.id,
     });

@@ -82,6 +82,8 @@ export class Connection {
   #finished = false;
   #creditWaiter: (() => void) | null = null;
   #waitingSince: number | null = null;
+  /** Bytes of the segment in writing that wait for credits. */
+  #unsent = 0;
 
   /**
    * Creates the state for a connection.
@@ -132,6 +134,16 @@ export class Connection {
   /** Download credits left, or `null` without flow control. */
   get credits(): number | null {
     return this.#credits;
+  }
+
+  /**
+   * Bytes the response in writing has produced but not yet handed to
+   * mongrel2, waiting for credits (a large body made in one piece waits
+   * almost whole): what the access line of a response cut short leaves
+   * out.
+   */
+  get unsentBytes(): number {
+    return this.#unsent;
   }
 
   /** Since when a write has waited for credits (ms), or `null`. */
@@ -304,6 +316,7 @@ export class Connection {
             pieces[index].subarray(offset),
             ...pieces.slice(index + 1),
           ];
+          this.#unsent = remaining;
           return this.#writeWithCredits(rest);
         }
         this.#waitingSince = null;
@@ -334,6 +347,7 @@ export class Connection {
       if (this.#credits !== null) this.#credits -= budget;
       remaining -= budget;
     }
+    this.#unsent = 0;
     return undefined;
   }
 
