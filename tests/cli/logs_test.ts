@@ -9,7 +9,8 @@
 
 import assert from "node:assert/strict";
 import { startSite, writeFiles } from "../lifecycle/helpers.ts";
-import { startM2fetch } from "../subprocess.ts";
+import { spawnM2fetch, startM2fetch } from "../subprocess.ts";
+import { STILL_LOADING_WARNING_MS } from "../../cli/serve.ts";
 import { statusOf } from "../reliability/site.ts";
 
 const APP = `
@@ -83,4 +84,23 @@ Deno.test("a shutdown that runs out of time says how many requests it cut off", 
     / warn Shutdown timeout of 300 ms reached: cutting off 1 request\(s\) still in flight\n/,
   );
   assert.ok((await slow) instanceof Error, "the slow request was answered");
+});
+
+Deno.test("a handler module that never finishes loading is reported, not a silent hang", async () => {
+  await using site = await startSite();
+  await writeFiles(site.dir, {
+    "app.ts": `await new Promise(() => {});
+export default { fetch: () => new Response("never") };
+`,
+  });
+  await using m2fetch = spawnM2fetch(site, `${site.dir}/app.ts`);
+  await m2fetch.waitForOutput(
+    new RegExp(
+      ` warn The handler module ${site.dir}/app\\.ts has not finished loading after ${
+        STILL_LOADING_WARNING_MS / 1000
+      } s \\(a top-level await that never settles`,
+    ),
+    STILL_LOADING_WARNING_MS + 10_000,
+  );
+  assert.doesNotMatch(m2fetch.output(), / info m2fetch .* serving /);
 });
