@@ -35,6 +35,7 @@ import {
 } from "./options.ts";
 import { Reloader, type Served } from "./reload.ts";
 import { resolveSetup, type Setup } from "./setup.ts";
+import { exitProcess } from "./uncaught.ts";
 import { applyDiscovery, checkEndpoints, uploadOptions } from "./wiring.ts";
 
 /**
@@ -310,13 +311,13 @@ export function onSignals(
       logger.warn(
         `${signal} again: exiting at once with 130, cutting the ${served.server.inFlight} response(s) still in flight`,
       );
-      Deno.exit(130);
+      exitProcess(130);
     }
     stoppedAt = performance.now();
     logger.info("Shutting down: finishing responses in flight");
-    stop().then(() => Deno.exit(0), (error) => {
+    stop().then(() => exitProcess(0), (error) => {
       console.error(error);
-      Deno.exit(1);
+      exitProcess(1);
     });
   };
   Deno.addSignalListener("SIGINT", () => handle("SIGINT"));

@@ -1274,6 +1274,29 @@ Deno.test(
 );
 
 Deno.test(
+  "Deno.exit() in a handler on the main thread ends the CLI with its code, and the log says so",
+  async () => {
+    await using tmp = await tempDir("m2u-");
+    const app = `${tmp.path}/exits.ts`;
+    await Deno.writeTextFile(
+      app,
+      `export default { fetch() { Deno.exit(3); } };\n`,
+    );
+    await using h = await startCliHarness(app);
+    // No answer comes: mongrel2 holds the request for the next m2fetch.
+    const request = curl(["-s", "-m", "1", `${h.url}/`]);
+    const status = await within(h.process.status, 15_000, null);
+    await request;
+    assert.ok(status !== null, "m2fetch kept running");
+    assert.equal(status.code, 3, h.output());
+    assert.match(
+      h.output(),
+      / error Handler code called Deno\.exit\(3\); exiting with 3, cutting the requests in flight\n/,
+    );
+  },
+);
+
+Deno.test(
   "with --workers and --log-format json, a worker's uncaught error is a JSON line with its stack, and the worker is replaced",
   async () => {
     await using tmp = await tempDir("m2u-");
