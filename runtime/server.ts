@@ -1232,12 +1232,13 @@ class Server implements Mongrel2Server {
       path: exchange.path,
       status: encoder === null ? 0 : encoder.status,
       // What went out: a response cut short may have produced more (its
-      // body made in one piece) than mongrel2's credits let through.
+      // body made in one piece) than mongrel2's credits let through; a
+      // WebSocket's broadcast frames went out beside its own writer.
       bytes: Math.max(
         0,
         (encoder?.bodyBytes ?? 0) -
           (encoder?.started ? connection.unsentBytes : 0),
-      ),
+      ) + (encoder?.status === 101 ? connection.sharedBytes : 0),
       durationMs: performance.now() - exchange.startedAt,
       connectionId: connection.id,
     });

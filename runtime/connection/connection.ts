@@ -84,6 +84,8 @@ export class Connection {
   #waitingSince: number | null = null;
   /** Bytes of the segment in writing that wait for credits. */
   #unsent = 0;
+  /** Bytes written to it by replies shared with other connections. */
+  #sharedBytes = 0;
 
   /**
    * Creates the state for a connection.
@@ -146,6 +148,15 @@ export class Connection {
     return this.#unsent;
   }
 
+  /**
+   * Bytes written to this connection by replies that were not its own (one
+   * WebSocket frame to many sockets, see {@linkcode Connection.takeCredits}):
+   * its response's own writer never saw them, its access line counts them.
+   */
+  get sharedBytes(): number {
+    return this.#sharedBytes;
+  }
+
   /** Since when a write has waited for credits (ms), or `null`. */
   get waitingSince(): number | null {
     return this.#waitingSince;
@@ -196,6 +207,7 @@ export class Connection {
       if (this.#credits < bytes) return false;
       this.#credits -= bytes;
     }
+    this.#sharedBytes += bytes;
     this.lastActivity = performance.now();
     return true;
   }

@@ -29,6 +29,7 @@ import {
 } from "../../runtime/server.ts";
 import { tempDir } from "../site.ts";
 import { waitFor, within } from "../subprocess.ts";
+import { broadcast, upgradeWebSocket } from "../../mod.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -966,6 +967,32 @@ Deno.test("a client leaving a large body made in one piece logs the bytes that w
   // mongrel2's credits let through what the sockets' buffers took, a few
   // MiB on loopback at most; the rest never left m2fetch.
   assert.ok(bytes > 0 && bytes < size / 2, line);
+});
+
+Deno.test("a WebSocket's access line counts the frames broadcast() sent it with a shared reply", async () => {
+  await using h = await startHarness((request) => {
+    const { socket, response } = upgradeWebSocket(request);
+    socket.onopen = () => {
+      // Three 7-byte frames ("hello" and a 2-byte header).
+      for (let i = 0; i < 3; i++) broadcast([socket], "hello");
+      socket.close(1000); // a 4-byte frame
+    };
+    return response;
+  });
+  const client = new WebSocket(`${h.url.replace(/^http/, "ws")}/ws`);
+  const messages: string[] = [];
+  client.onmessage = (event) => messages.push(event.data);
+  await new Promise((resolve) => client.onclose = resolve);
+  assert.deepEqual(messages, ["hello", "hello", "hello"]);
+  assert.ok(
+    await waitFor(
+      () => h.logs.some((line) => / access GET \/ws /.test(line)),
+      5000,
+    ),
+    h.logs.join("\n"),
+  );
+  const line = h.logs.find((line) => / access GET \/ws /.test(line))!;
+  assert.match(line, / access GET \/ws 101 25 /);
 });
 
 Deno.test("a client leaving before the response aborts request.signal", async () => {
