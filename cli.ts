@@ -19,7 +19,7 @@ import { runInit } from "./cli/init.ts";
 import { messageOf } from "./cli/log.ts";
 import { runMongrel2Conf } from "./cli/mongrel2_conf.ts";
 import { runServe } from "./cli/serve.ts";
-import { handleUncaught } from "./cli/uncaught.ts";
+import { exitProcess, handleUncaught } from "./cli/uncaught.ts";
 
 /**
  * Runs the command line.
@@ -51,5 +51,5 @@ export async function main(args: string[]): Promise<number> {
 
 if (import.meta.main) {
   handleUncaught();
-  Deno.exit(await main(Deno.args));
+  exitProcess(await main(Deno.args));
 }

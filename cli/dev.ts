@@ -16,6 +16,7 @@ import { DEV_OPTIONS, type OptionValues, SERVE_OPTIONS } from "./options.ts";
 import { Reloader, type Served } from "./reload.ts";
 import { onSignals, serve } from "./serve.ts";
 import { resolveSetup } from "./setup.ts";
+import { exitProcess } from "./uncaught.ts";
 import { type ModuleWatcher, watchModule } from "./watch.ts";
 import { WIRING } from "./wiring.ts";
 
@@ -155,7 +156,7 @@ export async function runDev(args: string[]): Promise<void> {
     );
     watcher?.close();
     await served.stop(0).catch(() => {});
-    Deno.exit(1);
+    exitProcess(1);
   });
   await served.server.finished;
   watcher?.close();

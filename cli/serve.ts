@@ -35,6 +35,7 @@ import {
 } from "./options.ts";
 import { Reloader, type Served } from "./reload.ts";
 import { resolveSetup, type Setup } from "./setup.ts";
+import { exitProcess } from "./uncaught.ts";
 import { applyDiscovery, checkEndpoints, uploadOptions } from "./wiring.ts";
 
 /**
@@ -69,6 +70,33 @@ export interface ServeSetup {
 }
 
 /**
+ * How long start-up waits for the handler module before saying that it is
+ * still waiting (ms).
+ */
+export const STILL_LOADING_WARNING_MS = 5_000;
+
+/**
+ * Waits for the handler module's first load, with a warning when it takes
+ * longer than {@linkcode STILL_LOADING_WARNING_MS}: a top-level `await`
+ * that never settles (or a worker's endless loop) would otherwise leave
+ * m2fetch silent, serving nothing, with no line saying why. Start-up keeps
+ * waiting: a module may have slow work to do first.
+ */
+function loadedAtStart<T>(
+  loading: Promise<T>,
+  app: string,
+  logger: Logger,
+): Promise<T> {
+  const timer = setTimeout(() =>
+    logger.warn(
+      `The handler module ${app} has not finished loading after ${
+        STILL_LOADING_WARNING_MS / 1000
+      } s (a top-level await that never settles, or a loop that never yields?); m2fetch starts serving once it has, and mongrel2 holds requests until then`,
+    ), STILL_LOADING_WARNING_MS);
+  return loading.finally(() => clearTimeout(timer));
+}
+
+/**
  * Loads the handler: in Web Workers when --workers is above 0, else on the
  * main thread. Reloading on the main thread re-imports the module under a
  * new URL (Deno caches modules per URL); workers load it in fresh isolates,
@@ -77,14 +105,18 @@ export interface ServeSetup {
 async function startHandler(app: string, values: OptionValues, logger: Logger) {
   const workers = values.workers as number;
   if (workers > 0) {
-    const pool = await WorkerPool.start({
-      module: app,
-      workers,
-      // What setHandlerArgs() gave the main thread, for each worker.
-      args: Deno.args,
+    const pool = await loadedAtStart(
+      WorkerPool.start({
+        module: app,
+        workers,
+        // What setHandlerArgs() gave the main thread, for each worker.
+        args: Deno.args,
+        logger,
+        unresponsiveTimeout: values["worker-timeout"] as number,
+      }),
+      app,
       logger,
-      unresponsiveTimeout: values["worker-timeout"] as number,
-    });
+    );
     return {
       fetch: pool.fetch,
       description: `${workers} worker${workers === 1 ? "" : "s"}`,
@@ -96,7 +128,7 @@ async function startHandler(app: string, values: OptionValues, logger: Logger) {
       close: () => pool.close(),
     };
   }
-  const loaded = await loadHandler(app);
+  const loaded = await loadedAtStart(loadHandler(app), app, logger);
   let generation = 0;
   return {
     fetch: loaded.fetch,
@@ -279,13 +311,13 @@ export function onSignals(
       logger.warn(
         `${signal} again: exiting at once with 130, cutting the ${served.server.inFlight} response(s) still in flight`,
       );
-      Deno.exit(130);
+      exitProcess(130);
     }
     stoppedAt = performance.now();
     logger.info("Shutting down: finishing responses in flight");
-    stop().then(() => Deno.exit(0), (error) => {
+    stop().then(() => exitProcess(0), (error) => {
       console.error(error);
-      Deno.exit(1);
+      exitProcess(1);
     });
   };
   Deno.addSignalListener("SIGINT", () => handle("SIGINT"));

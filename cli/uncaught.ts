@@ -15,6 +15,18 @@ import type { Logger } from "../runtime/log.ts";
 let processLog: Logger | undefined;
 
 /**
+ * `Deno.exit` as Deno made it, for m2fetch's own exits:
+ * {@linkcode handleUncaught} gives handler code one that says so first.
+ *
+ * @example Usage
+ * ```ts ignore
+ * import { exitProcess } from "./uncaught.ts";
+ * exitProcess(0);
+ * ```
+ */
+export const exitProcess: (code?: number) => never = Deno.exit;
+
+/**
  * Reports uncaught errors in `logger` from now on, in the log's format
  * (until then they go to stderr). `CliLog` (cli/log.ts) calls it with
  * its logger once the options are known.
@@ -50,7 +62,7 @@ export function handleUncaught(): void {
   globalThis.addEventListener("error", (event) => {
     event.preventDefault();
     report("Uncaught error in handler code; exiting with 1", event.error);
-    Deno.exit(1);
+    exitProcess(1);
   });
   globalThis.addEventListener("unhandledrejection", (event) => {
     event.preventDefault();
@@ -59,10 +71,31 @@ export function handleUncaught(): void {
       event.reason,
     );
   });
+  // Deno.exit() in a handler on the main thread ends m2fetch with every
+  // request in flight, as it ends deno serve: say so, or the process just
+  // vanishes with the handler's code and not a line in its log. (In a
+  // worker it ends the worker, which worker_main.ts reports.)
+  Object.defineProperty(Deno, "exit", {
+    value: (code?: number): never => {
+      const exitCode = code ?? Deno.exitCode;
+      report(
+        `Handler code called Deno.exit(${
+          code ?? ""
+        }); exiting with ${exitCode}, cutting the requests in flight`,
+      );
+      return exitProcess(code);
+    },
+    configurable: true,
+    writable: true,
+  });
 }
 
 /** To the log in its format once there is one, else to stderr. */
-function report(why: string, error: unknown): void {
-  if (processLog === undefined) console.error(`m2fetch: ${why}:`, error);
-  else processLog.error(why, error);
+function report(why: string, error?: unknown): void {
+  if (processLog === undefined) {
+    if (error === undefined) console.error(`m2fetch: ${why}`);
+    else console.error(`m2fetch: ${why}:`, error);
+  } else {
+    processLog.error(why, error);
+  }
 }

@@ -223,7 +223,10 @@ class Server implements Mongrel2Server {
   readonly #transport: Transport;
   /** The transport's send, one function for every socket's route. */
   readonly #sendReply = (reply: Uint8Array) => this.#transport.send(reply);
-  readonly #onError: (error: unknown) => Response | Promise<Response>;
+  /** The embedder's error handler, if any (else the default 500, logged). */
+  readonly #onError:
+    | ((error: unknown) => Response | Promise<Response>)
+    | undefined;
   readonly #logger: Logger;
   #idleTimeout: number;
   #writeTimeout: number;
@@ -282,10 +285,7 @@ class Server implements Mongrel2Server {
     this.#handlerTimeout = options.handlerTimeout ?? 0;
     this.#transport = options.transport;
     this.#logger = options.logger ?? createLogger();
-    this.#onError = options.onError ?? ((error) => {
-      this.#logger.error("Handler failed; answering 500", error);
-      return internalServerError();
-    });
+    this.#onError = options.onError;
     this.#idleTimeout = options.idleTimeout ?? 60_000;
     this.#writeTimeout = options.writeTimeout ?? 60_000;
     this.#keepAliveInterval = options.keepAliveInterval ?? 30_000;
@@ -1091,7 +1091,7 @@ class Server implements Mongrel2Server {
       this.#refuseUnrepresentable(exchange, context, error);
       return;
     }
-    const response = await this.#errorResponse(error);
+    const response = await this.#errorResponse(error, exchange);
     exchange.respond(new ResponseEncoder(response, context));
   }
 
@@ -1161,7 +1161,16 @@ class Server implements Mongrel2Server {
     if (waiting.length === 0) this.#waitingHandlers.delete(connection);
   }
 
-  async #errorResponse(error: unknown): Promise<Response> {
+  async #errorResponse(error: unknown, exchange: Exchange): Promise<Response> {
+    if (this.#onError === undefined) {
+      // Named like the access line, which may be far from this one when
+      // requests overlap.
+      this.#logger.error(
+        `Handler failed; answering 500 (${exchange.method} ${exchange.path})`,
+        error,
+      );
+      return internalServerError();
+    }
     try {
       const response = await this.#onError(error);
       if (response instanceof Response) return response;
@@ -1222,7 +1231,14 @@ class Server implements Mongrel2Server {
       method: exchange.method,
       path: exchange.path,
       status: encoder === null ? 0 : encoder.status,
-      bytes: encoder?.bodyBytes ?? 0,
+      // What went out: a response cut short may have produced more (its
+      // body made in one piece) than mongrel2's credits let through; a
+      // WebSocket's broadcast frames went out beside its own writer.
+      bytes: Math.max(
+        0,
+        (encoder?.bodyBytes ?? 0) -
+          (encoder?.started ? connection.unsentBytes : 0),
+      ) + (encoder?.status === 101 ? connection.sharedBytes : 0),
       durationMs: performance.now() - exchange.startedAt,
       connectionId: connection.id,
     });
@@ -1310,6 +1326,25 @@ class Server implements Mongrel2Server {
     clearTimeout(timer);
   }
 
+  /**
+   * Once the shutdown timeout has run out: cancels every connection with a
+   * request in flight (its client gets no more bytes, its handler's signal
+   * aborts), with a warning that counts them.
+   */
+  #cutInFlight(timeoutMs: number): void {
+    if (this.#inFlight === 0) return;
+    this.#logger.warn(
+      `Shutdown timeout of ${timeoutMs} ms reached: cutting off ${this.#inFlight} request(s) still in flight`,
+    );
+    for (const connection of [...this.#connections.values()]) {
+      if (connection.pending > 0) {
+        connection.cancel(
+          new DOMException("The server is shutting down", "AbortError"),
+        );
+      }
+    }
+  }
+
   async shutdown(timeoutMs = 10_000): Promise<void> {
     if (this.#stopping) return await this.finished;
     this.#stopping = true;
@@ -1332,6 +1367,11 @@ class Server implements Mongrel2Server {
     while (writing() && performance.now() < deadline) {
       await new Promise((resolve) => setTimeout(resolve, 10));
     }
+    // The time is up: cut what is still in flight before the final read. A
+    // response still streaming would keep mongrel2 sending a credits notice
+    // per write, and the read, which ends only on a quiet link, would go on
+    // for a thousand of them (seconds past the timeout).
+    this.#cutInFlight(timeoutMs);
     await this.#transport.stopReceiving();
     // Requests that arrived meanwhile are served now rather than refused:
     // in a keep-alive client's loop none follows them, and any request
@@ -1347,19 +1387,9 @@ class Server implements Mongrel2Server {
         Math.max(started + timeoutMs - performance.now(), 1000),
       );
     }
-    if (this.#inFlight > 0) {
-      this.#logger.warn(
-        `Shutdown timeout of ${timeoutMs} ms reached: cutting off ${this.#inFlight} request(s) still in flight`,
-      );
-    }
+    this.#cutInFlight(timeoutMs);
     for (const connection of [...this.#connections.values()]) {
-      if (connection.pending > 0) {
-        connection.cancel(
-          new DOMException("The server is shutting down", "AbortError"),
-        );
-      } else {
-        connection.lost(new DOMException("Shutdown", "AbortError"));
-      }
+      connection.lost(new DOMException("Shutdown", "AbortError"));
     }
     clearInterval(this.#sweepTimer);
     await this.#transport.close();

@@ -82,6 +82,10 @@ export class Connection {
   #finished = false;
   #creditWaiter: (() => void) | null = null;
   #waitingSince: number | null = null;
+  /** Bytes of the segment in writing that wait for credits. */
+  #unsent = 0;
+  /** Bytes written to it by replies shared with other connections. */
+  #sharedBytes = 0;
 
   /**
    * Creates the state for a connection.
@@ -134,6 +138,25 @@ export class Connection {
     return this.#credits;
   }
 
+  /**
+   * Bytes the response in writing has produced but not yet handed to
+   * mongrel2, waiting for credits (a large body made in one piece waits
+   * almost whole): what the access line of a response cut short leaves
+   * out.
+   */
+  get unsentBytes(): number {
+    return this.#unsent;
+  }
+
+  /**
+   * Bytes written to this connection by replies that were not its own (one
+   * WebSocket frame to many sockets, see {@linkcode Connection.takeCredits}):
+   * its response's own writer never saw them, its access line counts them.
+   */
+  get sharedBytes(): number {
+    return this.#sharedBytes;
+  }
+
   /** Since when a write has waited for credits (ms), or `null`. */
   get waitingSince(): number | null {
     return this.#waitingSince;
@@ -184,6 +207,7 @@ export class Connection {
       if (this.#credits < bytes) return false;
       this.#credits -= bytes;
     }
+    this.#sharedBytes += bytes;
     this.lastActivity = performance.now();
     return true;
   }
@@ -304,6 +328,7 @@ export class Connection {
             pieces[index].subarray(offset),
             ...pieces.slice(index + 1),
           ];
+          this.#unsent = remaining;
           return this.#writeWithCredits(rest);
         }
         this.#waitingSince = null;
@@ -334,6 +359,7 @@ export class Connection {
       if (this.#credits !== null) this.#credits -= budget;
       remaining -= budget;
     }
+    this.#unsent = 0;
     return undefined;
   }
 

@@ -9,7 +9,8 @@
 
 import assert from "node:assert/strict";
 import { startSite, writeFiles } from "../lifecycle/helpers.ts";
-import { startM2fetch } from "../subprocess.ts";
+import { spawnM2fetch, startM2fetch } from "../subprocess.ts";
+import { STILL_LOADING_WARNING_MS } from "../../cli/serve.ts";
 import { statusOf } from "../reliability/site.ts";
 
 const APP = `
@@ -51,9 +52,11 @@ Deno.test("text logs: an access line per request and an error with its stack", a
   );
   assert.match(access[1], / access GET \/abc 200 4 /);
   assert.match(access[2], / access GET \/boom 500 /);
+  // The error names its request, as the warnings do: under load the
+  // access line may be far from it.
   assert.match(
     m2fetch.output(),
-    / error .*\n.*Error: the handler broke\n\s+at /,
+    / error Handler failed; answering 500 \(GET \/boom\)\nError: the handler broke\n\s+at /,
   );
   // Lines logged during the shutdown are out before the exit, the last
   // one saying it is done.
@@ -81,4 +84,23 @@ Deno.test("a shutdown that runs out of time says how many requests it cut off", 
     / warn Shutdown timeout of 300 ms reached: cutting off 1 request\(s\) still in flight\n/,
   );
   assert.ok((await slow) instanceof Error, "the slow request was answered");
+});
+
+Deno.test("a handler module that never finishes loading is reported, not a silent hang", async () => {
+  await using site = await startSite();
+  await writeFiles(site.dir, {
+    "app.ts": `await new Promise(() => {});
+export default { fetch: () => new Response("never") };
+`,
+  });
+  await using m2fetch = spawnM2fetch(site, `${site.dir}/app.ts`);
+  await m2fetch.waitForOutput(
+    new RegExp(
+      ` warn The handler module ${site.dir}/app\\.ts has not finished loading after ${
+        STILL_LOADING_WARNING_MS / 1000
+      } s \\(a top-level await that never settles`,
+    ),
+    STILL_LOADING_WARNING_MS + 10_000,
+  );
+  assert.doesNotMatch(m2fetch.output(), / info m2fetch .* serving /);
 });

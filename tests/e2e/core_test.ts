@@ -29,6 +29,7 @@ import {
 } from "../../runtime/server.ts";
 import { tempDir } from "../site.ts";
 import { waitFor, within } from "../subprocess.ts";
+import { broadcast, upgradeWebSocket } from "../../mod.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -944,6 +945,56 @@ Deno.test("a client leaving mid-body of a response with a Content-Length ends it
   assert.doesNotMatch(h.logs.join("\n"), /failed after the head was sent/);
 });
 
+Deno.test("a client leaving a large body made in one piece logs the bytes that went out, not the body's size", async () => {
+  const size = 64 * 1024 * 1024;
+  await using h = await startHarness(() =>
+    new Response(new Uint8Array(size).fill(0x61))
+  );
+  const client = await h.raw();
+  await client.write("GET /big HTTP/1.1\r\nHost: x\r\n\r\n");
+  assert.equal((await client.readHead()).status, 200);
+  await client.readSome();
+  client.close();
+  assert.ok(
+    await waitFor(
+      () => h.logs.some((line) => / access GET \/big /.test(line)),
+      5000,
+    ),
+    h.logs.join("\n"),
+  );
+  const line = h.logs.find((line) => / access GET \/big /.test(line))!;
+  const bytes = Number(/ access GET \/big 200 (\d+) /.exec(line)?.[1]);
+  // mongrel2's credits let through what the sockets' buffers took, a few
+  // MiB on loopback at most; the rest never left m2fetch.
+  assert.ok(bytes > 0 && bytes < size / 2, line);
+});
+
+Deno.test("a WebSocket's access line counts the frames broadcast() sent it with a shared reply", async () => {
+  await using h = await startHarness((request) => {
+    const { socket, response } = upgradeWebSocket(request);
+    socket.onopen = () => {
+      // Three 7-byte frames ("hello" and a 2-byte header).
+      for (let i = 0; i < 3; i++) broadcast([socket], "hello");
+      socket.close(1000); // a 4-byte frame
+    };
+    return response;
+  });
+  const client = new WebSocket(`${h.url.replace(/^http/, "ws")}/ws`);
+  const messages: string[] = [];
+  client.onmessage = (event) => messages.push(event.data);
+  await new Promise((resolve) => client.onclose = resolve);
+  assert.deepEqual(messages, ["hello", "hello", "hello"]);
+  assert.ok(
+    await waitFor(
+      () => h.logs.some((line) => / access GET \/ws /.test(line)),
+      5000,
+    ),
+    h.logs.join("\n"),
+  );
+  const line = h.logs.find((line) => / access GET \/ws /.test(line))!;
+  assert.match(line, / access GET \/ws 101 25 /);
+});
+
 Deno.test("a client leaving before the response aborts request.signal", async () => {
   let resolveAborted!: (reason: unknown) => void;
   const aborted = new Promise((resolve) => resolveAborted = resolve);
@@ -1145,6 +1196,35 @@ Deno.test(
 );
 
 Deno.test(
+  "shutdown(timeout) cuts a response still streaming when the timeout runs out, not 1,024 credits notices later",
+  async () => {
+    await using h = await startHarness("examples/streaming.ts");
+    await using client = await h.raw();
+    // A line every 10 ms for 10 s: each write brings a credits notice, so
+    // the link to mongrel2 is never quiet while the response goes on.
+    await client.write(
+      "GET /?lines=1000&interval=10 HTTP/1.1\r\nHost: x\r\n\r\n",
+    );
+    const head = await client.readHead();
+    assert.equal(head.status, 200);
+    const started = performance.now();
+    await h.server.shutdown(500);
+    const took = performance.now() - started;
+    assert.ok(
+      took < 2500,
+      `shutdown(500) took ${Math.round(took)} ms\n${h.logs.join("\n")}`,
+    );
+    assert.ok(
+      h.logs.some((line) =>
+        line.includes("Shutdown timeout of 500 ms reached: cutting off 1")
+      ),
+      h.logs.join("\n"),
+    );
+    assert.equal(h.server.inFlight, 0);
+  },
+);
+
+Deno.test(
   "the CLI finishes a response in flight on SIGTERM, then exits 0",
   async () => {
     await using h = await startCliHarness("examples/streaming.ts");
@@ -1217,6 +1297,29 @@ Deno.test(
     assert.equal(status.code, 1);
     assert.match(h.output(), /uncaught in a timer/);
     assert.ok(!isRunning(h.process.pid));
+  },
+);
+
+Deno.test(
+  "Deno.exit() in a handler on the main thread ends the CLI with its code, and the log says so",
+  async () => {
+    await using tmp = await tempDir("m2u-");
+    const app = `${tmp.path}/exits.ts`;
+    await Deno.writeTextFile(
+      app,
+      `export default { fetch() { Deno.exit(3); } };\n`,
+    );
+    await using h = await startCliHarness(app);
+    // No answer comes: mongrel2 holds the request for the next m2fetch.
+    const request = curl(["-s", "-m", "1", `${h.url}/`]);
+    const status = await within(h.process.status, 15_000, null);
+    await request;
+    assert.ok(status !== null, "m2fetch kept running");
+    assert.equal(status.code, 3, h.output());
+    assert.match(
+      h.output(),
+      / error Handler code called Deno\.exit\(3\); exiting with 3, cutting the requests in flight\n/,
+    );
   },
 );
 
