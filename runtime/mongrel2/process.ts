@@ -525,6 +525,11 @@ async function launch(
     await Deno.remove(path).catch(ignoreNotFound);
   }
 
+  // The error log outlives each run: only what this one adds explains it.
+  const errorLogPath = config.paths.errorLog.real;
+  const errorLogStart =
+    (await Deno.stat(errorLogPath).catch(() => null))?.size ?? 0;
+
   const mode = options.stdout ?? "null";
   const io = mode === "inherit" ? "inherit" : "piped";
   const mongrel2 = options.mongrel2Path ?? "mongrel2";
@@ -574,13 +579,19 @@ async function launch(
     return s;
   });
 
-  const errorLogPath = config.paths.errorLog.real;
   const errorLog = () => Deno.readTextFile(errorLogPath).catch(() => "");
+  const errorLogOfThisRun = async () => {
+    const bytes = await Deno.readFile(errorLogPath).catch(() => null);
+    if (bytes === null) return "";
+    // A log cut shorter since (rotated) is all this run's.
+    const start = bytes.length >= errorLogStart ? errorLogStart : 0;
+    return new TextDecoder().decode(bytes.subarray(start));
+  };
   const describeLogs = async () => {
     const parts: string[] = [];
     const out = tail.text().trimEnd();
     if (out) parts.push(`--- mongrel2 stdout/stderr (tail) ---\n${out}`);
-    const log = lastLines(await errorLog(), 30).trimEnd();
+    const log = lastLines(await errorLogOfThisRun(), 30).trimEnd();
     if (log) parts.push(`--- ${errorLogPath} (tail) ---\n${log}`);
     return parts.join("\n");
   };
@@ -606,7 +617,10 @@ async function launch(
       await Promise.all(drains);
       const { code } = await status;
       throw new Mongrel2Error(
-        `Cannot start mongrel2 in ${dir}: it exited with code ${code} before accepting connections on ${host}:${config.port}`,
+        `Cannot start mongrel2 in ${dir}: ${
+          listenFailure(tail.text(), host, config.port) ??
+            `it exited with code ${code} before accepting connections on ${host}:${config.port}`
+        }`,
         await describeLogs(),
       );
     }
@@ -731,6 +745,25 @@ class OutputTail {
   text(): string {
     return lastLines(this.#text.slice(-this.#limit), 30);
   }
+}
+
+/**
+ * Why mongrel2 could not listen on its HTTP port, from its output, first
+ * (its own lines bury it among the start-up ones), with what to do about a
+ * port in use.
+ */
+function listenFailure(
+  output: string,
+  host: string,
+  port: number,
+): string | undefined {
+  if (!output.includes("Can't announce on TCP port")) return undefined;
+  const errno = /errno: ([^)]+)\) bind failed/.exec(output)?.[1];
+  const where = `${host.includes(":") ? `[${host}]` : host}:${port}`;
+  if (errno === "Address already in use") {
+    return `it cannot listen on ${where}: another process already listens on port ${port} (for dev, pick another --port, or --port 0 for a free one)`;
+  }
+  return `it cannot listen on ${where}${errno ? ` (${errno})` : ""}`;
 }
 
 function lastLines(text: string, count: number): string {

@@ -1,0 +1,48 @@
+/**
+ * What a user gets wrong on the command line: each mistake ends the
+ * command with one line that says what failed and why, a non-zero exit
+ * code, and no mongrel2 left running.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { runCli, tempDir } from "./helpers.ts";
+
+const HELLO = 'export default { fetch: () => new Response("hi") };\n';
+
+/** The pids of the mongrel2 processes running in `dir`. */
+async function mongrel2sIn(dir: string): Promise<number[]> {
+  const pids: number[] = [];
+  for await (const entry of Deno.readDir("/proc")) {
+    if (!/^\d+$/.test(entry.name)) continue;
+    try {
+      const command = await Deno.readTextFile(`/proc/${entry.name}/comm`);
+      const cwd = await Deno.readLink(`/proc/${entry.name}/cwd`);
+      if (command.trim() === "mongrel2" && cwd === dir) {
+        pids.push(Number(entry.name));
+      }
+    } catch {
+      // Gone, or not ours to look at.
+    }
+  }
+  return pids;
+}
+
+Deno.test("dev on a port in use says so first, exits 1 and leaves no mongrel2", async () => {
+  await using tmp = await tempDir("m2x-");
+  await Deno.writeTextFile(`${tmp.path}/app.ts`, HELLO);
+  using taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = taken.addr.port;
+  const state = `${tmp.path}/state`;
+  const { code, stderr } = await runCli(
+    ["dev", "--port", String(port), "--state-dir", state, "app.ts"],
+    tmp.path,
+  );
+  assert.equal(code, 1, stderr);
+  assert.equal(
+    stderr.split("\n")[0],
+    `m2fetch: Cannot start mongrel2 in ${state}: it cannot listen on 127.0.0.1:${port}: another process already listens on port ${port} (for dev, pick another --port, or --port 0 for a free one)`,
+  );
+  assert.deepEqual(await mongrel2sIn(state), []);
+});
