@@ -264,9 +264,7 @@ export async function loadMongrel2Config(
     }).output();
   } catch (error) {
     throw new Mongrel2Error(
-      `Cannot load the mongrel2 config: running "${m2sh}" failed (${
-        errorMessage(error)
-      }); install mongrel2 (Debian: mongrel2-core) or pass m2shPath`,
+      `Cannot load the mongrel2 config: ${cannotRun(m2sh, "m2shPath", error)}`,
       "",
       { cause: error },
     );
@@ -545,9 +543,7 @@ async function launch(
     }).spawn();
   } catch (error) {
     throw new Mongrel2Error(
-      `Cannot start mongrel2: running "${mongrel2}" failed (${
-        errorMessage(error)
-      }); install mongrel2 (Debian: mongrel2-core) or pass mongrel2Path`,
+      `Cannot start mongrel2: ${cannotRun(mongrel2, "mongrel2Path", error)}`,
       "",
       { cause: error },
     );
@@ -745,6 +741,19 @@ class OutputTail {
   text(): string {
     return lastLines(this.#text.slice(-this.#limit), 30);
   }
+}
+
+/**
+ * Why mongrel2's `m2sh` or `mongrel2` would not run, and what to do, in
+ * the words of someone at a command line (who has no `option` to pass).
+ */
+function cannotRun(program: string, option: string, error: unknown): string {
+  const why = !(error instanceof Deno.errors.NotFound)
+    ? `running "${program}" failed (${errorMessage(error)})`
+    : program.includes("/")
+    ? `there is no ${program}`
+    : `there is no "${program}" on PATH`;
+  return `${why}; install mongrel2, which brings mongrel2 and m2sh (Debian: apt-get install mongrel2-core), or, embedding m2fetch, name the executable with the ${option} option`;
 }
 
 /**

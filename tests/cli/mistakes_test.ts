@@ -7,7 +7,7 @@
  */
 
 import assert from "node:assert/strict";
-import { runCli, tempDir } from "./helpers.ts";
+import { CLI, runCli, runCommand, tempDir } from "./helpers.ts";
 
 const HELLO = 'export default { fetch: () => new Response("hi") };\n';
 
@@ -45,4 +45,44 @@ Deno.test("dev on a port in use says so first, exits 1 and leaves no mongrel2", 
     `m2fetch: Cannot start mongrel2 in ${state}: it cannot listen on 127.0.0.1:${port}: another process already listens on port ${port} (for dev, pick another --port, or --port 0 for a free one)`,
   );
   assert.deepEqual(await mongrel2sIn(state), []);
+});
+
+Deno.test("dev without mongrel2 or m2sh on PATH names the one missing and the package, and exits 1", async () => {
+  await using tmp = await tempDir("m2x-");
+  await Deno.writeTextFile(`${tmp.path}/app.ts`, HELLO);
+  // A PATH with deno and, in turn, one of mongrel2's two programs.
+  const bin = `${tmp.path}/bin`;
+  await Deno.mkdir(bin);
+  await Deno.symlink(Deno.execPath(), `${bin}/deno`);
+  for (
+    const [present, missing] of [["mongrel2", "m2sh"], ["m2sh", "mongrel2"]]
+  ) {
+    const found = await runCommand("sh", ["-c", `command -v ${present}`]);
+    await Deno.remove(`${bin}/${missing}`).catch(() => {});
+    await Deno.symlink(found.stdout.trim(), `${bin}/${present}`);
+    const { code, stderr } = await runCommand(
+      `${bin}/deno`,
+      [
+        "run",
+        "-A",
+        CLI,
+        "dev",
+        "--port",
+        "0",
+        "--state-dir",
+        "state",
+        "app.ts",
+      ],
+      { cwd: tmp.path, env: { PATH: bin, NO_COLOR: "1" } },
+    );
+    assert.equal(code, 1, stderr);
+    assert.match(
+      stderr,
+      new RegExp(
+        `^m2fetch: Cannot (load the mongrel2 config|start mongrel2): there is no "${missing}" on PATH; install mongrel2, which brings mongrel2 and m2sh \\(Debian: apt-get install mongrel2-core\\)`,
+      ),
+    );
+    await Deno.remove(`${bin}/${present}`);
+  }
+  assert.deepEqual(await mongrel2sIn(`${tmp.path}/state`), []);
 });

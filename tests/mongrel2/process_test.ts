@@ -252,6 +252,33 @@ Deno.test("startMongrel2() explains an early exit with mongrel2's output, a port
   });
 });
 
+Deno.test("startMongrel2() says which program is missing, and how to get it", async () => {
+  await withTempDir(async (dir) => {
+    await assert.rejects(
+      startMongrel2({ dir, m2shPath: `${dir}/no-m2sh` }),
+      (error: unknown) => {
+        assert.ok(error instanceof Mongrel2Error);
+        assert.match(
+          error.message,
+          /^Cannot load the mongrel2 config: there is no .*\/no-m2sh; install mongrel2, which brings mongrel2 and m2sh \(Debian: apt-get install mongrel2-core\)/,
+        );
+        return true;
+      },
+    );
+    await assert.rejects(
+      startMongrel2({ dir, mongrel2Path: "no-such-mongrel2" }),
+      (error: unknown) => {
+        assert.ok(error instanceof Mongrel2Error);
+        assert.match(
+          error.message,
+          /^Cannot start mongrel2: there is no "no-such-mongrel2" on PATH; install mongrel2/,
+        );
+        return true;
+      },
+    );
+  });
+});
+
 Deno.test("startMongrel2() refuses a dir whose mongrel2 still runs, and leaves that one serving", async () => {
   await withTempDir(async (dir) => {
     await writeStaticFile(dir);
