@@ -218,6 +218,8 @@ export async function readConfigFile(
  * @param schema The options the file may hold (to check what is kept).
  * @param remove Keys to drop from the file.
  * @returns The full contents written.
+ * @throws {ConfigFileError} When the file holds something invalid, or
+ * cannot be written.
  *
  * @example Usage
  * ```ts
@@ -242,7 +244,17 @@ export async function writeConfigFile(
     Object.keys(merged).sort().map((key) => [key, merged[key]]),
   );
   const temporary = `${path}.${crypto.randomUUID()}.tmp`;
-  await Deno.writeTextFile(temporary, JSON.stringify(sorted, null, 2) + "\n");
-  await Deno.rename(temporary, path);
+  try {
+    await Deno.writeTextFile(
+      temporary,
+      JSON.stringify(sorted, null, 2) + "\n",
+    );
+    await Deno.rename(temporary, path);
+  } catch (error) {
+    await Deno.remove(temporary).catch(() => {});
+    throw new ConfigFileError(
+      `Cannot write config file ${path}: ${(error as Error).message}`,
+    );
+  }
   return sorted;
 }

@@ -347,10 +347,25 @@ export async function startMongrel2(
 
 async function prepareDir(path: string): Promise<string> {
   const absolute = path.startsWith("/") ? path : `${Deno.cwd()}/${path}`;
-  for (const sub of ["run", "logs", "tmp"]) {
-    await Deno.mkdir(`${absolute}/${sub}`, { recursive: true });
+  try {
+    for (const sub of ["run", "logs", "tmp"]) {
+      await Deno.mkdir(`${absolute}/${sub}`, { recursive: true });
+    }
+    return await Deno.realPath(absolute);
+  } catch (error) {
+    throw unwritableDir(absolute, error);
   }
-  return await Deno.realPath(absolute);
+}
+
+/** The directory mongrel2 was to run in cannot hold its files. */
+function unwritableDir(dir: string, error: unknown): Mongrel2Error {
+  return new Mongrel2Error(
+    `Cannot start mongrel2 in ${dir}: cannot write its files there (${
+      errorMessage(error)
+    }); use a writable directory (for dev, --state-dir)`,
+    "",
+    { cause: error },
+  );
 }
 
 const liveChildren = new Set<Deno.ChildProcess>();
@@ -505,9 +520,13 @@ async function launch(
   const { dir } = config;
   const stopTimeout = options.stopTimeout ?? 5000;
   const replaced = await clearDirectory(config, stopTimeout);
-  await recordStarter(dir);
   const configPath = `${dir}/mongrel2.conf`;
-  await Deno.writeTextFile(configPath, renderMongrel2Config(config));
+  try {
+    await recordStarter(dir);
+    await Deno.writeTextFile(configPath, renderMongrel2Config(config));
+  } catch (error) {
+    throw unwritableDir(dir, error);
+  }
   const databasePath = await loadMongrel2Config(dir, {
     serverUuid: config.serverUuid,
     m2shPath: options.m2shPath,

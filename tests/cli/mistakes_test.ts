@@ -7,6 +7,8 @@
  */
 
 import assert from "node:assert/strict";
+import { ConfigFileError, writeConfigFile } from "../../cli/config_file.ts";
+import { SERVE_OPTIONS } from "../../cli/options.ts";
 import { CLI, runCli, runCommand, tempDir } from "./helpers.ts";
 
 const HELLO = 'export default { fetch: () => new Response("hi") };\n';
@@ -85,4 +87,39 @@ Deno.test("dev without mongrel2 or m2sh on PATH names the one missing and the pa
     await Deno.remove(`${bin}/${present}`);
   }
   assert.deepEqual(await mongrel2sIn(`${tmp.path}/state`), []);
+});
+
+Deno.test("dev, init and config say which directory they cannot write, and exit 1", async () => {
+  await using tmp = await tempDir("m2x-");
+  await Deno.writeTextFile(`${tmp.path}/app.ts`, HELLO);
+  // Root writes anywhere, but not under a file.
+  await Deno.writeTextFile(`${tmp.path}/file`, "");
+  const state = `${tmp.path}/file/state`;
+  const dev = await runCli(
+    ["dev", "--port", "0", "--state-dir", state, "app.ts"],
+    tmp.path,
+  );
+  assert.equal(dev.code, 1, dev.stderr);
+  assert.match(
+    dev.stderr,
+    /^m2fetch: Cannot start mongrel2 in .*\/file\/state: cannot write its files there \(Not a directory .*\); use a writable directory \(for dev, --state-dir\)\n$/,
+  );
+  const init = await runCli(["init", "file/app"], tmp.path);
+  assert.equal(init.code, 1, init.stderr);
+  assert.match(
+    init.stderr,
+    /^m2fetch: Cannot initialise file\/app: cannot create the directory \(Not a directory .*\)\n$/,
+  );
+  const path = `${tmp.path}/gone/m2fetch.json`;
+  await assert.rejects(
+    writeConfigFile(path, { workers: 2 }, SERVE_OPTIONS),
+    (error: unknown) => {
+      assert.ok(error instanceof ConfigFileError);
+      assert.match(
+        error.message,
+        /^Cannot write config file .*\/gone\/m2fetch\.json: No such file or directory/,
+      );
+      return true;
+    },
+  );
 });

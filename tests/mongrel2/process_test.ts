@@ -279,6 +279,24 @@ Deno.test("startMongrel2() says which program is missing, and how to get it", as
   });
 });
 
+Deno.test("startMongrel2() says when it cannot write the directory it runs in", async () => {
+  await withTempDir(async (dir) => {
+    // Root writes anywhere, but not under a file.
+    await Deno.writeTextFile(`${dir}/file`, "");
+    await assert.rejects(
+      startMongrel2({ dir: `${dir}/file/state` }),
+      (error: unknown) => {
+        assert.ok(error instanceof Mongrel2Error);
+        assert.match(
+          error.message,
+          /^Cannot start mongrel2 in .*\/file\/state: cannot write its files there \(Not a directory .*\); use a writable directory \(for dev, --state-dir\)$/,
+        );
+        return true;
+      },
+    );
+  });
+});
+
 Deno.test("startMongrel2() refuses a dir whose mongrel2 still runs, and leaves that one serving", async () => {
   await withTempDir(async (dir) => {
     await writeStaticFile(dir);
