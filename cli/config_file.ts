@@ -7,6 +7,7 @@
  * @module
  */
 
+import { closest } from "./args.ts";
 import {
   coerceOption,
   CONF_OPTIONS,
@@ -191,9 +192,13 @@ export async function readConfigFile(
       ? COMMAND_OPTIONS[key]
       : undefined;
     if (spec === undefined) {
+      const keys = configKeys(schema);
+      const meant = closest(key, keys);
       throw new ConfigFileError(
-        `Unknown option "${key}" in ${path}: expected one of ${
-          configKeys(schema).join(", ")
+        `Unknown option "${key}" in ${path}: ${
+          meant === undefined
+            ? `expected one of ${keys.join(", ")}`
+            : `did you mean "${meant}"? (expected one of ${keys.join(", ")})`
         }`,
       );
     }

@@ -9,6 +9,7 @@
 import assert from "node:assert/strict";
 import { ConfigFileError, writeConfigFile } from "../../cli/config_file.ts";
 import { SERVE_OPTIONS } from "../../cli/options.ts";
+import { closest } from "../../cli/args.ts";
 import { CLI, runCli, runCommand, tempDir } from "./helpers.ts";
 
 const HELLO = 'export default { fetch: () => new Response("hi") };\n';
@@ -122,4 +123,69 @@ Deno.test("dev, init and config say which directory they cannot write, and exit 
       return true;
     },
   );
+});
+
+Deno.test("a mistyped option, or one of another command, is named with the one meant, and exits 2", async () => {
+  await using tmp = await tempDir("m2x-");
+  await Deno.writeTextFile(`${tmp.path}/app.ts`, HELLO);
+  const cases: [string[], string][] = [
+    [
+      ["--wrokers", "2", "app.ts"],
+      "Unknown option --wrokers: did you mean --workers? (see --help for the options)",
+    ],
+    [
+      ["--no-quite", "app.ts"],
+      "Unknown option --no-quite: did you mean --no-quiet? (see --help for the options)",
+    ],
+    [
+      ["dev", "--sate-dir", "state", "app.ts"],
+      "Unknown option --sate-dir: did you mean --state-dir? (see --help for the options)",
+    ],
+    // Nothing close: no guess.
+    [
+      ["--bogus", "app.ts"],
+      "Unknown option --bogus (see --help for the options)",
+    ],
+    [
+      ["--port", "8080", "app.ts"],
+      "Unknown option --port for this command: dev, mongrel2-conf and init take it (see --help)",
+    ],
+    [
+      ["init", "--workers", "2", "new"],
+      "Unknown option --workers for this command: serving (no command), config, dev and mongrel2-conf take it (see --help)",
+    ],
+    [
+      ["config", "--app-path", ".", "--unset", "wrokers"],
+      'Cannot unset "wrokers": did you mean "workers"? m2fetch.json holds only app, args,',
+    ],
+  ];
+  for (const [args, message] of cases) {
+    const { code, stderr } = await runCli(args, tmp.path);
+    assert.equal(code, 2, `${args.join(" ")}: ${stderr}`);
+    assert.ok(
+      stderr.startsWith(`m2fetch: ${message}`),
+      `${args.join(" ")}: ${stderr}`,
+    );
+  }
+  await Deno.writeTextFile(`${tmp.path}/m2fetch.json`, '{"wrokers": 2}');
+  const fromFile = await runCli(["app.ts"], tmp.path);
+  assert.equal(fromFile.code, 1, fromFile.stderr);
+  assert.match(
+    fromFile.stderr,
+    /^m2fetch: Unknown option "wrokers" in .*m2fetch\.json: did you mean "workers"\? \(expected one of app, args, /,
+  );
+});
+
+Deno.test("closest() guesses only when one candidate stands out", () => {
+  const names = ["workers", "timeout", "worker-timeout", "quiet", "port"];
+  assert.equal(closest("wrokers", names), "workers");
+  assert.equal(closest("worker", names), "workers");
+  assert.equal(closest("quite", names), "quiet");
+  assert.equal(closest("prot", names), "port");
+  // An exact name is no mistake; short words allow one edit, long ones two.
+  assert.equal(closest("port", names), undefined);
+  assert.equal(closest("pt", names), undefined);
+  assert.equal(closest("bogus", names), undefined);
+  // Two as close: no guess.
+  assert.equal(closest("ab", ["aa", "bb"]), undefined);
 });
