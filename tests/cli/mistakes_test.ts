@@ -189,3 +189,37 @@ Deno.test("closest() guesses only when one candidate stands out", () => {
   // Two as close: no guess.
   assert.equal(closest("ab", ["aa", "bb"]), undefined);
 });
+
+Deno.test("a mistyped command is not taken for a missing module, and exits 2", async () => {
+  await using tmp = await tempDir("m2x-");
+  await Deno.writeTextFile(`${tmp.path}/app.ts`, HELLO);
+  const cases: [string[], string][] = [
+    [
+      ["confg", "--app-path", ".", "--workers", "2"],
+      ' (did you mean "config"?)',
+    ],
+    [["devv", "app.ts"], ' (did you mean "dev"?)'],
+    [["start"], ""],
+  ];
+  for (const [args, guess] of cases) {
+    const { code, stderr } = await runCli(args, tmp.path);
+    assert.equal(code, 2, stderr);
+    assert.equal(
+      stderr,
+      `m2fetch: Unknown command "${
+        args[0]
+      }"${guess}: the commands are config, dev, init and mongrel2-conf, and without one the first argument is the handler module to serve, but there is no file ${
+        args[0]
+      }\n`,
+    );
+  }
+  // A file by that name gets past the check (to the next mistake, which
+  // stops it before it serves).
+  await Deno.writeTextFile(`${tmp.path}/start`, HELLO);
+  const file = await runCli(["--sweep-uploads", "start"], tmp.path);
+  assert.equal(file.code, 2, file.stderr);
+  assert.match(file.stderr, /^m2fetch: Cannot use --sweep-uploads without/);
+  const missing = await runCli(["nope.ts"], tmp.path);
+  assert.equal(missing.code, 1, missing.stderr);
+  assert.match(missing.stderr, /Cannot load handler module nope\.ts/);
+});
