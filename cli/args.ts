@@ -7,7 +7,15 @@
  */
 
 import { parseArgs } from "node:util";
-import { coerceOption, type OptionSpec, type OptionValues } from "./options.ts";
+import {
+  coerceOption,
+  CONF_OPTIONS,
+  DEV_OPTIONS,
+  INIT_OPTIONS,
+  type OptionSpec,
+  type OptionValues,
+  SERVE_OPTIONS,
+} from "./options.ts";
 
 /**
  * A command-line mistake: printed as one line, exit code 2.
@@ -106,7 +114,12 @@ export function parse(
       strict: true,
     });
   } catch (error) {
-    throw new UsageError(argumentError(error as Error & { code?: string }));
+    throw new UsageError(
+      argumentError(
+        error as Error & { code?: string },
+        Object.keys(parserOptions),
+      ),
+    );
   }
   const given = parsed.values as Record<string, unknown>;
   const flags: OptionValues = {};
@@ -129,12 +142,106 @@ export function parse(
   };
 }
 
+/**
+ * The one candidate a mistyped word is most likely meant to be: at most
+ * two letters missing, extra, wrong or swapped (one for words of up to four
+ * letters), or `undefined` when none is that close or two are as close.
+ *
+ * @param word The word as typed.
+ * @param candidates The words it may stand for.
+ * @returns The closest candidate, if one stands out.
+ *
+ * @example Usage
+ * ```ts
+ * import { closest } from "./args.ts";
+ * console.assert(closest("wrokers", ["workers", "timeout"]) === "workers");
+ * console.assert(closest("bogus", ["workers", "timeout"]) === undefined);
+ * ```
+ */
+export function closest(
+  word: string,
+  candidates: readonly string[],
+): string | undefined {
+  const limit = word.length <= 4 ? 1 : 2;
+  let best: string | undefined;
+  let bestDistance = Infinity;
+  let tied = false;
+  for (const candidate of new Set(candidates)) {
+    const distance = editDistance(word, candidate);
+    if (distance < bestDistance) {
+      [best, bestDistance, tied] = [candidate, distance, false];
+    } else if (distance === bestDistance) {
+      tied = true;
+    }
+  }
+  return bestDistance > 0 && bestDistance <= limit && !tied ? best : undefined;
+}
+
+/** Letters inserted, deleted, replaced or swapped with a neighbour. */
+function editDistance(a: string, b: string): number {
+  const rows = Array.from(
+    { length: a.length + 1 },
+    (_, i) => Array.from({ length: b.length + 1 }, (_, j) => i + j * +!i),
+  );
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      rows[i][j] = Math.min(
+        rows[i - 1][j] + 1,
+        rows[i][j - 1] + 1,
+        rows[i - 1][j - 1] + cost,
+      );
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) {
+        rows[i][j] = Math.min(rows[i][j], rows[i - 2][j - 2] + 1);
+      }
+    }
+  }
+  return rows[a.length][b.length];
+}
+
+/**
+ * The options of each command, to say which ones take an option that the
+ * command given does not (`--port` given to serve is `dev`'s).
+ */
+const COMMANDS: [string, Record<string, OptionSpec>][] = [
+  ["serving (no command)", SERVE_OPTIONS],
+  ["config", SERVE_OPTIONS],
+  ["dev", { ...SERVE_OPTIONS, ...DEV_OPTIONS }],
+  ["mongrel2-conf", { ...SERVE_OPTIONS, ...CONF_OPTIONS }],
+  ["init", INIT_OPTIONS],
+];
+
+/** `a, b and c`. */
+function listed(words: string[]): string {
+  return words.length < 2
+    ? words.join("")
+    : `${words.slice(0, -1).join(", ")} and ${words.at(-1)}`;
+}
+
 /** node:util's parseArgs messages, in m2fetch's words. */
-function argumentError(error: Error & { code?: string }): string {
+function argumentError(
+  error: Error & { code?: string },
+  names: string[],
+): string {
   const option = /'(-[^' ]*)[^']*'/.exec(error.message)?.[1];
   if (option !== undefined) {
     if (error.code === "ERR_PARSE_ARGS_UNKNOWN_OPTION") {
-      return `Unknown option ${option} (see --help for the options)`;
+      const negated = option.startsWith("--no-");
+      const name = option.slice(negated ? 5 : 2);
+      const takers = COMMANDS.filter(([, schema]) =>
+        option.startsWith("--") && Object.hasOwn(schema, name)
+      ).map(([command]) => command);
+      if (takers.length > 0) {
+        return `Unknown option ${option} for this command: ${
+          listed(takers)
+        } take${takers.length === 1 ? "s" : ""} it (see --help)`;
+      }
+      const meant = closest(name, names);
+      return `Unknown option ${option}${
+        meant === undefined
+          ? ""
+          : `: did you mean --${negated ? "no-" : ""}${meant}?`
+      } (see --help for the options)`;
     }
     if (error.message.includes("argument is ambiguous")) {
       return `Option ${option} needs a value; for one that starts with "-", write ${option}=VALUE`;

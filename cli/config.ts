@@ -5,7 +5,7 @@
  */
 
 import { relative, resolve } from "node:path";
-import { parse, UsageError } from "./args.ts";
+import { closest, parse, UsageError } from "./args.ts";
 import {
   CONFIG_FILE_NAME,
   configKeys,
@@ -59,10 +59,12 @@ export async function runConfig(args: string[]): Promise<void> {
   // Checked together with what the file already holds, as serving will.
   for (const name of parsed.unset) {
     if (!isConfigKey(name, SERVE_OPTIONS)) {
+      const keys = configKeys(SERVE_OPTIONS);
+      const meant = closest(name, keys);
       throw new UsageError(
-        `Cannot unset "${name}": m2fetch.json holds only ${
-          configKeys(SERVE_OPTIONS).join(", ")
-        }`,
+        `Cannot unset "${name}": ${
+          meant === undefined ? "" : `did you mean "${meant}"? `
+        }m2fetch.json holds only ${keys.join(", ")}`,
       );
     }
     if (Object.hasOwn(values, name)) {

@@ -7,6 +7,7 @@
  * @module
  */
 
+import { closest } from "./args.ts";
 import {
   coerceOption,
   CONF_OPTIONS,
@@ -191,9 +192,13 @@ export async function readConfigFile(
       ? COMMAND_OPTIONS[key]
       : undefined;
     if (spec === undefined) {
+      const keys = configKeys(schema);
+      const meant = closest(key, keys);
       throw new ConfigFileError(
-        `Unknown option "${key}" in ${path}: expected one of ${
-          configKeys(schema).join(", ")
+        `Unknown option "${key}" in ${path}: ${
+          meant === undefined
+            ? `expected one of ${keys.join(", ")}`
+            : `did you mean "${meant}"? (expected one of ${keys.join(", ")})`
         }`,
       );
     }
@@ -218,6 +223,8 @@ export async function readConfigFile(
  * @param schema The options the file may hold (to check what is kept).
  * @param remove Keys to drop from the file.
  * @returns The full contents written.
+ * @throws {ConfigFileError} When the file holds something invalid, or
+ * cannot be written.
  *
  * @example Usage
  * ```ts
@@ -242,7 +249,17 @@ export async function writeConfigFile(
     Object.keys(merged).sort().map((key) => [key, merged[key]]),
   );
   const temporary = `${path}.${crypto.randomUUID()}.tmp`;
-  await Deno.writeTextFile(temporary, JSON.stringify(sorted, null, 2) + "\n");
-  await Deno.rename(temporary, path);
+  try {
+    await Deno.writeTextFile(
+      temporary,
+      JSON.stringify(sorted, null, 2) + "\n",
+    );
+    await Deno.rename(temporary, path);
+  } catch (error) {
+    await Deno.remove(temporary).catch(() => {});
+    throw new ConfigFileError(
+      `Cannot write config file ${path}: ${(error as Error).message}`,
+    );
+  }
   return sorted;
 }

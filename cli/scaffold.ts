@@ -260,7 +260,8 @@ export class InitError extends Error {
  * @param path The directory to create or fill.
  * @param options Port, endpoints, the command in the README.
  * @returns The directory and the files written.
- * @throws {InitError} When a file exists already, or `path` is not a directory.
+ * @throws {InitError} When a file exists already, `path` is not a
+ * directory, or it cannot be created or written.
  *
  * @example
  * ```ts
@@ -274,17 +275,23 @@ export async function initAppDir(
   path: string,
   options: InitOptions = {},
 ): Promise<InitResult> {
+  const cannotCreate = (error: Error): never => {
+    throw new InitError(
+      `Cannot initialise ${path}: cannot create the directory (${error.message})`,
+    );
+  };
   const info = await Deno.stat(path).catch((error) => {
     if (error instanceof Deno.errors.NotFound) return null;
-    throw error;
+    return cannotCreate(error);
   });
   if (info !== null && !info.isDirectory) {
     throw new InitError(
       `Cannot initialise ${path}: it exists and is not a directory`,
     );
   }
-  await Deno.mkdir(path, { recursive: true });
-  const dir = await Deno.realPath(path);
+  const dir = await Deno.mkdir(path, { recursive: true })
+    .then(() => Deno.realPath(path))
+    .catch(cannotCreate);
   const existing: string[] = [];
   for (const file of INIT_FILES) {
     if (await Deno.lstat(`${dir}/${file}`).catch(() => null) !== null) {
@@ -318,7 +325,11 @@ export async function initAppDir(
     ],
   });
   for (const sub of ["run", "logs", "tmp"]) {
-    await Deno.mkdir(`${dir}/${sub}`, { recursive: true });
+    await Deno.mkdir(`${dir}/${sub}`, { recursive: true }).catch((error) => {
+      throw new InitError(
+        `Cannot initialise ${path}: cannot write in it (${error.message})`,
+      );
+    });
   }
   const files: Record<string, string> = {
     "app.ts": APP_TEMPLATE,
@@ -329,7 +340,12 @@ export async function initAppDir(
   };
   const written: string[] = [];
   for (const [file, text] of Object.entries(files)) {
-    await Deno.writeTextFile(`${dir}/${file}`, text, { createNew: true });
+    await Deno.writeTextFile(`${dir}/${file}`, text, { createNew: true })
+      .catch((error) => {
+        throw new InitError(
+          `Cannot initialise ${path}: cannot write ${file} (${error.message})`,
+        );
+      });
     written.push(file);
   }
   await writeConfigFile(

@@ -25,7 +25,7 @@ import {
   sweepStaleUploads,
 } from "../runtime/upload/store.ts";
 import { WorkerPool } from "../runtime/workers/pool.ts";
-import { parse, UsageError } from "./args.ts";
+import { closest, parse, UsageError } from "./args.ts";
 import { answeredHelpOrVersion } from "./help.ts";
 import { CliLog } from "./log.ts";
 import {
@@ -324,6 +324,24 @@ export function onSignals(
   Deno.addSignalListener("SIGTERM", () => handle("SIGTERM"));
 }
 
+/** The commands, as the first argument names them. */
+const COMMANDS = ["config", "dev", "init", "mongrel2-conf"];
+
+/**
+ * A first argument that is a bare word, not a file, is a mistyped command
+ * (`confg`, `start`) rather than a handler module that is missing.
+ */
+async function checkNotACommand(first: string | undefined): Promise<void> {
+  if (first === undefined || !/^[a-z][a-z0-9-]*$/i.test(first)) return;
+  if (await Deno.lstat(first).then(() => true, () => false)) return;
+  const meant = closest(first, COMMANDS);
+  throw new UsageError(
+    `Unknown command "${first}"${
+      meant === undefined ? "" : ` (did you mean "${meant}"?)`
+    }: the commands are config, dev, init and mongrel2-conf, and without one the first argument is the handler module to serve, but there is no file ${first}`,
+  );
+}
+
 /**
  * The serve command (`cli.ts [options] APP`): serves APP behind a running
  * mongrel2 until SIGINT or SIGTERM; SIGHUP reloads it.
@@ -340,6 +358,7 @@ export function onSignals(
 export async function runServe(args: string[]): Promise<void> {
   const parsed = parse(args, SERVE_OPTIONS);
   if (answeredHelpOrVersion(parsed)) return;
+  await checkNotACommand(parsed.positionals[0]);
   const setup = await resolveSetup(parsed, SERVE_OPTIONS);
   setHandlerArgs(setup.args);
   const log = new CliLog(setup.values);

@@ -264,9 +264,7 @@ export async function loadMongrel2Config(
     }).output();
   } catch (error) {
     throw new Mongrel2Error(
-      `Cannot load the mongrel2 config: running "${m2sh}" failed (${
-        errorMessage(error)
-      }); install mongrel2 (Debian: mongrel2-core) or pass m2shPath`,
+      `Cannot load the mongrel2 config: ${cannotRun(m2sh, "m2shPath", error)}`,
       "",
       { cause: error },
     );
@@ -349,10 +347,25 @@ export async function startMongrel2(
 
 async function prepareDir(path: string): Promise<string> {
   const absolute = path.startsWith("/") ? path : `${Deno.cwd()}/${path}`;
-  for (const sub of ["run", "logs", "tmp"]) {
-    await Deno.mkdir(`${absolute}/${sub}`, { recursive: true });
+  try {
+    for (const sub of ["run", "logs", "tmp"]) {
+      await Deno.mkdir(`${absolute}/${sub}`, { recursive: true });
+    }
+    return await Deno.realPath(absolute);
+  } catch (error) {
+    throw unwritableDir(absolute, error);
   }
-  return await Deno.realPath(absolute);
+}
+
+/** The directory mongrel2 was to run in cannot hold its files. */
+function unwritableDir(dir: string, error: unknown): Mongrel2Error {
+  return new Mongrel2Error(
+    `Cannot start mongrel2 in ${dir}: cannot write its files there (${
+      errorMessage(error)
+    }); use a writable directory (for dev, --state-dir)`,
+    "",
+    { cause: error },
+  );
 }
 
 const liveChildren = new Set<Deno.ChildProcess>();
@@ -507,9 +520,13 @@ async function launch(
   const { dir } = config;
   const stopTimeout = options.stopTimeout ?? 5000;
   const replaced = await clearDirectory(config, stopTimeout);
-  await recordStarter(dir);
   const configPath = `${dir}/mongrel2.conf`;
-  await Deno.writeTextFile(configPath, renderMongrel2Config(config));
+  try {
+    await recordStarter(dir);
+    await Deno.writeTextFile(configPath, renderMongrel2Config(config));
+  } catch (error) {
+    throw unwritableDir(dir, error);
+  }
   const databasePath = await loadMongrel2Config(dir, {
     serverUuid: config.serverUuid,
     m2shPath: options.m2shPath,
@@ -524,6 +541,11 @@ async function launch(
   for (const path of socketPaths) {
     await Deno.remove(path).catch(ignoreNotFound);
   }
+
+  // The error log outlives each run: only what this one adds explains it.
+  const errorLogPath = config.paths.errorLog.real;
+  const errorLogStart =
+    (await Deno.stat(errorLogPath).catch(() => null))?.size ?? 0;
 
   const mode = options.stdout ?? "null";
   const io = mode === "inherit" ? "inherit" : "piped";
@@ -540,9 +562,7 @@ async function launch(
     }).spawn();
   } catch (error) {
     throw new Mongrel2Error(
-      `Cannot start mongrel2: running "${mongrel2}" failed (${
-        errorMessage(error)
-      }); install mongrel2 (Debian: mongrel2-core) or pass mongrel2Path`,
+      `Cannot start mongrel2: ${cannotRun(mongrel2, "mongrel2Path", error)}`,
       "",
       { cause: error },
     );
@@ -574,13 +594,19 @@ async function launch(
     return s;
   });
 
-  const errorLogPath = config.paths.errorLog.real;
   const errorLog = () => Deno.readTextFile(errorLogPath).catch(() => "");
+  const errorLogOfThisRun = async () => {
+    const bytes = await Deno.readFile(errorLogPath).catch(() => null);
+    if (bytes === null) return "";
+    // A log cut shorter since (rotated) is all this run's.
+    const start = bytes.length >= errorLogStart ? errorLogStart : 0;
+    return new TextDecoder().decode(bytes.subarray(start));
+  };
   const describeLogs = async () => {
     const parts: string[] = [];
     const out = tail.text().trimEnd();
     if (out) parts.push(`--- mongrel2 stdout/stderr (tail) ---\n${out}`);
-    const log = lastLines(await errorLog(), 30).trimEnd();
+    const log = lastLines(await errorLogOfThisRun(), 30).trimEnd();
     if (log) parts.push(`--- ${errorLogPath} (tail) ---\n${log}`);
     return parts.join("\n");
   };
@@ -606,7 +632,10 @@ async function launch(
       await Promise.all(drains);
       const { code } = await status;
       throw new Mongrel2Error(
-        `Cannot start mongrel2 in ${dir}: it exited with code ${code} before accepting connections on ${host}:${config.port}`,
+        `Cannot start mongrel2 in ${dir}: ${
+          listenFailure(tail.text(), host, config.port) ??
+            `it exited with code ${code} before accepting connections on ${host}:${config.port}`
+        }`,
         await describeLogs(),
       );
     }
@@ -731,6 +760,38 @@ class OutputTail {
   text(): string {
     return lastLines(this.#text.slice(-this.#limit), 30);
   }
+}
+
+/**
+ * Why mongrel2's `m2sh` or `mongrel2` would not run, and what to do, in
+ * the words of someone at a command line (who has no `option` to pass).
+ */
+function cannotRun(program: string, option: string, error: unknown): string {
+  const why = !(error instanceof Deno.errors.NotFound)
+    ? `running "${program}" failed (${errorMessage(error)})`
+    : program.includes("/")
+    ? `there is no ${program}`
+    : `there is no "${program}" on PATH`;
+  return `${why}; install mongrel2, which brings mongrel2 and m2sh (Debian: apt-get install mongrel2-core), or, embedding m2fetch, name the executable with the ${option} option`;
+}
+
+/**
+ * Why mongrel2 could not listen on its HTTP port, from its output, first
+ * (its own lines bury it among the start-up ones), with what to do about a
+ * port in use.
+ */
+function listenFailure(
+  output: string,
+  host: string,
+  port: number,
+): string | undefined {
+  if (!output.includes("Can't announce on TCP port")) return undefined;
+  const errno = /errno: ([^)]+)\) bind failed/.exec(output)?.[1];
+  const where = `${host.includes(":") ? `[${host}]` : host}:${port}`;
+  if (errno === "Address already in use") {
+    return `it cannot listen on ${where}: another process already listens on port ${port} (for dev, pick another --port, or --port 0 for a free one)`;
+  }
+  return `it cannot listen on ${where}${errno ? ` (${errno})` : ""}`;
 }
 
 function lastLines(text: string, count: number): string {

@@ -395,3 +395,18 @@ Deno.test("README's option table lists every serve option with its default, and 
     );
   }
 });
+
+Deno.test("README names each duration that has a floor of 100 ms", async () => {
+  const readme = (await Deno.readTextFile(
+    new URL("../../README.md", import.meta.url),
+  )).replace(/\s+/g, " ");
+  const sentence =
+    /\(timers cannot wait longer\), and ([^;]*) are at least 100 ms;/
+      .exec(readme);
+  assert.ok(sentence !== null, "the sentence on durations' bounds");
+  const named = [...sentence[1].matchAll(/`--([a-z0-9-]+)`/g)].map((m) => m[1]);
+  const floored = (Object.entries(SERVE_OPTIONS) as [string, OptionSpec][])
+    .filter(([, spec]) => spec.type === "duration" && spec.min === 100)
+    .map(([name]) => name);
+  assert.deepEqual(named.sort(), floored.sort());
+});

@@ -225,15 +225,72 @@ Deno.test("loadMongrel2Config() reports m2sh's output when the config is broken"
   });
 });
 
-Deno.test("startMongrel2() explains an early exit with mongrel2's output", async () => {
+Deno.test("startMongrel2() explains an early exit with mongrel2's output, a port in use first, and not with an earlier run's log", async () => {
   await withTempDir(async (dir) => {
     using taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const port = taken.addr.port;
+    // What an earlier run in the same directory logged is not the reason.
+    await Deno.mkdir(`${dir}/logs`);
+    await Deno.writeTextFile(
+      `${dir}/logs/error.log`,
+      "a line an earlier run left\n",
+    );
     await assert.rejects(
-      startMongrel2({ dir, port: taken.addr.port }),
+      startMongrel2({ dir, port }),
       (error: unknown) => {
         assert.ok(error instanceof Mongrel2Error);
-        assert.match(error.message, /exited with code 1/);
+        const [first] = error.message.split("\n");
+        assert.equal(
+          first,
+          `Cannot start mongrel2 in ${dir}: it cannot listen on 127.0.0.1:${port}: another process already listens on port ${port} (for dev, pick another --port, or --port 0 for a free one)`,
+        );
         assert.match(error.output, /Can't announce on TCP port/);
+        assert.doesNotMatch(error.message, /an earlier run left/);
+        return true;
+      },
+    );
+  });
+});
+
+Deno.test("startMongrel2() says which program is missing, and how to get it", async () => {
+  await withTempDir(async (dir) => {
+    await assert.rejects(
+      startMongrel2({ dir, m2shPath: `${dir}/no-m2sh` }),
+      (error: unknown) => {
+        assert.ok(error instanceof Mongrel2Error);
+        assert.match(
+          error.message,
+          /^Cannot load the mongrel2 config: there is no .*\/no-m2sh; install mongrel2, which brings mongrel2 and m2sh \(Debian: apt-get install mongrel2-core\)/,
+        );
+        return true;
+      },
+    );
+    await assert.rejects(
+      startMongrel2({ dir, mongrel2Path: "no-such-mongrel2" }),
+      (error: unknown) => {
+        assert.ok(error instanceof Mongrel2Error);
+        assert.match(
+          error.message,
+          /^Cannot start mongrel2: there is no "no-such-mongrel2" on PATH; install mongrel2/,
+        );
+        return true;
+      },
+    );
+  });
+});
+
+Deno.test("startMongrel2() says when it cannot write the directory it runs in", async () => {
+  await withTempDir(async (dir) => {
+    // Root writes anywhere, but not under a file.
+    await Deno.writeTextFile(`${dir}/file`, "");
+    await assert.rejects(
+      startMongrel2({ dir: `${dir}/file/state` }),
+      (error: unknown) => {
+        assert.ok(error instanceof Mongrel2Error);
+        assert.match(
+          error.message,
+          /^Cannot start mongrel2 in .*\/file\/state: cannot write its files there \(Not a directory .*\); use a writable directory \(for dev, --state-dir\)$/,
+        );
         return true;
       },
     );

@@ -312,7 +312,7 @@ Deno.test("config --unset removes keys, checked like the rest", async () => {
       const [args, pattern] of [
         [
           ["--unset", "wrokers"],
-          /Cannot unset "wrokers": m2fetch\.json holds only app, args, .*\bstate-dir\b/,
+          /Cannot unset "wrokers": did you mean "workers"\? m2fetch\.json holds only app, args, .*\bstate-dir\b/,
         ],
         [["--unset", "workers", "--workers", "3"], /Cannot both set and unset/],
         // What is left must still serve: the chroot needs the store.
@@ -344,7 +344,7 @@ Deno.test("a bad m2fetch.json stops the server with one clear line and exit code
     [
       '{"max-body-sise": 1024}',
       // The keys listed include the ones only dev and mongrel2-conf take.
-      /Unknown option "max-body-sise" in .*m2fetch\.json: expected one of app, args, (?=.*\bstate-dir\b)(?=.*\bsend-ident\b)/,
+      /Unknown option "max-body-sise" in .*m2fetch\.json: did you mean "max-body-size"\? \(expected one of app, args, (?=.*\bstate-dir\b)(?=.*\bsend-ident\b)/,
     ],
     [
       '{"sweep-uploads": "false"}',
