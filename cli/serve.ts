@@ -333,7 +333,13 @@ const COMMANDS = ["config", "dev", "init", "mongrel2-conf"];
  */
 async function checkNotACommand(first: string | undefined): Promise<void> {
   if (first === undefined || !/^[a-z][a-z0-9-]*$/i.test(first)) return;
-  if (await Deno.lstat(first).then(() => true, () => false)) return;
+  // Only a file known to be missing: without read permission the module
+  // load says what failed.
+  const missing = await Deno.lstat(first).then(
+    () => false,
+    (error) => error instanceof Deno.errors.NotFound,
+  );
+  if (!missing) return;
   const meant = closest(first, COMMANDS);
   throw new UsageError(
     `Unknown command "${first}"${
