@@ -334,7 +334,7 @@ export async function initAppDir(
   const files: Record<string, string> = {
     "app.ts": APP_TEMPLATE,
     "app_test.ts": APP_TEST_TEMPLATE,
-    "deno.json": denoJson(command),
+    "deno.json": denoJson(command, devSiteFlags(options)),
     "mongrel2.conf": conf.text,
     "README.md": readme(dir, port, options.bindAddress, command, conf),
   };
@@ -386,10 +386,24 @@ Deno.test("app greets at the requested path", async () => {
 `;
 
 /**
+ * The `--port` and `--host` init was given, for the dev task's private
+ * mongrel2: the app then answers at the same address under `deno task dev`
+ * as behind its own mongrel2.conf.
+ */
+function devSiteFlags(options: InitOptions): string {
+  let flags = "";
+  if (options.port !== undefined) flags += ` --port ${options.port}`;
+  if (options.bindAddress !== undefined) {
+    flags += ` --host ${options.bindAddress}`;
+  }
+  return flags;
+}
+
+/**
  * The app's `deno.json`: m2fetch's modules under the names its docs use,
  * and tasks for the commands in README.md.
  */
-function denoJson(command: string): string {
+function denoJson(command: string, devFlags: string): string {
   const module = (path: string) => new URL(`../${path}`, import.meta.url).href;
   return JSON.stringify(
     {
@@ -399,7 +413,7 @@ function denoJson(command: string): string {
       },
       tasks: {
         start: `${command} --app-path .`,
-        dev: `${command} dev --watch app.ts`,
+        dev: `${command} dev${devFlags} --watch app.ts`,
         // Upload tests write the temp file the server reads and deletes,
         // and runHandler reads a handler given by path (docs/testing.md).
         test: "deno test --allow-read --allow-write",
@@ -474,11 +488,11 @@ ${command} --mongrel2-config config.sqlite app.ts
 
 ## Develop
 
-\`deno task dev\` starts a private mongrel2 and reloads \`app.ts\` and what it
-imports on every save, without restarting mongrel2. \`deno task test\` runs
-\`app_test.ts\` with read and write access (upload tests write the temp file the
-server reads and deletes); m2fetch's docs/testing.md shows uploads, disconnects
-and WebSockets in tests.
+\`deno task dev\` starts a private mongrel2 on the same address and reloads
+\`app.ts\` and what it imports on every save, without restarting mongrel2.
+\`deno task test\` runs \`app_test.ts\` with read and write access (upload tests
+write the temp file the server reads and deletes); m2fetch's docs/testing.md
+shows uploads, disconnects and WebSockets in tests.
 
 ## Notes
 

@@ -123,6 +123,27 @@ Deno.test("cli init: the created app runs behind mongrel2 the way its README say
     await mongrel2.stdout.cancel();
     await mongrel2.stderr.cancel();
   }
+
+  // `deno task dev` serves at the same address (the task's own command,
+  // run without the task runner so that stopping it reaches m2fetch).
+  const devArgs = tasks.dev.split(" ");
+  assert.deepEqual(devArgs.slice(devArgs.indexOf("dev")), [
+    "dev",
+    "--port",
+    String(port),
+    "--host",
+    "127.0.0.1",
+    "--watch",
+    "app.ts",
+  ]);
+  await using dev = await spawnCli(
+    devArgs.slice(devArgs.indexOf("dev")),
+    " serving ",
+    { cwd: dir },
+  );
+  const answer = await fetch(`http://127.0.0.1:${port}/dev`);
+  assert.equal(await answer.text(), "Hello from m2fetch at /dev\n");
+  assert.equal((await dev.stop()).code, 0, dev.output());
 });
 
 Deno.test("cli init: the README's curl line is a URL for any --host", async () => {
