@@ -19,7 +19,7 @@ import { runInit } from "./cli/init.ts";
 import { messageOf } from "./cli/log.ts";
 import { runMongrel2Conf } from "./cli/mongrel2_conf.ts";
 import { runServe } from "./cli/serve.ts";
-import { exitProcess, handleUncaught } from "./cli/uncaught.ts";
+import { exitProcess, handleUncaught, reportFatal } from "./cli/uncaught.ts";
 
 /**
  * Runs the command line.
@@ -44,7 +44,7 @@ export async function main(args: string[]): Promise<number> {
   } catch (error) {
     // Log lines of this turn (which file was read, say) come first.
     await new Promise((resolve) => setImmediate(resolve));
-    console.error(`m2fetch: ${messageOf(error)}`);
+    reportFatal(messageOf(error));
     return error instanceof UsageError ? 2 : 1;
   }
 }

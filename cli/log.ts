@@ -71,13 +71,13 @@ export class CliLog {
 
   /**
    * Creates the log, with the values of --quiet and --log-format given,
-   * and makes it the one uncaught errors are reported in.
+   * and makes it the one uncaught errors (and, in JSON, the failure that
+   * ends the command) are reported in.
    *
    * @param values The option values.
    */
   constructor(values: OptionValues) {
     this.use(values);
-    reportUncaughtIn(this.logger);
     // SIGUSR2 logs one status line: connections held, requests in flight
     // and the process's resident memory (for soak runs and leak hunting).
     // Listening from the start keeps the signal's default action (exit)
@@ -115,5 +115,6 @@ export class CliLog {
     this.#quiet = quiet;
     this.#current = createLogger({ format, quiet });
     this.#status = quiet ? createLogger({ format }) : this.#current;
+    reportUncaughtIn(this.logger, format === "json");
   }
 }

@@ -13,6 +13,8 @@ import type { Logger } from "../runtime/log.ts";
  * {@linkcode handleUncaught}.
  */
 let processLog: Logger | undefined;
+/** Whether {@linkcode processLog} writes JSON lines. */
+let processLogIsJson = false;
 
 /**
  * `Deno.exit` as Deno made it, for m2fetch's own exits:
@@ -29,19 +31,43 @@ export const exitProcess: (code?: number) => never = Deno.exit;
 /**
  * Reports uncaught errors in `logger` from now on, in the log's format
  * (until then they go to stderr). `CliLog` (cli/log.ts) calls it with
- * its logger once the options are known.
+ * its logger once the options are known, and again when they change.
  *
  * @param logger The serving process's log.
+ * @param json Whether it writes JSON lines: a failure that ends the
+ *   command ({@linkcode reportFatal}) then goes to it too.
  *
  * @example Usage
  * ```ts
  * import { reportUncaughtIn } from "./uncaught.ts";
  * import { createLogger } from "../runtime/log.ts";
- * reportUncaughtIn(createLogger({ format: "json" }));
+ * reportUncaughtIn(createLogger({ format: "json" }), true);
  * ```
  */
-export function reportUncaughtIn(logger: Logger): void {
+export function reportUncaughtIn(logger: Logger, json: boolean): void {
   processLog = logger;
+  processLogIsJson = json;
+}
+
+/**
+ * Reports the failure that ends the command: as an error line when the
+ * log writes JSON, so that a log pipeline reading every line as JSON gets
+ * it, else as `m2fetch: MESSAGE` on stderr.
+ *
+ * @param message What failed and why.
+ *
+ * @example Usage
+ * ```ts
+ * import { reportFatal } from "./uncaught.ts";
+ * reportFatal("Cannot load handler module app.ts: file not found");
+ * ```
+ */
+export function reportFatal(message: string): void {
+  if (processLog !== undefined && processLogIsJson) {
+    processLog.error(message);
+  } else {
+    console.error(`m2fetch: ${message}`);
+  }
 }
 
 /**

@@ -223,3 +223,31 @@ Deno.test("a mistyped command is not taken for a missing module, and exits 2", a
   assert.equal(missing.code, 1, missing.stderr);
   assert.match(missing.stderr, /Cannot load handler module nope\.ts/);
 });
+
+Deno.test("with --log-format json, the failure that ends m2fetch is a JSON line too", async () => {
+  await using tmp = await tempDir("m2x-");
+  await Deno.writeTextFile(
+    `${tmp.path}/broken.ts`,
+    'throw new Error("broken at load");\n',
+  );
+  const run = await runCli([
+    "--log-format",
+    "json",
+    "--send-spec",
+    `ipc://${tmp.path}/send`,
+    "--recv-spec",
+    `ipc://${tmp.path}/recv`,
+    `${tmp.path}/broken.ts`,
+  ]);
+  assert.equal(run.code, 1, run.stderr);
+  const lines = run.stderr.trim().split("\n").map((line) => {
+    try {
+      return JSON.parse(line);
+    } catch {
+      assert.fail(`Not a JSON line in a JSON log: ${line}`);
+    }
+  });
+  const fatal = lines.at(-1);
+  assert.equal(fatal.level, "error");
+  assert.match(fatal.message, /broken at load/);
+});
