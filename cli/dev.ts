@@ -11,7 +11,7 @@ import type { Logger } from "../runtime/log.ts";
 import { startMongrel2 } from "../runtime/mongrel2/mod.ts";
 import { parse, UsageError } from "./args.ts";
 import { answeredHelpOrVersion } from "./help.ts";
-import { CliLog } from "./log.ts";
+import { CliLog, messageOf } from "./log.ts";
 import { DEV_OPTIONS, type OptionValues, SERVE_OPTIONS } from "./options.ts";
 import { Reloader, type Served } from "./reload.ts";
 import { onSignals, serve } from "./serve.ts";
@@ -32,8 +32,9 @@ const DEV_WIRED = [...WIRING, "mongrel2-config", "handler", "route"];
  * mongrel2 in --state-dir and serves APP (default examples/hello.ts)
  * behind it, with the specs, upload store and flow control taken from it;
  * --watch reloads APP after edits (in a worker unless --workers is given,
- * so that its imports reload too). Stops with SIGINT/SIGTERM, or when
- * mongrel2 exits.
+ * so that its imports reload too), and when APP fails to load at start-up
+ * answers 503 until an edit lets it load. Stops with SIGINT/SIGTERM, or
+ * when mongrel2 exits.
  *
  * @param args The arguments after `dev`.
  * @throws {UsageError} On a command-line mistake, such as a wiring option
@@ -101,6 +102,9 @@ export async function runDev(args: string[]): Promise<void> {
   });
   const servedValues = withMongrel2(values, explicit);
   let served: Served;
+  // With --watch, a module that fails to load is served once an edit
+  // fixes it, as `deno run --watch` waits for one.
+  let loadFailure: { error: unknown } | undefined;
   try {
     const [handler] = mongrel2.handlers;
     served = await serve({
@@ -109,13 +113,20 @@ export async function runDev(args: string[]): Promise<void> {
       recvSpec: handler.recvSpec,
       values: servedValues,
       logger,
+      onLoadFailure: values.watch
+        ? (error) => loadFailure = { error }
+        : undefined,
     });
   } catch (error) {
     await mongrel2.stop();
     throw error;
   }
   console.log(
-    `m2fetch dev: mongrel2 (pid ${mongrel2.pid}, state in ${mongrel2.dir}) is serving ${app} at ${mongrel2.url}/ — press Ctrl-C to stop`,
+    `m2fetch dev: mongrel2 (pid ${mongrel2.pid}, state in ${mongrel2.dir}) is ${
+      loadFailure === undefined
+        ? `serving ${app}`
+        : `answering 503 until ${app} loads`
+    } at ${mongrel2.url}/ — press Ctrl-C to stop`,
   );
   log.watch(served.server);
   reloader.serving(served, async () => {
@@ -128,6 +139,14 @@ export async function runDev(args: string[]): Promise<void> {
   const watcher = values.watch
     ? watchReload(reloader, app, servedValues.workers as number, logger)
     : undefined;
+  if (loadFailure !== undefined) {
+    // After the watcher has started: an edit from now on is not missed.
+    logger.error(
+      `Loading ${app} failed; requests get 503 until an edit in ${
+        watcher!.directory
+      } lets it load: ${messageOf(loadFailure.error)}`,
+    );
+  }
   let stopping = false;
   const stopMongrel2 = () => {
     stopping = true;
@@ -166,7 +185,7 @@ export async function runDev(args: string[]): Promise<void> {
 /**
  * dev --watch: reloads the handler module after edits in its directory.
  * Requests in flight finish on the old code; a module that fails to load
- * leaves the old code serving.
+ * leaves the old code serving (or, after a failed start-up load, 503).
  */
 function watchReload(
   reloader: Reloader,

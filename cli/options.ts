@@ -280,7 +280,7 @@ export const DEV_OPTIONS = {
     type: "boolean",
     default: false,
     description:
-      "reload APP when files in its directory change, without restarting mongrel2 (in a worker unless --workers is given, so that its imports reload too)",
+      "reload APP when files in its directory change, without restarting mongrel2 (in a worker unless --workers is given, so that its imports reload too); if APP fails to load at start-up, requests get 503 until an edit lets it load",
   },
 } as const satisfies Record<string, OptionSpec>;
 

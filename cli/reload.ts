@@ -28,6 +28,12 @@ export interface Served {
   /** What is served now; a reload replaces it. */
   readonly current: Setup;
   /**
+   * Whether the handler module is loaded: false after a start-up load that
+   * failed (`onLoadFailure` in cli/serve.ts), while requests get 503,
+   * until a reload loads it.
+   */
+  readonly loaded: boolean;
+  /**
    * Loads the handler module afresh and applies the options that a reload
    * can change (requests in flight finish on the old code and settings).
    * Options that need a restart keep their values.
@@ -49,7 +55,8 @@ export interface Served {
  * Reloads on SIGHUP: reads the options again (m2fetch.json, and mongrel2's
  * config database with --mongrel2-config), loads the handler module afresh
  * and applies the options a reload can change. A module or configuration
- * that fails leaves the old code and options serving. A SIGHUP during
+ * that fails leaves the old code and options serving (or, when the module
+ * has not loaded yet, requests getting 503). A SIGHUP during
  * start-up is not lost (nor fatal, its default action): the reload runs
  * once serving.
  *
@@ -121,8 +128,10 @@ export class Reloader {
   async #run(context: string): Promise<void> {
     const served = this.#served!;
     const logger = this.#log.logger;
+    // No old code to keep: a start-up load failed, and this loads it.
+    const first = !served.loaded;
     let app = served.current.app;
-    logger.info(`Reloading ${app}${context}`);
+    logger.info(`${first ? "Loading" : "Reloading"} ${app}${context}`);
     try {
       const next = await this.#reread!();
       app = next.app;
@@ -135,7 +144,9 @@ export class Reloader {
         );
       }
       logger.info(
-        `Reloaded ${app}${context}: new requests use the new code and options`,
+        first
+          ? `Loaded ${app}${context}: serving it from now on`
+          : `Reloaded ${app}${context}: new requests use the new code and options`,
       );
       // Last, so that a reload to --quiet still says it happened.
       this.#log.use(served.current.values);
@@ -143,9 +154,13 @@ export class Reloader {
       // As at start-up: the module's or the file's problem, without
       // m2fetch's frames.
       logger.error(
-        `Reload of ${app} failed${context}; the old code and options keep serving: ${
-          messageOf(error)
-        }`,
+        first
+          ? `Loading ${app} failed${context}; requests still get 503: ${
+            messageOf(error)
+          }`
+          : `Reload of ${app} failed${context}; the old code and options keep serving: ${
+            messageOf(error)
+          }`,
       );
     }
   }

@@ -27,7 +27,7 @@ import {
 import { WorkerPool } from "../runtime/workers/pool.ts";
 import { closest, parse, UsageError } from "./args.ts";
 import { answeredHelpOrVersion } from "./help.ts";
-import { CliLog } from "./log.ts";
+import { CliLog, messageOf } from "./log.ts";
 import {
   type OptionSpec,
   type OptionValues,
@@ -67,6 +67,13 @@ export interface ServeSetup {
   values: OptionValues;
   /** The command's log. */
   logger: Logger;
+  /**
+   * Serve even when the handler module fails to load at start-up (dev
+   * --watch, which waits for an edit): called with the error, then every
+   * request gets 503 with the latest load error until a reload loads the
+   * module. Without it, the error is thrown.
+   */
+  onLoadFailure?: (error: unknown) => void;
 }
 
 /**
@@ -97,26 +104,47 @@ function loadedAtStart<T>(
 }
 
 /**
+ * Main-thread loads so far. Deno caches a module, and a failed load too,
+ * per URL for the whole process: each load after the first imports the
+ * module under a new URL.
+ */
+let mainThreadLoads = 0;
+
+function mainThreadSpecifier(app: string): string {
+  if (mainThreadLoads++ === 0) return app;
+  const url = new URL(app, `file://${Deno.cwd()}/`);
+  url.searchParams.set("m2fetch-reload", String(mainThreadLoads - 1));
+  return url.href;
+}
+
+/**
  * Loads the handler: in Web Workers when --workers is above 0, else on the
  * main thread. Reloading on the main thread re-imports the module under a
- * new URL (Deno caches modules per URL); workers load it in fresh isolates,
- * which also picks up changed imports.
+ * new URL; workers load it in fresh isolates, which also picks up changed
+ * imports. `loaded` waits for the first load: as long as it takes at
+ * start-up, bounded when a reload loads a module that failed then.
  */
-async function startHandler(app: string, values: OptionValues, logger: Logger) {
+async function startHandler(
+  app: string,
+  values: OptionValues,
+  logger: Logger,
+  loaded: <T>(loading: Promise<T>) => Promise<T>,
+) {
   const workers = values.workers as number;
   if (workers > 0) {
-    const pool = await loadedAtStart(
-      WorkerPool.start({
-        module: app,
-        workers,
-        // What setHandlerArgs() gave the main thread, for each worker.
-        args: Deno.args,
-        logger,
-        unresponsiveTimeout: values["worker-timeout"] as number,
-      }),
-      app,
+    const starting = WorkerPool.start({
+      module: app,
+      workers,
+      // What setHandlerArgs() gave the main thread, for each worker.
+      args: Deno.args,
       logger,
-    );
+      unresponsiveTimeout: values["worker-timeout"] as number,
+    });
+    const pool = await loaded(starting).catch((error) => {
+      // A load given up on: its workers must not serve, nor outlive it.
+      starting.then((late) => late.close(), () => {});
+      throw error;
+    });
     return {
       fetch: pool.fetch,
       description: `${workers} worker${workers === 1 ? "" : "s"}`,
@@ -128,18 +156,30 @@ async function startHandler(app: string, values: OptionValues, logger: Logger) {
       close: () => pool.close(),
     };
   }
-  const loaded = await loadedAtStart(loadHandler(app), app, logger);
-  let generation = 0;
+  const handler = await loaded(loadHandler(mainThreadSpecifier(app)));
   return {
-    fetch: loaded.fetch,
-    description: `export ${loaded.source}, main thread`,
+    fetch: handler.fetch,
+    description: `export ${handler.source}, main thread`,
     reload: async (server: Mongrel2Server, next: Setup) => {
-      const url = new URL(next.app, `file://${Deno.cwd()}/`);
-      url.searchParams.set("m2fetch-reload", String(++generation));
-      server.setHandler((await loadedWithin(loadHandler(url.href))).fetch);
+      server.setHandler(
+        (await loadedWithin(loadHandler(mainThreadSpecifier(next.app)))).fetch,
+      );
     },
     close: () => Promise.resolve(),
   };
+}
+
+/** What a request gets while the handler module has not loaded. */
+function notLoaded(error: unknown): Response {
+  return new Response(
+    `The handler module has not loaded; m2fetch answers 503 until a reload (under dev --watch, an edit) loads it.\n\n${
+      messageOf(error)
+    }\n`,
+    {
+      status: 503,
+      headers: { "content-type": "text/plain; charset=utf-8" },
+    },
+  );
 }
 
 /**
@@ -200,7 +240,20 @@ export async function serve(setup: ServeSetup): Promise<Served> {
       "Cannot use --sweep-uploads without --upload-temp-store (or --mongrel2-config): the template says which files are uploads",
     );
   }
-  const handler = await startHandler(app, values, logger);
+  let handler: Awaited<ReturnType<typeof startHandler>> | undefined;
+  let loadError: unknown;
+  try {
+    handler = await startHandler(
+      app,
+      values,
+      logger,
+      (loading) => loadedAtStart(loading, app, logger),
+    );
+  } catch (error) {
+    if (setup.onLoadFailure === undefined) throw error;
+    loadError = error;
+    setup.onLoadFailure(error);
+  }
   if (uploads !== undefined) {
     const why = await storeCannotDelete(await storeDirectory(uploads.store));
     if (why !== null) logger.warn(why);
@@ -225,7 +278,7 @@ export async function serve(setup: ServeSetup): Promise<Served> {
     stalledReplyMs: values["mongrel2-stall-timeout"] as number,
   });
   const server = serveMongrel2({
-    handler: handler.fetch,
+    handler: handler?.fetch ?? (() => notLoaded(loadError)),
     transport,
     logger,
     ...serverSettings(values),
@@ -233,7 +286,9 @@ export async function serve(setup: ServeSetup): Promise<Served> {
     flowControl: { on: true, off: false }[values["flow-control"] as string],
   });
   logger.info(
-    `m2fetch ${denoJson.version} serving ${app} (${handler.description}) via mongrel2: requests from ${
+    `m2fetch ${denoJson.version} serving ${app} (${
+      handler?.description ?? "not loaded, answering 503"
+    }) via mongrel2: requests from ${
       [sendSpec].flat().join(", ")
     }, replies to ${[recvSpec].flat().join(", ")}${
       uploads
@@ -251,11 +306,30 @@ export async function serve(setup: ServeSetup): Promise<Served> {
     get current() {
       return current;
     },
+    get loaded() {
+      return handler !== undefined;
+    },
     async reload(next) {
       const waiting = restartOnlyChanges(current.values, next.values);
       const values = { ...next.values };
       for (const name of waiting) values[name] = current.values[name];
-      await handler.reload(server, { app: next.app, values });
+      if (handler !== undefined) {
+        await handler.reload(server, { app: next.app, values });
+      } else {
+        try {
+          // Bounded as a reload is: later edits wait behind this load.
+          handler = await startHandler(
+            next.app,
+            values,
+            logger,
+            (loading) => loadedWithin(loading),
+          );
+        } catch (error) {
+          loadError = error;
+          throw error;
+        }
+        server.setHandler(handler.fetch);
+      }
       server.reconfigure(serverSettings(values));
       current = { app: next.app, values };
       return waiting;
@@ -264,7 +338,7 @@ export async function serve(setup: ServeSetup): Promise<Served> {
       try {
         await server.shutdown(timeoutMs);
       } finally {
-        await handler.close();
+        await handler?.close();
       }
     },
   };

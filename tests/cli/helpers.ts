@@ -14,6 +14,7 @@ export { tempDir } from "../site.ts";
 export {
   CLI,
   delay,
+  isRunning,
   ROOT,
   runCli,
   runCommand,

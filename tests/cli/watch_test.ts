@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { delay, spawnCli, tempDir } from "./helpers.ts";
+import { delay, isRunning, runCli, spawnCli, tempDir } from "./helpers.ts";
 import { statusOf } from "../reliability/site.ts";
 
 function appSource(version: string): string {
@@ -141,4 +141,167 @@ Deno.test("cli dev: when its mongrel2 dies, dev says so and exits 1", async () =
       `error mongrel2 \\(pid ${pid}\\) exited unexpectedly \\(killed by SIGKILL\\); its log is \\S+error\\.log\\. Stopping`,
     ),
   );
+});
+
+/** The pids of the mongrel2 processes running in `dir` (their cwd). */
+async function mongrel2sIn(dir: string): Promise<number[]> {
+  const pids: number[] = [];
+  for await (const entry of Deno.readDir("/proc")) {
+    if (!/^\d+$/.test(entry.name)) continue;
+    try {
+      const comm = await Deno.readTextFile(`/proc/${entry.name}/comm`);
+      const cwd = await Deno.readLink(`/proc/${entry.name}/cwd`);
+      if (comm.trim() === "mongrel2" && cwd.startsWith(dir)) {
+        pids.push(Number(entry.name));
+      }
+    } catch {
+      // Gone meanwhile, or not ours to read.
+    }
+  }
+  return pids;
+}
+
+/** GETs `url`: the status and the body. */
+async function get(url: string): Promise<[number, string]> {
+  const response = await fetch(url);
+  return [response.status, await response.text()];
+}
+
+Deno.test("cli dev --watch: a module that fails to load at start-up gets 503 until an edit lets it load, on the same mongrel2", async () => {
+  await using tmp = await tempDir("m2w-");
+  const app = `${tmp.path}/app.ts`;
+  await Deno.writeTextFile(app, "export default {{ broken\n");
+  await using cli = await spawnCli([
+    "dev",
+    "--watch",
+    "--port",
+    "0",
+    "--state-dir",
+    `${tmp.path}/state`,
+    app,
+  ], /is answering 503 until \S+app\.ts loads at http:\/\/\S+\//);
+  // Logged once the watcher runs: an edit from now on reloads.
+  await cli.waitForOutput(
+    `error Loading ${app} failed; requests get 503 until an edit in ${tmp.path} lets it load: Cannot load handler module file://${app}: SyntaxError: `,
+  );
+  assert.match(
+    cli.output(),
+    /serving \S+app\.ts \(not loaded, answering 503\)/,
+  );
+  const url = /at (http:\/\/[^/\s]+)\//.exec(cli.output())![1];
+  const pid = /mongrel2 \(pid (\d+)/.exec(cli.output())![1];
+  // Answered at once, with what the log says.
+  const [status, body] = await get(`${url}/`);
+  assert.equal(status, 503);
+  assert.match(
+    body,
+    /^The handler module has not loaded; m2fetch answers 503 until a reload \(under dev --watch, an edit\) loads it\.\n\nCannot load handler module \S+app\.ts: SyntaxError: /,
+  );
+  assert.match(cli.output(), /access GET \/ 503 /);
+
+  // Still broken: another reason, still 503, which says the new one.
+  await Deno.writeTextFile(app, 'throw new Error("top-level boom");\n');
+  await cli.waitForOutput(
+    /error Loading \S+app\.ts failed \(reload 1, after edits to app\.ts\); requests still get 503: Cannot load handler module \S+app\.ts: top-level boom/,
+  );
+  const [again, why] = await get(`${url}/`);
+  assert.equal(again, 503);
+  assert.match(why, /top-level boom/);
+
+  await Deno.writeTextFile(app, appSource("v1"));
+  await cli.waitForOutput(
+    /info Loaded \S+app\.ts \(reload 2, after edits to app\.ts\): serving it from now on/,
+  );
+  assert.deepEqual(await get(`${url}/`), [200, "v1"]);
+  // From now on an edit reloads as usual.
+  await Deno.writeTextFile(app, appSource("v2"));
+  await cli.waitForOutput(/Reloaded \S+app\.ts \(reload 3/);
+  assert.deepEqual(await get(`${url}/`), [200, "v2"]);
+  assert.doesNotMatch(cli.output(), /at .*(cli\.ts|runtime\/)|ext:deno_/);
+  assert.deepEqual(
+    [...cli.output().matchAll(/mongrel2 \(pid (\d+)/g)].map((m) => m[1]),
+    [pid],
+  );
+  assert.equal((await cli.stop()).code, 0, cli.output());
+});
+
+Deno.test("cli dev --watch --workers 0: a missing import at start-up loads once the file exists, and reloads after", async () => {
+  await using tmp = await tempDir("m2w-");
+  const app = `${tmp.path}/app.ts`;
+  const lib = `${tmp.path}/lib.ts`;
+  await Deno.writeTextFile(
+    app,
+    'import { version } from "./lib.ts";\nexport default { fetch: () => new Response(version) };\n',
+  );
+  await using cli = await spawnCli([
+    "dev",
+    "--watch",
+    "--workers",
+    "0",
+    "--port",
+    "0",
+    "--state-dir",
+    `${tmp.path}/state`,
+    app,
+  ], /is answering 503 until/);
+  await cli.waitForOutput(
+    `requests get 503 until an edit in ${tmp.path} lets it load: Cannot load handler module ${app}: Module not found "file://${lib}"`,
+  );
+  const url = /at (http:\/\/[^/\s]+)\//.exec(cli.output())![1];
+  const [status, body] = await get(`${url}/`);
+  assert.equal(status, 503);
+  assert.match(body, /Module not found/);
+
+  await Deno.writeTextFile(lib, 'export const version = "lib1";\n');
+  await cli.waitForOutput(
+    /Loaded \S+app\.ts \(reload 1, after edits to lib\.ts\)/,
+  );
+  assert.deepEqual(await get(`${url}/`), [200, "lib1"]);
+  // The main thread imports the module under a new URL each time: the one
+  // that failed, then the one that loaded, are not served again.
+  await Deno.writeTextFile(
+    app,
+    'export default { fetch: () => new Response("app2") };\n',
+  );
+  await cli.waitForOutput(/Reloaded \S+app\.ts \(reload 2/);
+  assert.deepEqual(await get(`${url}/`), [200, "app2"]);
+  assert.equal((await cli.stop()).code, 0, cli.output());
+});
+
+Deno.test("cli dev --watch: Ctrl-C while waiting for an edit stops mongrel2 and exits 0; without --watch a module that fails to load exits 1", async () => {
+  await using tmp = await tempDir("m2w-");
+  const app = `${tmp.path}/app.ts`;
+  await Deno.writeTextFile(app, "export default {{ broken\n");
+  await using cli = await spawnCli([
+    "dev",
+    "--watch",
+    "--port",
+    "0",
+    "--state-dir",
+    `${tmp.path}/state`,
+    app,
+  ], /is answering 503 until/);
+  await cli.waitForOutput(`error Loading ${app} failed`);
+  const pid = Number(/mongrel2 \(pid (\d+)/.exec(cli.output())![1]);
+  assert.deepEqual(await mongrel2sIn(tmp.path), [pid]);
+  assert.equal((await cli.stop("SIGINT")).code, 0, cli.output());
+  assert.match(cli.output(), /info Stopped\n$/);
+  assert.equal(isRunning(pid), false, cli.output());
+  assert.deepEqual(await mongrel2sIn(tmp.path), []);
+
+  const once = await runCli([
+    "dev",
+    "--port",
+    "0",
+    "--state-dir",
+    `${tmp.path}/state`,
+    app,
+  ]);
+  assert.equal(once.code, 1, once.stderr);
+  assert.match(
+    once.stderr,
+    /^m2fetch: Cannot load handler module \S+app\.ts: SyntaxError: /m,
+  );
+  assert.doesNotMatch(once.stdout + once.stderr, /503|Watching/);
+  assert.deepEqual(await mongrel2sIn(tmp.path), []);
 });
