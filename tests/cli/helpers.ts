@@ -29,6 +29,38 @@ export { findFreePort };
 const decoder = new TextDecoder();
 
 /**
+ * The pids of the mongrel2 processes running in `dir` or below it (their
+ * cwd): a test's proof that a command left none behind.
+ *
+ * @param dir An absolute directory.
+ * @returns The pids, in /proc order.
+ *
+ * @example
+ * ```ts ignore
+ * import { mongrel2sIn } from "./helpers.ts";
+ * console.log(await mongrel2sIn("/tmp/app/.state/dev"));
+ * ```
+ */
+export async function mongrel2sIn(dir: string): Promise<number[]> {
+  const pids: number[] = [];
+  for await (const entry of Deno.readDir("/proc")) {
+    if (!/^\d+$/.test(entry.name)) continue;
+    try {
+      const comm = await Deno.readTextFile(`/proc/${entry.name}/comm`);
+      const cwd = await Deno.readLink(`/proc/${entry.name}/cwd`);
+      if (
+        comm.trim() === "mongrel2" && (cwd === dir || cwd.startsWith(`${dir}/`))
+      ) {
+        pids.push(Number(entry.name));
+      }
+    } catch {
+      // Gone meanwhile, or not ours to read.
+    }
+  }
+  return pids;
+}
+
+/**
  * A mongrel2 started from a database, as `m2sh start` would.
  *
  * @example

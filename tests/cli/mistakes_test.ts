@@ -10,27 +10,9 @@ import assert from "node:assert/strict";
 import { ConfigFileError, writeConfigFile } from "../../cli/config_file.ts";
 import { SERVE_OPTIONS } from "../../cli/options.ts";
 import { closest } from "../../cli/args.ts";
-import { CLI, runCli, runCommand, tempDir } from "./helpers.ts";
+import { CLI, mongrel2sIn, runCli, runCommand, tempDir } from "./helpers.ts";
 
 const HELLO = 'export default { fetch: () => new Response("hi") };\n';
-
-/** The pids of the mongrel2 processes running in `dir`. */
-async function mongrel2sIn(dir: string): Promise<number[]> {
-  const pids: number[] = [];
-  for await (const entry of Deno.readDir("/proc")) {
-    if (!/^\d+$/.test(entry.name)) continue;
-    try {
-      const command = await Deno.readTextFile(`/proc/${entry.name}/comm`);
-      const cwd = await Deno.readLink(`/proc/${entry.name}/cwd`);
-      if (command.trim() === "mongrel2" && cwd === dir) {
-        pids.push(Number(entry.name));
-      }
-    } catch {
-      // Gone, or not ours to look at.
-    }
-  }
-  return pids;
-}
 
 Deno.test("dev on a port in use says so first, exits 1 and leaves no mongrel2", async () => {
   await using tmp = await tempDir("m2x-");

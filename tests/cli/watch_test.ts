@@ -1,5 +1,12 @@
 import assert from "node:assert/strict";
-import { delay, isRunning, runCli, spawnCli, tempDir } from "./helpers.ts";
+import {
+  delay,
+  isRunning,
+  mongrel2sIn,
+  runCli,
+  spawnCli,
+  tempDir,
+} from "./helpers.ts";
 import { statusOf } from "../reliability/site.ts";
 
 function appSource(version: string): string {
@@ -143,43 +150,34 @@ Deno.test("cli dev: when its mongrel2 dies, dev says so and exits 1", async () =
   );
 });
 
-/** The pids of the mongrel2 processes running in `dir` (their cwd). */
-async function mongrel2sIn(dir: string): Promise<number[]> {
-  const pids: number[] = [];
-  for await (const entry of Deno.readDir("/proc")) {
-    if (!/^\d+$/.test(entry.name)) continue;
-    try {
-      const comm = await Deno.readTextFile(`/proc/${entry.name}/comm`);
-      const cwd = await Deno.readLink(`/proc/${entry.name}/cwd`);
-      if (comm.trim() === "mongrel2" && cwd.startsWith(dir)) {
-        pids.push(Number(entry.name));
-      }
-    } catch {
-      // Gone meanwhile, or not ours to read.
-    }
-  }
-  return pids;
-}
-
 /** GETs `url`: the status and the body. */
 async function get(url: string): Promise<[number, string]> {
   const response = await fetch(url);
   return [response.status, await response.text()];
 }
 
+/**
+ * `dev --watch` on `dir/app.ts` with the state in `dir/state`, once it
+ * says that it answers 503 until the module loads (the module fails to).
+ */
+function devWaitingForEdit(dir: string, ...extra: string[]) {
+  return spawnCli([
+    "dev",
+    "--watch",
+    ...extra,
+    "--port",
+    "0",
+    "--state-dir",
+    `${dir}/state`,
+    `${dir}/app.ts`,
+  ], /is answering 503 until \S+app\.ts loads at http:\/\/\S+\//);
+}
+
 Deno.test("cli dev --watch: a module that fails to load at start-up gets 503 until an edit lets it load, on the same mongrel2", async () => {
   await using tmp = await tempDir("m2w-");
   const app = `${tmp.path}/app.ts`;
   await Deno.writeTextFile(app, "export default {{ broken\n");
-  await using cli = await spawnCli([
-    "dev",
-    "--watch",
-    "--port",
-    "0",
-    "--state-dir",
-    `${tmp.path}/state`,
-    app,
-  ], /is answering 503 until \S+app\.ts loads at http:\/\/\S+\//);
+  await using cli = await devWaitingForEdit(tmp.path);
   // Logged once the watcher runs: an edit from now on reloads.
   await cli.waitForOutput(
     `error Loading ${app} failed; requests get 503 until an edit in ${tmp.path} lets it load: Cannot load handler module file://${app}: SyntaxError: `,
@@ -233,17 +231,7 @@ Deno.test("cli dev --watch --workers 0: a missing import at start-up loads once 
     app,
     'import { version } from "./lib.ts";\nexport default { fetch: () => new Response(version) };\n',
   );
-  await using cli = await spawnCli([
-    "dev",
-    "--watch",
-    "--workers",
-    "0",
-    "--port",
-    "0",
-    "--state-dir",
-    `${tmp.path}/state`,
-    app,
-  ], /is answering 503 until/);
+  await using cli = await devWaitingForEdit(tmp.path, "--workers", "0");
   await cli.waitForOutput(
     `requests get 503 until an edit in ${tmp.path} lets it load: Cannot load handler module ${app}: Module not found "file://${lib}"`,
   );
@@ -272,15 +260,7 @@ Deno.test("cli dev --watch: Ctrl-C while waiting for an edit stops mongrel2 and 
   await using tmp = await tempDir("m2w-");
   const app = `${tmp.path}/app.ts`;
   await Deno.writeTextFile(app, "export default {{ broken\n");
-  await using cli = await spawnCli([
-    "dev",
-    "--watch",
-    "--port",
-    "0",
-    "--state-dir",
-    `${tmp.path}/state`,
-    app,
-  ], /is answering 503 until/);
+  await using cli = await devWaitingForEdit(tmp.path);
   await cli.waitForOutput(`error Loading ${app} failed`);
   const pid = Number(/mongrel2 \(pid (\d+)/.exec(cli.output())![1]);
   assert.deepEqual(await mongrel2sIn(tmp.path), [pid]);
