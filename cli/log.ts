@@ -68,6 +68,7 @@ export class CliLog {
   #server: Mongrel2Server | undefined;
   #format: string | undefined;
   #quiet: boolean | undefined;
+  #showSender: boolean | undefined;
 
   /**
    * Creates the log, with the values of --quiet and --log-format given,
@@ -109,11 +110,17 @@ export class CliLog {
   use(values: OptionValues): void {
     const format = values["log-format"] as "text" | "json";
     const quiet = values.quiet as boolean;
+    // Connection ids of several mongrel2 servers overlap.
+    const showSender = [values["send-spec"] ?? []].flat().length > 1;
     // A new logger only for a change: each holds a buffer and an exit hook.
-    if (format === this.#format && quiet === this.#quiet) return;
+    if (
+      format === this.#format && quiet === this.#quiet &&
+      showSender === this.#showSender
+    ) return;
     this.#format = format;
     this.#quiet = quiet;
-    this.#current = createLogger({ format, quiet });
+    this.#showSender = showSender;
+    this.#current = createLogger({ format, quiet, showSender });
     this.#status = quiet ? createLogger({ format }) : this.#current;
     reportUncaughtIn(this.logger, format === "json");
   }

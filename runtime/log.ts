@@ -20,6 +20,11 @@ export interface AccessEntry {
   durationMs: number;
   /** mongrel2's connection id. */
   connectionId: string;
+  /**
+   * The handler's `send_ident` the request came with: several mongrel2
+   * servers number their connections alike, and this tells them apart.
+   */
+  sender: string;
 }
 
 /** Where m2fetch writes what happens. */
@@ -40,6 +45,11 @@ export interface LoggerOptions {
   format?: "text" | "json";
   /** Leave out info and access lines. */
   quiet?: boolean;
+  /**
+   * End text access lines with `sender=IDENT`, for requests from several
+   * mongrel2 servers (JSON lines always carry `sender`). Default false.
+   */
+  showSender?: boolean;
   /** Where lines go (default: stderr, see {@linkcode createLogger}). */
   write?: (line: string) => void;
 }
@@ -110,6 +120,7 @@ export function createLogger(options: LoggerOptions = {}): Logger {
     : { write: options.write, flush() {} };
   const json = options.format === "json";
   const quiet = options.quiet ?? false;
+  const showSender = options.showSender ?? false;
   // Lines of the same millisecond share one timestamp string.
   let stampedAt = NaN;
   let stamp = "";
@@ -156,7 +167,9 @@ export function createLogger(options: LoggerOptions = {}): Logger {
           "access",
           `${entry.method} ${entry.path} ${entry.status} ${entry.bytes} ${
             entry.durationMs.toFixed(1)
-          }ms conn=${entry.connectionId}`,
+          }ms conn=${entry.connectionId}${
+            showSender ? ` sender=${entry.sender}` : ""
+          }`,
         );
       }
     },

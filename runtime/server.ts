@@ -1241,6 +1241,7 @@ class Server implements Mongrel2Server {
       ) + (encoder?.status === 101 ? connection.sharedBytes : 0),
       durationMs: performance.now() - exchange.startedAt,
       connectionId: connection.id,
+      sender: connection.sender,
     });
     if (this.#stopping && this.#inFlight === 0) this.#drained?.();
   }

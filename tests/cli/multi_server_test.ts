@@ -165,6 +165,15 @@ Deno.test("cli: two mongrel2 servers share one m2fetch and each gets exactly its
     clientB.close();
   }
   assert.equal((await cli.stop()).code, 0, cli.output());
+  // The access lines say which server each connection id belongs to.
+  for (const name of ["server-a", "server-b"]) {
+    assert.match(
+      cli.output(),
+      new RegExp(
+        `access GET /${name}/2/39 200 \\d+ \\S+ms conn=\\d+ sender=${name}\n`,
+      ),
+    );
+  }
 });
 
 Deno.test("cli: with several mongrel2 servers, one that is down does not stop the others; it is served once it starts", async () => {
