@@ -113,7 +113,7 @@ export function readEnvelope(bytes: Uint8Array): Envelope {
  * ```ts
  * import { parseMessage } from "./message.ts";
  * const bytes = new TextEncoder().encode(
- *   'abc 7 / 48:{"PATH":"/","METHOD":"GET","host":"localhost"},0:,',
+ *   'abc 7 / 46:{"PATH":"/","METHOD":"GET","host":"localhost"},0:,',
  * );
  * const message = parseMessage(bytes);
  * console.assert(message.connectionId === "7" && message.headers.METHOD === "GET");
