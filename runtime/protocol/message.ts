@@ -111,7 +111,7 @@ export function readEnvelope(bytes: Uint8Array): Envelope {
  *
  * @example Usage
  * ```ts
- * import { parseMessage } from "./message.ts";
+ * import { parseMessage } from "@m2fetch/m2fetch/testing";
  * const bytes = new TextEncoder().encode(
  *   'abc 7 / 46:{"PATH":"/","METHOD":"GET","host":"localhost"},0:,',
  * );
