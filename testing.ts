@@ -340,7 +340,7 @@ interface Target {
  *
  * @example Usage
  * ```ts
- * import { buildRequestMessage } from "./testing.ts";
+ * import { buildRequestMessage } from "@m2fetch/m2fetch/testing";
  * const message = await buildRequestMessage("/hello?x=1", { format: "json" });
  * const text = new TextDecoder().decode(message);
  * console.assert(text.startsWith("34f9ceee-cd52-4b7f-b197-88bf2f0ec378 1 /hello "));
@@ -403,7 +403,7 @@ export async function buildRequestMessage(
  *
  * @example Usage
  * ```ts
- * import { buildWebSocketMessage } from "./testing.ts";
+ * import { buildWebSocketMessage } from "@m2fetch/m2fetch/testing";
  * const handshake = {
  *   url: "/ws",
  *   headers: {
@@ -634,7 +634,7 @@ function frameParts(
  *
  * @example Usage
  * ```ts
- * import { buildNotice } from "./testing.ts";
+ * import { buildNotice } from "@m2fetch/m2fetch/testing";
  * const notice = buildNotice("disconnect", { format: "json", sender: "abc", connectionId: 7 });
  * console.assert(
  *   new TextDecoder().decode(notice) ===
@@ -686,7 +686,7 @@ export function buildNotice(
  *
  * @example Usage
  * ```ts
- * import { parseReply } from "./testing.ts";
+ * import { parseReply } from "@m2fetch/m2fetch/testing";
  * const reply = parseReply(new TextEncoder().encode("abc 3:6 7, hi"));
  * console.assert(reply.ids.join() === "6,7" && reply.body.length === 2);
  * ```
@@ -752,7 +752,7 @@ export function parseReply(reply: Uint8Array): ParsedReply {
  *
  * @example Usage
  * ```ts
- * import { buildRequestMessage, runHandler } from "./testing.ts";
+ * import { buildRequestMessage, runHandler } from "@m2fetch/m2fetch/testing";
  * const run = await runHandler(
  *   () => new Response("hi"),
  *   await buildRequestMessage("/"),

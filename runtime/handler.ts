@@ -17,7 +17,7 @@ import { type Handshake, markHandshake } from "./websocket/upgrade.ts";
  *
  * @example Usage
  * ```ts
- * import type { FetchHandler } from "./handler.ts";
+ * import type { FetchHandler } from "@m2fetch/m2fetch";
  * const hello: FetchHandler = (_request, info) =>
  *   new Response(`hello ${info.remoteAddr.hostname}`);
  * ```
@@ -57,7 +57,7 @@ function describe(value: unknown): string {
  *
  * @example Usage
  * ```ts
- * import { findHandler } from "./handler.ts";
+ * import { findHandler } from "@m2fetch/m2fetch";
  * const found = findHandler({ default: { fetch: () => new Response("ok") } }, "app.ts");
  * console.assert(found.source === "default.fetch");
  * ```
@@ -105,7 +105,7 @@ export function findHandler(
  *
  * @example Usage
  * ```ts
- * import { loadHandler } from "./handler.ts";
+ * import { loadHandler } from "@m2fetch/m2fetch";
  * const { fetch } = await loadHandler("examples/hello.ts");
  * ```
  */

@@ -59,7 +59,7 @@ export function setMongrel2Info(
  *
  * @example Usage
  * ```ts
- * import { mongrel2Info } from "./info.ts";
+ * import { mongrel2Info } from "@m2fetch/m2fetch";
  * export default {
  *   fetch(request: Request) {
  *     const info = mongrel2Info(request);

@@ -107,7 +107,7 @@ function describe(error: unknown): string {
  *
  * @example Usage
  * ```ts
- * import { createLogger } from "./log.ts";
+ * import { createLogger } from "@m2fetch/m2fetch";
  * const lines: string[] = [];
  * const logger = createLogger({ write: (line) => lines.push(line) });
  * logger.warn("Disk is nearly full");

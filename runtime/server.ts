@@ -199,8 +199,8 @@ function internalServerError(): Response {
  *
  * @example Usage
  * ```ts ignore
- * import { serveMongrel2 } from "./server.ts";
- * import { ZmqTransport } from "./transport/zmq.ts";
+ * import { serveMongrel2 } from "@m2fetch/m2fetch";
+ * import { ZmqTransport } from "@m2fetch/m2fetch/transport";
  * const server = serveMongrel2({
  *   handler: () => new Response("hello\n"),
  *   transport: new ZmqTransport({

@@ -98,6 +98,8 @@ Deno.test("app stops streaming when the client leaves", async () => {
 });
 
 Deno.test("a handler module can be given by path", async () => {
+  // m2fetch's examples/hello.ts, seen from its tests/ directory; in an app
+  // made by init, new URL("./app.ts", import.meta.url) (its answer differs).
   const url = new URL("../examples/hello.ts", import.meta.url);
   const run = await runHandler(url, await buildRequestMessage("/"));
   assert.equal(await run.response.text(), "Hello from m2fetch\n");

@@ -53,7 +53,7 @@ export interface ParseResponseOptions {
  *
  * @example Usage
  * ```ts
- * import { HttpParseError } from "./parse_response.ts";
+ * import { HttpParseError } from "@m2fetch/m2fetch/testing";
  * const error = new HttpParseError("Cannot parse response: no status line", 0);
  * console.assert(error.offset === 0 && error instanceof SyntaxError);
  * ```
@@ -91,7 +91,7 @@ const HEX = /^[0-9A-Fa-f]{1,15}$/;
  *
  * @example Usage
  * ```ts
- * import { parseResponse } from "./parse_response.ts";
+ * import { parseResponse } from "@m2fetch/m2fetch/testing";
  * const bytes = new TextEncoder().encode(
  *   "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
  * );
@@ -189,7 +189,7 @@ export function parseResponse(
  *
  * @example Usage
  * ```ts
- * import { parseResponses } from "./parse_response.ts";
+ * import { parseResponses } from "@m2fetch/m2fetch/testing";
  * const bytes = new TextEncoder().encode(
  *   "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n" +
  *     "HTTP/1.1 204 No Content\r\n\r\n",
@@ -231,7 +231,7 @@ export function parseResponses(
  *
  * @example Usage
  * ```ts
- * import { parseResponse, toFetchResponse } from "./parse_response.ts";
+ * import { parseResponse, toFetchResponse } from "@m2fetch/m2fetch/testing";
  * const bytes = new TextEncoder().encode(
  *   "HTTP/1.1 404 Not Found\r\ncontent-length: 4\r\n\r\nnope",
  * );

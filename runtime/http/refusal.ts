@@ -42,7 +42,7 @@ export interface RefusalLimits {
  * import { isHandshake } from "./refusal.ts";
  * import { parseMessage } from "../protocol/message.ts";
  * const message = parseMessage(new TextEncoder().encode(
- *   'abc 1 / 46:{"METHOD":"WEBSOCKET_HANDSHAKE","PATH":"/"},4:abcd,',
+ *   'abc 1 / 43:{"METHOD":"WEBSOCKET_HANDSHAKE","PATH":"/"},4:abcd,',
  * ));
  * console.assert(isHandshake(message));
  * ```
@@ -116,7 +116,7 @@ export function ambiguity(
  * import { refusalOf } from "./refusal.ts";
  * import { parseMessage } from "../protocol/message.ts";
  * const message = parseMessage(new TextEncoder().encode(
- *   'abc 1 / 58:{"METHOD":"POST","PATH":"/","content-length":"10"},2:hi,',
+ *   'abc 1 / 50:{"METHOD":"POST","PATH":"/","content-length":"10"},2:hi,',
  * ));
  * const refusal = refusalOf(message, { maxBodySize: 1024, stopping: false });
  * console.assert(refusal?.status === 400);

@@ -15,7 +15,7 @@
  *
  * @example Usage
  * ```ts
- * import { ProtocolError } from "./errors.ts";
+ * import { ProtocolError } from "@m2fetch/m2fetch/testing";
  * const error = new ProtocolError("Cannot parse netstring: missing ':'", 4);
  * console.assert(error.offset === 4);
  * ```

@@ -111,9 +111,9 @@ export function readEnvelope(bytes: Uint8Array): Envelope {
  *
  * @example Usage
  * ```ts
- * import { parseMessage } from "./message.ts";
+ * import { parseMessage } from "@m2fetch/m2fetch/testing";
  * const bytes = new TextEncoder().encode(
- *   'abc 7 / 48:{"PATH":"/","METHOD":"GET","host":"localhost"},0:,',
+ *   'abc 7 / 46:{"PATH":"/","METHOD":"GET","host":"localhost"},0:,',
  * );
  * const message = parseMessage(bytes);
  * console.assert(message.connectionId === "7" && message.headers.METHOD === "GET");

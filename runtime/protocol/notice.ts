@@ -32,8 +32,7 @@ export type Mongrel2Notice =
  *
  * @example Usage
  * ```ts
- * import { parseMessage } from "./message.ts";
- * import { parseNotice } from "./notice.ts";
+ * import { parseMessage, parseNotice } from "@m2fetch/m2fetch/testing";
  * const bytes = new TextEncoder().encode(
  *   'abc 3 @* 17:{"METHOD":"JSON"},21:{"type":"disconnect"},',
  * );

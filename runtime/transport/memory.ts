@@ -34,9 +34,8 @@ export interface WaitOptions {
  *
  * @example Usage
  * ```ts
- * import { MemoryTransport } from "./memory.ts";
- * import { serveMongrel2 } from "../server.ts";
- * import { createLogger } from "../log.ts";
+ * import { MemoryTransport } from "@m2fetch/m2fetch/testing";
+ * import { createLogger, serveMongrel2 } from "@m2fetch/m2fetch";
  *
  * const transport = new MemoryTransport();
  * const server = serveMongrel2({
@@ -170,7 +169,7 @@ export class MemoryTransport implements Transport {
    *
    * @example Usage
    * ```ts
-   * import { MemoryTransport } from "./memory.ts";
+   * import { MemoryTransport } from "@m2fetch/m2fetch/testing";
    * const transport = new MemoryTransport();
    * const taken: Uint8Array[] = [];
    * (async () => {
@@ -201,7 +200,7 @@ export class MemoryTransport implements Transport {
    *
    * @example Usage
    * ```ts
-   * import { MemoryTransport } from "./memory.ts";
+   * import { MemoryTransport } from "@m2fetch/m2fetch/testing";
    * const transport = new MemoryTransport();
    * transport.send(new Uint8Array([1]));
    * console.assert((await transport.nextReply())[0] === 1);
@@ -230,7 +229,7 @@ export class MemoryTransport implements Transport {
    *
    * @example Usage
    * ```ts
-   * import { MemoryTransport } from "./memory.ts";
+   * import { MemoryTransport } from "@m2fetch/m2fetch/testing";
    * const transport = new MemoryTransport();
    * const waiting = transport.waitForReplies((replies) => replies.length >= 2);
    * transport.send(new Uint8Array([1]));

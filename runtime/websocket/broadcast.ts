@@ -28,8 +28,7 @@ import { encodeDataFrame, socketControl, type SocketRoute } from "./socket.ts";
  *
  * @example Chat room
  * ```ts
- * import { broadcast } from "./broadcast.ts";
- * import { upgradeWebSocket } from "./upgrade.ts";
+ * import { broadcast, upgradeWebSocket } from "@m2fetch/m2fetch";
  * const room = new Set<WebSocket>();
  * export default {
  *   fetch(request: Request): Response {

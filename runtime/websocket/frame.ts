@@ -33,9 +33,22 @@
  *
  * @example
  * ```ts
- * import { encodeFrame, OPCODE } from "./frame.ts";
+ * import { buildWebSocketMessage, OPCODE } from "@m2fetch/m2fetch/testing";
  *
- * encodeFrame(OPCODE.binary, new Uint8Array([1, 2, 3]));
+ * const handshake = {
+ *   url: "/ws",
+ *   headers: {
+ *     upgrade: "websocket",
+ *     connection: "Upgrade",
+ *     "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
+ *     "sec-websocket-version": "13",
+ *   },
+ * };
+ * const message = await buildWebSocketMessage(handshake, {
+ *   opcode: OPCODE.binary,
+ *   data: new Uint8Array([1, 2, 3]),
+ * });
+ * console.assert(new TextDecoder().decode(message).includes("0x82"));
  * ```
  */
 export const OPCODE = {
@@ -141,13 +154,14 @@ export interface EncodeFrameOptions {
  *
  * @example
  * ```ts
- * import { classifyMessage, type WebSocketMessage } from "./frame.ts";
+ * import type { WebSocketMessage } from "@m2fetch/m2fetch/testing";
  *
- * const message: WebSocketMessage = classifyMessage(
- *   "0x81",
- *   new TextEncoder().encode("hi"),
- *   1024,
- * );
+ * // What runHandler's `run.frames` holds, one per message the handler sent.
+ * const frames: WebSocketMessage[] = [
+ *   { type: "text", data: "echo hi" },
+ *   { type: "close", code: 1000, reason: "" },
+ * ];
+ * console.assert(frames[0].type === "text");
  * ```
  */
 export type WebSocketMessage =

@@ -270,7 +270,7 @@ export function createWebSocket(
  *
  * @example Echo
  * ```ts
- * import { upgradeWebSocket } from "../../mod.ts";
+ * import { upgradeWebSocket } from "@m2fetch/m2fetch";
  * export default {
  *   fetch(request: Request) {
  *     const { socket, response } = upgradeWebSocket(request);

@@ -25,7 +25,7 @@ import { mongrel2Info } from "../info.ts";
  *
  * @example
  * ```ts
- * import type { UpgradeWebSocketOptions } from "./upgrade.ts";
+ * import type { UpgradeWebSocketOptions } from "@m2fetch/m2fetch";
  * const options: UpgradeWebSocketOptions = { protocol: "chat", maxMessageSize: 1 << 20 };
  * console.assert(options.protocol === "chat");
  * ```
@@ -222,7 +222,7 @@ function hasToken(value: string | null, token: string): boolean {
  *
  * @example Echo server
  * ```ts
- * import { upgradeWebSocket } from "./upgrade.ts";
+ * import { upgradeWebSocket } from "@m2fetch/m2fetch";
  * export default {
  *   fetch(request: Request): Response {
  *     if (request.headers.get("upgrade") !== "websocket") {
