@@ -439,14 +439,18 @@ function starterPath(dir: string): string {
 }
 
 /**
- * A process's start time (clock ticks since boot, from `/proc`): with the
- * pid, it names one process even after the pid is reused.
+ * A live process's start time (clock ticks since boot, from `/proc`): with
+ * the pid, it names one process even after the pid is reused. Undefined
+ * when it is gone, or dead and not yet reaped by its parent (a zombie keeps
+ * its `/proc` entry, start time included).
  */
 async function processStartTime(pid: number): Promise<string | undefined> {
   try {
     const stat = await Deno.readTextFile(`/proc/${pid}/stat`);
-    // Field 22; the command name, in parentheses, may hold any byte.
-    return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19];
+    // The command name, in parentheses, may hold any byte: fields 3 (the
+    // state) and 22 (the start time) are counted from its end.
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return fields[0] === "Z" ? undefined : fields[19];
   } catch {
     return undefined;
   }

@@ -7,6 +7,7 @@ import {
   type Mongrel2Process,
   startMongrel2,
 } from "../../runtime/mongrel2/mod.ts";
+import { waitFor } from "../subprocess.ts";
 
 const isRoot = Deno.uid() === 0;
 
@@ -380,6 +381,57 @@ Deno.test("startMongrel2() stops the mongrel2 a killed starter left in the dir, 
     assert.equal(second.replaced, leftover);
     assert.ok(!isRunning(leftover));
     await checkHandlerRoute(second);
+  });
+});
+
+Deno.test("startMongrel2() takes a killed starter its parent has not reaped (a zombie) for gone", async () => {
+  await withTempDir(async (dir) => {
+    const options: Mongrel2Options = { dir, handlers: [{ route: "/app/" }] };
+    const module = new URL("../../runtime/mongrel2/mod.ts", import.meta.url);
+    const script = `import { startMongrel2 } from "${module.href}";
+    const m2 = await startMongrel2(${JSON.stringify(options)});
+    console.log(Deno.pid, m2.pid);
+    await new Promise(() => {});`;
+    // The starter's parent becomes \`sleep\`, which never reaps a child.
+    const parent = new Deno.Command("sh", {
+      args: [
+        "-c",
+        '"$0" eval "$1" & exec sleep 60',
+        Deno.execPath(),
+        script,
+      ],
+      stdout: "piped",
+      stderr: "inherit",
+    }).spawn();
+    let leftover = 0;
+    try {
+      const reader = parent.stdout.pipeThrough(new TextDecoderStream())
+        .getReader();
+      let starter: number;
+      [starter, leftover] = String((await reader.read()).value)
+        .trim().split(" ").map(Number);
+      reader.releaseLock();
+      Deno.kill(starter, "SIGKILL");
+      assert.ok(
+        await waitFor(
+          async () =>
+            (await Deno.readTextFile(`/proc/${starter}/stat`)).split(") ")[1]
+              .startsWith("Z "),
+          5000,
+        ),
+        "the killed starter stays a zombie",
+      );
+      await using second = await startMongrel2(options);
+      assert.equal(second.replaced, leftover);
+      assert.ok(!isRunning(leftover));
+      await checkHandlerRoute(second);
+    } finally {
+      // A failed run must not leave the leftover serving.
+      if (leftover > 0 && isRunning(leftover)) Deno.kill(leftover, "SIGKILL");
+      parent.kill("SIGKILL");
+      await parent.status;
+      await parent.stdout.cancel().catch(() => {});
+    }
   });
 });
 
