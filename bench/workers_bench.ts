@@ -22,13 +22,14 @@
  * ```sh
  * deno run -A bench/workers_bench.ts            # wrk -c 16, 10 s per point
  * deno run -A bench/workers_bench.ts --seconds 3
+ * deno run -A bench/workers_bench.ts --tcp      # handler sockets on loopback TCP, not ipc
  * ```
  *
  * @module
  */
 
 import { parseArgs } from "node:util";
-import { startMongrel2 } from "../runtime/mongrel2/mod.ts";
+import { findFreePort, startMongrel2 } from "../runtime/mongrel2/mod.ts";
 import {
   delay,
   readCpuSeconds,
@@ -232,14 +233,24 @@ function breakdown(run: Run, oneWorkerRate: number, seconds: number): string {
 async function main(): Promise<void> {
   const { values } = parseArgs({
     args: Deno.args,
-    options: { seconds: { type: "string", default: "10" } },
+    options: {
+      seconds: { type: "string", default: "10" },
+      tcp: { type: "boolean", default: false },
+    },
   });
   const seconds = Number(values.seconds);
   const dir = await Deno.makeTempDir({ prefix: "m2wb-" });
   await Deno.writeTextFile(`${dir}/cpu_app.ts`, CPU_APP);
+  // --tcp: the handler sockets on loopback TCP instead of unix sockets.
+  const specs = values.tcp
+    ? {
+      sendSpec: `tcp://127.0.0.1:${await findFreePort()}`,
+      recvSpec: `tcp://127.0.0.1:${await findFreePort()}`,
+    }
+    : {};
   const mongrel2 = await startMongrel2({
     dir,
-    handlers: [{ route: "/", protocol: "tnetstring" }],
+    handlers: [{ route: "/", protocol: "tnetstring", ...specs }],
   });
   const [route] = mongrel2.handlers;
   const site = {
@@ -249,7 +260,9 @@ async function main(): Promise<void> {
     pid: mongrel2.pid,
   };
   console.log(
-    `workers bench: wrk -c 16, ${seconds} s per point, ${navigator.hardwareConcurrency} CPUs; the CPU handler sorts 15 000 doubles per request`,
+    `workers bench: wrk -c 16, ${seconds} s per point, handler sockets on ${
+      values.tcp ? "tcp" : "ipc"
+    }, ${navigator.hardwareConcurrency} CPUs; the CPU handler sorts 15 000 doubles per request`,
   );
   const runs: Run[] = [];
   try {
