@@ -13,13 +13,15 @@ import {
   type ZmtpFrame,
 } from "../../runtime/transport/zmtp.ts";
 import { waitFor, within } from "../subprocess.ts";
+import { tempDir } from "../site.ts";
 import { setTimeout as sleep } from "node:timers/promises";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
 Deno.test("ZmqTransport.stopReceiving() yields what mongrel2 already pushed before it closes", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "m2zt-" });
+  await using tmp = await tempDir("m2zt-");
+  const dir = tmp.path;
   // Stand-in for mongrel2's request socket: a bound PUSH.
   const context = new ZmqContext();
   const push = context.socket("push", { linger: 1000 });
@@ -58,19 +60,18 @@ Deno.test("ZmqTransport.stopReceiving() yields what mongrel2 already pushed befo
     await transport.close();
     push.close();
     await context.terminate();
-    await Deno.remove(dir, { recursive: true });
   }
 });
 
 Deno.test("ZmqTransport.stopReceiving() returns when nobody reads messages()", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "m2zt-" });
+  await using tmp = await tempDir("m2zt-");
+  const dir = tmp.path;
   const transport = new ZmqTransport({
     sendSpec: `ipc://${dir}/send`,
     recvSpec: `ipc://${dir}/recv`,
   });
   await transport.stopReceiving();
   await transport.close();
-  await Deno.remove(dir, { recursive: true });
 });
 
 /** The warnings of a transport whose recv_spec in `dir` nobody subscribes through. */
@@ -89,11 +90,11 @@ async function warningsWhileUnsubscribed(dir: string): Promise<string[]> {
 }
 
 Deno.test("ZmqTransport warns once when a recv_spec stays unsubscribed, and says the socket file is missing", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "m2zt-" });
+  await using tmp = await tempDir("m2zt-");
+  const dir = tmp.path;
   assert.deepEqual(await warningsWhileUnsubscribed(dir), [
     `mongrel2 has not subscribed at ipc://${dir}/recv after 0.1 s, so no reply can reach it: check that mongrel2 is running and that its Handler's recv_spec (not its send_spec: --send-spec and --recv-spec are easily swapped) is this endpoint (there is no socket file at ${dir}/recv: mongrel2 has not bound it)`,
   ]);
-  await Deno.remove(dir, { recursive: true });
 });
 
 Deno.test({
@@ -108,7 +109,8 @@ Deno.test({
     sys: false,
   },
   fn: async () => {
-    const dir = await Deno.makeTempDir({ prefix: "m2zt-" });
+    await using tmp = await tempDir("m2zt-");
+    const dir = tmp.path;
     // A socket file that is there, with nothing speaking ZeroMQ behind it
     // (a crashed mongrel2's, or one m2fetch may not write to).
     const listener = Deno.listen({ transport: "unix", path: `${dir}/recv` });
@@ -119,12 +121,12 @@ Deno.test({
       /\(the socket .*\/recv is owned by uid \d+, gid \d+, mode \d+: if m2fetch's user may not write to it, run mongrel2 and m2fetch as the same user/,
     );
     listener.close();
-    await Deno.remove(dir, { recursive: true });
   },
 });
 
 Deno.test("ZmqTransport holds replies until mongrel2 subscribes, dropping the oldest beyond maxHeldReplies", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "m2zt-" });
+  await using tmp = await tempDir("m2zt-");
+  const dir = tmp.path;
   const statuses: string[] = [];
   const transport = new ZmqTransport({
     sendSpec: `ipc://${dir}/send`,
@@ -160,7 +162,6 @@ Deno.test("ZmqTransport holds replies until mongrel2 subscribes, dropping the ol
     await transport.stopReceiving();
     await receiving;
     await transport.close();
-    await Deno.remove(dir, { recursive: true });
   }
 });
 
@@ -208,7 +209,8 @@ function standIn(
 }
 
 Deno.test("ZmqTransport says what is wrong with a socket that is not mongrel2's handler endpoint", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "m2zt-" });
+  await using tmp = await tempDir("m2zt-");
+  const dir = tmp.path;
   const cases: [string, (path: string) => Promise<AsyncDisposable>, RegExp][] =
     [
       [
@@ -254,53 +256,46 @@ Deno.test("ZmqTransport says what is wrong with a socket that is not mongrel2's 
         /^Cannot take requests from ipc:\/\/\S+\/send: The peer did not complete the ZMTP handshake within 5 s$/,
       ],
     ];
-  try {
-    for (const [what, serve, expected] of cases) {
-      await Deno.remove(`${dir}/send`).catch(() => {});
-      await using _peer = await serve(`${dir}/send`);
-      const errors: string[] = [];
-      const transport = new ZmqTransport({
-        sendSpec: `ipc://${dir}/send`,
-        recvSpec: `ipc://${dir}/recv`,
-        onError: (error) => errors.push(error.message),
-      });
-      assert.ok(await waitFor(() => errors.length > 0, 8000), what);
-      // Reported once, not at every reconnection.
-      await new Promise((resolve) => setTimeout(resolve, 1200));
-      await transport.close();
-      assert.equal(errors.length, 1, `${what}: ${errors.join("\n")}`);
-      assert.match(errors[0], expected, `${what}: ${errors[0]}`);
-    }
-  } finally {
-    await Deno.remove(dir, { recursive: true });
+  for (const [what, serve, expected] of cases) {
+    await Deno.remove(`${dir}/send`).catch(() => {});
+    await using _peer = await serve(`${dir}/send`);
+    const errors: string[] = [];
+    const transport = new ZmqTransport({
+      sendSpec: `ipc://${dir}/send`,
+      recvSpec: `ipc://${dir}/recv`,
+      onError: (error) => errors.push(error.message),
+    });
+    assert.ok(await waitFor(() => errors.length > 0, 8000), what);
+    // Reported once, not at every reconnection.
+    await new Promise((resolve) => setTimeout(resolve, 1200));
+    await transport.close();
+    assert.equal(errors.length, 1, `${what}: ${errors.join("\n")}`);
+    assert.match(errors[0], expected, `${what}: ${errors[0]}`);
   }
 });
 
 Deno.test("ZmqTransport hangs up on a peer whose handshake fails", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "m2zt-" });
+  await using tmp = await tempDir("m2zt-");
+  const dir = tmp.path;
   const hungUp = Promise.withResolvers<void>();
-  try {
-    await using _peer = standIn(`${dir}/send`, async (conn) => {
-      await conn.write(encoder.encode("HTTP/1.1 400 Bad Request\r\n"));
-      // What m2fetch sends (its greeting), until it hangs up.
-      const buffer = new Uint8Array(1024);
-      while (await conn.read(buffer) !== null);
-      hungUp.resolve();
-    });
-    const transport = new ZmqTransport({
-      sendSpec: `ipc://${dir}/send`,
-      recvSpec: `ipc://${dir}/recv`,
-    });
-    const outcome = await within(
-      hungUp.promise.then(() => "hung up"),
-      2000,
-      "held",
-    );
-    await transport.close();
-    assert.equal(outcome, "hung up");
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  await using _peer = standIn(`${dir}/send`, async (conn) => {
+    await conn.write(encoder.encode("HTTP/1.1 400 Bad Request\r\n"));
+    // What m2fetch sends (its greeting), until it hangs up.
+    const buffer = new Uint8Array(1024);
+    while (await conn.read(buffer) !== null);
+    hungUp.resolve();
+  });
+  const transport = new ZmqTransport({
+    sendSpec: `ipc://${dir}/send`,
+    recvSpec: `ipc://${dir}/recv`,
+  });
+  const outcome = await within(
+    hungUp.promise.then(() => "hung up"),
+    2000,
+    "held",
+  );
+  await transport.close();
+  assert.equal(outcome, "hung up");
 });
 
 /**
@@ -321,35 +316,33 @@ function slowToGreet(
 
 for (const [spec, type] of [["recv", "SUB"], ["send", "PUSH"]] as const) {
   Deno.test(`ZmqTransport.close() cuts short a handshake under way with the ${spec} spec`, async () => {
-    const dir = await Deno.makeTempDir({ prefix: "m2zt-" });
-    try {
-      await using _mongrel2 = slowToGreet(`${dir}/${spec}`, type, 500);
-      const errors: string[] = [];
-      const transport = new ZmqTransport({
-        sendSpec: `ipc://${dir}/send`,
-        recvSpec: `ipc://${dir}/recv`,
-        onError: (error) => errors.push(error.message),
-      });
-      // Connected, and waiting for the stand-in's greeting.
-      await new Promise((resolve) => setTimeout(resolve, 100));
-      const started = performance.now();
-      const outcome = await within(
-        transport.close().then(() => "closed"),
-        2000,
-        "hung",
-      );
-      assert.equal(outcome, "closed");
-      // Not held until the handshake ends (or times out after 5 s).
-      assert.ok(performance.now() - started < 300);
-      assert.deepEqual(errors, []);
-    } finally {
-      await Deno.remove(dir, { recursive: true });
-    }
+    await using tmp = await tempDir("m2zt-");
+    const dir = tmp.path;
+    await using _mongrel2 = slowToGreet(`${dir}/${spec}`, type, 500);
+    const errors: string[] = [];
+    const transport = new ZmqTransport({
+      sendSpec: `ipc://${dir}/send`,
+      recvSpec: `ipc://${dir}/recv`,
+      onError: (error) => errors.push(error.message),
+    });
+    // Connected, and waiting for the stand-in's greeting.
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const started = performance.now();
+    const outcome = await within(
+      transport.close().then(() => "closed"),
+      2000,
+      "hung",
+    );
+    assert.equal(outcome, "closed");
+    // Not held until the handshake ends (or times out after 5 s).
+    assert.ok(performance.now() - started < 300);
+    assert.deepEqual(errors, []);
   });
 }
 
 Deno.test("ZmqTransport sends replies while its consumer holds a message and takes no more", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "m2zt-" });
+  await using tmp = await tempDir("m2zt-");
+  const dir = tmp.path;
   const context = new ZmqContext();
   const push = context.socket("push", { linger: 0 });
   push.bind(`ipc://${dir}/send`);
@@ -378,7 +371,6 @@ Deno.test("ZmqTransport sends replies while its consumer holds a message and tak
     await transport.close();
     push.close();
     await context.terminate();
-    await Deno.remove(dir, { recursive: true });
   }
 });
 
@@ -464,37 +456,35 @@ for (
   ] as const
 ) {
   Deno.test(`ZmqTransport reports a ${spec} spec peer that breaks the protocol once, and retries it slowly`, async () => {
-    const dir = await Deno.makeTempDir({ prefix: "m2zt-" });
-    try {
-      await using peer = breaksProtocol(`${dir}/${spec}`, type);
-      const errors: string[] = [];
-      const transport = new ZmqTransport({
-        sendSpec: `ipc://${dir}/send`,
-        recvSpec: `ipc://${dir}/recv`,
-        onError: (error) => errors.push(error.message),
-      });
-      assert.ok(await waitFor(() => errors.length > 0, 5000));
-      // Long enough for a second connection and its failure.
-      await new Promise((resolve) => setTimeout(resolve, 1500));
-      await transport.close();
-      assert.equal(errors.length, 1, errors.join("\n"));
-      assert.equal(
-        errors[0],
-        `Cannot ${side} ipc://${dir}/${spec}: The peer sent a frame of 1099511627776 bytes, more than the 1073741824 m2fetch takes`,
-      );
-      // Reconnected after a second, not at every 100 ms.
-      assert.ok(
-        peer.connections >= 2 && peer.connections <= 3,
-        `${peer.connections} connections`,
-      );
-    } finally {
-      await Deno.remove(dir, { recursive: true });
-    }
+    await using tmp = await tempDir("m2zt-");
+    const dir = tmp.path;
+    await using peer = breaksProtocol(`${dir}/${spec}`, type);
+    const errors: string[] = [];
+    const transport = new ZmqTransport({
+      sendSpec: `ipc://${dir}/send`,
+      recvSpec: `ipc://${dir}/recv`,
+      onError: (error) => errors.push(error.message),
+    });
+    assert.ok(await waitFor(() => errors.length > 0, 5000));
+    // Long enough for a second connection and its failure.
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    await transport.close();
+    assert.equal(errors.length, 1, errors.join("\n"));
+    assert.equal(
+      errors[0],
+      `Cannot ${side} ipc://${dir}/${spec}: The peer sent a frame of 1099511627776 bytes, more than the 1073741824 m2fetch takes`,
+    );
+    // Reconnected after a second, not at every 100 ms.
+    assert.ok(
+      peer.connections >= 2 && peer.connections <= 3,
+      `${peer.connections} connections`,
+    );
   });
 }
 
 Deno.test("ZmqTransport drops a mongrel2 that takes no replies, freeing what waits for it", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "m2zt-" });
+  await using tmp = await tempDir("m2zt-");
+  const dir = tmp.path;
   const path = `${dir}/recv`;
   // A mongrel2 that subscribes to everything and then reads nothing, as
   // one stopped with SIGSTOP does; once connected again, it reads.
@@ -570,7 +560,6 @@ Deno.test("ZmqTransport drops a mongrel2 that takes no replies, freeing what wai
     assert.deepEqual(later, ["fresh"]);
   } finally {
     await transport.close();
-    await Deno.remove(dir, { recursive: true });
   }
 });
 
@@ -598,115 +587,107 @@ for (
   ] as const
 ) {
   Deno.test(`ZmqTransport reports a ${spec} spec peer's problem again after it worked in between`, async () => {
-    const dir = await Deno.makeTempDir({ prefix: "m2zt-" });
+    await using tmp = await tempDir("m2zt-");
+    const dir = tmp.path;
+    await using _peer = breaksProtocol(`${dir}/${spec}`, type, works);
+    const errors: string[] = [];
+    const transport = new ZmqTransport({
+      sendSpec: `ipc://${dir}/send`,
+      recvSpec: `ipc://${dir}/recv`,
+      onError: (error) => errors.push(error.message),
+    });
     try {
-      await using _peer = breaksProtocol(`${dir}/${spec}`, type, works);
-      const errors: string[] = [];
-      const transport = new ZmqTransport({
-        sendSpec: `ipc://${dir}/send`,
-        recvSpec: `ipc://${dir}/recv`,
-        onError: (error) => errors.push(error.message),
-      });
-      try {
-        assert.ok(
-          await waitFor(() => errors.length >= 2, 5000),
-          errors.join("\n"),
-        );
-      } finally {
-        await transport.close();
-      }
-      assert.equal(errors[0], errors[1]);
+      assert.ok(
+        await waitFor(() => errors.length >= 2, 5000),
+        errors.join("\n"),
+      );
     } finally {
-      await Deno.remove(dir, { recursive: true });
+      await transport.close();
     }
+    assert.equal(errors[0], errors[1]);
   });
 }
 
 for (const [spec, type] of [["send", "PUSH"], ["recv", "SUB"]] as const) {
   Deno.test(`ZmqTransport connects again at once to a ${spec} spec peer that hung up cleanly`, async () => {
-    const dir = await Deno.makeTempDir({ prefix: "m2zt-" });
-    try {
-      // A mongrel2 that restarts at once, again and again.
-      await using peer = standIn(`${dir}/${spec}`, async (conn) => {
-        await conn.write(greeting());
-        await conn.write(readyCommand(type));
-        // Takes m2fetch's READY (closing with it unread would reset the
-        // connection: an error).
-        const zmtp = new ZmtpDecoder();
-        while (zmtp.next() === null) {
-          const count = await conn.read(zmtp.space());
-          if (count === null) return;
-          zmtp.commit(count);
-        }
-        await sleep(50);
-        conn.close();
-      });
-      const errors: string[] = [];
-      const transport = new ZmqTransport({
-        sendSpec: `ipc://${dir}/send`,
-        recvSpec: `ipc://${dir}/recv`,
-        onError: (error) => errors.push(error.message),
-      });
-      try {
-        // 100 ms between connections, not a second as after an error (when
-        // the third would come after some 2 s).
-        assert.ok(
-          await waitFor(() => peer.connections >= 3, 1800),
-          `${peer.connections} connections`,
-        );
-      } finally {
-        await transport.close();
+    await using tmp = await tempDir("m2zt-");
+    const dir = tmp.path;
+    // A mongrel2 that restarts at once, again and again.
+    await using peer = standIn(`${dir}/${spec}`, async (conn) => {
+      await conn.write(greeting());
+      await conn.write(readyCommand(type));
+      // Takes m2fetch's READY (closing with it unread would reset the
+      // connection: an error).
+      const zmtp = new ZmtpDecoder();
+      while (zmtp.next() === null) {
+        const count = await conn.read(zmtp.space());
+        if (count === null) return;
+        zmtp.commit(count);
       }
-      assert.deepEqual(errors, []);
+      await sleep(50);
+      conn.close();
+    });
+    const errors: string[] = [];
+    const transport = new ZmqTransport({
+      sendSpec: `ipc://${dir}/send`,
+      recvSpec: `ipc://${dir}/recv`,
+      onError: (error) => errors.push(error.message),
+    });
+    try {
+      // 100 ms between connections, not a second as after an error (when
+      // the third would come after some 2 s).
+      assert.ok(
+        await waitFor(() => peer.connections >= 3, 1800),
+        `${peer.connections} connections`,
+      );
     } finally {
-      await Deno.remove(dir, { recursive: true });
+      await transport.close();
     }
+    assert.deepEqual(errors, []);
   });
 }
 
 for (const [spec, type] of [["send", "PUSH"], ["recv", "SUB"]] as const) {
   Deno.test(`ZmqTransport answers a ${spec} spec peer's PING with a PONG carrying its context`, async () => {
-    const dir = await Deno.makeTempDir({ prefix: "m2zt-" });
+    await using tmp = await tempDir("m2zt-");
+    const dir = tmp.path;
     const pong = Promise.withResolvers<Uint8Array>();
-    try {
-      await using _peer = standIn(`${dir}/${spec}`, async (conn) => {
-        await conn.write(greeting());
-        await conn.write(readyCommand(type));
-        // A TTL of 1 s (in tenths), then the context.
-        await conn.write(
-          commandFrame("PING", Uint8Array.of(0, 10, ...encoder.encode("ctx"))),
-        );
-        const zmtp = new ZmtpDecoder();
-        while (true) {
-          const count = await conn.read(zmtp.space());
-          if (count === null) return;
-          zmtp.commit(count);
-          let frame: ZmtpFrame | null;
-          while ((frame = zmtp.next()) !== null) {
-            if (!frame.command) continue;
-            const { name, data } = parseCommand(frame.body);
-            if (name === "PONG") pong.resolve(data);
-          }
+    await using _peer = standIn(`${dir}/${spec}`, async (conn) => {
+      await conn.write(greeting());
+      await conn.write(readyCommand(type));
+      // A TTL of 1 s (in tenths), then the context.
+      await conn.write(
+        commandFrame("PING", Uint8Array.of(0, 10, ...encoder.encode("ctx"))),
+      );
+      const zmtp = new ZmtpDecoder();
+      while (true) {
+        const count = await conn.read(zmtp.space());
+        if (count === null) return;
+        zmtp.commit(count);
+        let frame: ZmtpFrame | null;
+        while ((frame = zmtp.next()) !== null) {
+          if (!frame.command) continue;
+          const { name, data } = parseCommand(frame.body);
+          if (name === "PONG") pong.resolve(data);
         }
-      });
-      const transport = new ZmqTransport({
-        sendSpec: `ipc://${dir}/send`,
-        recvSpec: `ipc://${dir}/recv`,
-      });
-      try {
-        const data = await within(pong.promise, 2000, null);
-        assert.deepEqual(data, encoder.encode("ctx"));
-      } finally {
-        await transport.close();
       }
+    });
+    const transport = new ZmqTransport({
+      sendSpec: `ipc://${dir}/send`,
+      recvSpec: `ipc://${dir}/recv`,
+    });
+    try {
+      const data = await within(pong.promise, 2000, null);
+      assert.deepEqual(data, encoder.encode("ctx"));
     } finally {
-      await Deno.remove(dir, { recursive: true });
+      await transport.close();
     }
   });
 }
 
 Deno.test("ZmqTransport publishes to a mongrel2 only what its subscriptions match, and reports each it cancels", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "m2zt-" });
+  await using tmp = await tempDir("m2zt-");
+  const dir = tmp.path;
   const path = `${dir}/recv`;
   const received: string[] = [];
   const connected = Promise.withResolvers<Deno.Conn>();
@@ -769,12 +750,12 @@ Deno.test("ZmqTransport publishes to a mongrel2 only what its subscriptions matc
     assert.deepEqual(left, [["A"], ["B"]]);
   } finally {
     await transport.close();
-    await Deno.remove(dir, { recursive: true });
   }
 });
 
 Deno.test("ZmqTransport keeps a mongrel2 that takes replies slowly", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "m2zt-" });
+  await using tmp = await tempDir("m2zt-");
+  const dir = tmp.path;
   const path = `${dir}/recv`;
   const reply = new Uint8Array(8 << 20);
   let got = 0;
@@ -820,7 +801,6 @@ Deno.test("ZmqTransport keeps a mongrel2 that takes replies slowly", async () =>
     assert.deepEqual(left, []);
   } finally {
     await transport.close();
-    await Deno.remove(dir, { recursive: true });
   }
 });
 
@@ -856,7 +836,8 @@ function pushesAtOnce(
 }
 
 Deno.test("ZmqTransport stops reading while 1,000 messages wait, and reads again once they are taken", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "m2zt-" });
+  await using tmp = await tempDir("m2zt-");
+  const dir = tmp.path;
   const count = 3000;
   await using mongrel2 = pushesAtOnce(`${dir}/send`, count);
   const transport = new ZmqTransport({
@@ -878,12 +859,12 @@ Deno.test("ZmqTransport stops reading while 1,000 messages wait, and reads again
   } finally {
     await messages.return?.();
     await transport.close();
-    await Deno.remove(dir, { recursive: true });
   }
 });
 
 Deno.test("ZmqTransport.stopReceiving() ends for a mongrel2 that never stops pushing", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "m2zt-" });
+  await using tmp = await tempDir("m2zt-");
+  const dir = tmp.path;
   const batch = new Uint8Array(100 * 3);
   for (let i = 0; i < 100; i++) batch.set(frameOf(encoder.encode("m")), i * 3);
   await using _mongrel2 = standIn(`${dir}/send`, async (conn, closing) => {
@@ -910,12 +891,12 @@ Deno.test("ZmqTransport.stopReceiving() ends for a mongrel2 that never stops pus
   } finally {
     await transport.close();
     await receiving;
-    await Deno.remove(dir, { recursive: true });
   }
 });
 
 Deno.test("ZmqTransport.stopReceiving() ends while 1,000 messages wait and nobody takes them, taking 1,024 more at most", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "m2zt-" });
+  await using tmp = await tempDir("m2zt-");
+  const dir = tmp.path;
   await using mongrel2 = pushesAtOnce(`${dir}/send`, 3000);
   const transport = new ZmqTransport({
     sendSpec: `ipc://${dir}/send`,
@@ -938,7 +919,6 @@ Deno.test("ZmqTransport.stopReceiving() ends while 1,000 messages wait and nobod
     assert.ok(taken > 1024 && taken < 2100, `${taken} messages`);
   } finally {
     await transport.close();
-    await Deno.remove(dir, { recursive: true });
   }
 });
 
@@ -969,7 +949,8 @@ Deno.test("checkEndpoint() takes ports 1 to 65535, and ZmqTransport each endpoin
 });
 
 Deno.test("ZmqTransport.stopReceiving() takes what keeps coming, until the link is quiet", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "m2zt-" });
+  await using tmp = await tempDir("m2zt-");
+  const dir = tmp.path;
   const go = Promise.withResolvers<void>();
   // Pushes a request every 5 ms once told, then stays connected, silent.
   await using mongrel2 = standIn(`${dir}/send`, async (conn, closing) => {
@@ -1004,7 +985,6 @@ Deno.test("ZmqTransport.stopReceiving() takes what keeps coming, until the link 
   } finally {
     await transport.close();
     await receiving;
-    await Deno.remove(dir, { recursive: true });
   }
 });
 
@@ -1012,7 +992,8 @@ Deno.test("ZmqTransport connects to a tcp endpoint at an IPv6 address", async ()
   const listener = Deno.listen({ hostname: "::1", port: 0 });
   const { port } = listener.addr;
   listener.close();
-  const dir = await Deno.makeTempDir({ prefix: "m2zt-" });
+  await using tmp = await tempDir("m2zt-");
+  const dir = tmp.path;
   // A TCP stand-in, on the port just freed.
   const tcp = Deno.listen({ hostname: "::1", port });
   const accepted = tcp.accept();
@@ -1029,7 +1010,6 @@ Deno.test("ZmqTransport connects to a tcp endpoint at an IPv6 address", async ()
   } finally {
     tcp.close();
     await transport.close();
-    await Deno.remove(dir, { recursive: true });
   }
 });
 
@@ -1062,7 +1042,8 @@ Deno.test({
 });
 
 Deno.test("ZmqTransport.stopReceiving() drains what comes after it past the 1,000 messages nobody takes", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "m2zt-" });
+  await using tmp = await tempDir("m2zt-");
+  const dir = tmp.path;
   const go = Promise.withResolvers<void>();
   const messages = (count: number) => {
     const bytes = new Uint8Array(count * 3);
@@ -1097,6 +1078,5 @@ Deno.test("ZmqTransport.stopReceiving() drains what comes after it past the 1,00
     assert.ok(taken >= 990 && taken <= 1010, `${taken} messages`);
   } finally {
     await transport.close();
-    await Deno.remove(dir, { recursive: true });
   }
 });
