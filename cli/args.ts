@@ -211,8 +211,19 @@ const COMMANDS: [string, Record<string, OptionSpec>][] = [
   ["init", INIT_OPTIONS],
 ];
 
-/** `a, b and c`. */
-function listed(words: string[]): string {
+/**
+ * Words joined as a sentence lists them.
+ *
+ * @param words The words.
+ * @returns `a, b and c`.
+ *
+ * @example Usage
+ * ```ts
+ * import { listed } from "./args.ts";
+ * console.assert(listed(["a", "b", "c"]) === "a, b and c");
+ * ```
+ */
+export function listed(words: readonly string[]): string {
   return words.length < 2
     ? words.join("")
     : `${words.slice(0, -1).join(", ")} and ${words.at(-1)}`;

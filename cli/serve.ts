@@ -25,7 +25,7 @@ import {
   sweepStaleUploads,
 } from "../runtime/upload/store.ts";
 import { WorkerPool } from "../runtime/workers/pool.ts";
-import { closest, parse, UsageError } from "./args.ts";
+import { closest, listed, parse, UsageError } from "./args.ts";
 import { answeredHelpOrVersion } from "./help.ts";
 import { CliLog, messageOf } from "./log.ts";
 import {
@@ -418,7 +418,9 @@ async function checkNotACommand(first: string | undefined): Promise<void> {
   throw new UsageError(
     `Unknown command "${first}"${
       meant === undefined ? "" : ` (did you mean "${meant}"?)`
-    }: the commands are config, dev, init and mongrel2-conf, and without one the first argument is the handler module to serve, but there is no file ${first}`,
+    }: the commands are ${
+      listed(COMMANDS)
+    }, and without one the first argument is the handler module to serve, but there is no file ${first}`,
   );
 }
 
