@@ -629,6 +629,8 @@ async function launch(
     })();
 
   const host = connectHost(config.bindAddress);
+  // As a URL writes it: an IPv6 address in brackets.
+  const urlHost = host.includes(":") ? `[${host}]` : host;
   const readyTimeout = options.readyTimeout ?? 10_000;
   const deadline = Date.now() + readyTimeout;
   while (true) {
@@ -637,7 +639,7 @@ async function launch(
       const { code } = await status;
       throw new Mongrel2Error(
         `Cannot start mongrel2 in ${dir}: ${
-          listenFailure(tail.text(), host, config.port) ??
+          listenFailure(tail.text(), urlHost, config.port) ??
             `it exited with code ${code} before accepting connections on ${host}:${config.port}`
         }`,
         await describeLogs(),
@@ -654,7 +656,6 @@ async function launch(
     await delay(25);
   }
 
-  const urlHost = host.includes(":") ? `[${host}]` : host;
   return {
     dir,
     port: config.port,
@@ -786,12 +787,12 @@ function cannotRun(program: string, option: string, error: unknown): string {
  */
 function listenFailure(
   output: string,
-  host: string,
+  urlHost: string,
   port: number,
 ): string | undefined {
   if (!output.includes("Can't announce on TCP port")) return undefined;
   const errno = /errno: ([^)]+)\) bind failed/.exec(output)?.[1];
-  const where = `${host.includes(":") ? `[${host}]` : host}:${port}`;
+  const where = `${urlHost}:${port}`;
   if (errno === "Address already in use") {
     return `it cannot listen on ${where}: another process already listens on port ${port} (for dev, pick another --port, or --port 0 for a free one)`;
   }
